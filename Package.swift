@@ -1,0 +1,47 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+  name: "qopt",
+  products: [
+    .executable(name: "qopt", targets: ["qopt"]),
+    .library(name: "QoptIR", targets: ["QoptIR"]),
+    .library(name: "QoptPasses", targets: ["QoptPasses"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    // IR
+    .target(name: "QoptIR"),
+
+    // Runtime
+    .systemLibrary(
+      name: "COpenBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS"]),
+
+    // Passes
+    .target(name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"]),
+
+    // CLI
+    .executableTarget(
+      name: "qopt",
+      dependencies: [
+        "QoptIR", "QoptPasses",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime"]),
+
+    // Tests
+    .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
+    .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
+    .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
+    .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
+    .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptLitTests",
+      dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

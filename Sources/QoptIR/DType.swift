@@ -1,0 +1,76 @@
+/// A plain (unquantized) element type.
+public enum DType: String, Hashable, Sendable, CaseIterable {
+  case f32, f16, bf16, f8e4m3, i64, i32, i8, u8
+
+  /// Bytes per element.
+  public var byteSize: Int {
+    switch self {
+    case .f32, .i32: 4
+    case .f16, .bf16: 2
+    case .i64: 8
+    case .f8e4m3, .i8, .u8: 1
+    }
+  }
+
+  public var isFloat: Bool {
+    switch self {
+    case .f32, .f16, .bf16, .f8e4m3: true
+    default: false
+    }
+  }
+
+  /// The dtype name safetensors uses (`F32`, `BF16`, …).
+  public var safetensorsName: String {
+    switch self {
+    case .f32: "F32"
+    case .f16: "F16"
+    case .bf16: "BF16"
+    case .f8e4m3: "F8_E4M3"
+    case .i64: "I64"
+    case .i32: "I32"
+    case .i8: "I8"
+    case .u8: "U8"
+    }
+  }
+
+  public init?(safetensorsName: String) {
+    guard let t = DType.allCases.first(where: { $0.safetensorsName == safetensorsName }) else {
+      return nil
+    }
+    self = t
+  }
+}
+
+// MARK: - Exact conversions between f32 and the 16-bit float formats
+
+/// bf16 bits → f32 (exact: bf16 is the top half of an f32).
+@inlinable public func bf16ToFloat(_ bits: UInt16) -> Float {
+  Float(bitPattern: UInt32(bits) << 16)
+}
+
+/// f32 → bf16 bits, rounding to nearest even as PyTorch does; NaN stays a quiet NaN.
+@inlinable public func floatToBF16(_ x: Float) -> UInt16 {
+  let b = x.bitPattern
+  if x.isNaN { return UInt16(truncatingIfNeeded: (b >> 16) | 0x40) }
+  let rounding = UInt32(0x7FFF) + ((b >> 16) & 1)
+  return UInt16(truncatingIfNeeded: (b &+ rounding) >> 16)
+}
+
+/// f16 bits → f32 (exact).
+@inlinable public func f16ToFloat(_ bits: UInt16) -> Float {
+  Float(Float16(bitPattern: bits))
+}
+
+/// f32 → f16 bits, rounding to nearest even (IEEE conversion).
+@inlinable public func floatToF16(_ x: Float) -> UInt16 {
+  Float16(x).bitPattern
+}
+
+/// Rounds `x` to the nearest value representable in `dtype` and returns it as f32.
+@inlinable public func roundFloat(_ x: Float, to dtype: DType) -> Float {
+  switch dtype {
+  case .f16: f16ToFloat(floatToF16(x))
+  case .bf16: bf16ToFloat(floatToBF16(x))
+  default: x
+  }
+}

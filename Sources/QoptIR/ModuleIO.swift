@@ -1,0 +1,82 @@
+/// Reading and writing `.ir` files with their `.safetensors` sidecar.
+///
+/// `x.ir` keeps its large weights in `x.safetensors` beside it; small ones may be inline.
+/// Saving writes both through temporary names and renames them into place (sidecar first), so
+/// a failure never leaves a partial output and never touches the input.
+public enum ModuleIO {
+  /// The sidecar path for an `.ir` path: the extension replaced by `.safetensors`.
+  public static func sidecarPath(for irPath: String) -> String {
+    let base = irPath.hasSuffix(".ir") ? String(irPath.dropLast(3)) : irPath
+    return base + ".safetensors"
+  }
+
+  /// Parses `text` (read from `file`) and resolves its weights from the sidecar when any
+  /// `param` is not inline. `file == "<stdin>"` resolves nothing.
+  public static func load(text: String, file: String) throws -> Module {
+    let module = try Parser.parse(text, file: file)
+    guard module.hasWeightSource else { return module }
+    let inline = Set(module.weights.names)
+    var schemes: [String: QuantScheme] = [:]
+    var firstExternal: Op?
+    for op in module.allOps {
+      guard let name = op.paramName, !inline.contains(name) else { continue }
+      if firstExternal == nil { firstExternal = op }
+      if let s = op.result?.type.element.scheme { schemes[name] = s }
+    }
+    guard let first = firstExternal else { return module }
+    let sidecar = sidecarPath(for: file)
+    guard fileExists(sidecar) else {
+      throw VerifyError([Diagnostic(.error, "weight \(Printer.symbol(first.paramName ?? "")) is not inline and the sidecar '\(sidecar)' does not exist", at: first.location)])
+    }
+    let store = try WeightStore.load(sidecar: sidecar, schemes: schemes)
+    for name in inline {
+      if let e = module.weights[name] { store.set(name, e) }
+    }
+    module.weights = store
+    return module
+  }
+
+  /// Reads and parses an `.ir` file.
+  public static func load(path: String) throws -> Module {
+    let bytes = try readFile(path)
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw StorageError(file: path, offset: firstInvalidUTF8(bytes), message: "file is not valid UTF-8")
+    }
+    return try load(text: text, file: path)
+  }
+
+  /// Writes `module` to `path` (text) and its sidecar (every weight not printed inline).
+  public static func save(_ module: Module, to path: String, printer: Printer = Printer()) throws {
+    let inline = printer.inlinedWeights(of: module)
+    let referenced = Set(module.allOps.compactMap(\.paramName))
+    let entries = module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
+    let text = printer.print(module)
+    let ir = try AtomicFileWriter(path: path)
+    try ir.write(text)
+    if !entries.isEmpty {
+      let sidecar = sidecarPath(for: path)
+      let out = try AtomicFileWriter(path: sidecar)
+      do {
+        try SafetensorsWriter.write(entries, metadata: [("format", "pt"), ("producer", "qopt")], into: out)
+        try out.commit()
+      } catch {
+        out.abandon()
+        ir.abandon()
+        throw error
+      }
+    }
+    try ir.commit()
+  }
+
+  /// The byte offset of the first byte that breaks UTF-8 validity.
+  static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int {
+    var i = 0
+    while i < bytes.count {
+      let b = bytes[i]
+      let n = b < 0x80 ? 1 : b >> 5 == 0b110 ? 2 : b >> 4 == 0b1110 ? 3 : b >> 3 == 0b11110 ? 4 : 0
+      guard n > 0, i + n <= bytes.count, String(validating: bytes[i..<(i + n)], as: UTF8.self) != nil else { return i }
+      i += n
+    }
+    return i
+  }
+}

@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A buffered writer to a new file that only becomes visible under its final name when
+/// `commit()` renames it there: a failure, or a kill, never leaves a partial output behind.
+public final class AtomicFileWriter {
+  public let path: String
+  public let temporaryPath: String
+  private var fd: Int32
+  private var buffer: [UInt8] = []
+  private var committed = false
+  public private(set) var bytesWritten = 0
+
+  /// Creates the temporary file beside `path`.
+  public init(path: String) throws(StorageError) {
+    self.path = path
+    let dir = parentDirectory(of: path)
+    let base = String(path.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
+    temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).qopt-tmp-\(getpid())"
+    fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else {
+      throw StorageError(file: path, offset: nil, message: "cannot create: \(String(cString: strerror(errno)))")
+    }
+    buffer.reserveCapacity(1 << 20)
+  }
+
+  deinit {
+    if !committed { abandon() }
+  }
+
+  public func write(_ bytes: UnsafeRawBufferPointer) throws(StorageError) {
+    if buffer.count + bytes.count > (1 << 20) { try flush() }
+    if bytes.count >= (1 << 20) {
+      try writeAll(bytes)
+    } else {
+      buffer.append(contentsOf: bytes)
+    }
+    bytesWritten += bytes.count
+  }
+
+  public func write(_ bytes: [UInt8]) throws(StorageError) {
+    try withBytes(bytes) { b throws(StorageError) in try write(b) }
+  }
+
+  public func write(_ text: String) throws(StorageError) {
+    try write(Array(text.utf8))
+  }
+
+  private func flush() throws(StorageError) {
+    let b = buffer
+    buffer.removeAll(keepingCapacity: true)
+    try withBytes(b) { raw throws(StorageError) in try writeAll(raw) }
+  }
+
+  private func writeAll(_ raw: UnsafeRawBufferPointer) throws(StorageError) {
+    var done = 0
+    while done < raw.count {
+      let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)  // safe: count > 0
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw StorageError(file: path, offset: bytesWritten, message: "write failed: \(String(cString: strerror(errno)))")
+      }
+      done += n
+    }
+  }
+
+  /// Flushes, closes and renames the file to its final name.
+  public func commit() throws(StorageError) {
+    try flush()
+    close(fd)
+    fd = -1
+    guard rename(temporaryPath, path) == 0 else {
+      let e = String(cString: strerror(errno))
+      unlink(temporaryPath)
+      throw StorageError(file: path, offset: nil, message: "cannot rename into place: \(e)")
+    }
+    committed = true
+  }
+
+  /// Closes and deletes the temporary file.
+  public func abandon() {
+    if fd >= 0 { close(fd) }
+    fd = -1
+    unlink(temporaryPath)
+    committed = true
+  }
+}
+
+/// The directory part of `path` ("" for a bare file name).
+public func parentDirectory(of path: String) -> String {
+  guard let slash = path.lastIndex(of: "/") else { return "" }
+  return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
+/// Whether a file or directory exists at `path`.
+public func fileExists(_ path: String) -> Bool {
+  var st = stat()
+  return stat(path, &st) == 0
+}
+
+/// Reads a whole (small) file; throws a located error when it cannot.
+public func readFile(_ path: String) throws(StorageError) -> [UInt8] {
+  let f = try MappedFile(path: path)
+  return Array(f.all)
+}
+
+/// `Array.withUnsafeBytes` for a body with a typed error (the standard one only rethrows `any Error`).
+@inlinable func withBytes<R, E: Error>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+  try a.withUnsafeBytes { p in Result { () throws(E) -> R in try body(p) } }.get()
+}

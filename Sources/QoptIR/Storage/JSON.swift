@@ -1,0 +1,332 @@
+/// A JSON value as qopt's readers need it: integers kept exact, object key order kept.
+///
+/// qopt parses JSON itself (safetensors headers, config.json, tokenizer.json, index files) so
+/// that every error names a byte offset and nesting depth is bounded.
+public indirect enum JSON: Hashable, Sendable {
+  case null
+  case bool(Bool)
+  case int(Int)
+  case double(Double)
+  case string(String)
+  case array([JSON])
+  case object([(String, JSON)])
+
+  public subscript(key: String) -> JSON? {
+    if case .object(let pairs) = self { return pairs.first { $0.0 == key }?.1 }
+    return nil
+  }
+  public var objectPairs: [(String, JSON)]? {
+    if case .object(let p) = self { return p }
+    return nil
+  }
+  public var arrayValue: [JSON]? {
+    if case .array(let a) = self { return a }
+    return nil
+  }
+  public var stringValue: String? {
+    if case .string(let s) = self { return s }
+    return nil
+  }
+  public var intValue: Int? {
+    switch self {
+    case .int(let i): i
+    case .double(let d) where d.rounded() == d && abs(d) < 9.0e15: Int(d)
+    default: nil
+    }
+  }
+  public var doubleValue: Double? {
+    switch self {
+    case .int(let i): Double(i)
+    case .double(let d): d
+    default: nil
+    }
+  }
+  public var boolValue: Bool? {
+    if case .bool(let b) = self { return b }
+    return nil
+  }
+
+  public static func == (a: JSON, b: JSON) -> Bool {
+    switch (a, b) {
+    case (.null, .null): true
+    case (.bool(let x), .bool(let y)): x == y
+    case (.int(let x), .int(let y)): x == y
+    case (.double(let x), .double(let y)): x == y
+    case (.string(let x), .string(let y)): x == y
+    case (.array(let x), .array(let y)): x == y
+    case (.object(let x), .object(let y)):
+      x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+    default: false
+    }
+  }
+  public func hash(into h: inout Hasher) {
+    switch self {
+    case .null: h.combine(0)
+    case .bool(let b): h.combine(b)
+    case .int(let i): h.combine(i)
+    case .double(let d): h.combine(d)
+    case .string(let s): h.combine(s)
+    case .array(let a): h.combine(a)
+    case .object(let o):
+      for (k, v) in o {
+        h.combine(k)
+        h.combine(v)
+      }
+    }
+  }
+}
+
+/// A JSON syntax error at a byte offset of the parsed text.
+public struct JSONError: Error, Hashable, Sendable, CustomStringConvertible {
+  public var message: String
+  public var offset: Int
+  public var description: String { "\(message) at byte \(offset)" }
+}
+
+extension JSON {
+  /// The deepest nesting accepted; deeper input is an error, never a stack overflow.
+  public static let maxDepth = 128
+
+  /// Parses one JSON document from UTF-8 bytes (trailing white space allowed).
+  public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> JSON {
+    var p = JSONParser(bytes: bytes)
+    p.skipSpace()
+    let v = try p.value(depth: 0)
+    p.skipSpace()
+    guard p.pos == bytes.count else { throw JSONError(message: "trailing characters", offset: p.pos) }
+    return v
+  }
+
+  public static func parse(_ text: String) throws(JSONError) -> JSON {
+    try parse(Array(text.utf8))
+  }
+
+  public static func parse(_ bytes: [UInt8]) throws(JSONError) -> JSON {
+    try withBytes(bytes) { buf throws(JSONError) in try parse(buf) }
+  }
+
+  /// Compact serialization (no spaces), keys in stored order.
+  public var serialized: String {
+    var out = ""
+    write(to: &out, indent: nil, level: 0)
+    return out
+  }
+
+  /// Serialization with two-space indentation, as transformers writes config.json.
+  public var pretty: String {
+    var out = ""
+    write(to: &out, indent: "  ", level: 0)
+    return out
+  }
+
+  private func write(to out: inout String, indent: String?, level: Int) {
+    let nl = indent == nil ? "" : "\n"
+    let pad = { (n: Int) in indent.map { String(repeating: $0, count: n) } ?? "" }
+    switch self {
+    case .null: out += "null"
+    case .bool(let b): out += b ? "true" : "false"
+    case .int(let i): out += String(i)
+    case .double(let d):
+      if d.isFinite { out += d.rounded() == d && abs(d) < 1e16 ? "\(d)" : "\(d)" } else { out += "null" }
+    case .string(let s): out += JSON.quote(s)
+    case .array(let a):
+      if a.isEmpty { out += "[]"; return }
+      out += "[" + nl
+      for (i, v) in a.enumerated() {
+        out += pad(level + 1)
+        v.write(to: &out, indent: indent, level: level + 1)
+        out += (i + 1 < a.count ? "," : "") + nl
+      }
+      out += pad(level) + "]"
+    case .object(let o):
+      if o.isEmpty { out += "{}"; return }
+      out += "{" + nl
+      for (i, (k, v)) in o.enumerated() {
+        out += pad(level + 1) + JSON.quote(k) + (indent == nil ? ":" : ": ")
+        v.write(to: &out, indent: indent, level: level + 1)
+        out += (i + 1 < o.count ? "," : "") + nl
+      }
+      out += pad(level) + "}"
+    }
+  }
+
+  /// A JSON string literal for `s`.
+  public static func quote(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+      switch u {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      case _ where u.value < 0x20:
+        let h = String(u.value, radix: 16)
+        out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+      default: out.unicodeScalars.append(u)
+      }
+    }
+    return out + "\""
+  }
+}
+
+private struct JSONParser {
+  let bytes: UnsafeRawBufferPointer
+  var pos = 0
+
+  init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+  var atEnd: Bool { pos >= bytes.count }
+  var cur: UInt8 { pos < bytes.count ? bytes[pos] : 0 }
+
+  mutating func skipSpace() {
+    while pos < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[pos]) { pos += 1 }
+  }
+
+  func fail(_ m: String) -> JSONError { JSONError(message: m, offset: pos) }
+
+  mutating func value(depth: Int) throws(JSONError) -> JSON {
+    guard depth < JSON.maxDepth else { throw fail("nesting deeper than \(JSON.maxDepth)") }
+    guard !atEnd else { throw fail("unexpected end of JSON") }
+    switch cur {
+    case UInt8(ascii: "{"):
+      pos += 1
+      var pairs: [(String, JSON)] = []
+      skipSpace()
+      if cur == UInt8(ascii: "}") { pos += 1; return .object(pairs) }
+      while true {
+        skipSpace()
+        guard cur == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let k = try string()
+        skipSpace()
+        guard cur == UInt8(ascii: ":") else { throw fail("expected ':' after key \"\(k)\"") }
+        pos += 1
+        skipSpace()
+        pairs.append((k, try value(depth: depth + 1)))
+        skipSpace()
+        if cur == UInt8(ascii: ",") { pos += 1; continue }
+        if cur == UInt8(ascii: "}") { pos += 1; return .object(pairs) }
+        throw fail(atEnd ? "unexpected end of JSON" : "expected ',' or '}'")
+      }
+    case UInt8(ascii: "["):
+      pos += 1
+      var items: [JSON] = []
+      skipSpace()
+      if cur == UInt8(ascii: "]") { pos += 1; return .array(items) }
+      while true {
+        skipSpace()
+        items.append(try value(depth: depth + 1))
+        skipSpace()
+        if cur == UInt8(ascii: ",") { pos += 1; continue }
+        if cur == UInt8(ascii: "]") { pos += 1; return .array(items) }
+        throw fail(atEnd ? "unexpected end of JSON" : "expected ',' or ']'")
+      }
+    case UInt8(ascii: "\""): return .string(try string())
+    case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+    case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+    case UInt8(ascii: "n"): try literal("null"); return .null
+    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+    default: throw fail("unexpected character '\(Character(UnicodeScalar(cur)))'")
+    }
+  }
+
+  mutating func literal(_ word: String) throws(JSONError) {
+    for c in word.utf8 {
+      guard cur == c else { throw fail("invalid literal") }
+      pos += 1
+    }
+  }
+
+  mutating func number() throws(JSONError) -> JSON {
+    let start = pos
+    var isInt = true
+    if cur == UInt8(ascii: "-") { pos += 1 }
+    guard !atEnd, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cur) else {
+      throw fail("invalid number")
+    }
+    while !atEnd, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cur) { pos += 1 }
+    if cur == UInt8(ascii: ".") {
+      isInt = false
+      pos += 1
+      while !atEnd, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cur) { pos += 1 }
+    }
+    if cur == UInt8(ascii: "e") || cur == UInt8(ascii: "E") {
+      isInt = false
+      pos += 1
+      if cur == UInt8(ascii: "+") || cur == UInt8(ascii: "-") { pos += 1 }
+      while !atEnd, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cur) { pos += 1 }
+    }
+    let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
+    if isInt, let i = Int(text) { return .int(i) }
+    guard let d = Double(text) else { throw JSONError(message: "invalid number", offset: start) }
+    return .double(d)
+  }
+
+  mutating func hex4() throws(JSONError) -> UInt32 {
+    var v: UInt32 = 0
+    for _ in 0..<4 {
+      guard !atEnd else { throw fail("unexpected end of JSON") }
+      let c = cur
+      let d: UInt32
+      switch c {
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
+      case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
+      case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
+      default: throw fail("invalid \\u escape")
+      }
+      v = v * 16 + d
+      pos += 1
+    }
+    return v
+  }
+
+  mutating func string() throws(JSONError) -> String {
+    let start = pos
+    pos += 1  // opening quote
+    var out = [UInt8]()
+    while true {
+      guard !atEnd else { throw JSONError(message: "unterminated string", offset: start) }
+      let c = cur
+      if c == UInt8(ascii: "\"") { pos += 1; break }
+      if c < 0x20 { throw fail("control character in string") }
+      if c == UInt8(ascii: "\\") {
+        pos += 1
+        guard !atEnd else { throw JSONError(message: "unterminated string", offset: start) }
+        let e = cur
+        pos += 1
+        switch e {
+        case UInt8(ascii: "\""): out.append(0x22)
+        case UInt8(ascii: "\\"): out.append(0x5C)
+        case UInt8(ascii: "/"): out.append(0x2F)
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "f"): out.append(0x0C)
+        case UInt8(ascii: "n"): out.append(0x0A)
+        case UInt8(ascii: "r"): out.append(0x0D)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "u"):
+          var scalar = try hex4()
+          if (0xD800..<0xDC00).contains(scalar) {
+            guard cur == UInt8(ascii: "\\"), pos + 1 < bytes.count, bytes[pos + 1] == UInt8(ascii: "u")
+            else { throw fail("unpaired surrogate") }
+            pos += 2
+            let low = try hex4()
+            guard (0xDC00..<0xE000).contains(low) else { throw fail("unpaired surrogate") }
+            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+          } else if (0xDC00..<0xE000).contains(scalar) {
+            throw fail("unpaired surrogate")
+          }
+          // safe: surrogates were excluded above, so the scalar is valid.
+          out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar)!)).utf8))
+        default: throw fail("invalid escape")
+        }
+        continue
+      }
+      out.append(c)
+      pos += 1
+    }
+    guard let s = String(validating: out, as: UTF8.self) else {
+      throw JSONError(message: "string is not valid UTF-8", offset: start)
+    }
+    return s
+  }
+}

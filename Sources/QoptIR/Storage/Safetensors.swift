@@ -1,0 +1,179 @@
+/// A parsed safetensors file: its tensors (memory-mapped, nothing read yet) and metadata.
+///
+/// Validation follows the reference reader: header length bounds, UTF-8 JSON, known dtypes,
+/// shape × dtype size = byte count (overflow-checked), ranges that tile the data buffer
+/// exactly, no duplicate names. Every error names the file and a byte offset.
+public struct SafetensorsFile {
+  /// The largest header the reference accepts (100 MB).
+  public static let maxHeaderSize = 100_000_000
+
+  public let path: String
+  public let file: MappedFile
+  /// Tensors in header order.
+  public let tensors: [(name: String, data: TensorData)]
+  public let metadata: [(String, String)]
+
+  public init(path: String) throws(StorageError) {
+    try self.init(file: MappedFile(path: path))
+  }
+
+  public init(file: MappedFile) throws(StorageError) {
+    self.file = file
+    self.path = file.path
+    func fail(_ offset: Int?, _ m: String) -> StorageError { StorageError(file: file.path, offset: offset, message: m) }
+    let size = file.size
+    guard size >= 8 else { throw fail(0, "file is \(size) bytes, too short for a safetensors header length") }
+    let raw = file.all
+    let n64 = raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+    guard n64 <= UInt64(Self.maxHeaderSize) else {
+      throw fail(0, "header length \(n64) exceeds the limit of \(Self.maxHeaderSize) bytes")
+    }
+    let n = Int(n64)
+    guard 8 + n <= size else { throw fail(0, "header length \(n) runs past the end of the file (\(size) bytes)") }
+    let headerBytes = UnsafeRawBufferPointer(rebasing: raw[8..<(8 + n)])
+    let header: JSON
+    do { header = try JSON.parse(headerBytes) } catch {
+      throw fail(8 + error.offset, "header is not valid JSON: \(error.message)")
+    }
+    guard let pairs = header.objectPairs else { throw fail(8, "header is not a JSON object") }
+    let dataStart = 8 + n
+    let dataSize = size - dataStart
+    var seen = Set<String>()
+    var entries: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)] = []
+    var meta: [(String, String)] = []
+    for (name, value) in pairs {
+      guard seen.insert(name).inserted else { throw fail(8, "duplicate tensor name '\(name)' in header") }
+      if name == "__metadata__" {
+        guard let m = value.objectPairs else { throw fail(8, "__metadata__ is not an object") }
+        for (k, v) in m {
+          guard let s = v.stringValue else { throw fail(8, "__metadata__ value for '\(k)' is not a string") }
+          meta.append((k, s))
+        }
+        continue
+      }
+      guard let dtName = value["dtype"]?.stringValue else { throw fail(8, "tensor '\(name)': missing 'dtype'") }
+      guard let dtype = DType(safetensorsName: dtName) else {
+        throw fail(8, "tensor '\(name)': unsupported dtype '\(dtName)'")
+      }
+      guard let shapeJ = value["shape"]?.arrayValue else { throw fail(8, "tensor '\(name)': missing 'shape'") }
+      var shape: [Int] = []
+      var elements = 1
+      for d in shapeJ {
+        guard let v = d.intValue, v >= 0 else { throw fail(8, "tensor '\(name)': shape entries must be non-negative integers") }
+        shape.append(v)
+        let (p, o) = elements.multipliedReportingOverflow(by: v)
+        guard !o else { throw fail(8, "tensor '\(name)': shape \(shape) overflows") }
+        elements = p
+      }
+      guard let offs = value["data_offsets"]?.arrayValue, offs.count == 2,
+        let b = offs[0].intValue, let e = offs[1].intValue, b >= 0, e >= b
+      else { throw fail(8, "tensor '\(name)': data_offsets must be two integers [begin, end] with begin <= end") }
+      let (bytes, o) = elements.multipliedReportingOverflow(by: dtype.byteSize)
+      guard !o, bytes == e - b else {
+        throw fail(dataStart + b, "tensor '\(name)': \(dtName) \(shape) needs \(o ? "too many" : String(bytes)) bytes but data_offsets span \(e - b)")
+      }
+      guard e <= dataSize else {
+        throw fail(dataStart + b, "tensor '\(name)': data_offsets [\(b), \(e)] run past the end of the data (\(dataSize) bytes)")
+      }
+      entries.append((name, dtype, shape, b, e))
+    }
+    // The ranges must tile the data buffer: no gaps, no overlaps, nothing after the last one.
+    var expected = 0
+    for t in entries.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+      guard t.begin == expected else {
+        throw fail(dataStart + t.begin, t.begin < expected
+          ? "tensor '\(t.name)' overlaps the previous tensor (begins at \(t.begin), previous ends at \(expected))"
+          : "gap in data before tensor '\(t.name)' (begins at \(t.begin), previous ends at \(expected))")
+      }
+      expected = t.end
+    }
+    guard expected == dataSize else {
+      throw fail(dataStart + expected, "data buffer has \(dataSize - expected) bytes after the last tensor")
+    }
+    tensors = entries.map {
+      ($0.name, TensorData(dtype: $0.dtype, shape: $0.shape, file: file, offset: dataStart + $0.begin, byteCount: $0.end - $0.begin))
+    }
+    metadata = meta
+  }
+
+  public func tensor(named name: String) -> TensorData? {
+    tensors.first { $0.name == name }?.data
+  }
+}
+
+/// A tensor to be written: its header facts up front, its bytes produced when its turn comes,
+/// so writers stream one tensor at a time.
+public struct SafetensorsEntry {
+  public var name: String
+  public var dtype: DType
+  public var shape: [Int]
+  public var produce: () throws -> TensorData
+
+  public init(name: String, dtype: DType, shape: [Int], produce: @escaping () throws -> TensorData) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+    self.produce = produce
+  }
+
+  public init(name: String, data: TensorData) {
+    self.init(name: name, dtype: data.dtype, shape: data.shape) { data }
+  }
+
+  var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
+}
+
+/// Writes safetensors files laid out as the reference writer does: compact JSON header with
+/// `__metadata__` first, tensors ordered by alignment (largest element first) then name,
+/// header padded with spaces to a multiple of 8.
+public enum SafetensorsWriter {
+  /// The header bytes (with padding) and the entries in data order.
+  public static func layout(_ entries: [SafetensorsEntry], metadata: [(String, String)] = [])
+    -> (header: [UInt8], ordered: [SafetensorsEntry])
+  {
+    let ordered = entries.sorted {
+      $0.dtype.byteSize != $1.dtype.byteSize ? $0.dtype.byteSize > $1.dtype.byteSize : $0.name < $1.name
+    }
+    var json = "{"
+    var first = true
+    if !metadata.isEmpty {
+      json += "\"__metadata__\":{" + metadata.map { JSON.quote($0.0) + ":" + JSON.quote($0.1) }.joined(separator: ",") + "}"
+      first = false
+    }
+    var offset = 0
+    for e in ordered {
+      if !first { json += "," }
+      first = false
+      let end = offset + e.byteCount
+      json += JSON.quote(e.name) + ":{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":["
+        + e.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}"
+      offset = end
+    }
+    json += "}"
+    var header = Array(json.utf8)
+    while header.count % 8 != 0 { header.append(0x20) }
+    return (header, ordered)
+  }
+
+  /// Writes `entries` to `path` atomically (temporary name, then rename).
+  public static func write(_ entries: [SafetensorsEntry], metadata: [(String, String)] = [], to path: String) throws {
+    let out = try AtomicFileWriter(path: path)
+    try write(entries, metadata: metadata, into: out)
+    try out.commit()
+  }
+
+  /// Streams `entries` into an open writer, producing each tensor only when it is written.
+  public static func write(_ entries: [SafetensorsEntry], metadata: [(String, String)] = [], into out: AtomicFileWriter) throws {
+    let (header, ordered) = layout(entries, metadata: metadata)
+    var n = UInt64(header.count).littleEndian
+    try withUnsafeBytes(of: &n) { b throws(StorageError) in try out.write(b) }
+    try out.write(header)
+    for e in ordered {
+      let t = try e.produce()
+      guard t.dtype == e.dtype, t.shape.reduce(1, *) == e.shape.reduce(1, *) else {
+        throw StorageError(file: out.path, offset: nil, message: "tensor '\(e.name)' produced \(t.dtype) \(t.shape), declared \(e.dtype) \(e.shape)")
+      }
+      try t.withUnsafeBytes { b throws(StorageError) in try out.write(b) }
+    }
+  }
+}

@@ -1,0 +1,169 @@
+/// The bytes of one dense tensor: owned in memory, or a slice of a memory-mapped file.
+///
+/// Values are little-endian and row-major. Reading a mapped tensor touches only its own pages.
+public struct TensorData: @unchecked Sendable {
+  enum Storage {
+    case owned(OwnedBytes)
+    case mapped(MappedFile, offset: Int)
+  }
+
+  public let dtype: DType
+  public let shape: [Int]
+  public let byteCount: Int
+  let storage: Storage
+
+  /// Element count (product of the shape; 1 for a scalar).
+  public var count: Int { shape.reduce(1, *) }
+
+  /// Wraps `bytes`; `bytes.count` must equal the shape's element count times the dtype size.
+  public init(dtype: DType, shape: [Int], bytes: [UInt8]) {
+    precondition(bytes.count == shape.reduce(1, *) * dtype.byteSize, "tensor byte count")
+    self.dtype = dtype
+    self.shape = shape
+    self.byteCount = bytes.count
+    self.storage = .owned(OwnedBytes(bytes))
+  }
+
+  /// A tensor whose bytes live in `file` at `offset` (already range-checked by the reader).
+  public init(dtype: DType, shape: [Int], file: MappedFile, offset: Int, byteCount: Int) {
+    self.dtype = dtype
+    self.shape = shape
+    self.byteCount = byteCount
+    self.storage = .mapped(file, offset: offset)
+  }
+
+  /// An f32 tensor holding `values`.
+  public init(floats values: [Float], shape: [Int]) {
+    precondition(values.count == shape.reduce(1, *), "tensor element count")
+    self.dtype = .f32
+    self.shape = shape
+    self.byteCount = values.count * 4
+    self.storage = .owned(OwnedBytes(values.withUnsafeBytes { Array($0) }))
+  }
+
+  /// `values` rounded into `dtype` (f32, f16 or bf16).
+  public init(floats values: [Float], shape: [Int], as dtype: DType) {
+    switch dtype {
+    case .f16, .bf16:
+      var bits = [UInt16](repeating: 0, count: values.count)
+      for i in values.indices { bits[i] = dtype == .f16 ? floatToF16(values[i]) : floatToBF16(values[i]) }
+      self.init(dtype: dtype, shape: shape, bytes: bits.withUnsafeBytes { Array($0) })
+    default:
+      precondition(dtype == .f32, "float conversion to \(dtype)")
+      self.init(floats: values, shape: shape)
+    }
+  }
+
+  /// An i8 tensor holding `values`.
+  public init(int8 values: [Int8], shape: [Int]) {
+    self.init(dtype: .i8, shape: shape, bytes: values.withUnsafeBytes { Array($0) })
+  }
+
+  /// Calls `body` with the raw bytes.
+  public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    switch storage {
+    case .owned(let o): return try body(UnsafeRawBufferPointer(start: o.pointer, count: byteCount))
+    case .mapped(let f, let offset): return try body(f.bytes(offset: offset, count: byteCount))
+    }
+  }
+
+  /// The raw bytes as an array (a copy).
+  public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+  /// Every element converted to f32 (exactly, for float and small integer types).
+  public func floats() -> [Float] {
+    var out = [Float](repeating: 0, count: count)
+    out.withUnsafeMutableBufferPointer { dst in readFloats(into: dst) }
+    return out
+  }
+
+  /// Converts every element to f32 into `dst` (which holds `count` floats).
+  public func readFloats(into dst: UnsafeMutableBufferPointer<Float>) {
+    let n = count
+    withUnsafeBytes { raw in
+      switch dtype {
+      case .f32:
+        UnsafeMutableRawBufferPointer(dst).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(n * 4)]))
+      case .f16:
+        for i in 0..<n { dst[i] = f16ToFloat(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+      case .bf16:
+        for i in 0..<n { dst[i] = bf16ToFloat(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+      case .i8:
+        for i in 0..<n { dst[i] = Float(Int8(bitPattern: raw[i])) }
+      case .u8:
+        for i in 0..<n { dst[i] = Float(raw[i]) }
+      case .i32:
+        for i in 0..<n { dst[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+      case .i64:
+        for i in 0..<n { dst[i] = Float(raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+      case .f8e4m3:
+        for i in 0..<n { dst[i] = e4m3ToFloat(raw[i]) }
+      }
+    }
+  }
+
+  /// The elements of an i8 tensor.
+  public func int8s() -> [Int8] {
+    precondition(dtype == .i8 || dtype == .u8, "int8s() on \(dtype)")
+    return withUnsafeBytes { raw in raw.map { Int8(bitPattern: $0) } }
+  }
+
+  /// The same bytes viewed with another shape of the same element count.
+  public func reshaped(_ newShape: [Int]) -> TensorData {
+    precondition(newShape.reduce(1, *) == count, "reshape element count")
+    var t = self
+    t = TensorData(dtype: dtype, shape: newShape, storage: storage, byteCount: byteCount)
+    return t
+  }
+
+  init(dtype: DType, shape: [Int], storage: Storage, byteCount: Int) {
+    self.dtype = dtype
+    self.shape = shape
+    self.storage = storage
+    self.byteCount = byteCount
+  }
+
+  /// Whether the two tensors have the same dtype, shape and bytes.
+  public func isIdentical(to other: TensorData) -> Bool {
+    guard dtype == other.dtype, shape == other.shape, byteCount == other.byteCount else { return false }
+    return withUnsafeBytes { a in other.withUnsafeBytes { b in a.elementsEqual(b) } }
+  }
+}
+
+/// Heap bytes owned by one or more `TensorData` values (immutable once built).
+final class OwnedBytes: @unchecked Sendable {
+  let pointer: UnsafeMutableRawPointer
+  let count: Int
+  init(_ bytes: [UInt8]) {
+    count = bytes.count
+    pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+    bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(pointer), byteCount: count) }
+  }
+  /// Takes `count` bytes written by `fill` directly, avoiding an intermediate array.
+  init(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Void) {
+    self.count = count
+    pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+    fill(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+  }
+  deinit { pointer.deallocate() }
+}
+
+extension TensorData {
+  /// A tensor of `dtype`/`shape` whose bytes `fill` writes in place (no intermediate copy).
+  public static func build(
+    dtype: DType, shape: [Int], fill: (UnsafeMutableRawBufferPointer) -> Void
+  ) -> TensorData {
+    let n = shape.reduce(1, *) * dtype.byteSize
+    return TensorData(dtype: dtype, shape: shape, storage: .owned(OwnedBytes(count: n, fill: fill)), byteCount: n)
+  }
+}
+
+/// Decodes one FP8 E4M3 (`float8_e4m3fn`) byte: bias 7, no infinities, 0x7F/0xFF are NaN.
+@inlinable public func e4m3ToFloat(_ b: UInt8) -> Float {
+  let sign: Float = (b & 0x80) != 0 ? -1 : 1
+  let e = Int((b >> 3) & 0xF)
+  let m = Float(b & 0x7)
+  if e == 0xF && (b & 0x7) == 0x7 { return .nan }
+  if e == 0 { return sign * m / 8 * Float(sign: .plus, exponent: -6, significand: 1) }
+  return sign * (1 + m / 8) * Float(sign: .plus, exponent: e - 7, significand: 1)
+}

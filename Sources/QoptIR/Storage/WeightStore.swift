@@ -1,0 +1,136 @@
+/// The codes and scales of one quantized weight.
+///
+/// Dequantized value: `scale[row, group] * (code - zeroPoint[row, group])` (times
+/// `1 / globalScale` for NVFP4). Codes are one signed byte per weight, unpacked: the IR's
+/// sidecar favours inspection; backends pack.
+public struct QuantizedTensor: Sendable {
+  public var scheme: QuantScheme
+  /// i8 codes with the weight's shape.
+  public var codes: TensorData
+  /// Scales `[rows, groupsPerRow]` (`[1]` per tensor), in the scheme's scale dtype.
+  public var scale: TensorData
+  /// i8 zero points shaped like `scale`; absent for symmetric schemes.
+  public var zeroPoint: TensorData?
+  /// f32 `[1]` global scale (NVFP4).
+  public var globalScale: TensorData?
+
+  public init(scheme: QuantScheme, codes: TensorData, scale: TensorData, zeroPoint: TensorData? = nil, globalScale: TensorData? = nil) {
+    self.scheme = scheme
+    self.codes = codes
+    self.scale = scale
+    self.zeroPoint = zeroPoint
+    self.globalScale = globalScale
+  }
+
+  public var shape: [Int] { codes.shape }
+
+  /// The parts as they are saved in the sidecar, keyed `name#codes`, `name#scale`, ….
+  public func parts(named name: String) -> [(String, TensorData)] {
+    var p = [("\(name)#codes", codes), ("\(name)#scale", scale)]
+    if let zeroPoint { p.append(("\(name)#zero_point", zeroPoint)) }
+    if let globalScale { p.append(("\(name)#global_scale", globalScale)) }
+    return p
+  }
+}
+
+/// Named tensors that `param` ops refer to, in insertion order.
+///
+/// Entries loaded from a sidecar stay memory-mapped until a pass replaces them.
+public final class WeightStore {
+  public enum Entry: Sendable {
+    case dense(TensorData)
+    case quantized(QuantizedTensor)
+
+    public var shape: [Int] {
+      switch self {
+      case .dense(let t): t.shape
+      case .quantized(let q): q.shape
+      }
+    }
+  }
+
+  public private(set) var names: [String] = []
+  private var entries: [String: Entry] = [:]
+  /// The sidecar the entries were read from, if any (for diagnostics).
+  public var sourcePath: String?
+
+  public init() {}
+
+  public subscript(name: String) -> Entry? { entries[name] }
+
+  public var count: Int { names.count }
+
+  public func contains(_ name: String) -> Bool { entries[name] != nil }
+
+  /// Adds or replaces an entry (a replaced entry keeps its position).
+  public func set(_ name: String, _ entry: Entry) {
+    if entries.updateValue(entry, forKey: name) == nil { names.append(name) }
+  }
+
+  public func remove(_ name: String) {
+    if entries.removeValue(forKey: name) != nil { names.removeAll { $0 == name } }
+  }
+
+  /// The dense tensor `name`, if it is one.
+  public func dense(_ name: String) -> TensorData? {
+    if case .dense(let t)? = entries[name] { return t }
+    return nil
+  }
+
+  /// The quantized tensor `name`, if it is one.
+  public func quantized(_ name: String) -> QuantizedTensor? {
+    if case .quantized(let q)? = entries[name] { return q }
+    return nil
+  }
+
+  /// Reads a sidecar: plain names are dense tensors; `name#codes` with `name#scale` (and
+  /// optional `#zero_point`, `#global_scale`) form a quantized tensor whose scheme comes from
+  /// the IR type that refers to it (`schemes`), or a placeholder until the verifier sees it.
+  public static func load(sidecar path: String, schemes: [String: QuantScheme]) throws(StorageError) -> WeightStore {
+    let file = try SafetensorsFile(path: path)
+    let store = WeightStore()
+    store.sourcePath = path
+    var parts: [String: [String: TensorData]] = [:]
+    var order: [String] = []
+    for (name, data) in file.tensors {
+      if let hash = name.lastIndex(of: "#") {
+        let base = String(name[..<hash])
+        let part = String(name[name.index(after: hash)...])
+        guard ["codes", "scale", "zero_point", "global_scale"].contains(part) else {
+          throw StorageError(file: path, offset: nil, message: "tensor '\(name)': unknown quantized part '#\(part)'")
+        }
+        if parts[base] == nil { order.append(base) }
+        parts[base, default: [:]][part] = data
+      } else {
+        order.append(name)
+        store.set(name, .dense(data))
+      }
+    }
+    for base in order where parts[base] != nil {
+      // safe: order only lists bases present in parts or dense names, checked above.
+      let p = parts[base]!
+      guard let codes = p["codes"], let scale = p["scale"] else {
+        throw StorageError(file: path, offset: nil, message: "quantized tensor '\(base)' needs both '#codes' and '#scale'")
+      }
+      guard codes.dtype == .i8 || codes.dtype == .f8e4m3 else {
+        throw StorageError(file: path, offset: nil, message: "tensor '\(base)#codes' must be I8 or F8_E4M3, found \(codes.dtype.safetensorsName)")
+      }
+      let scheme = schemes[base] ?? .int(IntScheme(bits: 8, symmetric: p["zero_point"] == nil, granularity: .tensor, scaleType: scale.dtype))
+      store.set(base, .quantized(QuantizedTensor(scheme: scheme, codes: codes, scale: scale, zeroPoint: p["zero_point"], globalScale: p["global_scale"])))
+    }
+    return store
+  }
+
+  /// Every tensor as sidecar entries (quantized ones split into their parts).
+  public func sidecarEntries(excluding skip: Set<String> = []) -> [SafetensorsEntry] {
+    var out: [SafetensorsEntry] = []
+    for name in names where !skip.contains(name) {
+      switch entries[name] {
+      case .dense(let t)?: out.append(SafetensorsEntry(name: name, data: t))
+      case .quantized(let q)?: out += q.parts(named: name).map { SafetensorsEntry(name: $0.0, data: $0.1) }
+      case nil: break
+      }
+    }
+    return out
+  }
+}

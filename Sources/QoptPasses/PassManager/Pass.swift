@@ -1,0 +1,90 @@
+import QoptIR
+
+/// A named module transformation with typed options. A pass is a value, not a subclass:
+///
+///     let verifyPass = Pass("verify", summary: "check the module") { module, _: NoOptions, context in
+///       try context.verify()
+///     }
+public struct Pass: Sendable {
+  public let name: String
+  public let summary: String
+  /// The analyses this pass keeps valid when it changes the module (all survive when it
+  /// changes nothing).
+  public let preserves: [String]
+  public let options: [OptionInfo]
+  let makeOptions: @Sendable ([(key: String, value: String?, column: Int)]) throws(PipelineError) -> any PassOptions
+  let body: @Sendable (Module, any PassOptions, PassContext) throws -> Void
+
+  /// A pass over the whole module.
+  public init<O: PassOptions>(
+    _ name: String, summary: String, options: O.Type, preserves: [String] = [],
+    run: @escaping @Sendable (Module, O, PassContext) throws -> Void
+  ) {
+    self.name = name
+    self.summary = summary
+    self.preserves = preserves
+    let defaults = O()
+    self.options = O.schema.map { OptionInfo(key: $0.key, help: $0.help, valueSyntax: $0.valueSyntax, defaultValue: $0.value(in: defaults)) }
+    self.makeOptions = { (items) throws(PipelineError) in
+      var o = O()
+      for item in items {
+        let key = item.key.hasPrefix("no-") && !O.schema.contains { $0.key == item.key } ? String(item.key.dropFirst(3)) : item.key
+        let negated = key != item.key
+        guard let field = O.schema.first(where: { $0.key == key }) else {
+          let keys = O.schema.map(\.key)
+          var m = "unknown option '\(item.key)' for pass '\(name)'"
+          if let s = closestMatch(to: item.key, in: keys) { m += "; did you mean '\(s)'?" }
+          m += keys.isEmpty ? " (it takes no options)" : " (valid options: \(keys.joined(separator: ", ")))"
+          throw PipelineError(m, column: item.column)
+        }
+        if negated && (field.valueSyntax != "bool" || item.value != nil) {
+          throw PipelineError("'no-' applies only to bool options without a value: '\(item.key)'", column: item.column)
+        }
+        do {
+          try field.parse(&o, negated ? "false" : item.value)
+        } catch {
+          throw PipelineError("option '\(key)' of pass '\(name)' \((error as? OptionValueError)?.message ?? "\(error)")", column: item.column)
+        }
+      }
+      return o
+    }
+    self.body = { module, options, context in
+      // safe: makeOptions built this value as an O.
+      try run(module, options as! O, context)
+    }
+  }
+
+  /// A pass that runs `run` on every function of the module in order.
+  public static func function<O: PassOptions>(
+    _ name: String, summary: String, options: O.Type, preserves: [String] = [],
+    run: @escaping @Sendable (Function, O, PassContext) throws -> Void
+  ) -> Pass {
+    Pass(name, summary: summary, options: options, preserves: preserves) { module, o, context in
+      for f in module.functions { try run(f, o, context) }
+    }
+  }
+
+  /// The options of this pass parsed from `key=value` items (defaults for the rest).
+  public func parseOptions(_ items: [(key: String, value: String?, column: Int)]) throws(PipelineError) -> any PassOptions {
+    try makeOptions(items)
+  }
+}
+
+/// The nearest of `candidates` to `word` by edit distance, if it is close enough to suggest.
+public func closestMatch(to word: String, in candidates: [String]) -> String? {
+  func distance(_ a: [Character], _ b: [Character]) -> Int {
+    var prev = Array(0...b.count)
+    for (i, ca) in a.enumerated() {
+      var cur = [i + 1] + Array(repeating: 0, count: b.count)
+      for (j, cb) in b.enumerated() {
+        cur[j + 1] = min(prev[j + 1] + 1, cur[j] + 1, prev[j] + (ca == cb ? 0 : 1))
+      }
+      prev = cur
+    }
+    return prev[b.count]
+  }
+  let w = Array(word)
+  let best = candidates.map { ($0, distance(w, Array($0))) }.min { $0.1 < $1.1 }
+  guard let best, best.1 <= max(2, w.count / 3) else { return nil }
+  return best.0
+}

@@ -1,0 +1,20 @@
+extension PassRegistry {
+  /// A registry holding every built-in pass, one line each, grouped and sorted.
+  public static func builtin() -> PassRegistry {
+    let r = PassRegistry()
+    let builtins: [Pass] = [
+      // Quantization
+      roundToNearestPass,
+      // Cleanup
+      deadCodeEliminationPass,
+      // Debug
+      printPass,
+      verifyPass,
+    ]
+    for p in builtins {
+      // safe: the built-in names above are distinct.
+      try! r.register(p)
+    }
+    return r
+  }
+}

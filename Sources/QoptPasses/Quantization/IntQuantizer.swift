@@ -1,0 +1,160 @@
+import Dispatch
+import QoptIR
+
+/// How a symmetric integer scale is derived from a group's range.
+public enum ScaleRule: String, Sendable, CaseIterable {
+  /// auto-round / llama.cpp: the largest-magnitude weight maps to −2^(b−1) (signed scale).
+  case fullRange = "full-range"
+  /// compressed-tensors / llmcompressor: scale = amax / ((qmax − qmin) / 2), zero point
+  /// `qmin − min/scale` when asymmetric.
+  case minmax
+}
+
+/// Round-to-nearest integer quantization of a row-major `[rows, cols]` f32 matrix, bit-identical
+/// to the reference rule it names (see docs/passes.md, `rtn`).
+///
+/// Complexity: one pass over the weights per group (min/max) and one to round; rows are split
+/// across `threads` workers. Memory: the i8 codes plus one scale (and zero point) per group.
+public struct IntQuantizer: Sendable {
+  public var scheme: IntScheme
+  public var rule: ScaleRule
+
+  public init(scheme: IntScheme, rule: ScaleRule) {
+    self.scheme = scheme
+    self.rule = rule
+  }
+
+  /// Quantizes `weights` (`rows × cols` floats) into codes, scales and zero points.
+  public func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int, threads: Int = 1) -> QuantizedTensor {
+    precondition(weights.count == rows * cols, "weight count")
+    let groupsPerRow = scheme.granularity.groupsPerRow(columns: cols)
+    if scheme.granularity == .tensor {
+      // One group spanning the whole tensor.
+      var codes = [Int8](repeating: 0, count: rows * cols)
+      let (s, z) = codes.withUnsafeMutableBufferPointer { quantizeGroup(weights, into: $0) }
+      return pack(codes: codes, shape: [rows, cols], scales: [s], zeros: [z], scaleShape: [1])
+    }
+    let groupSize = groupsPerRow == 1 ? cols : { if case .group(let n) = scheme.granularity { return n } else { return cols } }()
+    let codesData = TensorData.build(dtype: .i8, shape: [rows, cols]) { _ in }
+    var scales = [Float](repeating: 0, count: rows * groupsPerRow)
+    var zeros = [Int8](repeating: 0, count: rows * groupsPerRow)
+    codesData.withUnsafeBytes { raw in
+      nonisolated(unsafe) let codesPtr = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Int8.self))  // safe: rows*cols > 0 here
+      nonisolated(unsafe) let sPtr = scales.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
+      nonisolated(unsafe) let zPtr = zeros.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
+      nonisolated(unsafe) let w = weights
+      let workers = max(1, min(threads, rows))
+      let q = self
+      DispatchQueue.concurrentPerform(iterations: workers) { t in
+        let lo = rows * t / workers
+        let hi = rows * (t + 1) / workers
+        for r in lo..<hi {
+          for g in 0..<groupsPerRow {
+            let start = g * groupSize
+            let end = min(cols, start + groupSize)
+            let src = UnsafeBufferPointer(rebasing: w[(r * cols + start)..<(r * cols + end)])
+            let dst = UnsafeMutableBufferPointer(start: codesPtr + r * cols + start, count: end - start)
+            let (s, z) = q.quantizeGroup(src, into: dst)
+            sPtr[r * groupsPerRow + g] = s
+            zPtr[r * groupsPerRow + g] = z
+          }
+        }
+      }
+    }
+    return pack(codesData: codesData, scales: scales, zeros: zeros, scaleShape: [rows, groupsPerRow])
+  }
+
+  private func pack(codes: [Int8], shape: [Int], scales: [Float], zeros: [Int8], scaleShape: [Int]) -> QuantizedTensor {
+    pack(codesData: TensorData(int8: codes, shape: shape), scales: scales, zeros: zeros, scaleShape: scaleShape)
+  }
+
+  private func pack(codesData: TensorData, scales: [Float], zeros: [Int8], scaleShape: [Int]) -> QuantizedTensor {
+    QuantizedTensor(
+      scheme: .int(scheme), codes: codesData,
+      scale: TensorData(floats: scales, shape: scaleShape, as: scheme.scaleType),
+      zeroPoint: scheme.symmetric ? nil : TensorData(int8: zeros, shape: scaleShape))
+  }
+
+  /// Quantizes one group; returns its scale (already rounded to the scale dtype) and zero point.
+  @inline(__always)
+  public func quantizeGroup(_ w: UnsafeBufferPointer<Float>, into q: UnsafeMutableBufferPointer<Int8>) -> (Float, Int8) {
+    var lo: Float = 0
+    var hi: Float = 0
+    for x in w {
+      lo = Swift.min(lo, x)
+      hi = Swift.max(hi, x)
+    }
+    let st = scheme.scaleType
+    switch (rule, scheme.symmetric) {
+    case (.fullRange, true):
+      // auto-round quant_tensor_rtn_sym: signed scale, larger side maps to −2^(b−1).
+      let maxq = Float(1 << (scheme.bits - 1))
+      let wminAbs = -lo
+      let maxv = hi < wminAbs ? wminAbs : -hi
+      var s = roundFloat(maxv / maxq, to: st)
+      let thresh = roundFloat(1e-5, to: st)
+      s = s < 0 ? Swift.min(s, -thresh) : Swift.max(s, thresh)
+      for i in 0..<w.count {
+        let v = (w[i] / s).rounded(.toNearestOrEven)
+        q[i] = Int8(Swift.min(Swift.max(v, -maxq), maxq - 1))
+      }
+      return (s, 0)
+    case (.fullRange, false):
+      // auto-round quant_tensor_asym: codes 0…2^b−1 around zp; stored shifted by −2^(b−1).
+      let maxq = Float((1 << scheme.bits) - 1)
+      let half = Float(1 << (scheme.bits - 1))
+      var s = roundFloat((hi - lo) / maxq, to: st)
+      s = Swift.max(s, roundFloat(1e-5, to: st))
+      let zp = (-lo / s).rounded(.toNearestOrEven)
+      for i in 0..<w.count {
+        let v = Swift.min(Swift.max((w[i] / s).rounded(.toNearestOrEven) + zp, 0), maxq)
+        q[i] = Int8(v - half)
+      }
+      return (s, Int8(Swift.min(Swift.max(zp - half, -128), 127)))
+    case (.minmax, let sym):
+      // compressed-tensors calculate_qparams + _quantize: clamp first, then round half to even.
+      let qmin = Float(scheme.qmin)
+      let qmax = Float(scheme.qmax)
+      let eps: Float = st == .bf16 ? 0.0078125 : st == .f16 ? 0.0009765625 : Float.ulpOfOne
+      var s: Float
+      var zp: Float = 0
+      if sym {
+        s = roundFloat(Swift.max(-lo, hi) / ((qmax - qmin) / 2), to: st)
+      } else {
+        s = roundFloat((hi - lo) / (qmax - qmin), to: st)
+      }
+      if s == 0 { s = eps }
+      if !sym { zp = Swift.min(Swift.max(qmin - roundFloat(lo / s, to: st), qmin), qmax).rounded(.toNearestOrEven) }
+      for i in 0..<w.count {
+        let x = roundFloat(w[i] / s, to: st) + zp
+        q[i] = Int8(Swift.min(Swift.max(x, qmin), qmax).rounded(.toNearestOrEven))
+      }
+      return (s, Int8(zp))
+    }
+  }
+}
+
+extension QuantizedTensor {
+  /// The dequantized weights, `scale · (code − zeroPoint)`, row-major f32.
+  public func dequantized() -> [Float] {
+    guard case .int(let s) = scheme else {
+      preconditionFailure("dequantized() supports integer schemes; \(scheme) is handled by its own codec")
+    }
+    let rows = shape[0]
+    let cols = shape[1]
+    let codes = self.codes.int8s()
+    let scales = scale.floats()
+    let zeros = zeroPoint?.int8s()
+    var out = [Float](repeating: 0, count: rows * cols)
+    let gpr = s.granularity.groupsPerRow(columns: cols)
+    let gs: Int = if case .group(let n) = s.granularity { n } else { cols }
+    for r in 0..<rows {
+      for c in 0..<cols {
+        let gi = s.granularity == .tensor ? 0 : r * gpr + c / gs
+        let z = zeros.map { Float($0[gi]) } ?? 0
+        out[r * cols + c] = scales[gi] * (Float(codes[r * cols + c]) - z)
+      }
+    }
+    return out
+  }
+}

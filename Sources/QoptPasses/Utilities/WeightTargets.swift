@@ -1,0 +1,69 @@
+import QoptIR
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Which linear weights a quantization pass touches, from `targets` and `ignore` written as
+/// compressed-tensors configs write them: `Linear` (every linear weight except the output
+/// head), a module or weight name, or a `re:` regex matched from the start of the name.
+///
+/// The output head (a weight named `lm_head` or `output`, or one that is also an embedding
+/// table) and embeddings are never selected by `Linear`, only by a pattern that names them.
+struct WeightTargets {
+  var targets: [String]
+  var ignore: [String]
+
+  /// The selected weights as `(param op, weight name)`, each weight once, in module order.
+  func select(in module: Module, pass: String) throws -> [(Op, String)] {
+    let tables = Set(module.allOps.filter { $0.kind == .embedding }.compactMap { $0.operands[1].definingOp?.paramName })
+    var candidates: [(Op, String)] = []
+    var seen = Set<String>()
+    for op in module.allOps where op.kind == .linear {
+      guard let p = op.operands[1].definingOp, let name = p.paramName, seen.insert(name).inserted else { continue }
+      candidates.append((p, name))
+    }
+    var usedTargets = Set<String>()
+    var usedIgnore = Set<String>()
+    var out: [(Op, String)] = []
+    for (p, name) in candidates {
+      let module = moduleName(name)
+      let isHead = tables.contains(name) || module.hasSuffix("lm_head") || module == "output"
+      let hit = try targets.first { t in
+        t == "Linear" ? !isHead : try matches(t, name)
+      }
+      guard let hit else { continue }
+      usedTargets.insert(hit)
+      if let ig = try ignore.first(where: { try matches($0, name) }) {
+        usedIgnore.insert(ig)
+        continue
+      }
+      out.append((p, name))
+    }
+    for ig in ignore where !usedIgnore.contains(ig) {
+      // An ignore that matches a head or embedding not otherwise targeted is still meaningful.
+      let anywhere = try module.allOps.compactMap(\.paramName).contains { try matches(ig, $0) }
+      if !anywhere { throw PassError(pass: pass, "ignore pattern '\(ig)' matches no weight") }
+    }
+    for t in targets where t != "Linear" && !usedTargets.contains(t) {
+      throw PassError(pass: pass, "target pattern '\(t)' matches no linear weight")
+    }
+    return out
+  }
+
+  /// `model.layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj`.
+  func moduleName(_ weight: String) -> String {
+    weight.hasSuffix(".weight") ? String(weight.dropLast(7)) : weight
+  }
+
+  func matches(_ pattern: String, _ name: String) throws -> Bool {
+    if pattern.hasPrefix("re:") {
+      let re: Regex<AnyRegexOutput>
+      do { re = try Regex(String(pattern.dropFirst(3))) } catch {
+        throw PassError(pass: "targets", "invalid regex '\(pattern)': \(error)")
+      }
+      return name.prefixMatch(of: re) != nil || moduleName(name).prefixMatch(of: re) != nil
+    }
+    return pattern == name || pattern == moduleName(name)
+  }
+}
