@@ -1,25 +1,22 @@
 import QoptFrontends
 import QoptIR
-#if canImport(Glibc)
-import Glibc
-#endif
+import QoptRuntime
 
-func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9 }
-let t0 = now()
+let t0 = monotonicSeconds()
+BLAS.setThreads(2)
 let m = try GGUFImporter.importModel(path: "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-print("import", now() - t0)
-let tok = try Tokenizer(module: m)
-print("tok load", now() - t0)
-for name in ["dev_eval", "calib"] {
-  let text = String(decoding: try readFile("../shared/data/\(name).txt"), as: UTF8.self)
-  let t1 = now()
-  let ids = tok.encode(text)
-  print(name, ids.count, now() - t1)
-  let ref = try JSON.parse(try readFile("../shared/data/\(name).tokens.json"))
-  let refIds = (ref.arrayValue ?? ref["ids"]?.arrayValue ?? ref["input_ids"]?.arrayValue ?? []).compactMap(\.intValue)
-  print("ref", refIds.count)
-  if let i = zip(ids, refIds).enumerated().first(where: { Int($0.1.0) != $0.1.1 })?.offset {
-    print("first diff at", i, Array(ids[max(0,i-5)..<min(ids.count,i+5)]), Array(refIds[max(0,i-5)..<min(refIds.count,i+5)]))
-  } else { print("equal prefix", ids.count == refIds.count) }
+print("import", monotonicSeconds() - t0, "rss", peakRSSMegabytes())
+try m.verify()
+let interp = Interpreter(module: m)
+let logits = try interp.run(ids: [504, 3575, 282, 4649, 314])
+let V = logits.columns
+for p in [0, 4] {
+  let row = Array(logits.data[(p * V)..<((p + 1) * V)])
+  let top = row.indices.sorted { row[$0] > row[$1] }.prefix(5)
+  print(p, Array(top), top.map { row[$0] }, Array(row[0..<5]))
 }
-print(m.text.prefix(3000))
+let tok = try Tokenizer(module: m)
+let text = String(decoding: try readFile("../shared/data/dev_eval.txt"), as: UTF8.self)
+let ids = tok.encode(text)
+let r = try Perplexity.evaluate(interp, ids: ids, seqlen: 512, windows: Int(CommandLine.arguments.dropFirst().first ?? "4") ?? 4)
+print("ppl", r.ppl, "tok/s", r.tokensPerSecond, "rss", peakRSSMegabytes())
