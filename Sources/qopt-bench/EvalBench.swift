@@ -2,15 +2,29 @@ import QoptFrontends
 import QoptIR
 import QoptRuntime
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `qopt-bench eval`: perplexity-protocol throughput (40×512 windows of dev_eval.txt on the
 /// shared SmolLM2-135M GGUF) next to the GFLOP/s `cblas_sgemm` reaches on the same matrix
 /// shapes in the same process, so the figure is comparable on a busy machine.
 ///
 /// The "sgemm bound" is the tokens/s the model's linears and lm_head alone would allow at the
 /// measured sgemm rate; eval/bound says how much the rest (attention, norms, glue) costs.
-func runEvalBench(
+/// Environment: `QOPT_BENCH_THREADS` (default 2), `QOPT_BENCH_WINDOWS` (default 40).
+@Sendable func runEvalBench() {
+  let env = { (k: String, d: Int) -> Int in getenv(k).flatMap { Int(String(cString: $0)) } ?? d }
+  do {
+    try evalBench(threads: env("QOPT_BENCH_THREADS", 2), windows: env("QOPT_BENCH_WINDOWS", 40))
+  } catch {
+    print("eval benchmark failed: \(error)")
+  }
+}
+
+func evalBench(
   model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-  data: String = "../shared/data/dev_eval.txt", threads: Int = 2, windows: Int = 40, seqlen: Int = 512
+  data: String = "../shared/data/dev_eval.txt", threads: Int, windows: Int, seqlen: Int = 512
 ) throws {
   BLAS.setThreads(threads)
   let module = try GGUFImporter.importModel(path: model)
@@ -60,21 +74,16 @@ func runEvalBench(
   let gflops = flopsPerWindow / sgemmSeconds / 1e9
   let bound = Double(seqlen) / sgemmSeconds
 
-  print("eval benchmark: \(model), \(result.windows)×\(result.seqlen) windows, \(threads) threads")
-  print("| measure | value |")
-  print("|---|---|")
-  print("| perplexity | \(fmt(result.ppl, 3)) |")
-  print("| eval tokens/s | \(fmt(result.tokensPerSecond, 1)) |")
-  print("| sgemm GFLOP/s (model shapes, best of 3 before/after) | \(fmt(gflops, 1)) |")
-  print("| linear+lm_head GFLOP per window | \(fmt(flopsPerWindow / 1e9, 1)) |")
-  print("| sgemm-bound tokens/s | \(fmt(bound, 1)) |")
-  print("| eval / bound | \(fmt(100 * result.tokensPerSecond / bound, 1)) % |")
-  print("| peak RSS MiB | \(fmt(peakRSSMegabytes(), 0)) |")
-}
-
-func fmt(_ x: Double, _ digits: Int) -> String {
-  var p = 1.0
-  for _ in 0..<digits { p *= 10 }
-  let v = (x * p).rounded() / p
-  return digits == 0 ? String(Int(v)) : String(v)
+  printTable(
+    "eval: \(result.windows)×\(result.seqlen) windows of dev_eval.txt, SmolLM2-135M (GGUF Q4_1 → f32), \(threads) threads",
+    ["measure", "value"],
+    [
+      ["perplexity", fmt(result.ppl, 3)],
+      ["eval tokens/s", fmt(result.tokensPerSecond, 1)],
+      ["sgemm GFLOP/s on the model's linear shapes (best of 3, same run)", fmt(gflops, 1)],
+      ["linear + lm_head GFLOP per window", fmt(flopsPerWindow / 1e9, 1)],
+      ["sgemm-bound tokens/s (linears + lm_head only)", fmt(bound, 1)],
+      ["eval / sgemm bound", fmt(100 * result.tokensPerSecond / bound, 1) + " %"],
+      ["peak RSS MiB (includes the benchmark's sgemm buffers)", fmt(peakRSSMegabytes(), 0)],
+    ])
 }

@@ -1,9 +1,11 @@
-// Benchmarks: `qopt-bench eval [-threads N] [-windows N]`.
-func option(_ args: [String], _ name: String, _ dv: Int) -> Int {
-  guard let i = args.firstIndex(of: name), i + 1 < args.count, let v = Int(args[i + 1]) else { return dv }
-  return v
-}
-let args = Array(CommandLine.arguments.dropFirst())
-if args.first ?? "eval" == "eval" {
-  try runEvalBench(threads: option(args, "-threads", 2), windows: option(args, "-windows", 40))
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `qopt-bench [rtn|all …]`: release-build benchmarks that print tables. Targets are ratios
+/// against rates measured in the same run (see README "Benchmarks").
+let which = Set(CommandLine.arguments.dropFirst())
+let all = which.isEmpty || which.contains("all")
+for (name, run) in Benchmarks.all where all || which.contains(name) {
+  run()
 }

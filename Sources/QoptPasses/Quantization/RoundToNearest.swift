@@ -21,26 +21,25 @@ let roundToNearestPass = Pass("rtn", summary: "round-to-nearest integer weight q
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     var s = scheme
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
-    let floats = weight.floats()
-    let q = floats.withUnsafeBufferPointer {
-      IntQuantizer(scheme: s, rule: rule).quantize($0, rows: rows, cols: cols, threads: context.threads)
-    }
+    let quantizer = IntQuantizer(scheme: s, rule: rule)
+    let q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
     context.setWeight(name, .quantized(q))
     context.retype(result, to: result.type.with(element: .quantized(.int(s))))
   }
 }
 
 /// Options of `rtn`.
-struct RTNOptions: PassOptions {
-  var bits = 4
-  var sym = true
-  var groupSize = 128
+package struct RTNOptions: PassOptions {
+  package var bits = 4
+  package var sym = true
+  package var groupSize = 128
   var scaleRule = ScaleRule.fullRange.rawValue
   var scaleDType = "auto"
   var targets = ["Linear"]
-  var ignore: [String] = []
+  package var ignore: [String] = []
 
-  static let schema: [OptionField<RTNOptions>] = [
+  package init() {}
+  package static let schema: [OptionField<RTNOptions>] = [
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor", in: -1...65536),
