@@ -8,6 +8,8 @@ import QoptIR
 public struct Pass: Sendable {
   public let name: String
   public let summary: String
+  /// Longer reference text for docs/passes.md (markdown).
+  public let details: String
   /// The analyses this pass keeps valid when it changes the module (all survive when it
   /// changes nothing).
   public let preserves: [String]
@@ -17,11 +19,12 @@ public struct Pass: Sendable {
 
   /// A pass over the whole module.
   public init<O: PassOptions>(
-    _ name: String, summary: String, options: O.Type, preserves: [String] = [],
+    _ name: String, summary: String, details: String = "", options: O.Type, preserves: [String] = [],
     run: @escaping @Sendable (Module, O, PassContext) throws -> Void
   ) {
     self.name = name
     self.summary = summary
+    self.details = details
     self.preserves = preserves
     let defaults = O()
     self.options = O.schema.map { OptionInfo(key: $0.key, help: $0.help, valueSyntax: $0.valueSyntax, defaultValue: $0.value(in: defaults)) }

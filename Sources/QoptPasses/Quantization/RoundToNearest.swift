@@ -8,7 +8,9 @@ import QoptIR
 ///
 /// The weight store entry becomes codes + scales (+ zero points); every user of the param now
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
-let roundToNearestPass = Pass("rtn", summary: "round-to-nearest integer weight quantization", options: RTNOptions.self) {
+let roundToNearestPass = Pass(
+  "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self
+) {
   module, options, context in
   let scheme = try options.scheme(pass: "rtn")
   let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
@@ -59,3 +61,33 @@ package struct RTNOptions: PassOptions {
     return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: DType(rawValue: scaleDType) ?? .f16)
   }
 }
+
+let rtnDetails = """
+  Replaces each selected weight by integer codes, one scale per group of `group-size` weights
+  along a row (`-1`: one per row, `0`: one per tensor; a group size that does not divide the
+  row leaves a short last group, as auto-round does). The weight's type then shows the scheme,
+  e.g. `tensor<576x576x!q.int<4, sym, group=64, scale=f16>>`, and it dequantizes as
+  `scale · (code − zero_point)`.
+
+  Scale rules, each bit-identical to its reference:
+
+  - `full-range` (auto-round `quant_tensor_rtn_sym`, llama.cpp): per group, the weight of
+    largest magnitude maps to −2^(b−1); the scale is signed (`max_v / 2^(b−1)` with
+    `max_v = −max` when the positive side is larger), rounded to the scale dtype (f16 by
+    default, as auto-round stores it), magnitude at least 1e-5; codes
+    `clamp(round_half_even(w / scale), −2^(b−1), 2^(b−1) − 1)`. Asymmetric: auto-round
+    `quant_tensor_asym` (`scale = (max − min) / (2^b − 1)`, `zp = round(−min / scale)`), codes
+    stored shifted by −2^(b−1) so that every scheme dequantizes the same way.
+  - `minmax` (compressed-tensors `calculate_qparams`, llmcompressor): symmetric
+    `scale = amax / ((qmax − qmin) / 2)` (amax/7.5 for int4), asymmetric
+    `scale = (max − min) / (qmax − qmin)`, `zp = clamp(qmin − min / scale)`, rounded; codes
+    `round_half_even(clamp(w / scale + zp, qmin, qmax))`; scales in the weight's dtype unless
+    `scale-dtype` says otherwise (a bf16 scale divides in bf16, as the reference does); a zero
+    scale becomes the dtype's epsilon.
+
+  Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
+  named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
+  module or weight names, or `re:` regexes matched from the start of the name, as
+  compressed-tensors configs write them. An `ignore` entry that matches no weight, or a
+  non-`Linear` target that matches no linear weight, is an error.
+  """
