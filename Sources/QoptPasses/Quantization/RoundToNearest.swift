@@ -21,6 +21,17 @@ let roundToNearestPass = Pass(
       throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has no data in the weight store", at: param.location)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    if options.scheme == "nvfp4" {
+      guard cols % NVFP4Quantizer.groupSize == 0 else {
+        throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param.location)
+      }
+      var q = weight.withF32 { NVFP4Quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+      q.source = weight  // kept for fuse-scales, which re-derives codes under a shared global scale
+      context.setWeight(name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
+      context.setAttribute("global_scale", .float(Double(q.globalScale?.floats().first ?? 1)), on: param)
+      continue
+    }
     var s = scheme
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let quantizer = IntQuantizer(scheme: s, rule: rule)
@@ -35,6 +46,7 @@ package struct RTNOptions: PassOptions {
   package var bits = 4
   package var sym = true
   package var groupSize = 128
+  package var scheme = "int"
   var scaleRule = ScaleRule.fullRange.rawValue
   var scaleDType = "auto"
   var targets = ["Linear"]
@@ -42,6 +54,7 @@ package struct RTNOptions: PassOptions {
 
   package init() {}
   package static let schema: [OptionField<RTNOptions>] = [
+    .choice("scheme", \.scheme, ["int", "nvfp4"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale"),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor", in: -1...65536),
@@ -84,6 +97,11 @@ let rtnDetails = """
     `round_half_even(clamp(w / scale + zp, qmin, qmax))`; scales in the weight's dtype unless
     `scale-dtype` says otherwise (a bf16 scale divides in bf16, as the reference does); a zero
     scale becomes the dtype's epsilon.
+
+  `scheme=nvfp4` (compressed-tensors NVFP4, bit-exact): global scale `gs = (1/amax)·2688`
+  (f32), group scales `e4m3(gs · amax_16 / 6)` (0 → 0.125), codes E2M1 of `w / (s_g/gs)`
+  clamped to ±6, ties to even, negative zeros keep their sign. The param gets a
+  `global_scale` attribute; run `fuse-scales` to give fused sets one global scale.
 
   Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
   named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
