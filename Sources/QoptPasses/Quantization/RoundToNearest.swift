@@ -21,6 +21,12 @@ let roundToNearestPass = Pass(
       throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has no data in the weight store", at: param.location)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    if options.scheme == "fp8" {
+      let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
+      context.setWeight(name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
+      continue
+    }
     if options.scheme == "nvfp4" {
       guard cols % NVFP4Quantizer.groupSize == 0 else {
         throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param.location)
@@ -54,7 +60,7 @@ package struct RTNOptions: PassOptions {
 
   package init() {}
   package static let schema: [OptionField<RTNOptions>] = [
-    .choice("scheme", \.scheme, ["int", "nvfp4"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale"),
+    .choice("scheme", \.scheme, ["int", "nvfp4", "fp8"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor", in: -1...65536),
@@ -102,6 +108,10 @@ let rtnDetails = """
   (f32), group scales `e4m3(gs · amax_16 / 6)` (0 → 0.125), codes E2M1 of `w / (s_g/gs)`
   clamped to ±6, ties to even, negative zeros keep their sign. The param gets a
   `global_scale` attribute; run `fuse-scales` to give fused sets one global scale.
+
+  `scheme=fp8` (compressed-tensors `float-quantized`): `scale = amax / 448` per tensor
+  (`group-size=0`), row (`-1`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
+  nearest even; f32 scales.
 
   Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
   named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
