@@ -7,6 +7,10 @@ let package = Package(
     .executable(name: "qopt", targets: ["qopt"]),
     .library(name: "QoptIR", targets: ["QoptIR"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
+    .library(name: "QoptPluginHost", targets: ["QoptPluginHost"]),
+    // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
+    .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
+    .library(name: "BitWidthRule", type: .dynamic, targets: ["BitWidthRule"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +28,17 @@ let package = Package(
     // Passes
     .target(name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"]),
 
+    // Plugins
+    .target(name: "CQoptPlugin"),
+    .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+    .target(
+      name: "QoptPluginHost", dependencies: ["QoptIR", "QoptPasses", "CQoptPlugin", "QoptExternKernels"]),
+    .target(name: "QoptExternKernels", dependencies: ["QoptIR", "CFFI"]),
+    .target(
+      name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
+    .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
+
     // CLI
     .executableTarget(
       name: "qopt",
@@ -39,6 +54,9 @@ let package = Package(
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
     .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptPluginHostTests",
+      dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),
