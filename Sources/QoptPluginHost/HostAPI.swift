@@ -172,6 +172,11 @@ private func makeHostAPI() -> qopt_host_api {
     guard let s = str(v), !s.isEmpty else { return QOPT_ERR_INVALID_ARGUMENT }
     return PluginRun.setAttribute(m, o, k, .symbol(s))
   }
+  api.attr_set_text = { m, o, k, t in
+    guard let r = PluginRun.from(m), let key = str(k), let text = str(t) else { return QOPT_ERR_INVALID_ARGUMENT }
+    guard let a = r.parseAttribute(text) else { return QOPT_ERR_INVALID_ARGUMENT }
+    return r.setAttribute(o, key, a)
+  }
   api.attr_remove = { m, o, k in
     guard let r = PluginRun.from(m), let key = str(k), r.attributes(o) != nil else { return QOPT_ERR_INVALID_ARGUMENT }
     guard r.attributes(o)?[key] != nil else { return QOPT_ERR_NOT_FOUND }

@@ -40,6 +40,17 @@ extension PluginRun {
     return QOPT_OK
   }
 
+  /// An attribute from its IR text form, read through the public module parser (as the
+  /// value of a module attribute); a parse error is reported to the user as a warning.
+  func parseAttribute(_ text: String) -> Attribute? {
+    do {
+      return try Parser.parse("module attributes {a = \(text)}\n", file: "<attribute>").attributes["a"]
+    } catch {
+      context.diagnose(Diagnostic(.warning, "\(passName): attribute text '\(text)' does not parse: \(error.description)"))
+      return nil
+    }
+  }
+
   // MARK: - Weights
 
   func readWeight(_ name: String, into out: UnsafeMutablePointer<qopt_f32_view>) -> Int32 {
@@ -188,9 +199,12 @@ extension PluginRun {
 
   func replaceUses(of old: Value, with new: Value) -> Int32 {
     let f = old.definingOp?.parent ?? module.functions.first { fn in fn.arguments.contains { $0 === old } }
-    guard let f else { return QOPT_ERR_INVALID_ARGUMENT }
-    let except = new.definingOp
-    for op in f.body where op !== except {
+    guard let f, new.definingOp.map({ $0.parent === f }) ?? f.arguments.contains(where: { $0 === new }) else {
+      return QOPT_ERR_INVALID_ARGUMENT
+    }
+    // The body is straight-line: only ops after new's definition may read it.
+    let start = new.definingOp.flatMap { f.index(of: $0).map { $0 + 1 } } ?? 0
+    for op in f.body[start...] {
       for i in op.operands.indices where op.operands[i] === old {
         op.operands[i] = new
         context.markChanged()

@@ -316,6 +316,12 @@ typedef struct qopt_host_api {
   int32_t (*attr_set_bool)(qopt_module *m, qopt_op *op, const char *key, int32_t value);
   int32_t (*attr_set_string)(qopt_module *m, qopt_op *op, const char *key, const char *value);
   int32_t (*attr_set_symbol)(qopt_module *m, qopt_op *op, const char *key, const char *value);
+  /**
+   * Sets `key` to an attribute written in the IR text form — the way to set arrays and types,
+   * e.g. `[tensor<?x64xf32>]`, `tensor<64xf32>`, `[1, 2]`. QOPT_ERR_INVALID_ARGUMENT when the
+   * text does not parse (the parser's message is reported as a warning).
+   */
+  int32_t (*attr_set_text)(qopt_module *m, qopt_op *op, const char *key, const char *text);
   /** Removes `key`; QOPT_ERR_NOT_FOUND when it was absent. */
   int32_t (*attr_remove)(qopt_module *m, qopt_op *op, const char *key);
 
@@ -372,8 +378,9 @@ typedef struct qopt_host_api {
                         const char *name, qopt_value *const *operands, int64_t operand_count,
                         const qopt_type_desc *result, const char *result_name_hint);
   /**
-   * Replaces every use of `old_value` by `new_value` in `old_value`'s function, except in the
-   * op that defines `new_value` (so `y = f(x); replace(x, y)` keeps `f` reading `x`).
+   * Replaces the uses of `old_value` by `new_value` (same type) in `old_value`'s function:
+   * every use after the op that defines `new_value` (all uses when it is an argument), so
+   * `y = f(x); replace(x, y)` keeps `f` and the ops before it reading `x`.
    */
   int32_t (*value_replace_uses)(qopt_module *m, qopt_value *old_value, qopt_value *new_value);
   /** Erases an op whose result has no uses (QOPT_ERR_FAILED otherwise); its handle dies. */

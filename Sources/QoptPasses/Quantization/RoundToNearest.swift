@@ -8,6 +8,7 @@ import QoptIR
 ///
 /// The weight store entry becomes codes + scales (+ zero points); every user of the param now
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
+/// A `param` carrying `{qopt.bits = N}` is quantized at N bits instead of `bits`.
 let roundToNearestPass = Pass("rtn", summary: "round-to-nearest integer weight quantization", options: RTNOptions.self) {
   module, options, context in
   let scheme = try options.scheme(pass: "rtn")
@@ -20,6 +21,13 @@ let roundToNearestPass = Pass("rtn", summary: "round-to-nearest integer weight q
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     var s = scheme
+    // A per-weight width chosen earlier in the pipeline (e.g. by a bit-width plugin pass).
+    if let attr = param.attributes["qopt.bits"] {
+      guard let bits = attr.intValue, (2...8).contains(bits) else {
+        throw PassError(pass: "rtn", "'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param.location)
+      }
+      s.bits = bits
+    }
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let floats = weight.floats()
     let q = floats.withUnsafeBufferPointer {
