@@ -43,7 +43,7 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses",
+        "QoptIR", "QoptPasses", "QoptPluginHost",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime"]),
