@@ -97,3 +97,26 @@ import Testing
     #expect(error?.message == "@block.0 op #1 'qopt.extern': external kernel symbol 'demo_missing_f32' not found")
   }
 }
+
+/// The Swift path of docs/writing-a-plugin.md: a module map over the installed header and
+/// `swiftc -emit-library`, from a directory outside the package.
+@Suite struct OutOfTreeSwiftPluginTests {
+  @Test func buildsWithSwiftcAndRuns() throws {
+    let dir = try Fixtures.tempDir()
+    try "module CQoptPlugin {\n  header \"\(Fixtures.headerDir)/qopt_plugin.h\"\n  export *\n}\n"
+      .write(toFile: dir + "/module.modulemap", atomically: true, encoding: .utf8)
+    try PluginSources.swiftOutOfTree.write(toFile: dir + "/CountLinears.swift", atomically: true, encoding: .utf8)
+    let lib = dir + "/libCountLinears.so"
+    let (status, output) = try Fixtures.run(
+      "/usr/bin/env",
+      ["swiftc", "-emit-library", "-module-name", "CountLinears", "-parse-as-library", "-swift-version", "6",
+       "-I", dir, "CountLinears.swift", "-o", lib], in: dir)
+    try #require(status == 0, "swiftc failed:\n\(output)")
+    let registry = PassRegistry.builtin()
+    #expect(try PluginLoader.load(lib, into: registry).name == "CountLinears")
+    let m = try Parser.parse(OutOfTreePluginTests.text, file: "demo.ir")
+    try Fixtures.runPipeline("count-linears<attr=n_linear>", on: m, registry: registry)
+    #expect(m.attributes["n_linear"] == .int(1))
+    #expect(registry.pass(named: "count-linears")?.options.first?.defaultValue == "linear_count")
+  }
+}

@@ -219,4 +219,72 @@ enum PluginSources {
     };
     QOPT_PLUGIN_EXPORT const qopt_plugin_info *qoptGetPassPluginInfo(void) { return &info; }
     """#
+
+  /// The out-of-tree Swift plugin of docs/writing-a-plugin.md: `count-linears<attr=…>` sets a
+  /// module attribute to the number of `linear` ops.
+  static let swiftOutOfTree = #"""
+    import CQoptPlugin
+
+    private func run(
+      _ user: UnsafeMutableRawPointer?, _ hostPtr: UnsafePointer<qopt_host_api>?,
+      _ m: OpaquePointer?, _ options: OpaquePointer?
+    ) -> Int32 {
+      guard let host = hostPtr?.pointee else { return QOPT_ERR_INVALID_ARGUMENT }
+      var count: Int64 = 0
+      for fi in 0..<host.function_count(m) {
+        let f = host.function_at(m, fi)
+        for oi in 0..<host.function_op_count(m, f) {
+          let op = host.function_op_at(m, f, oi)
+          if let name = host.op_name(m, op), String(cString: name) == "linear" { count += 1 }
+        }
+      }
+      guard let key = host.option_string(options, "attr") else { return QOPT_ERR_FAILED }
+      return host.attr_set_int(m, nil, key, count)  // nil: the module's attributes
+    }
+
+    private func registerPasses(_ hostPtr: UnsafePointer<qopt_host_api>?, _ registry: OpaquePointer?) -> Int32 {
+      guard let host = hostPtr?.pointee, host.api_version == QOPT_PLUGIN_API_VERSION else { return QOPT_ERR_FAILED }
+      return "attr".withCString { key in
+        "module attribute to set".withCString { help in
+          "linear_count".withCString { def in
+            var option = qopt_option_decl()
+            option.key = key
+            option.kind = QOPT_OPTION_STRING
+            option.help = help
+            option.default_string = def
+            return withUnsafePointer(to: &option) { options in
+              "count-linears".withCString { name in
+                "count linear ops into a module attribute".withCString { summary in
+                  var pass = qopt_pass_decl()
+                  pass.struct_size = UInt32(MemoryLayout<qopt_pass_decl>.stride)
+                  pass.name = name
+                  pass.summary = summary
+                  pass.options = options
+                  pass.option_count = 1
+                  pass.run = { run($0, $1, $2, $3) }
+                  // The host copies every string and the option array before returning.
+                  return host.register_pass(registry, &pass)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+
+    nonisolated(unsafe) private let info: UnsafeMutablePointer<qopt_plugin_info> = {
+      let p = UnsafeMutablePointer<qopt_plugin_info>.allocate(capacity: 1)
+      var i = qopt_plugin_info()
+      i.api_version = QOPT_PLUGIN_API_VERSION
+      i.struct_size = UInt32(MemoryLayout<qopt_plugin_info>.stride)
+      i.name = UnsafeRawPointer(("CountLinears" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+      i.version = UnsafeRawPointer(("1.0" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+      i.register_passes = { registerPasses($0, $1) }
+      p.initialize(to: i)
+      return p
+    }()
+
+    @_cdecl("qoptGetPassPluginInfo")
+    public func countLinearsPluginInfo() -> UnsafePointer<qopt_plugin_info> { UnsafePointer(info) }
+    """#
 }
