@@ -11,6 +11,7 @@ let package = Package(
     // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
     .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
     .library(name: "BitWidthRule", type: .dynamic, targets: ["BitWidthRule"]),
+    .library(name: "HadamardRotate", type: .dynamic, targets: ["HadamardRotate"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +39,9 @@ let package = Package(
       name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers", publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
     .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
+    .target(
+      name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
 
     // CLI
     .executableTarget(

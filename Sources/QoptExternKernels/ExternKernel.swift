@@ -38,8 +38,8 @@ public struct ExternKernelError: DiagnosticError, Sendable {
 ///
 /// The C function is called as
 ///
-///     int32_t kernel(const float *x0, const int64_t *x0_dims, …,   // one pair per operand
-///                    float *out, const int64_t *out_dims);           // 0 on success
+///     int32_t kernel(const float *x0, const int64_t *x0_dims, int64_t x0_rank, …,  // per operand
+///                    float *out, const int64_t *out_dims, int64_t out_rank);       // 0 on success
 ///
 /// The result's dynamic dimensions take the size of operand 0's dimension at the same index.
 ///
@@ -99,7 +99,7 @@ public struct ExternCall: @unchecked Sendable {
         "external kernel symbol '\(symbol)' not found",
         notes: [searched.isEmpty ? "no plugin or library is loaded" : "searched: \(searched.joined(separator: ", "))"])
     }
-    guard let cif = FFICallInterface(pointerArguments: 2 * declared.count + 2) else {
+    guard let cif = FFICallInterface(tensorArguments: declared.count + 1) else {
       throw fail("libffi could not prepare a call to '\(symbol)'")
     }
     self.symbol = symbol
@@ -139,17 +139,22 @@ public struct ExternCall: @unchecked Sendable {
   }
 }
 
-/// A prepared libffi call interface `int32_t f(void *, …, void *)` with `n` pointer arguments.
+/// A prepared libffi call interface `int32_t f(float *, int64_t *, int64_t, …)`: `n` tensor
+/// arguments, each passed as (data, dims, rank).
 final class FFICallInterface: @unchecked Sendable {
   private let cif = UnsafeMutablePointer<ffi_cif>.allocate(capacity: 1)
   private let types: UnsafeMutablePointer<UnsafeMutablePointer<ffi_type>?>
-  let count: Int
+  let tensors: Int
 
-  init?(pointerArguments n: Int) {
-    count = n
-    types = .allocate(capacity: max(n, 1))
-    for i in 0..<n { types[i] = qopt_ffi_type_pointer() }
-    guard ffi_prep_cif(cif, FFI_DEFAULT_ABI, UInt32(n), qopt_ffi_type_sint32(), types) == FFI_OK else { return nil }
+  init?(tensorArguments n: Int) {
+    tensors = n
+    types = .allocate(capacity: 3 * n)
+    for i in 0..<n {
+      types[3 * i] = qopt_ffi_type_pointer()
+      types[3 * i + 1] = qopt_ffi_type_pointer()
+      types[3 * i + 2] = qopt_ffi_type_sint64()
+    }
+    guard ffi_prep_cif(cif, FFI_DEFAULT_ABI, UInt32(3 * n), qopt_ffi_type_sint32(), types) == FFI_OK else { return nil }
   }
 
   deinit {
@@ -157,10 +162,11 @@ final class FFICallInterface: @unchecked Sendable {
     types.deallocate()
   }
 
-  /// Calls `fn` with (data, dims) per input then (out data, out dims).
+  /// Calls `fn` with (data, dims, rank) per input, then for the output.
   func call(_ fn: UnsafeMutableRawPointer, inputs: [ExternTensor], output: inout ExternTensor) -> Int32 {
-    // Every pointer below must stay valid across ffi_call, so the buffers are copied into
-    // memory owned by this call rather than borrowed from array closures.
+    precondition(inputs.count + 1 == tensors, "argument count matches the prepared interface")
+    // Every buffer must stay valid across ffi_call, so each is copied into memory owned by
+    // this call rather than borrowed from an array closure.
     var owned: [UnsafeMutableRawPointer] = []
     defer { for p in owned { p.deallocate() } }
     func copy<T>(_ a: [T]) -> UnsafeMutableRawPointer {
@@ -169,32 +175,27 @@ final class FFICallInterface: @unchecked Sendable {
       owned.append(p)
       return p
     }
-    var args: [UnsafeMutableRawPointer?] = []
-    for x in inputs {
-      args.append(copy(x.data))
-      args.append(copy(x.shape.map { Int64($0) }))
-    }
     let outData = copy(output.data)
-    args.append(outData)
-    args.append(copy(output.shape.map { Int64($0) }))
-    precondition(args.count == count, "argument count matches the prepared interface")
-    // libffi takes a pointer to each argument's value; the values are the pointers above.
-    let slots = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(count, 1))
-    let values = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(count, 1))
+    let all = inputs.map { (copy($0.data), $0.shape) } + [(outData, output.shape)]
+    // libffi takes a pointer to each argument's value: slots hold the values, three per tensor.
+    let n = 3 * tensors
+    let slots = UnsafeMutableRawPointer.allocate(byteCount: 8 * n, alignment: 8)
+    let values = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: n)
     defer {
       slots.deallocate()
       values.deallocate()
     }
-    for i in 0..<count {
-      slots[i] = args[i]
-      values[i] = UnsafeMutableRawPointer(slots + i)
+    for (i, (data, shape)) in all.enumerated() {
+      slots.storeBytes(of: data, toByteOffset: 8 * (3 * i), as: UnsafeMutableRawPointer.self)
+      slots.storeBytes(of: copy(shape.map { Int64($0) }), toByteOffset: 8 * (3 * i + 1), as: UnsafeMutableRawPointer.self)
+      slots.storeBytes(of: Int64(shape.count), toByteOffset: 8 * (3 * i + 2), as: Int64.self)
     }
+    for i in 0..<n { values[i] = slots + 8 * i }
     var rc: ffi_arg = 0
     ffi_call(cif, unsafeBitCast(fn, to: (@convention(c) () -> Void).self), &rc, values)
-    let n = output.data.count
+    let count = output.data.count
     output.data.withUnsafeMutableBufferPointer { dst in
-      // safe: dst holds n floats, outData was allocated for at least n.
-      dst.baseAddress!.update(from: outData.assumingMemoryBound(to: Float.self), count: n)
+      if let d = dst.baseAddress { d.update(from: outData.assumingMemoryBound(to: Float.self), count: count) }
     }
     return Int32(truncatingIfNeeded: rc)
   }

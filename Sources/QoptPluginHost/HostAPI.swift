@@ -225,6 +225,18 @@ private func makeHostAPI() -> qopt_host_api {
     }
     return r.replaceUses(of: old, with: new)
   }
+  api.op_set_operand = { m, o, i, v in
+    guard let r = PluginRun.from(m), let op = r.op(o), let f = op.parent, let val = r.value(v), i >= 0,
+      i < op.operands.count, op.operands[Int(i)].type == val.type
+    else { return QOPT_ERR_INVALID_ARGUMENT }
+    // The value must be visible at the op: an argument of its function, or defined before it.
+    let visible = val.definingOp.map { d in d.parent === f && (f.index(of: d) ?? .max) < (f.index(of: op) ?? 0) }
+      ?? f.arguments.contains { $0 === val }
+    guard visible else { return QOPT_ERR_INVALID_ARGUMENT }
+    op.operands[Int(i)] = val
+    r.context.markChanged()
+    return QOPT_OK
+  }
   api.op_erase = { m, o in
     guard let r = PluginRun.from(m), let op = r.op(o), let f = op.parent else { return QOPT_ERR_INVALID_ARGUMENT }
     if let res = op.result, !f.users(of: res).isEmpty { return QOPT_ERR_FAILED }

@@ -47,7 +47,9 @@ enum PluginSources {
     #include "qopt_plugin.h"
 
     /* External kernel: out = x (the identity rotation). */
-    int32_t demo_identity_f32(const float *x, const int64_t *x_dims, float *out, const int64_t *out_dims) {
+    int32_t demo_identity_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+                              float *out, const int64_t *out_dims, int64_t out_rank) {
+      if (x_rank != 2 || out_rank != 2) return 2;
       int64_t n = out_dims[0] * out_dims[1];
       if (x_dims[0] != out_dims[0] || x_dims[1] != out_dims[1]) return 1;
       memcpy(out, x, sizeof(float) * (size_t)n);
@@ -55,19 +57,22 @@ enum PluginSources {
     }
 
     /* External kernel: out = a + 2 * b, to check argument order. */
-    int32_t demo_axpy2_f32(const float *a, const int64_t *a_dims, const float *b, const int64_t *b_dims,
-                           float *out, const int64_t *out_dims) {
+    int32_t demo_axpy2_f32(const float *a, const int64_t *a_dims, int64_t a_rank,
+                           const float *b, const int64_t *b_dims, int64_t b_rank,
+                           float *out, const int64_t *out_dims, int64_t out_rank) {
       (void)b_dims;
+      if (a_rank != 2 || b_rank != 2 || out_rank != 2) return 6;
       int64_t n = 1;
-      for (int i = 0; i < 2; i++) n *= out_dims[i];
+      for (int i = 0; i < out_rank; i++) n *= out_dims[i];
       if (a_dims[0] != out_dims[0]) return 7;
       for (int64_t i = 0; i < n; i++) out[i] = a[i] + 2 * b[i];
       return 0;
     }
 
     /* External kernel that always fails, to check status reporting. */
-    int32_t demo_fail_f32(const float *x, const int64_t *x_dims, float *out, const int64_t *out_dims) {
-      (void)x; (void)x_dims; (void)out; (void)out_dims;
+    int32_t demo_fail_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+                          float *out, const int64_t *out_dims, int64_t out_rank) {
+      (void)x; (void)x_dims; (void)x_rank; (void)out; (void)out_dims; (void)out_rank;
       return 3;
     }
 

@@ -383,6 +383,8 @@ typedef struct qopt_host_api {
    * `y = f(x); replace(x, y)` keeps `f` and the ops before it reading `x`.
    */
   int32_t (*value_replace_uses)(qopt_module *m, qopt_value *old_value, qopt_value *new_value);
+  /** Makes operand `index` of `op` read `value` (same type, defined earlier in the function). */
+  int32_t (*op_set_operand)(qopt_module *m, qopt_op *op, int64_t index, qopt_value *value);
   /** Erases an op whose result has no uses (QOPT_ERR_FAILED otherwise); its handle dies. */
   int32_t (*op_erase)(qopt_module *m, qopt_op *op);
 
@@ -401,6 +403,32 @@ typedef struct qopt_host_api {
 /** Whether the host table provides `field` (it may be older than this header). */
 #define QOPT_HOST_HAS(host, field) \
   ((host)->struct_size >= offsetof(qopt_host_api, field) + sizeof((host)->field))
+
+/* ---------------------------------------------------------------------------------------- */
+/* External kernels.                                                                         */
+/*
+ * A plugin that introduces an op can give the runtime its kernel: export a C function and
+ * emit a generic op naming it with its signature,
+ *
+ *   %y = "qopt.extern"(%x) {symbol = "hadamard_f32", operand_types = [tensor<?x64xf32>],
+ *                           result_type = tensor<?x64xf32>} : (tensor<?x64xf32>) -> tensor<?x64xf32>
+ *
+ * (optionally `library = "path.so"` when the symbol lives outside the loaded plugins). The
+ * runtime checks the declared types against the op and against the runtime shapes, then calls
+ * the function through libffi with (data, dims, rank) for each operand and for the output:
+ *
+ *   int32_t hadamard_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+ *                        float *out, const int64_t *out_dims, int64_t out_rank);
+ *
+ * Tensors are dense row-major f32. The input buffers are read-only copies and the output
+ * buffer is pre-sized; both are valid during the call only. A dynamic result dimension takes
+ * the size of operand 0's dimension at the same index. Return 0 on success; any other value
+ * is reported as an error located at the op.
+ */
+
+/** The one-operand kernel form, for reference (kernels with more operands add triples). */
+typedef int32_t (*qopt_kernel1_fn)(const float *x, const int64_t *x_dims, int64_t x_rank,
+                                   float *out, const int64_t *out_dims, int64_t out_rank);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The plugin's entry point.                                                                 */
