@@ -28,7 +28,7 @@ import Testing
   private func setUp() throws -> (PassRegistry, Module) {
     let registry = PassRegistry.builtin()
     let loaded = try PluginLoader.load(try Self.library.get(), into: registry)
-    #expect(loaded.passes == ["demo-scale", "demo-quant", "demo-rotate", "demo-fail"])
+    #expect(loaded.passes == ["demo-scale", "demo-quant", "demo-rotate", "demo-fail", "demo-abuse"])
     return (registry, try Parser.parse(Self.text, file: "demo.ir"))
   }
 
@@ -40,7 +40,13 @@ import Testing
     #expect(rotate.options.map(\.valueSyntax) == ["demo_identity_f32|demo_missing_f32"])
     #expect(rotate.options.map(\.defaultValue) == ["demo_identity_f32"])
     let scale = try #require(registry.pass(named: "demo-scale"))
-    #expect(scale.options.map(\.key) == ["factor", "only"])
+    #expect(scale.options.map(\.key) == ["factor", "only", "tag", "steps"])
+    #expect(scale.options.map(\.valueSyntax) == ["number in -10.0...10.0", "string", "bool", "int in 1...9"])
+    #expect(scale.options.map(\.defaultValue) == ["2.0", "", "true", "3"])
+    for bad in ["demo-scale<tag=maybe>", "demo-scale<no-tag=1>", "demo-scale<steps=0>", "demo-scale<steps=x>", "demo-scale<no-factor>"] {
+      #expect(throws: PipelineError.self, "\(bad)") { try PipelineParser.parse(bad, registry: registry) }
+    }
+    #expect(throws: Never.self) { try PipelineParser.parse("demo-scale<no-tag;tag;tag=false;steps=9;factor=-1>", registry: registry) }
     #expect(registry.pass(named: "demo-fail")?.preserves == ["*"])
     #expect(throws: PipelineError.self) { try PipelineParser.parse("demo-rotate<kernel=other>", registry: registry) }
   }
@@ -64,6 +70,21 @@ import Testing
     #expect(maxErr <= 3.0 / 127 / 2 + 1e-6)
     // The statistics accessor is a stub until `calibrate` exists; the remark is located at the linear.
     #expect(log.contains("demo.ir:5:3: remark: demo-quant: no calibration statistics; using weights only"))
+  }
+
+  @Test func boolOptionsTakeTheNoForm() throws {
+    let (registry, m) = try setUp()
+    try Fixtures.runPipeline("demo-scale<no-tag>", on: m, registry: registry)
+    #expect(!m.text.contains("demo.scaled"))
+    #expect(try #require(m.weights.dense(wName)).floats() == Self.weights.map { $0 * 2 })
+  }
+
+  @Test func badHandlesAndArgumentsAreRefusedNotFatal() throws {
+    let (registry, m) = try setUp()
+    let log = try Fixtures.runPipeline("demo-abuse", on: m, registry: registry)
+    #expect(m.attributes["demo.refused"] == .int(20))
+    #expect(log.contains { $0.contains("warning: demo-abuse: attribute text '[1, ' does not parse") })
+    #expect(m.weights.dense(wName) != nil)  // nothing was replaced
   }
 
   @Test func errorsCarryTheOpLocation() throws {

@@ -99,7 +99,7 @@ enum PluginSources {
           int32_t rc = h->weight_write_f32(m, name, buf, w.count, w.rank, w.dims, QOPT_DTYPE_KEEP);
           free(buf);
           if (rc != QOPT_OK) return rc;
-          h->attr_set_bool(m, p, "demo.scaled", 1);
+          if (h->option_bool(o, "tag")) h->attr_set_bool(m, p, "demo.scaled", 1);
         }
       }
       h->attr_set_string(m, NULL, "demo.note", "scaled");
@@ -192,10 +192,51 @@ enum PluginSources {
       return QOPT_OK;
     }
 
+    /* Hands the host bad handles and arguments; every call must fail cleanly. Counts the
+     * calls that answered "invalid" into the module attribute demo.refused. */
+    static int32_t run_abuse(void *u, const qopt_host_api *h, qopt_module *m, const qopt_options *o) {
+      (void)u; (void)o;
+      int64_t refused = 0;
+      qopt_function *f = h->function_at(m, 0);
+      qopt_op *op = h->function_op_at(m, f, 0);
+      qopt_op *bogus_op = (qopt_op *)(uintptr_t)0x12340;
+      qopt_value *as_value = (qopt_value *)op; /* a handle of the wrong kind */
+      qopt_f32_view v;
+      refused += h->function_at(m, 99) == NULL;
+      refused += h->function_op_at(m, f, -1) == NULL;
+      refused += h->op_name(m, bogus_op) == NULL;
+      refused += h->op_name(m, (qopt_op *)f) == NULL;
+      refused += h->value_rank(m, as_value) == -1;
+      refused += h->attr_set_int(m, bogus_op, "k", 1) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->attr_set_int(m, op, NULL, 1) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->attr_set_text(m, op, "k", "[1, ") == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->attr_set_symbol(m, op, "name", "other") == QOPT_ERR_INVALID_ARGUMENT; /* a param's name */
+      refused += h->weight_read_f32(m, "no.such.weight", &v) == QOPT_ERR_NOT_FOUND;
+      refused += h->weight_read_f32(m, NULL, &v) == QOPT_ERR_INVALID_ARGUMENT;
+      float one = 1;
+      int64_t dims[2] = {1, 1};
+      refused += h->weight_write_f32(m, h->op_param_name(m, op), &one, 1, 2, dims, QOPT_DTYPE_KEEP) == QOPT_ERR_TYPE_MISMATCH;
+      qopt_int_quant q = {0};
+      q.struct_size = sizeof q;
+      q.bits = 12;
+      refused += h->weight_set_quantized_int(m, h->op_param_name(m, op), &q) != QOPT_OK;
+      refused += h->op_create(m, f, bogus_op, QOPT_INSERT_BEFORE, "x.y", NULL, 0, NULL, NULL) == NULL;
+      refused += h->op_create(m, f, op, QOPT_INSERT_BEFORE, "linear", NULL, 0, NULL, NULL) == NULL; /* built-in name */
+      refused += h->op_erase(m, op) == QOPT_ERR_FAILED; /* its result is used */
+      refused += h->op_set_operand(m, op, 0, NULL) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->calibration_stats(m, op, "absmax", &v) == QOPT_ERR_NOT_AVAILABLE;
+      refused += h->option_string((const qopt_options *)bogus_op, "x") == NULL;
+      refused += h->function_count((qopt_module *)bogus_op) == -1;
+      h->attr_set_int(m, NULL, "demo.refused", refused);
+      return QOPT_OK;
+    }
+
     static const qopt_option_decl scale_opts[] = {
       {.key = "factor", .kind = QOPT_OPTION_FLOAT, .help = "multiplier", .default_float = 2.0,
        .has_range = 1, .min = -10, .max = 10},
       {.key = "only", .kind = QOPT_OPTION_STRING, .help = "one weight name, or all", .default_string = ""},
+      {.key = "tag", .kind = QOPT_OPTION_BOOL, .help = "mark scaled params", .default_bool = 1},
+      {.key = "steps", .kind = QOPT_OPTION_INT, .help = "unused", .default_int = 3, .has_range = 1, .min = 1, .max = 9},
     };
     static const char *const kernel_choices[] = {"demo_identity_f32", "demo_missing_f32"};
     static const qopt_option_decl rotate_opts[] = {
@@ -206,13 +247,14 @@ enum PluginSources {
 
     static int32_t reg(const qopt_host_api *h, qopt_registry *r) {
       if (h->api_version != QOPT_PLUGIN_API_VERSION || !QOPT_HOST_HAS(h, option_string)) return QOPT_ERR_FAILED;
-      qopt_pass_decl d[4] = {
-        {sizeof(qopt_pass_decl), "demo-scale", "scale linear weights", scale_opts, 2, run_scale, NULL, NULL},
+      qopt_pass_decl d[5] = {
+        {sizeof(qopt_pass_decl), "demo-scale", "scale linear weights", scale_opts, 4, run_scale, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-quant", "per-row int8 through weight_set_quantized_int", NULL, 0, run_quant, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-rotate", "identity rotation through an external kernel", rotate_opts, 1, run_rotate, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-fail", "reports an error", NULL, 0, run_fail, NULL, preserves_all},
+        {sizeof(qopt_pass_decl), "demo-abuse", "calls the host with bad arguments", NULL, 0, run_abuse, NULL, NULL},
       };
-      for (int i = 0; i < 4; i++) {
+      for (int i = 0; i < 5; i++) {
         int32_t rc = h->register_pass(r, &d[i]);
         if (rc != QOPT_OK) return rc;
       }
