@@ -3,7 +3,9 @@ import QoptIR
 
 /// An f32 tensor passed to or returned by an external kernel (row-major).
 public struct ExternTensor: Sendable, Equatable {
+  /// Dimensions, outermost first.
   public var shape: [Int]
+  /// `shape.reduce(1, *)` values.
   public var data: [Float]
   public init(shape: [Int], data: [Float]) {
     self.shape = shape
@@ -14,8 +16,11 @@ public struct ExternTensor: Sendable, Equatable {
 /// An external kernel that cannot be called: unknown symbol, malformed op, or operands that
 /// do not match the declared signature. Located at the op.
 public struct ExternKernelError: DiagnosticError, Sendable {
+  /// What is wrong (prefixed by the op's path when the op has no source location).
   public var message: String
+  /// The op's location in its `.ir` file, when it was parsed from one.
   public var location: SourceLocation?
+  /// Extra lines, such as the libraries a symbol was looked for in.
   public var notes: [String]
   public init(_ message: String, at location: SourceLocation?, notes: [String] = []) {
     self.message = message
@@ -48,9 +53,12 @@ public struct ExternCall: @unchecked Sendable {
   /// The op name of the convention.
   public static let opName = "qopt.extern"
 
+  /// The C symbol called.
   public let symbol: String
+  /// The declared signature (`operand_types`, `result_type`).
   public let operandTypes: [TensorType]
   public let resultType: TensorType
+  /// The op's location, for errors raised at call time.
   public let location: SourceLocation?
   /// The library the symbol came from (a plugin path, or `<process>`).
   public let library: String

@@ -20,6 +20,7 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
   /// malformed pass.
   case registrationFailed(path: String, reason: String)
 
+  /// The library path given to `-load-pass-plugin`.
   public var path: String {
     switch self {
     case .cannotOpen(let p, _), .missingEntryPoint(let p), .apiVersionMismatch(let p, _, _),
@@ -28,6 +29,7 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
     }
   }
 
+  /// The message, lowercase, naming the library (LLVM's wording where it has one).
   public var message: String {
     switch self {
     case .cannotOpen(let p, let reason):
@@ -45,5 +47,6 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
     }
   }
 
+  /// One unlocated error: the library path is in the message.
   public var diagnostics: [Diagnostic] { [Diagnostic(.error, message)] }
 }

@@ -8,9 +8,12 @@ import QoptPasses
 
 /// A plugin that loaded: what it called itself and the passes it added.
 public struct LoadedPlugin: Sendable, Equatable {
+  /// The path it was loaded from.
   public let path: String
+  /// The plugin's own name and version (`qopt_plugin_info`).
   public let name: String
   public let version: String
+  /// The passes it registered, in registration order.
   public let passes: [String]
 }
 
