@@ -60,7 +60,7 @@ let package = Package(
     .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",
-      dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses", "QoptTestSupport"]),
+      dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),
