@@ -446,8 +446,9 @@ typedef struct qopt_plugin_info {
   const char *version; /* free-form, e.g. "1.0" */
   /**
    * Called once after the checks; registers the plugin's passes with `host->register_pass`.
-   * Returns QOPT_OK, or non-zero to refuse loading (say why with a message in the return of
-   * a failing register_pass, or just fail: the host reports the plugin's name).
+   * Returns QOPT_OK, or non-zero to refuse loading: the host then reports the plugin's path
+   * with the first problem `register_pass` found (a malformed declaration, a name clash), or
+   * the returned status. Nothing the plugin registered is kept when loading fails.
    */
   int32_t (*register_passes)(const qopt_host_api *host, qopt_registry *registry);
 } qopt_plugin_info;
