@@ -27,7 +27,9 @@ let package = Package(
     .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS"]),
 
     // Passes
-    .target(name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"]),
+    .target(
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"],
+      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
 
     // Plugins
     .target(name: "CQoptPlugin"),

@@ -62,7 +62,7 @@ extension PluginRun {
     case .dense(let t):
       t.readFloats(into: buffer)
     case .quantized(let q):
-      guard case .int = q.scheme, shape.count == 2 else { return QOPT_ERR_TYPE_MISMATCH }
+      guard shape.count == 2 else { return QOPT_ERR_TYPE_MISMATCH }
       _ = buffer.initialize(from: q.dequantized())
     }
     var view = qopt_f32_view()

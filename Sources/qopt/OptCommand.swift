@@ -30,6 +30,9 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("print-passes", withSingleDash: true), help: "List every pass with its options and defaults, then exit.")
   var printPasses = false
 
+  @Flag(name: .customLong("print-pass-docs", withSingleDash: true), help: "Print docs/passes.md (the pass reference) and exit.")
+  var printPassDocs = false
+
   @Flag(name: .customLong("print-after-all", withSingleDash: true), help: "Print the IR to stderr after every pass.")
   var printAfterAll = false
 
@@ -72,6 +75,10 @@ struct OptCommand: ParsableCommand {
     try PluginLoader.loadAll(loadPassPlugin, into: registry)
     if printPasses {
       print(PassListing.text(registry), terminator: "")
+      return
+    }
+    if printPassDocs {
+      print(PassDocs.markdown(registry), terminator: "")
       return
     }
     let pipeline: [PassInvocation]
