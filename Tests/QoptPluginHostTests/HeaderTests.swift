@@ -1,11 +1,12 @@
 import Foundation
 import Testing
 
-/// `qopt_plugin.h` stands alone: plain C99 with pedantic warnings as errors, and C++.
+/// `qopt_plugin.h` stands alone: plain C99 with pedantic warnings as errors, and C++ (with
+/// the clang++ every Swift toolchain ships).
 @Suite struct HeaderTests {
   @Test(arguments: [
     ["cc", "-std=c99", "-pedantic-errors", "-Wall", "-Wextra", "-Werror", "-x", "c"],
-    ["c++", "-std=c++11", "-pedantic-errors", "-Wall", "-Wextra", "-Werror", "-x", "c++"],
+    ["clang++", "-std=c++11", "-pedantic-errors", "-Wall", "-Wextra", "-Werror", "-x", "c++"],
   ])
   func compilesAlone(_ compiler: [String]) throws {
     let dir = try Fixtures.tempDir()
