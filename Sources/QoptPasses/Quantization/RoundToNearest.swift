@@ -8,6 +8,7 @@ import QoptIR
 ///
 /// The weight store entry becomes codes + scales (+ zero points); every user of the param now
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
+/// A `param` carrying `{qopt.bits = N}` is quantized at N bits instead of `bits`.
 let roundToNearestPass = Pass(
   "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self
 ) {
@@ -39,6 +40,13 @@ let roundToNearestPass = Pass(
       continue
     }
     var s = scheme
+    // A per-weight width chosen earlier in the pipeline (e.g. by a bit-width plugin pass).
+    if let attr = param.attributes["qopt.bits"] {
+      guard let bits = attr.intValue, (2...8).contains(bits) else {
+        throw PassError(pass: "rtn", "'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param.location)
+      }
+      s.bits = bits
+    }
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let quantizer = IntQuantizer(scheme: s, rule: rule)
     let q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
@@ -112,6 +120,10 @@ let rtnDetails = """
   `scheme=fp8` (compressed-tensors `float-quantized`): `scale = amax / 448` per tensor
   (`group-size=0`), row (`-1`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
   nearest even; f32 scales.
+
+  Per-weight widths: a selected `param` carrying `{qopt.bits = N}` (set by an earlier pass,
+  e.g. the `bit-width-rule` sample plugin) is quantized at N bits (2…8) instead of `bits`
+  (integer scheme).
 
   Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
   named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
