@@ -24,6 +24,8 @@ public final class Interpreter {
 
   public let module: Module
   public var policy: WeightPolicy
+  /// When non-nil, seconds spent per op name (calls excluded: their bodies are counted).
+  public var profile: [String: Double]?
   private var kept: [String: WeightView] = [:]
   private var ropeTables: [String: RopeTable] = [:]
   private var lastUses: [ObjectIdentifier: [[ObjectIdentifier]]] = [:]
@@ -85,7 +87,14 @@ public final class Interpreter {
         guard let v = env[ObjectIdentifier(op.operands[0])] else { throw RuntimeError("returns an undefined value", at: op) }
         return v
       }
-      let result = try execute(op, env)
+      let result: RuntimeValue
+      if profile != nil && op.kind != .call {
+        let t0 = monotonicSeconds()
+        result = try execute(op, env)
+        profile?[op.name, default: 0] += monotonicSeconds() - t0
+      } else {
+        result = try execute(op, env)
+      }
       for id in drops[i] { env[id] = nil }
       if let r = op.result { env[ObjectIdentifier(r)] = result }
     }
