@@ -7,6 +7,7 @@ let package = Package(
     .executable(name: "qopt", targets: ["qopt"]),
     .library(name: "QoptIR", targets: ["QoptIR"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
+    .library(name: "QoptBackends", targets: ["QoptBackends"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +25,9 @@ let package = Package(
     // Passes
     .target(name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"]),
 
+    // I/O
+    .target(name: "QoptBackends", dependencies: ["QoptIR"]),
+
     // CLI
     .executableTarget(
       name: "qopt",
@@ -39,6 +43,9 @@ let package = Package(
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
     .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptBackendsTests",
+      dependencies: ["QoptBackends", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

@@ -1,0 +1,169 @@
+import QoptIR
+
+/// Reads a compressed-tensors `pack-quantized` directory (as `CompressedTensorsEmitter` and
+/// llmcompressor write it) back into a weight store: each `X.weight_packed` group becomes a
+/// quantized `X.weight` with the same codes, scales and zero points; other tensors stay
+/// memory-mapped under their names; config.json becomes module attributes (plus `hf_config`,
+/// the config without `quantization_config`); tokenizer and generation files become U8 blobs.
+///
+/// Building the functions is the frontend's job (TODO(#5): the lead places this beside the
+/// safetensors importer).
+public enum CompressedTensorsReader {
+  public struct Result {
+    public var attributes: AttributeDict
+    public var weights: WeightStore
+  }
+
+  /// Files copied into the store as blobs when present.
+  static let carriedFiles = [
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+    "vocab.json", "merges.txt", "chat_template.jinja", "tokenizer.model",
+  ]
+
+  public static func read(directory: String) throws -> Result {
+    let configPath = directory + "/config.json"
+    let configBytes = try readFile(configPath)
+    let config: JSON
+    do { config = try JSON.parse(configBytes) } catch {
+      throw StorageError(file: configPath, offset: error.offset, message: "config.json is not valid JSON: \(error.message)")
+    }
+    guard config.objectPairs != nil else { throw StorageError(file: configPath, offset: 0, message: "config.json is not an object") }
+    var attributes = AttributeDict()
+    for (k, v) in config.objectPairs ?? [] where k != "quantization_config" {
+      if let a = Attribute(json: v) { attributes[k] = a }
+    }
+    attributes["hf_config"] = .string(config.removing("quantization_config").pretty)
+    let args = try weightArgs(config["quantization_config"], file: configPath)
+
+    // Tensors, from every shard.
+    var files: [String] = []
+    let indexPath = directory + "/model.safetensors.index.json"
+    if fileExists(indexPath) {
+      let index = try JSON.parse(readFile(indexPath))
+      guard let map = index["weight_map"]?.objectPairs else {
+        throw StorageError(file: indexPath, offset: 0, message: "index has no 'weight_map' object")
+      }
+      for (_, f) in map { if let f = f.stringValue, !files.contains(f) { files.append(f) } }
+      files.sort()
+    } else {
+      files = ["model.safetensors"]
+    }
+    var tensors: [(String, TensorData, String)] = []
+    for f in files {
+      let st = try SafetensorsFile(path: directory + "/" + f)
+      for (n, d) in st.tensors { tensors.append((n, d, st.path)) }
+    }
+    tensors.sort { $0.0 < $1.0 }
+    let byName = Dictionary(tensors.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a })
+
+    let store = WeightStore()
+    store.sourcePath = directory
+    for (name, data, path) in tensors {
+      if name.hasSuffix(".weight_packed") {
+        let base = String(name.dropLast("_packed".count))
+        store.set(base, .quantized(try quantized(base: base, packed: data, byName: byName, args: args, file: path)))
+      } else if name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") || name.hasSuffix(".weight_zero_point") {
+        continue
+      } else {
+        store.set(name, .dense(data))
+      }
+    }
+    for f in carriedFiles where fileExists(directory + "/" + f) {
+      let b = try readFile(directory + "/" + f)
+      store.set(f, .dense(TensorData(dtype: .u8, shape: [b.count], bytes: b)))
+    }
+    return Result(attributes: attributes, weights: store)
+  }
+
+  /// The weights QuantizationArgs of the config's groups (all groups must agree on bits and
+  /// symmetry per tensor; the first group is used when targets are `Linear`).
+  struct Args { var bits: Int; var symmetric: Bool; var granularity: Granularity }
+
+  private static func weightArgs(_ q: JSON?, file: String) throws(StorageError) -> [Args] {
+    guard let q else { return [] }
+    guard q["quant_method"]?.stringValue == "compressed-tensors" else {
+      throw StorageError(file: file, offset: nil, message: "quantization_config.quant_method is not 'compressed-tensors'")
+    }
+    var out: [Args] = []
+    for (g, v) in q["config_groups"]?.objectPairs ?? [] {
+      guard let w = v["weights"], w != .null else { continue }
+      guard w["type"]?.stringValue ?? "int" == "int", let bits = w["num_bits"]?.intValue else {
+        throw StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g): only int weights are supported")
+      }
+      let gs = w["group_size"]?.intValue
+      let strategy = w["strategy"]?.stringValue
+      let gran: Granularity =
+        if strategy == "channel" || gs == -1 { .channel }
+        else if strategy == "tensor" || gs == nil { .tensor }
+        else if let n = gs, n > 0 { .group(n) }
+        else { .channel }
+      out.append(Args(bits: bits, symmetric: w["symmetric"]?.boolValue ?? true, granularity: gran))
+    }
+    return out
+  }
+
+  private static func quantized(
+    base: String, packed: TensorData, byName: [String: (TensorData, String)], args: [Args], file: String
+  ) throws(StorageError) -> QuantizedTensor {
+    func fail(_ m: String) -> StorageError { StorageError(file: file, offset: nil, message: "tensor '\(base)_packed': \(m)") }
+    guard let scale = byName[base + "_scale"]?.0 else { throw fail("missing '\(base)_scale'") }
+    guard let shapeT = byName[base + "_shape"]?.0, shapeT.dtype == .i64 || shapeT.dtype == .i32, shapeT.count == 2 else {
+      throw fail("missing or malformed '\(base)_shape'")
+    }
+    let dims = shapeT.floats().map { Int($0) }
+    let (rows, cols) = (dims[0], dims[1])
+    guard packed.dtype == .i32, packed.shape.count == 2, packed.shape[0] == rows, rows > 0, cols > 0 else {
+      throw fail("expected I32 [\(rows), …], found \(packed.dtype.safetensorsName) \(packed.shape)")
+    }
+    let wpr = packed.shape[1]
+    let bits = wpr * 32 / cols
+    guard [2, 3, 4, 5, 6, 7, 8].contains(bits), PackToInt32.wordsPerRow(columns: cols, bits: bits) == wpr else {
+      throw fail("\(wpr) words per row do not hold \(cols) codes of a supported bit width")
+    }
+    let zp = byName[base + "_zero_point"]?.0
+    guard scale.shape.count == 2, scale.shape[0] == rows else { throw fail("scale shape \(scale.shape) does not match \(rows) rows") }
+    let groups = scale.shape[1]
+    let a = args.first { $0.bits == bits && $0.symmetric == (zp == nil) }
+    let gran: Granularity = a?.granularity ?? (groups == 1 ? .channel : .group((cols + groups - 1) / groups))
+    guard gran.groupsPerRow(columns: cols) == groups else { throw fail("\(groups) scale groups do not match the config's scheme") }
+    let scheme = IntScheme(bits: bits, symmetric: zp == nil, granularity: gran, scaleType: scale.dtype)
+    let codes = packed.withUnsafeBytes { PackToInt32.unpackRows($0, rows: rows, columns: cols, bits: bits) }
+    var zeroPoint: TensorData?
+    if let zp {
+      guard zp.dtype == .i32, zp.shape == [PackToInt32.wordsPerRow(columns: rows, bits: bits), groups] else {
+        throw fail("zero point shape \(zp.shape) does not match")
+      }
+      // Packed along dim 0: unpack the transpose.
+      let zt = zp.withUnsafeBytes { raw -> [Int8] in
+        let wpr = zp.shape[0]
+        var words = [UInt32](repeating: 0, count: wpr * groups)
+        for w in 0..<wpr { for g in 0..<groups { words[g * wpr + w] = raw.loadUnaligned(fromByteOffset: 4 * (w * groups + g), as: UInt32.self) } }
+        return words.withUnsafeBytes { PackToInt32.unpackRows($0, rows: groups, columns: rows, bits: bits) }
+      }
+      var z = [Int8](repeating: 0, count: rows * groups)
+      for r in 0..<rows { for g in 0..<groups { z[r * groups + g] = zt[g * rows + r] } }
+      zeroPoint = TensorData(int8: z, shape: [rows, groups])
+    }
+    return QuantizedTensor(scheme: .int(scheme), codes: TensorData(int8: codes, shape: [rows, cols]), scale: scale, zeroPoint: zeroPoint)
+  }
+}
+
+extension Attribute {
+  /// A config.json value as an IR attribute (`nil` for null and objects, which have none).
+  init?(json: JSON) {
+    switch json {
+    case .int(let v): self = .int(v)
+    case .double(let v): self = .float(v)
+    case .bool(let v): self = .bool(v)
+    case .string(let v): self = .string(v)
+    case .array(let xs):
+      var out: [Attribute] = []
+      for x in xs {
+        guard let a = Attribute(json: x) else { return nil }
+        out.append(a)
+      }
+      self = .array(out)
+    case .null, .object: return nil
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import QoptIR
+
+/// The `quantization_config` object of a compressed-tensors config.json, written with the keys
+/// and values compressed-tensors 0.19.0 writes (reference/compressed-tensors.md §1): keys in
+/// sorted order, `QuantizationArgs` with the reference field set.
+enum QuantizationConfig {
+  static let version = "0.19.0"
+
+  /// The `weights` QuantizationArgs of an integer weight-only scheme.
+  static func weightArgs(_ s: IntScheme) -> JSON {
+    let (groupSize, strategy): (JSON, String) = switch s.granularity {
+    case .group(let g): (.int(g), "group")
+    case .channel: (.int(-1), "channel")
+    case .tensor: (.null, "tensor")
+    }
+    return .object([
+      ("actorder", .null),
+      ("block_structure", .null),
+      ("dynamic", .bool(false)),
+      ("group_size", groupSize),
+      ("num_bits", .int(s.bits)),
+      ("observer", .string("memoryless_minmax")),
+      ("observer_kwargs", .object([])),
+      ("scale_dtype", .null),
+      ("strategy", .string(strategy)),
+      ("symmetric", .bool(s.symmetric)),
+      ("type", .string("int")),
+      ("zp_dtype", s.symmetric ? .null : .string("torch.int8")),
+    ])
+  }
+
+  /// One config group per distinct scheme (`group_0`, …); a single group targets `Linear`,
+  /// several list their module names.
+  static func make(groups: [(scheme: IntScheme, modules: [String])], ignore: [String]) -> JSON {
+    var cg: [(String, JSON)] = []
+    for (i, g) in groups.enumerated() {
+      let targets: [JSON] = groups.count == 1 ? [.string("Linear")] : g.modules.map { .string($0) }
+      cg.append((
+        "group_\(i)",
+        .object([
+          ("format", .string("pack-quantized")),
+          ("input_activations", .null),
+          ("output_activations", .null),
+          ("targets", .array(targets)),
+          ("weights", weightArgs(g.scheme)),
+        ])
+      ))
+    }
+    return .object([
+      ("config_groups", .object(cg)),
+      ("format", .string("pack-quantized")),
+      ("global_compression_ratio", .null),
+      ("ignore", .array(ignore.map { .string($0) })),
+      ("kv_cache_scheme", .null),
+      ("quant_method", .string("compressed-tensors")),
+      ("quantization_status", .string("compressed")),
+      ("sparsity_config", .object([])),
+      ("transform_config", .object([])),
+      ("version", .string(version)),
+    ])
+  }
+}
+
+extension JSON {
+  /// An IR attribute as a config.json value (`nil` for types, which have no JSON form).
+  init?(attribute a: Attribute) {
+    switch a {
+    case .int(let v): self = .int(v)
+    case .float(let v): self = .double(v)
+    case .bool(let v): self = .bool(v)
+    case .string(let v), .symbol(let v): self = .string(v)
+    case .array(let xs):
+      var out: [JSON] = []
+      for x in xs {
+        guard let j = JSON(attribute: x) else { return nil }
+        out.append(j)
+      }
+      self = .array(out)
+    case .type: return nil
+    }
+  }
+
+  /// `self` (an object) with `key` set, replacing an existing value in place.
+  func setting(_ key: String, _ value: JSON) -> JSON {
+    guard var pairs = objectPairs else { return self }
+    if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
+    return .object(pairs)
+  }
+
+  /// `self` (an object) without `key`.
+  func removing(_ key: String) -> JSON {
+    guard let pairs = objectPairs else { return self }
+    return .object(pairs.filter { $0.0 != key })
+  }
+}
