@@ -3,13 +3,13 @@ import QoptIR
 /// compressed-tensors' `pack_to_int32`: signed codes → unsigned (`+2^(b−1)`), laid out as a
 /// dense little-endian bit stream per row, 32 bits per word (element 0 in the least significant
 /// bits), a short last word zero-filled. Reference: `compressors/pack_quantized/helpers.py`.
-enum PackToInt32 {
+package enum PackToInt32 {
   /// Words per row of `columns` codes of `bits` bits.
-  static func wordsPerRow(columns: Int, bits: Int) -> Int { (columns * bits + 31) / 32 }
+  package static func wordsPerRow(columns: Int, bits: Int) -> Int { (columns * bits + 31) / 32 }
 
   /// Packs a row-major `[rows, columns]` code matrix along its rows into `out`
   /// (`rows × wordsPerRow` words).
-  static func packRows(
+  package static func packRows(
     _ codes: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int, into out: UnsafeMutablePointer<UInt32>
   ) {
     let wpr = wordsPerRow(columns: columns, bits: bits)
@@ -41,7 +41,7 @@ enum PackToInt32 {
   }
 
   /// Packs an i8 `[rows, columns]` tensor into an I32 `[rows, wordsPerRow]` tensor.
-  static func packRows(_ codes: TensorData, bits: Int) -> TensorData {
+  package static func packRows(_ codes: TensorData, bits: Int) -> TensorData {
     let (rows, cols) = (codes.shape[0], codes.shape[1])
     let wpr = wordsPerRow(columns: cols, bits: bits)
     return TensorData.build(dtype: .i32, shape: [rows, wpr]) { out in
@@ -53,7 +53,7 @@ enum PackToInt32 {
 
   /// Packs a `[rows, groups]` zero-point tensor along dim 0 (the reference transposes, packs
   /// rows, transposes back): result `[ceil(rows·bits/32), groups]`.
-  static func packColumns(_ zeros: TensorData, bits: Int) -> TensorData {
+  package static func packColumns(_ zeros: TensorData, bits: Int) -> TensorData {
     let (rows, cols) = (zeros.shape[0], zeros.shape[1])
     let z = zeros.int8s()
     var t = [Int8](repeating: 0, count: rows * cols)
@@ -70,7 +70,7 @@ enum PackToInt32 {
   }
 
   /// Inverse of `packRows`: `[rows, columns]` signed codes from packed words.
-  static func unpackRows(_ words: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int) -> [Int8] {
+  package static func unpackRows(_ words: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int) -> [Int8] {
     let wpr = wordsPerRow(columns: columns, bits: bits)
     let offset = 1 << (bits - 1)
     let mask = UInt64((1 << bits) - 1)

@@ -2,11 +2,18 @@ import QoptIR
 
 /// One tensor of a GGUF file to be written: its name, row-major shape (written reversed, in
 /// ggml order), type, and a closure producing its encoded bytes when the writer reaches it.
-struct GGUFTensorEntry {
-  var name: String
-  var shape: [Int]
-  var type: GGMLType
-  var produce: () throws -> [UInt8]
+package struct GGUFTensorEntry {
+  package var name: String
+  package var shape: [Int]
+  package var type: GGMLType
+  package var produce: () throws -> [UInt8]
+
+  package init(name: String, shape: [Int], type: GGMLType, produce: @escaping () throws -> [UInt8]) {
+    self.name = name
+    self.shape = shape
+    self.type = type
+    self.produce = produce
+  }
 
   var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) }
 }
@@ -14,10 +21,10 @@ struct GGUFTensorEntry {
 /// Writes GGUF version 3 (reference/gguf.md §1): header, metadata, tensor infos with offsets
 /// relative to the aligned data section, and tensor data padded to `alignment`, streaming one
 /// tensor at a time through an `AtomicFileWriter`.
-enum GGUFFileWriter {
+package enum GGUFFileWriter {
   static let alignment = 32
 
-  static func write(metadata: [(String, GGUFValue)], tensors: [GGUFTensorEntry], to path: String) throws {
+  package static func write(metadata: [(String, GGUFValue)], tensors: [GGUFTensorEntry], to path: String) throws {
     let out = try AtomicFileWriter(path: path)
     var head: [UInt8] = []
     func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { head.append(contentsOf: $0) } }

@@ -26,7 +26,7 @@ public indirect enum GGUFValue: Hashable, Sendable {
   }
 
   /// An array of strings.
-  static func strings(_ s: [String]) -> GGUFValue { .array(elementType: 8, s.map { .string($0) }) }
+  public static func strings(_ s: [String]) -> GGUFValue { .array(elementType: 8, s.map { .string($0) }) }
 
   /// Appends the value's encoding (without its type id) to `out`.
   func encode(into out: inout [UInt8]) {
