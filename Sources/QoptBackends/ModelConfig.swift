@@ -15,12 +15,55 @@ struct ModelConfig {
     {
       pairs = p
     }
-    for (key, value) in module.attributes where key != "hf_config" && !key.contains(".") {
-      guard let j = JSON(attribute: value) else { continue }
+    func set(_ key: String, _ j: JSON) {
       if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = j } else { pairs.append((key, j)) }
     }
+    for (key, value) in module.attributes where !Self.internalKeys.contains(key) && !key.contains(".") {
+      // Symbols point into the weight store (`tokenizer = @"tokenizer.json"`); not config.
+      if case .symbol = value { continue }
+      if key == "rope_scaling", let o = Self.ropeScaling(value) {
+        set(key, o)
+        continue
+      }
+      guard let j = JSON(attribute: value) else { continue }
+      set(key, j)
+    }
+    // What vLLM and transformers need to pick the model class and dtype.
+    if !pairs.contains(where: { $0.0 == "architectures" }), let mt = pairs.first(where: { $0.0 == "model_type" })?.1.stringValue,
+      let arch = Self.architectures[mt]
+    {
+      set("architectures", .array([.string(arch)]))
+    }
+    if !pairs.contains(where: { $0.0 == "torch_dtype" }), let d = Self.torchDType(module) { set("torch_dtype", .string(d)) }
     pairs.sort { $0.0 < $1.0 }
     json = .object(pairs)
+  }
+
+  /// Attributes the IR keeps for itself.
+  static let internalKeys: Set<String> = ["hf_config", "arch", "tokenizer"]
+  static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"]
+
+  /// The frontend's compact `rope_scaling = ["llama3", factor, low, high, original]` as the
+  /// config.json object.
+  static func ropeScaling(_ a: Attribute) -> JSON? {
+    guard let xs = a.arrayValue, xs.count == 5, let t = xs[0].stringValue, let f = xs[1].doubleValue,
+      let lo = xs[2].doubleValue, let hi = xs[3].doubleValue, let o = xs[4].intValue
+    else { return nil }
+    return .object([
+      ("factor", .double(f)), ("high_freq_factor", .double(hi)), ("low_freq_factor", .double(lo)),
+      ("original_max_position_embeddings", .int(o)), ("rope_type", .string(t)),
+    ])
+  }
+
+  /// The dtype of the embedding table (the model dtype), as transformers names it.
+  static func torchDType(_ module: Module) -> String? {
+    guard let t = module.weights.dense("model.embed_tokens.weight") else { return nil }
+    switch t.dtype {
+    case .f32: return "float32"
+    case .f16: return "float16"
+    case .bf16: return "bfloat16"
+    default: return nil
+    }
   }
 
   func int(_ key: String) -> Int? { json[key]?.intValue }

@@ -46,11 +46,19 @@ public struct GGUFEmitter: WeightEmitter {
     try GGUFFileWriter.write(metadata: metadata, tensors: entries, to: output)
   }
 
+  /// The tensors as they will be written: source name, GGUF name, type, row-major shape.
+  package func layout(_ module: Module, output: String) throws(BackendError) -> [(hf: String, gguf: String, type: GGMLType, shape: [Int])] {
+    try plan(module, output: output).1.map { ($0.hf, $0.gguf, $0.type, $0.shape) }
+  }
+
   /// Validates every tensor and builds the metadata, before anything is written.
   func plan(_ module: Module, output: String) throws(BackendError) -> ([(String, GGUFValue)], [PlannedTensor]) {
     let weights = ModelWeights(module)
     let config = ModelConfig(module)
     let heads = LlamaMetadata.heads(config, module)
+    if let rs = config.json["rope_scaling"], (rs["rope_type"] ?? rs["type"])?.stringValue == "llama3" {
+      throw BackendError(output: output, "llama3 rope scaling must be baked into a rope_freqs tensor; not supported by this backend yet")
+    }
     var tensors: [PlannedTensor] = []
     var seen = Set<String>()
     for hf in weights.tensors {
@@ -96,7 +104,7 @@ public struct GGUFEmitter: WeightEmitter {
   }
 
   /// Encodes a float tensor row by row (rows taken in `rowOrder`), split across threads.
-  static func encodeDense(_ t: TensorData, as type: GGMLType, rowOrder: [Int]?, threads: Int) -> [UInt8] {
+  package static func encodeDense(_ t: TensorData, as type: GGMLType, rowOrder: [Int]?, threads: Int) -> [UInt8] {
     let cols = t.shape.last ?? 1
     let rows = cols == 0 ? 0 : t.count / cols
     var out = [UInt8](repeating: 0, count: type.byteCount(elements: t.count))

@@ -37,6 +37,13 @@ enum LlamaMetadata {
       kv.append(("llama.attention.key_length", .u32(UInt32(hd))))
       kv.append(("llama.attention.value_length", .u32(UInt32(hd))))
     }
+    if let rs = config.json["rope_scaling"], rs != .null, let t = rs["rope_type"]?.stringValue ?? rs["type"]?.stringValue {
+      if t == "linear" || t == "yarn" {
+        kv.append(("llama.rope.scaling.type", .string(t)))
+        if let f = rs["factor"]?.doubleValue { kv.append(("llama.rope.scaling.factor", .f32(Float(f)))) }
+        if let o = rs["original_max_position_embeddings"]?.intValue { kv.append(("llama.rope.scaling.original_context_length", .u32(UInt32(o)))) }
+      }
+    }
     kv.append(("general.file_type", .u32(fileType)))
     if quantized { kv.append(("general.quantization_version", .u32(2))) }
     kv.append(("general.alignment", .u32(UInt32(GGUFFileWriter.alignment))))

@@ -1,5 +1,5 @@
 /// Hugging Face llama tensor names → GGUF names (reference/gguf.md §3).
-enum LlamaTensorNames {
+package enum LlamaTensorNames {
   private static let global: [String: String] = [
     "model.embed_tokens.weight": "token_embd.weight",
     "model.norm.weight": "output_norm.weight",
@@ -19,7 +19,7 @@ enum LlamaTensorNames {
 
   /// The GGUF name of `hf`; names already in GGUF form, and names the table does not know,
   /// are kept as they are.
-  static func gguf(_ hf: String) -> String {
+  package static func gguf(_ hf: String) -> String {
     if let g = global[hf] { return g }
     guard hf.hasPrefix("model.layers.") else { return hf }
     let rest = hf.dropFirst("model.layers.".count)
@@ -32,8 +32,8 @@ enum LlamaTensorNames {
   }
 
   /// Which heads permutation the tensor needs: `.q` for attn_q, `.k` for attn_k.
-  enum Rotary { case q, k }
-  static func rotary(gguf name: String) -> Rotary? {
+  package enum Rotary { case q, k }
+  package static func rotary(gguf name: String) -> Rotary? {
     if name.hasSuffix(".attn_q.weight") || name.hasSuffix(".attn_q.bias") { return .q }
     if name.hasSuffix(".attn_k.weight") || name.hasSuffix(".attn_k.bias") { return .k }
     return nil
@@ -41,7 +41,7 @@ enum LlamaTensorNames {
 
   /// Row order HF → GGUF for `heads` heads of `headDim` rows: GGUF row `h·d + 2i + j` takes
   /// HF row `h·d + j·(d/2) + i` (`W.reshape(n_head, 2, d/2, in).swapaxes(1, 2)`).
-  static func permutation(rows: Int, heads: Int) -> [Int]? {
+  package static func permutation(rows: Int, heads: Int) -> [Int]? {
     guard heads > 0, rows % heads == 0, (rows / heads) % 2 == 0 else { return nil }
     let d = rows / heads
     var order = [Int](repeating: 0, count: rows)

@@ -70,8 +70,7 @@ enum TokenizerMetadata {
         merges.append(spaced(a) + " " + spaced(b))
       }
     }
-    let name = (config.string("_name_or_path") ?? "").lowercased()
-    let pre = name.contains("smollm") ? "smollm" : "default"
+    let pre = preTokenizerID(tok["pre_tokenizer"], name: config.string("_name_or_path") ?? "")
     var kv: [(String, GGUFValue)] = [
       ("tokenizer.ggml.model", .string("gpt2")),
       ("tokenizer.ggml.pre", .string(pre)),
@@ -98,6 +97,21 @@ enum TokenizerMetadata {
       kv.append(("tokenizer.chat_template", .string(t)))
     }
     return kv
+  }
+
+  /// llama.cpp's `tokenizer.ggml.pre` id for a tokenizer.json pre-tokenizer: the inverse of the
+  /// frontend's table (Digits + ByteLevel → `smollm`, Split with llama-3's pattern →
+  /// `llama-bpe`, another Split → `qwen2`, plain ByteLevel → `gpt2`).
+  static func preTokenizerID(_ p: JSON?, name: String) -> String {
+    guard let p, p != .null else { return "default" }
+    if p["type"]?.stringValue == "ByteLevel" { return name.lowercased().contains("smollm") ? "smollm" : "gpt2" }
+    let parts = p["pretokenizers"]?.arrayValue ?? []
+    let types = parts.compactMap { $0["type"]?.stringValue }
+    if types == ["Digits", "ByteLevel"] { return "smollm" }
+    if types.first == "Split", let re = parts[0]["pattern"]?["Regex"]?.stringValue {
+      return re.contains("{1,3}") ? "llama-bpe" : "qwen2"
+    }
+    return "default"
   }
 
   /// A merge part with literal spaces written as U+0120, as the converter does.
