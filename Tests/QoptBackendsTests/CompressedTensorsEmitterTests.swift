@@ -1,0 +1,161 @@
+import QoptBackends
+import QoptIR
+import QoptPasses
+import Testing
+
+private let w4g32 = IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f32)
+
+private func header(_ path: String) throws -> [String: (String, [Int])] {
+  let f = try SafetensorsFile(path: path)
+  var out: [String: (String, [Int])] = [:]
+  for (n, d) in f.tensors { out[n] = (d.dtype.safetensorsName, d.shape) }
+  return out
+}
+
+/// Names, dtypes and shapes as reference/compressed-tensors.md §4 and the W4A16 listing.
+@Test func ctTensorLayout() throws {
+  let m = SyntheticLlama.make(tied: true)
+  SyntheticLlama.quantizeLinears(m, scheme: w4g32, rule: .minmax)
+  let dir = makeTemporaryDirectory("ct-layout")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  #expect(listDirectory(dir) == ["out"])
+  #expect(listDirectory(dir + "/out") == ["config.json", "model.safetensors"])
+  let h = try header(dir + "/out/model.safetensors")
+  #expect(h["model.embed_tokens.weight"]! == ("F32", [256, 64]))
+  #expect(h["model.layers.0.input_layernorm.weight"]! == ("F32", [64]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_packed"]! == ("I32", [64, 16]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_scale"]! == ("F32", [64, 4]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_shape"]! == ("I64", [2]))
+  #expect(h["model.layers.0.self_attn.k_proj.weight_packed"]! == ("I32", [32, 8]))
+  #expect(h["model.layers.0.self_attn.k_proj.weight_scale"]! == ("F32", [32, 2]))
+  #expect(h["model.layers.0.self_attn.k_proj.weight"] == nil)
+  #expect(h["model.layers.0.self_attn.k_proj.weight_zero_point"] == nil)
+  #expect(h.count == 1 + 4 + 1 + 14 * 3)
+}
+
+/// config.json: source config + quantization_config exactly as the reference writes it.
+@Test func ctQuantizationConfig() throws {
+  let m = SyntheticLlama.make(tied: true)
+  m.attributes["hf_config"] = .string(#"{"_name_or_path": "tiny", "hidden_size": 1, "use_cache": true}"#)
+  SyntheticLlama.quantizeLinears(m, scheme: IntScheme(bits: 4, symmetric: true, granularity: .group(64), scaleType: .f32), rule: .minmax)
+  let dir = makeTemporaryDirectory("ct-config")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  let config = try JSON.parse(readFile(dir + "/out/config.json"))
+  #expect(config["_name_or_path"] == .string("tiny"))
+  #expect(config["use_cache"] == .bool(true))
+  #expect(config["hidden_size"] == .int(64))  // the module attribute wins
+  #expect(config["architectures"] == .array([.string("LlamaForCausalLM")]))
+  #expect(config["torch_dtype"] == .string("float32"))
+  let expected = try JSON.parse("""
+    {"config_groups": {"group_0": {"format": "pack-quantized", "input_activations": null, "output_activations": null,
+      "targets": ["Linear"], "weights": {"actorder": null, "block_structure": null, "dynamic": false, "group_size": 64,
+      "num_bits": 4, "observer": "memoryless_minmax", "observer_kwargs": {}, "scale_dtype": null, "strategy": "group",
+      "symmetric": true, "type": "int", "zp_dtype": null}}},
+     "format": "pack-quantized", "global_compression_ratio": null, "ignore": ["lm_head"], "kv_cache_scheme": null,
+     "quant_method": "compressed-tensors", "quantization_status": "compressed", "sparsity_config": {},
+     "transform_config": {}, "version": "0.19.0"}
+    """)
+  #expect(config["quantization_config"] == expected)
+}
+
+/// An unquantized Linear is ignored by name; asymmetric weights carry packed zero points.
+@Test func ctIgnoreAndZeroPoints() throws {
+  let m = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(m, scheme: IntScheme(bits: 4, symmetric: false, granularity: .group(32), scaleType: .bf16), rule: .minmax)
+  // safe: make() stores it dense, quantizeLinears quantized it.
+  let q = m.weights.quantized("model.layers.1.mlp.up_proj.weight")!
+  m.weights.set("model.layers.1.mlp.up_proj.weight", .dense(TensorData(floats: q.dequantized(), shape: q.shape)))
+  let dir = makeTemporaryDirectory("ct-asym")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  let config = try JSON.parse(readFile(dir + "/out/config.json"))
+  #expect(config["quantization_config"]?["ignore"] == .array([.string("model.layers.1.mlp.up_proj"), .string("lm_head")]))
+  #expect(config["quantization_config"]?["config_groups"]?["group_0"]?["weights"]?["zp_dtype"] == .string("torch.int8"))
+  let h = try header(dir + "/out/model.safetensors")
+  #expect(h["model.layers.0.mlp.gate_proj.weight_zero_point"]! == ("I32", [16, 2]))
+  #expect(h["model.layers.0.mlp.gate_proj.weight_scale"]! == ("BF16", [128, 2]))
+  #expect(h["model.layers.1.mlp.up_proj.weight"]! == ("F32", [128, 64]))
+  #expect(h["lm_head.weight"]! == ("F32", [256, 64]))
+}
+
+/// Round trip: the reader gives back the same codes, scales and zero points.
+@Test(arguments: [
+  (IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), ScaleRule.fullRange),
+  (IntScheme(bits: 4, symmetric: false, granularity: .group(64), scaleType: .f32), .minmax),
+  (IntScheme(bits: 8, symmetric: true, granularity: .channel, scaleType: .bf16), .minmax),
+  (IntScheme(bits: 8, symmetric: false, granularity: .group(32), scaleType: .f32), .fullRange),
+])
+func ctRoundTrip(_ scheme: IntScheme, _ rule: ScaleRule) throws {
+  let m = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(m, scheme: scheme, rule: rule)
+  let tok = Array(#"{"model": {}}"#.utf8)
+  m.weights.set("tokenizer.json", .dense(TensorData(dtype: .u8, shape: [tok.count], bytes: tok)))
+  let dir = makeTemporaryDirectory("ct-rt")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter(maxShardSize: 40_000).emit(m, to: dir + "/out")
+  #expect(listDirectory(dir + "/out").contains("model.safetensors.index.json"))
+  #expect(listDirectory(dir + "/out").contains("tokenizer.json"))
+  let back = try CompressedTensorsReader.read(directory: dir + "/out")
+  #expect(back.attributes["hidden_size"] == .int(64))
+  #expect(back.weights.dense("tokenizer.json")?.bytes == tok)
+  for name in m.weights.names {
+    switch m.weights[name]! {  // safe: iterating the store's own names
+    case .dense(let d):
+      #expect(back.weights.dense(name)?.isIdentical(to: d) == true, "\(name)")
+    case .quantized(let q):
+      guard let r = back.weights.quantized(name) else {
+        Issue.record("\(name) not read back as quantized")
+        continue
+      }
+      #expect(r.scheme == q.scheme, "\(name)")
+      #expect(r.codes.isIdentical(to: q.codes), "\(name)")
+      #expect(r.scale.isIdentical(to: q.scale.reshaped(r.scale.shape)), "\(name)")
+      #expect(r.zeroPoint?.int8s() == q.zeroPoint?.int8s(), "\(name)")
+    }
+  }
+}
+
+/// A scheme vLLM cannot load is refused before anything is written, naming the tensor.
+@Test func ctRefusesBadSchemeBeforeWriting() throws {
+  let m = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(m, scheme: IntScheme(bits: 4, symmetric: true, granularity: .group(48), scaleType: .f16), rule: .fullRange)
+  let dir = makeTemporaryDirectory("ct-bad")
+  defer { removePath(dir) }
+  #expect {
+    try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  } throws: { e in
+    let s = "\(e)"
+    return s.contains("tensor 'model.layers.0.self_attn.q_proj.weight'") && s.contains("group size 48 does not divide the row of 64 columns")
+  }
+  #expect(listDirectory(dir).isEmpty)
+
+  let m3 = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(m3, scheme: IntScheme(bits: 3, symmetric: true, granularity: .group(32), scaleType: .f16), rule: .fullRange)
+  #expect { try CompressedTensorsEmitter().check(m3, output: "x") } throws: { "\($0)".contains("3-bit codes") }
+}
+
+/// An existing output is replaced whole; a failing emit leaves it untouched.
+@Test func ctAtomicReplace() throws {
+  let dir = makeTemporaryDirectory("ct-atomic")
+  defer { removePath(dir) }
+  let out = dir + "/out"
+  _ = mkdirCompat(out + "/sub")
+  try CompressedTensorsEmitter().emit(SyntheticLlama.make(), to: out)
+  #expect(listDirectory(out) == ["config.json", "model.safetensors"])
+  #expect(listDirectory(dir) == ["out"])
+  let bad = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(bad, scheme: IntScheme(bits: 2, symmetric: true, granularity: .group(32), scaleType: .f16), rule: .fullRange)
+  #expect(throws: BackendError.self) { try CompressedTensorsEmitter().emit(bad, to: out) }
+  #expect(listDirectory(out) == ["config.json", "model.safetensors"])
+  #expect(listDirectory(dir) == ["out"])
+}
+
+@Test func shardSizes() {
+  #expect(parseShardSize("5GB") == 5_000_000_000)
+  #expect(parseShardSize("500MB") == 500_000_000)
+  #expect(parseShardSize("2GiB") == 2_147_483_648)
+  #expect(parseShardSize("1000") == 1000)
+  #expect(parseShardSize("x") == nil)
+}
