@@ -19,7 +19,7 @@ public enum ModuleIO {
     var schemes: [String: QuantScheme] = [:]
     var firstExternal: Op?
     for op in module.allOps {
-      guard let name = op.paramName, !inline.contains(name) else { continue }
+      guard let name = op.paramName, !inline.contains(name), op.result?.type.isStatic == true else { continue }
       if firstExternal == nil { firstExternal = op }
       if let s = op.result?.type.element.scheme { schemes[name] = s }
     }

@@ -51,6 +51,7 @@ struct Cursor {
   /// A short rendering of what is at the cursor, for "found …" in errors.
   var foundDescription: String {
     if atEnd { return "end of file" }
+    if peek == 0x0A || peek == 0x0D { return "end of line" }
     var end = pos
     if Cursor.isIdentChar(peek) {
       while end < bytes.count, Cursor.isIdentChar(bytes[end]), end - pos < 32 { end += 1 }

@@ -61,7 +61,7 @@ public struct Verifier {
   }
 
   func checkParam(_ op: Op, _ store: WeightStore) -> [String] {
-    guard let name = op.paramName, let t = op.result?.type else { return [] }
+    guard let name = op.paramName, let t = op.result?.type, t.isStatic else { return [] }
     guard let entry = store[name] else {
       let src = store.sourcePath.map { " (sidecar '\($0)')" } ?? " (no sidecar file)"
       return ["weight @\(Printer.symbol(name).dropFirst()) not found in the weight store\(src)"]

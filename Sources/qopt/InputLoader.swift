@@ -1,0 +1,27 @@
+import QoptIR
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Loads whatever qopt accepts as a model input: an `.ir` file (with its sidecar) or `-` for
+/// standard input. Importers for checkpoint directories and `.gguf` files hook in here.
+func loadInput(path: String) throws -> Module {
+  if path == "-" {
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let n = read(0, &buf, buf.count)
+      if n <= 0 { break }
+      bytes += buf[0..<n]
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw StorageError(file: "<stdin>", offset: nil, message: "input is not valid UTF-8")
+    }
+    return try ModuleIO.load(text: text, file: "<stdin>")
+  }
+  guard fileExists(path) else {
+    throw StorageError(file: path, offset: nil, message: "no such file or directory")
+  }
+  return try ModuleIO.load(path: path)
+}

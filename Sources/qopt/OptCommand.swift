@@ -1,0 +1,136 @@
+import ArgumentParser
+import QoptIR
+import QoptPasses
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The default job: read a model, run a pass pipeline, write or print the result.
+struct OptCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "opt", abstract: "Run a pass pipeline over a model (the default command).",
+    helpNames: [.customLong("help", withSingleDash: true), .short, .long])
+
+  @Argument(help: "Input: an .ir file, or - for standard input.")
+  var input: String = "-"
+
+  @Option(name: .customLong("passes", withSingleDash: true), help: "Pipeline, e.g. 'rtn<bits=4;group-size=128>,verify'.")
+  var passes: String?
+
+  @Option(name: .customShort("o"), help: "Write the result here (an .ir file plus its .safetensors sidecar).")
+  var output: String?
+
+  @Flag(name: .customLong("print-passes", withSingleDash: true), help: "List every pass with its options and defaults, then exit.")
+  var printPasses = false
+
+  @Flag(name: .customLong("print-after-all", withSingleDash: true), help: "Print the IR to stderr after every pass.")
+  var printAfterAll = false
+
+  @Flag(name: .customLong("print-before-all", withSingleDash: true), help: "Print the IR to stderr before every pass.")
+  var printBeforeAll = false
+
+  @Option(name: .customLong("print-before", withSingleDash: true), help: "Print the IR to stderr before this pass (repeatable).")
+  var printBefore: [String] = []
+
+  @Option(name: .customLong("print-after", withSingleDash: true), help: "Print the IR to stderr after this pass (repeatable).")
+  var printAfter: [String] = []
+
+  @Flag(name: .customLong("verify-each", withSingleDash: true), help: "Verify the module after every pass.")
+  var verifyEach = false
+
+  @Flag(name: .customLong("time-passes", withSingleDash: true), help: "Print a table of pass timings to stderr.")
+  var timePasses = false
+
+  @Flag(name: .customLong("debug-pass-manager", withSingleDash: true), help: "Log what runs, what is cached and what is invalidated.")
+  var debugPassManager = false
+
+  @Flag(name: .customLong("verify-diagnostics", withSingleDash: true), help: "Check the input's diagnostics against its '// expected-error' comments.")
+  var verifyDiagnostics = false
+
+  @Flag(name: .customLong("split-input-file", withSingleDash: true), help: "Treat each '// -----' separated chunk as its own input.")
+  var splitInputFile = false
+
+  @Option(name: .customLong("threads", withSingleDash: true), help: "Worker threads for passes and matrix work.")
+  var threads: Int = defaultThreads()
+
+  func validate() throws {
+    if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
+    if output != nil && splitInputFile { throw ValidationError("-o cannot be combined with -split-input-file") }
+  }
+
+  func run() throws {
+    let registry = PassRegistry.builtin()
+    if printPasses {
+      print(PassListing.text(registry), terminator: "")
+      return
+    }
+    let pipeline: [PassInvocation]
+    do {
+      pipeline = try PipelineParser.parse(passes ?? "", registry: registry)
+    } catch {
+      throw PipelineDiagnostic(error: error, text: passes ?? "")
+    }
+    for name in printBefore + printAfter where registry.pass(named: name) == nil {
+      let hint = closestMatch(to: name, in: registry.names).map { "; did you mean '\($0)'?" } ?? ""
+      throw ValidationError("unknown pass '\(name)' in -print-before/-print-after\(hint)")
+    }
+    var ins = Instrumentation()
+    ins.printAfterAll = printAfterAll
+    ins.printBeforeAll = printBeforeAll
+    ins.printBefore = Set(printBefore)
+    ins.printAfter = Set(printAfter)
+    ins.verifyEach = verifyEach
+    ins.timePasses = timePasses
+    ins.debugPassManager = debugPassManager
+    let manager = PassManager(instrumentation: ins, threads: threads) { stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n") }
+
+    if verifyDiagnostics {
+      try ExpectedDiagnosticsCheck.run(path: input, split: splitInputFile)
+      return
+    }
+    if splitInputFile {
+      let chunks = try SplitInput.chunks(path: input)
+      var outputs: [String] = []
+      var failed = false
+      for chunk in chunks {
+        do {
+          let m = try ModuleIO.load(text: chunk, file: input)
+          try m.verify()
+          try manager.run(pipeline, on: m)
+          try m.verify()
+          outputs.append(Printer().print(m))
+        } catch let e as any DiagnosticError {
+          stderrWrite(e.description + "\n")
+          failed = true
+        }
+      }
+      print(outputs.joined(separator: "// -----\n"), terminator: "")
+      if failed { throw ExitCode(1) }
+      return
+    }
+    let module = try loadInput(path: input)
+    try module.verify()
+    try manager.run(pipeline, on: module)
+    try module.verify()
+    if let output {
+      try ModuleIO.save(module, to: output)
+    } else {
+      print(Printer().print(module), terminator: "")
+    }
+  }
+}
+
+func defaultThreads() -> Int {
+  max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+}
+
+/// A pipeline error shown with the pipeline text and a caret under the offending column.
+struct PipelineDiagnostic: DiagnosticError {
+  let error: PipelineError
+  let text: String
+  var diagnostics: [Diagnostic] { error.diagnostics }
+  var description: String {
+    error.description + "\n  " + text + "\n  " + String(repeating: " ", count: max(0, error.column - 1)) + "^"
+  }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import QoptIR
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The `qopt` command: LLVM-`opt`-style flags (single dash), subcommands for the other jobs.
+struct Qopt: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "qopt",
+    abstract: "Quantize LLM weights with pipelines of IR passes.",
+    discussion: """
+      qopt IN                                   parse, verify and print IN (weights elided)
+      qopt -passes=PIPELINE IN -o out.ir        run a pipeline, write out.ir + out.safetensors
+      qopt -print-passes                        list every pass with its options and defaults
+
+      Exit status: 0 success, 1 an error in the input or a pass (with a located message),
+      2 a usage error.
+      """,
+    subcommands: QoptSubcommands.all,
+    defaultSubcommand: OptCommand.self,
+    helpNames: [.customLong("help", withSingleDash: true), .short, .long])
+}
+
+@main
+enum Main {
+  static func main() {
+    let args = CommandLine.arguments.dropFirst()
+    if let first = args.first, ["-help", "--help", "-h"].contains(first), args.count == 1 {
+      // The default command's flags are what users type most: show them with the overview.
+      print(Qopt.helpMessage() + "\n" + OptCommand.helpMessage())
+      exit(0)
+    }
+    do {
+      var command = try Qopt.parseAsRoot()
+      try command.run()
+    } catch let error as any DiagnosticError {
+      stderrWrite(error.description + "\n")
+      exit(1)
+    } catch let error as ExitCode {
+      exit(error.rawValue)
+    } catch {
+      let code = Qopt.exitCode(for: error)
+      let message = Qopt.fullMessage(for: error)
+      if code == .success {
+        print(message)
+        exit(0)
+      }
+      stderrWrite(message + "\n")
+      exit(2)
+    }
+  }
+}
+
+/// Writes to standard error unbuffered, so messages interleave correctly with stdout.
+func stderrWrite(_ s: String) {
+  var bytes = Array(s.utf8)
+  var done = 0
+  while done < bytes.count {
+    let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + done, $0.count - done) }  // safe: non-empty
+    if n <= 0 { return }
+    done += n
+  }
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+/// Every subcommand, one line each; `OptCommand` (the LLVM `opt` job) is the default.
+enum QoptSubcommands {
+  static let all: [any ParsableCommand.Type] = [
+    OptCommand.self,
+  ]
+}
