@@ -32,10 +32,10 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses",
+        "QoptIR", "QoptPasses", "QoptBackends",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime"]),
+    .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptBackends"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),

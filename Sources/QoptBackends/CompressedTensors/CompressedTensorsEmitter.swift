@@ -28,7 +28,9 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     let p = try plan(module, output: output)
     let dir = try AtomicDirectory(path: output)
     var config = ModelConfig(module).json
-    if let q = p.quantizationConfig { config = config.setting("quantization_config", q) }
+    if let q = p.quantizationConfig, let pairs = config.setting("quantization_config", q).objectPairs {
+      config = .object(pairs.sorted { $0.0 < $1.0 })  // transformers writes config.json with sorted keys
+    }
     try dir.write("config.json", Array((config.pretty + "\n").utf8))
     let shards = ShardPlan(p.entries, maxShardSize: maxShardSize)
     for (i, shard) in shards.shards.enumerated() {
