@@ -69,3 +69,18 @@ private let block: [Float] = {
   #expect(hex(Array(bytes[0..<24])) == "47475546030000000100000000000000" + "0200000000000000")
   #expect(hex(Array(bytes[160..<184])) == "000000000000803f000000400000404000008040" + "0000a040")
 }
+
+/// The integer f32 → f16 conversion agrees with IEEE `Float16(x)` (round to nearest even) on
+/// normals, subnormals, ties, overflow and zeros.
+@Test func halfConversionMatchesIEEE() {
+  var s: UInt32 = 12345
+  var checked = 0
+  let special: [UInt32] = [0, 0x8000_0000, 0x3880_0000, 0x387F_FFFF, 0x477F_E000, 0x477F_EFFF, 0x477F_F000, 0x4780_0000, 0x7F80_0000, 0x3300_0000, 0x3300_0001, 0x32FF_FFFF]
+  for bits in special + (0..<2_000_000).map({ _ in s = s &* 1_664_525 &+ 1_013_904_223; return s }) {
+    let x = Float(bitPattern: bits)
+    guard !x.isNaN else { continue }
+    #expect(BlockQuantizers.halfBits(x) == Float16(x).bitPattern, "\(x) bits \(String(bits, radix: 16))")
+    checked += 1
+  }
+  #expect(checked > 1_000_000)
+}

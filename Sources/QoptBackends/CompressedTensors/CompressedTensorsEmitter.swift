@@ -68,7 +68,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       guard let entry = module.weights[name] else { continue }
       switch entry {
       case .dense(let t):
-        plan.entries.append(SafetensorsEntry(name: name, data: t))
+        plan.entries.append(Self.streamed(name, t))
         if weights.linear.contains(name) {
           ignore.append(weights.embedding.contains(name) ? "lm_head" : moduleName(ofWeight: name))
         }
@@ -114,6 +114,18 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     return s
   }
 
+  /// A dense tensor written as it is; a memory-mapped source is copied out and its pages
+  /// released, so writing a checkpoint larger than memory keeps one tensor resident at a time.
+  static func streamed(_ name: String, _ t: TensorData) -> SafetensorsEntry {
+    guard t.isMemoryMapped else { return SafetensorsEntry(name: name, data: t) }
+    return SafetensorsEntry(name: name, dtype: t.dtype, shape: t.shape) {
+      defer { t.releasePages() }
+      return t.withUnsafeBytes { src in
+        TensorData.build(dtype: t.dtype, shape: t.shape) { dst in dst.copyMemory(from: src) }
+      }
+    }
+  }
+
   /// The tensors that replace a quantized `X.weight`, each packed only when written.
   static func entries(for q: QuantizedTensor, scheme s: IntScheme, name: String) -> [SafetensorsEntry] {
     let base = name  // X.weight → X.weight_packed, …
@@ -121,7 +133,8 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     let groups = s.granularity.groupsPerRow(columns: cols)
     var out = [
       SafetensorsEntry(name: base + "_packed", dtype: .i32, shape: [rows, PackToInt32.wordsPerRow(columns: cols, bits: s.bits)]) {
-        PackToInt32.packRows(q.codes, bits: s.bits)
+        defer { q.codes.releasePages() }
+        return PackToInt32.packRows(q.codes, bits: s.bits)
       },
       SafetensorsEntry(name: base + "_scale", dtype: q.scale.dtype, shape: [rows, groups]) { q.scale.reshaped([rows, groups]) },
       SafetensorsEntry(name: base + "_shape", dtype: .i64, shape: [2]) {

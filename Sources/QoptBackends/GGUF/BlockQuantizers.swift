@@ -13,11 +13,9 @@ public enum BlockQuantizers {
     case .f32:
       out.copyMemory(from: x, byteCount: count * 4)
     case .f16:
-      let o = out.bindMemory(to: UInt16.self, capacity: count)
-      for i in 0..<count { o[i] = Float16(x[i]).bitPattern.littleEndian }
+      for i in 0..<count { out.storeBytes(of: halfBits(x[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
     case .bf16:
-      let o = out.bindMemory(to: UInt16.self, capacity: count)
-      for i in 0..<count { o[i] = floatToBF16(x[i]).littleEndian }
+      for i in 0..<count { out.storeBytes(of: floatToBF16(x[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
     case .q8_0:
       for b in 0..<(count / 32) { q8_0(x + 32 * b, out + 34 * b) }
     case .q4_0:
@@ -28,18 +26,58 @@ public enum BlockQuantizers {
   }
 
   @inline(__always) static func storeF16(_ v: Float, _ p: UnsafeMutableRawPointer) {
-    p.storeBytes(of: Float16(v).bitPattern.littleEndian, as: UInt16.self)
+    p.storeBytes(of: halfBits(v).littleEndian, as: UInt16.self)
+  }
+
+  /// f32 → f16 bits, round to nearest even, overflow to infinity, NaN made quiet with its top
+  /// payload bits (as the F16C instruction does). Integer-only, so it stays fast on
+  /// x86-64 builds without F16C, where `Float16(x)` is a library call.
+  @inline(__always) public static func halfBits(_ v: Float) -> UInt16 {
+    var x = v.bitPattern
+    let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
+    x &= 0x7FFF_FFFF
+    if x >= 0x4780_0000 {  // ≥ 65536, inf or NaN
+      if x > 0x7F80_0000 {
+        return sign | 0x7E00 | UInt16(truncatingIfNeeded: (x & 0x007F_FFFF) >> 13)
+      }
+      return sign | 0x7C00
+    }
+    if x < 0x3880_0000 {  // below the smallest normal f16 (2^-14): denormal or zero
+      // Adding 0.5 rounds the value onto the denormal grid with the FPU's own RNE.
+      let f = Float(bitPattern: x) + Float(bitPattern: 0x3F00_0000)
+      return sign | UInt16(truncatingIfNeeded: f.bitPattern &- 0x3F00_0000)
+    }
+    let odd = (x >> 13) & 1
+    x = x &+ 0xC800_0FFF &+ odd  // rebias the exponent (−112 << 23) and round
+    return sign | UInt16(truncatingIfNeeded: x >> 13)
+  }
+
+  /// Rounds half away from zero as numpy's `np_roundf` (`floor(a) + floor(2·(a − floor a))`),
+  /// for |v| < 2^31, without a libm call.
+  @inline(__always) static func roundHalfAway(_ v: Float) -> Int32 {
+    // |v| ≤ 127 for finite weights; NaN fails the test and becomes 0 (no trap).
+    let w = v.magnitude < 1024 ? v : 0
+    let t = Int32(w)
+    let diff = w - Float(t)  // exact: the fraction of w, same sign as w
+    return t + (diff >= 0.5 ? 1 : 0) - (diff <= -0.5 ? 1 : 0)
+  }
+
+  /// `min(15, trunc(t))` for t ≥ 0 (0 for NaN), as a plain conversion.
+  @inline(__always) static func nibble(_ t: Float) -> Int32 {
+    Int32(t > 0 ? Swift.min(t, 15.5) : 0)
   }
 
   /// `d = amax/127`, `q = round_half_away(x · (1/d))`, d stored as f16.
   @inline(__always) static func q8_0(_ x: UnsafePointer<Float>, _ out: UnsafeMutableRawPointer) {
     var amax: Float = 0
-    for i in 0..<32 { amax = Swift.max(amax, abs(x[i])) }
+    for i in 0..<32 {
+      let a = abs(x[i])
+      amax = a > amax ? a : amax
+    }
     let d = amax / 127
     let id: Float = d == 0 ? 0 : 1 / d
     storeF16(d, out)
-    let qs = (out + 2).bindMemory(to: Int8.self, capacity: 32)
-    for i in 0..<32 { qs[i] = Int8((x[i] * id).rounded(.toNearestOrAwayFromZero)) }
+    for i in 0..<32 { out.storeBytes(of: Int8(truncatingIfNeeded: roundHalfAway(x[i] * id)), toByteOffset: 2 + i, as: Int8.self) }
   }
 
   /// `d = max/−8` with `max` the first element of largest magnitude,
@@ -55,11 +93,11 @@ public enum BlockQuantizers {
     let d = maxv / -8
     let id: Float = d == 0 ? 0 : 1 / d
     storeF16(d, out)
-    let qs = (out + 2).bindMemory(to: UInt8.self, capacity: 16)
     for j in 0..<16 {
-      let a = UInt8(Swift.min(15, (x[j] * id + 8.5).rounded(.towardZero)))
-      let b = UInt8(Swift.min(15, (x[j + 16] * id + 8.5).rounded(.towardZero)))
-      qs[j] = a | (b << 4)
+      // x·id + 8.5 lies in [0.5, 16.5]: truncation is a plain conversion.
+      let a = UInt8(truncatingIfNeeded: nibble(x[j] * id + 8.5))
+      let b = UInt8(truncatingIfNeeded: nibble(x[j + 16] * id + 8.5))
+      out.storeBytes(of: a | (b << 4), toByteOffset: 2 + j, as: UInt8.self)
     }
   }
 
@@ -75,11 +113,10 @@ public enum BlockQuantizers {
     let id: Float = d == 0 ? 0 : 1 / d
     storeF16(d, out)
     storeF16(lo, out + 2)
-    let qs = (out + 4).bindMemory(to: UInt8.self, capacity: 16)
     for j in 0..<16 {
-      let a = UInt8(Swift.min(15, ((x[j] - lo) * id + 0.5).rounded(.towardZero)))
-      let b = UInt8(Swift.min(15, ((x[j + 16] - lo) * id + 0.5).rounded(.towardZero)))
-      qs[j] = a | (b << 4)
+      let a = UInt8(truncatingIfNeeded: nibble((x[j] - lo) * id + 0.5))
+      let b = UInt8(truncatingIfNeeded: nibble((x[j + 16] - lo) * id + 0.5))
+      out.storeBytes(of: a | (b << 4), toByteOffset: 4 + j, as: UInt8.self)
     }
   }
 

@@ -58,5 +58,5 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
   }
 
   /// Bytes of a tensor of `count` elements (a multiple of `blockSize`).
-  func byteCount(elements count: Int) -> Int { count / blockSize * typeSize }
+  public func byteCount(elements count: Int) -> Int { count / blockSize * typeSize }
 }

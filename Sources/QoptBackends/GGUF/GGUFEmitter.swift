@@ -38,8 +38,12 @@ public struct GGUFEmitter: WeightEmitter {
     let entries = tensors.map { t in
       GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) {
         switch t.entry {
-        case .dense(let d): Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads)
-        case .quantized(let q): PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder)
+        case .dense(let d):
+          defer { d.releasePages() }
+          return Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads)
+        case .quantized(let q):
+          defer { q.codes.releasePages() }
+          return PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder)
         }
       }
     }
