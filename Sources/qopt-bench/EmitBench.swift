@@ -23,71 +23,71 @@ public func runEmitBench(
   scratch: String = "/tmp/qopt-emit-bench", model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
   streamingBytes: Int = 1_150_000_000, threads: Int = 2
 ) {
-  removeTreeBench(scratch)
+  emitBenchRemoveTree(scratch)
   mkdir(scratch, 0o755)
-  defer { removeTreeBench(scratch) }
+  defer { emitBenchRemoveTree(scratch) }
   var rows: [(String, Double, Double?, String)] = []
   func row(_ work: String, _ wall: Double, rss: Double? = nil, _ note: String = "") {
     rows.append((work, wall, rss, note))
-    print("  \(work): \(fmt(wall, 3)) s" + (rss.map { ", peak RSS \(fmt($0, 0)) MiB" } ?? "") + (note.isEmpty ? "" : ", " + note))
+    print("  \(work): \(emitBenchFormat(wall, 3)) s" + (rss.map { ", peak RSS \(emitBenchFormat($0, 0)) MiB" } ?? "") + (note.isEmpty ? "" : ", " + note))
   }
   defer {
     print("\n| work | wall (s) | peak RSS (MiB) | note |\n|---|---|---|---|")
-    for (w, t, r, n) in rows { print("| \(w) | \(fmt(t, 3)) | \(r.map { fmt($0, 0) } ?? "") | \(n) |") }
+    for (w, t, r, n) in rows { print("| \(w) | \(emitBenchFormat(t, 3)) | \(r.map { emitBenchFormat($0, 0) } ?? "") | \(n) |") }
   }
   print("emit benchmark (release build, \(threads) threads)")
 
   // MARK: 1. in-process emit on a 135M-shaped module
-  var t = benchClock()
-  let m = syntheticSmolLM2()
+  var t = emitBenchClock()
+  let m = emitBenchSyntheticSmolLM2()
   let params = 134_515_008
-  print("  (built synthetic 135M-shaped module in \(fmt(benchClock() - t, 2)) s)")
+  print("  (built synthetic 135M-shaped module in \(emitBenchFormat(emitBenchClock() - t, 2)) s)")
   for type in [GGMLType.q4_0, .q8_0, .f16] {
-    t = benchClock()
+    t = emitBenchClock()
     do {
       try GGUFEmitter(types: GGUFTypeSelection(defaultType: type), threads: threads).emit(m, to: scratch + "/m.gguf")
-      let dt = benchClock() - t
-      row("emit gguf:\(type.name), 135M float weights", dt, "\(fmt(Double(params) / dt / 1e6, 0)) Mparam/s")
+      let dt = emitBenchClock() - t
+      row("emit gguf:\(type.name), 135M float weights", dt, "\(emitBenchFormat(Double(params) / dt / 1e6, 0)) Mparam/s")
     } catch { print("  gguf:\(type.name) failed: \(error)") }
   }
-  t = benchClock()
+  t = emitBenchClock()
   let q4 = m.copyForBench()
-  quantizeLinearsForBench(q4, IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), .fullRange, threads: threads)
-  row("rtn int4 g32 full-range (IntQuantizer, 210 linears)", benchClock() - t)
-  t = benchClock()
+  emitBenchQuantizeLinears(q4, IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), .fullRange, threads: threads)
+  row("rtn int4 g32 full-range (IntQuantizer, 210 linears)", emitBenchClock() - t)
+  t = emitBenchClock()
   do {
     try GGUFEmitter(threads: threads).emit(q4, to: scratch + "/q.gguf")
-    row("emit gguf (auto: rtn int4 g32 packed exactly as q4_0)", benchClock() - t)
+    row("emit gguf (auto: rtn int4 g32 packed exactly as q4_0)", emitBenchClock() - t)
   } catch { print("  gguf exact failed: \(error)") }
-  t = benchClock()
+  t = emitBenchClock()
   let w4 = m.copyForBench()
-  quantizeLinearsForBench(w4, IntScheme(bits: 4, symmetric: true, granularity: .group(64), scaleType: .f32), .minmax, threads: threads)
-  row("rtn int4 g64 minmax (W4A16)", benchClock() - t)
-  t = benchClock()
+  emitBenchQuantizeLinears(w4, IntScheme(bits: 4, symmetric: true, granularity: .group(64), scaleType: .f32), .minmax, threads: threads)
+  row("rtn int4 g64 minmax (W4A16)", emitBenchClock() - t)
+  t = emitBenchClock()
   do {
     try CompressedTensorsEmitter().emit(w4, to: scratch + "/ct")
-    row("emit compressed-tensors W4A16 g64", benchClock() - t)
+    row("emit compressed-tensors W4A16 g64", emitBenchClock() - t)
   } catch { print("  compressed-tensors failed: \(error)") }
 
   // MARK: 2. streaming from a ≥ 1 GB memory-mapped checkpoint, in a child qopt
-  let qopt = benchExecutableDirectory() + "/qopt"
-  t = benchClock()
+  let qopt = emitBenchExecutableDirectory() + "/qopt"
+  t = emitBenchClock()
   do {
-    let ir = try writeLargeCheckpoint(scratch + "/big", bytes: streamingBytes)
-    print("  (wrote \(fmt(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint in \(fmt(benchClock() - t, 1)) s)")
+    let ir = try emitBenchWriteLargeCheckpoint(scratch + "/big", bytes: streamingBytes)
+    print("  (wrote \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint in \(emitBenchFormat(emitBenchClock() - t, 1)) s)")
     for (label, args) in [
       ("gguf:q8_0", [ir, "-emit=gguf:q8_0", "-o", scratch + "/big.gguf"]),
       ("compressed-tensors", [ir, "-emit=compressed-tensors", "-max-shard-size=500MB", "-o", scratch + "/big-ct"]),
     ] {
-      let r = runChild(qopt, args)
-      row("stream \(fmt(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint → \(label)", r.wall, rss: r.rssMiB,
-          r.status == 0 ? "peak RSS \(fmt(r.rssMiB * 1_048_576 / Double(streamingBytes) * 100, 0))% of checkpoint" : "FAILED (status \(r.status))")
-      removeTreeBench(scratch + "/big.gguf")
-      removeTreeBench(scratch + "/big-ct")
+      let r = emitBenchRun(qopt, args)
+      row("stream \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint → \(label)", r.wall, rss: r.rssMiB,
+          r.status == 0 ? "peak RSS \(emitBenchFormat(r.rssMiB * 1_048_576 / Double(streamingBytes) * 100, 0))% of checkpoint" : "FAILED (status \(r.status))")
+      emitBenchRemoveTree(scratch + "/big.gguf")
+      emitBenchRemoveTree(scratch + "/big-ct")
     }
   } catch { print("  streaming check failed: \(error)") }
-  removeTreeBench(scratch + "/big.ir")
-  removeTreeBench(scratch + "/big.safetensors")
+  emitBenchRemoveTree(scratch + "/big.ir")
+  emitBenchRemoveTree(scratch + "/big.safetensors")
 
   // MARK: 3. end to end through the qopt binary (needs the GGUF importer in loadInput)
   if fileExists(model) {
@@ -97,7 +97,7 @@ public func runEmitBench(
       ("qopt -passes=rtn<4,g64,minmax> MODEL.gguf -emit=compressed-tensors",
        ["-passes=rtn<bits=4;group-size=64;scale-rule=minmax>", model, "-emit=compressed-tensors", "-threads=\(threads)", "-o", scratch + "/e2e-ct"]),
     ] {
-      let r = runChild(qopt, args)
+      let r = emitBenchRun(qopt, args)
       row("end to end: \(label)", r.wall, rss: r.rssMiB, r.status == 0 ? "" : "FAILED (status \(r.status); importer wired?)")
     }
   } else {
@@ -108,7 +108,7 @@ public func runEmitBench(
 // MARK: - Synthetic model
 
 /// SmolLM2-135M's shapes with pseudo-random f32 weights (HF names, config attributes, ops).
-private func syntheticSmolLM2() -> Module {
+private func emitBenchSyntheticSmolLM2() -> Module {
   let (hidden, heads, kv, ffn, layers, vocab) = (576, 9, 3, 1536, 30, 49152)
   let m = Module(name: "synthetic_smollm2")
   for (k, v) in [("hidden_size", hidden), ("num_attention_heads", heads), ("num_key_value_heads", kv), ("intermediate_size", ffn),
@@ -166,7 +166,7 @@ extension Module {
   }
 }
 
-private func quantizeLinearsForBench(_ m: Module, _ s: IntScheme, _ rule: ScaleRule, threads: Int) {
+private func emitBenchQuantizeLinears(_ m: Module, _ s: IntScheme, _ rule: ScaleRule, threads: Int) {
   for n in m.weights.names where n.hasSuffix("_proj.weight") {
     guard let w = m.weights.dense(n) else { continue }
     let floats = w.floats()
@@ -179,7 +179,7 @@ private func quantizeLinearsForBench(_ m: Module, _ s: IntScheme, _ rule: ScaleR
 
 /// Writes `dir.ir` + `dir.safetensors`: a llama-shaped f32 model of about `bytes` bytes,
 /// generated tensor by tensor (never whole in memory), and returns the `.ir` path.
-private func writeLargeCheckpoint(_ base: String, bytes: Int) throws -> String {
+private func emitBenchWriteLargeCheckpoint(_ base: String, bytes: Int) throws -> String {
   let (hidden, ffn, vocab) = (1024, 4096, 32768)
   let perLayer = (4 * hidden * hidden + 3 * hidden * ffn + 2 * hidden) * 4
   let layers = max(1, (bytes - 2 * vocab * hidden * 4) / perLayer + 1)
@@ -227,14 +227,14 @@ private func writeLargeCheckpoint(_ base: String, bytes: Int) throws -> String {
 
 // MARK: - Processes, clocks, files
 
-private struct ChildResult { var status: Int32; var wall: Double; var rssMiB: Double }
+private struct EmitBenchChild { var status: Int32; var wall: Double; var rssMiB: Double }
 
 /// Runs `exe args` under `/usr/bin/time` and returns its exit status, wall time and peak RSS.
 ///
 /// Not `wait4`'s own ru_maxrss: a child spawned with vfork semantics inherits the parent's
 /// high-water mark at exec (this process holds the 135M-shaped module), so the figure comes
 /// from `time`, whose own children start from its small footprint.
-private func runChild(_ exe: String, _ args: [String]) -> ChildResult {
+private func emitBenchRun(_ exe: String, _ args: [String]) -> EmitBenchChild {
   let rssFile = "/tmp/qopt-emit-bench-rss-\(getpid())"
   defer { unlink(rssFile) }
   let hasTime = fileExists("/usr/bin/time")
@@ -242,19 +242,19 @@ private func runChild(_ exe: String, _ args: [String]) -> ChildResult {
   let argv: [UnsafeMutablePointer<CChar>?] = full.map { strdup($0) } + [nil]
   defer { for p in argv { free(p) } }
   var pid: pid_t = 0
-  let t = benchClock()
-  guard posix_spawn(&pid, full[0], nil, nil, argv, environ) == 0 else { return ChildResult(status: -1, wall: 0, rssMiB: 0) }
+  let t = emitBenchClock()
+  guard posix_spawn(&pid, full[0], nil, nil, argv, environ) == 0 else { return EmitBenchChild(status: -1, wall: 0, rssMiB: 0) }
   var status: Int32 = 0
   var ru = rusage()
   wait4(pid, &status, 0, &ru)
-  let wall = benchClock() - t
+  let wall = emitBenchClock() - t
   let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
   var kib = Double(ru.ru_maxrss)
   if hasTime, let b = try? readFile(rssFile) {
     let text = String(decoding: b, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
     kib = Double(text.trimmingCharacters()) ?? kib
   }
-  return ChildResult(status: code, wall: wall, rssMiB: kib / 1024)
+  return EmitBenchChild(status: code, wall: wall, rssMiB: kib / 1024)
 }
 
 extension String {
@@ -262,7 +262,7 @@ extension String {
 }
 
 /// `x` with `digits` decimals (no Foundation).
-private func fmt(_ x: Double, _ digits: Int) -> String {
+private func emitBenchFormat(_ x: Double, _ digits: Int) -> String {
   var p = 1.0
   for _ in 0..<digits { p *= 10 }
   let v = (x * p).rounded() / p
@@ -275,13 +275,13 @@ private func fmt(_ x: Double, _ digits: Int) -> String {
   return s
 }
 
-private func benchClock() -> Double {
+private func emitBenchClock() -> Double {
   var ts = timespec()
   clock_gettime(CLOCK_MONOTONIC, &ts)
   return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-private func benchExecutableDirectory() -> String {
+private func emitBenchExecutableDirectory() -> String {
   var buf = [CChar](repeating: 0, count: 4096)
   let n = readlink("/proc/self/exe", &buf, buf.count - 1)
   guard n > 0 else { return "." }
@@ -289,7 +289,7 @@ private func benchExecutableDirectory() -> String {
   return parentDirectory(of: path)
 }
 
-private func removeTreeBench(_ path: String) {
+private func emitBenchRemoveTree(_ path: String) {
   var st = stat()
   guard lstat(path, &st) == 0 else { return }
   if (st.st_mode & S_IFMT) == S_IFDIR, let d = opendir(path) {
@@ -299,7 +299,7 @@ private func removeTreeBench(_ path: String) {
       if name != "." && name != ".." { names.append(name) }
     }
     closedir(d)
-    for n in names { removeTreeBench(path + "/" + n) }
+    for n in names { emitBenchRemoveTree(path + "/" + n) }
     rmdir(path)
   } else {
     unlink(path)
