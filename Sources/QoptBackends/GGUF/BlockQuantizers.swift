@@ -52,19 +52,33 @@ public enum BlockQuantizers {
     return sign | UInt16(truncatingIfNeeded: x >> 13)
   }
 
-  /// Rounds half away from zero as numpy's `np_roundf` (`floor(a) + floor(2·(a − floor a))`),
-  /// for |v| < 2^31, without a libm call.
-  @inline(__always) static func roundHalfAway(_ v: Float) -> Int32 {
-    // |v| ≤ 127 for finite weights; NaN fails the test and becomes 0 (no trap).
-    let w = v.magnitude < 1024 ? v : 0
-    let t = Int32(w)
-    let diff = w - Float(t)  // exact: the fraction of w, same sign as w
-    return t + (diff >= 0.5 ? 1 : 0) - (diff <= -0.5 ? 1 : 0)
+  /// `floor(t)` for 0 ≤ t < 2^22, as an integer and a float, without a conversion that can
+  /// trap: adding 2^23 rounds t to an integer (ties to even) in the low mantissa bits; one step
+  /// back when that rounded up. Branch-free, so the block loops vectorize.
+  @inline(__always) static func floorSmall(_ t: Float) -> (Int32, Float) {
+    let magic: Float = 8_388_608
+    let m = t + magic
+    var r = Int32(bitPattern: m.bitPattern &- magic.bitPattern)
+    var rf = m - magic
+    let up = rf > t
+    r &-= up ? 1 : 0
+    rf -= up ? 1 : 0
+    return (r, rf)
   }
 
-  /// `min(15, trunc(t))` for t ≥ 0 (0 for NaN), as a plain conversion.
-  @inline(__always) static func nibble(_ t: Float) -> Int32 {
-    Int32(t > 0 ? Swift.min(t, 15.5) : 0)
+  /// Rounds half away from zero as numpy's `np_roundf` (`floor(a) + floor(2·(a − floor a))`,
+  /// signed); |v| ≤ 127 here, anything else (NaN) becomes 0.
+  @inline(__always) static func roundHalfAway(_ v: Float) -> Int32 {
+    let a0 = abs(v)
+    let a = a0 < 1024 ? a0 : 0
+    let (fl, flf) = floorSmall(a)
+    let b = fl &+ (a - flf >= 0.5 ? 1 : 0)
+    return v < 0 ? 0 &- b : b
+  }
+
+  /// `min(15, trunc(t))` for t ≥ 0 (0 for NaN).
+  @inline(__always) static func nibble(_ t: Float) -> UInt8 {
+    UInt8(truncatingIfNeeded: floorSmall(t > 0 ? Swift.min(t, 15.5) : 0).0)
   }
 
   /// `d = amax/127`, `q = round_half_away(x · (1/d))`, d stored as f16.
@@ -94,9 +108,9 @@ public enum BlockQuantizers {
     let id: Float = d == 0 ? 0 : 1 / d
     storeF16(d, out)
     for j in 0..<16 {
-      // x·id + 8.5 lies in [0.5, 16.5]: truncation is a plain conversion.
-      let a = UInt8(truncatingIfNeeded: nibble(x[j] * id + 8.5))
-      let b = UInt8(truncatingIfNeeded: nibble(x[j + 16] * id + 8.5))
+      // x·id + 8.5 lies in [0.5, 16.5] since |x·id| ≤ 8.
+      let a = nibble(x[j] * id + 8.5)
+      let b = nibble(x[j + 16] * id + 8.5)
       out.storeBytes(of: a | (b << 4), toByteOffset: 2 + j, as: UInt8.self)
     }
   }
@@ -114,8 +128,8 @@ public enum BlockQuantizers {
     storeF16(d, out)
     storeF16(lo, out + 2)
     for j in 0..<16 {
-      let a = UInt8(truncatingIfNeeded: nibble((x[j] - lo) * id + 0.5))
-      let b = UInt8(truncatingIfNeeded: nibble((x[j + 16] - lo) * id + 0.5))
+      let a = nibble((x[j] - lo) * id + 0.5)
+      let b = nibble((x[j + 16] - lo) * id + 0.5)
       out.storeBytes(of: a | (b << 4), toByteOffset: 4 + j, as: UInt8.self)
     }
   }
