@@ -43,7 +43,7 @@ public struct GGUFEmitter: WeightEmitter {
           return Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads)
         case .quantized(let q):
           defer { q.codes.releasePages() }
-          return PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder)
+          return PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads)
         }
       }
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 /// Packs integer weights the IR already quantized into ggml blocks without requantizing, when
@@ -52,59 +53,60 @@ enum PrequantizedBlocks {
 
   static func isF16Exact(_ v: Float) -> Bool { v.isFinite && Float(Float16(v)) == v }
 
-  /// Encodes rows `rowOrder` (a permutation, or identity) of `q` as `type` (already checked).
-  static func encode(_ q: QuantizedTensor, as type: GGMLType, rowOrder: [Int]?) -> [UInt8] {
+  /// Encodes rows `rowOrder` (a permutation, or identity) of `q` as `type` (already checked),
+  /// rows split across `threads` workers.
+  static func encode(_ q: QuantizedTensor, as type: GGMLType, rowOrder: [Int]?, threads: Int = 1) -> [UInt8] {
     guard case .int(let s) = q.scheme else { return [] }
     let (rows, cols) = (q.shape[0], q.shape[1])
-    let codes = q.codes.int8s()
     let scales = q.scale.floats()
     let zeros = q.zeroPoint?.int8s()
     let gpr = s.granularity.groupsPerRow(columns: cols)
     let gs: Int = if case .group(let g) = s.granularity { g } else { cols }
-    func group(_ r: Int, _ c: Int) -> Int { s.granularity == .tensor ? 0 : r * gpr + c / gs }
+    let perTensor = s.granularity == .tensor
     var out = [UInt8](repeating: 0, count: type.byteCount(elements: rows * cols))
-    if type == .f32 {
-      // `scale · (code − zp)`, as QuantizedTensor.dequantized() computes it.
+    guard rows > 0, cols > 0 else { return out }
+    q.codes.withUnsafeBytes { raw in
       out.withUnsafeMutableBytes { o in
-        let f = o.bindMemory(to: Float.self)
-        for r in 0..<rows {
-          let src = rowOrder?[r] ?? r
-          for c in 0..<cols {
-            let gi = group(src, c)
-            f[r * cols + c] = scales[gi] * (Float(codes[src * cols + c]) - Float(zeros?[gi] ?? 0))
-          }
-        }
-      }
-      return out
-    }
-    let bpr = cols / 32
-    out.withUnsafeMutableBytes { o in
-      for r in 0..<rows {
-        let src = rowOrder?[r] ?? r
-        for b in 0..<bpr {
-          let gi = group(src, 32 * b)
-          let sc = scales[gi]
-          let z = Int(zeros?[gi] ?? 0)
-          let p = o.baseAddress! + (r * bpr + b) * type.typeSize  // safe: non-empty output
-          let base = src * cols + 32 * b
-          switch type {
-          case .q8_0:
-            BlockQuantizers.storeF16(sc, p)
-            for i in 0..<32 { p.storeBytes(of: Int8(Int(codes[base + i]) - z), toByteOffset: 2 + i, as: Int8.self) }
-          case .q4_0:
-            BlockQuantizers.storeF16(sc, p)
-            for j in 0..<16 {
-              let a = UInt8(Int(codes[base + j]) + 8), b2 = UInt8(Int(codes[base + j + 16]) + 8)
-              p.storeBytes(of: a | (b2 << 4), toByteOffset: 2 + j, as: UInt8.self)
+        nonisolated(unsafe) let codes = raw.bindMemory(to: Int8.self)
+        nonisolated(unsafe) let dst = o.baseAddress!  // safe: rows·cols > 0
+        let workers = max(1, min(threads, rows / 64))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+          for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+            let src = rowOrder?[r] ?? r
+            let row = codes.baseAddress! + src * cols  // safe: non-empty
+            func group(_ c: Int) -> Int { perTensor ? 0 : src * gpr + c / gs }
+            if type == .f32 {
+              // `scale · (code − zp)`, as QuantizedTensor.dequantized() computes it.
+              for c in 0..<cols {
+                let gi = group(c)
+                let v = scales[gi] * (Float(row[c]) - Float(zeros?[gi] ?? 0))
+                dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * (r * cols + c), as: UInt32.self)
+              }
+              continue
             }
-          case .q4_1:
-            BlockQuantizers.storeF16(sc, p)
-            BlockQuantizers.storeF16(-sc * Float(z + 8), p + 2)
-            for j in 0..<16 {
-              let a = UInt8(Int(codes[base + j]) + 8), b2 = UInt8(Int(codes[base + j + 16]) + 8)
-              p.storeBytes(of: a | (b2 << 4), toByteOffset: 4 + j, as: UInt8.self)
+            let bpr = cols / 32
+            for b in 0..<bpr {
+              let gi = group(32 * b)
+              let sc = scales[gi]
+              let z = Int(zeros?[gi] ?? 0)
+              let p = dst + (r * bpr + b) * type.typeSize
+              let base = 32 * b
+              switch type {
+              case .q8_0:
+                BlockQuantizers.storeF16(sc, p)
+                for i in 0..<32 { p.storeBytes(of: Int8(truncatingIfNeeded: Int(row[base + i]) - z), toByteOffset: 2 + i, as: Int8.self) }
+              case .q4_0, .q4_1:
+                BlockQuantizers.storeF16(sc, p)
+                let off = type == .q4_0 ? 2 : 4
+                if type == .q4_1 { BlockQuantizers.storeF16(-sc * Float(z + 8), p + 2) }
+                for j in 0..<16 {
+                  let a = UInt8(truncatingIfNeeded: Int(row[base + j]) + 8)
+                  let b2 = UInt8(truncatingIfNeeded: Int(row[base + j + 16]) + 8)
+                  p.storeBytes(of: (a & 0xF) | (b2 << 4), toByteOffset: off + j, as: UInt8.self)
+                }
+              default: break
+              }
             }
-          default: break
           }
         }
       }
