@@ -8,6 +8,11 @@ let package = Package(
     .library(name: "QoptIR", targets: ["QoptIR"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
     .library(name: "QoptBackends", targets: ["QoptBackends"]),
+    .library(name: "QoptPluginHost", targets: ["QoptPluginHost"]),
+    // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
+    .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
+    .library(name: "BitWidthRule", type: .dynamic, targets: ["BitWidthRule"]),
+    .library(name: "HadamardRotate", type: .dynamic, targets: ["HadamardRotate"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -23,7 +28,23 @@ let package = Package(
     .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS"]),
 
     // Passes
-    .target(name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"]),
+    .target(
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"],
+      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+
+    // Plugins
+    .target(name: "CQoptPlugin"),
+    .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+    .target(
+      name: "QoptPluginHost", dependencies: ["QoptIR", "QoptPasses", "CQoptPlugin", "QoptExternKernels"]),
+    .target(name: "QoptExternKernels", dependencies: ["QoptIR", "CFFI"]),
+    .target(
+      name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
+    .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
+    .target(
+      name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
 
     // I/O
     .target(name: "QoptBackends", dependencies: ["QoptIR"]),
@@ -32,7 +53,7 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptBackends",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptBackends",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptBackends"]),
@@ -43,6 +64,9 @@ let package = Package(
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
     .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptPluginHostTests",
+      dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
     .testTarget(
       name: "QoptBackendsTests",
       dependencies: ["QoptBackends", "QoptPasses", "QoptTestSupport"]),

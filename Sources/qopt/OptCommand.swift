@@ -1,6 +1,7 @@
 import ArgumentParser
 import QoptIR
 import QoptPasses
+import QoptPluginHost
 
 #if canImport(Glibc)
   import Glibc
@@ -21,8 +22,16 @@ struct OptCommand: ParsableCommand {
   @Option(name: .customShort("o"), help: "Write the result here (an .ir file plus its .safetensors sidecar).")
   var output: String?
 
+  @Option(
+    name: .customLong("load-pass-plugin", withSingleDash: true),
+    help: "Load a pass plugin (a shared library exporting qoptGetPassPluginInfo) before the pipeline is parsed (repeatable).")
+  var loadPassPlugin: [String] = []
+
   @Flag(name: .customLong("print-passes", withSingleDash: true), help: "List every pass with its options and defaults, then exit.")
   var printPasses = false
+
+  @Flag(name: .customLong("print-pass-docs", withSingleDash: true), help: "Print docs/passes.md (the pass reference) and exit.")
+  var printPassDocs = false
 
   @Flag(name: .customLong("print-after-all", withSingleDash: true), help: "Print the IR to stderr after every pass.")
   var printAfterAll = false
@@ -64,8 +73,15 @@ struct OptCommand: ParsableCommand {
 
   func run() throws {
     let registry = PassRegistry.builtin()
+    // Plugins join the registry before anything reads it; a failed load throws a PluginError
+    // (exit 1) before any pass runs.
+    try PluginLoader.loadAll(loadPassPlugin, into: registry)
     if printPasses {
       print(PassListing.text(registry), terminator: "")
+      return
+    }
+    if printPassDocs {
+      print(PassDocs.markdown(registry), terminator: "")
       return
     }
     let pipeline: [PassInvocation]

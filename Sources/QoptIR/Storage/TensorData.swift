@@ -102,6 +102,19 @@ public struct TensorData: @unchecked Sendable {
     }
   }
 
+  /// Calls `body` with the elements as f32: in place for an aligned f32 tensor (no copy, so a
+  /// memory-mapped weight is only paged in), converted into a temporary buffer otherwise.
+  public func withF32<R>(_ body: (UnsafeBufferPointer<Float>) -> R) -> R {
+    if dtype == .f32 {
+      let direct: R? = withUnsafeBytes { raw in
+        guard let base = raw.baseAddress, Int(bitPattern: base) % 4 == 0 else { return nil }
+        return body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: count))
+      }
+      if let direct { return direct }
+    }
+    return floats().withUnsafeBufferPointer(body)
+  }
+
   /// The elements of an i8 tensor.
   public func int8s() -> [Int8] {
     precondition(dtype == .i8 || dtype == .u8, "int8s() on \(dtype)")

@@ -1,7 +1,7 @@
 import QoptIR
 
 /// `verify`: checks the module (types, shapes, SSA order, weights) and fails on any problem.
-let verifyPass = Pass("verify", summary: "check types, shapes, SSA order and weight references", options: NoOptions.self, preserves: ["*"]) {
+package let verifyPass = Pass("verify", summary: "check types, shapes, SSA order and weight references", options: NoOptions.self, preserves: ["*"]) {
   module, _, _ in
   try module.verify()
 }

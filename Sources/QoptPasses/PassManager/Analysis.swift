@@ -14,7 +14,7 @@ public final class AnalysisManager {
   private var cache: [String: Any] = [:]
   let log: (String) -> Void
 
-  init(log: @escaping (String) -> Void) { self.log = log }
+  package init(log: @escaping (String) -> Void) { self.log = log }
 
   /// The cached result of `A`, computing it first if needed.
   public func get<A: Analysis>(_ a: A.Type, for module: Module) throws -> A.Result {

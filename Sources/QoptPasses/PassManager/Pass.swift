@@ -8,6 +8,8 @@ import QoptIR
 public struct Pass: Sendable {
   public let name: String
   public let summary: String
+  /// Longer reference text for docs/passes.md (markdown).
+  public let details: String
   /// The analyses this pass keeps valid when it changes the module (all survive when it
   /// changes nothing).
   public let preserves: [String]
@@ -17,11 +19,12 @@ public struct Pass: Sendable {
 
   /// A pass over the whole module.
   public init<O: PassOptions>(
-    _ name: String, summary: String, options: O.Type, preserves: [String] = [],
+    _ name: String, summary: String, details: String = "", options: O.Type, preserves: [String] = [],
     run: @escaping @Sendable (Module, O, PassContext) throws -> Void
   ) {
     self.name = name
     self.summary = summary
+    self.details = details
     self.preserves = preserves
     let defaults = O()
     self.options = O.schema.map { OptionInfo(key: $0.key, help: $0.help, valueSyntax: $0.valueSyntax, defaultValue: $0.value(in: defaults)) }
@@ -52,6 +55,23 @@ public struct Pass: Sendable {
       // safe: makeOptions built this value as an O.
       try run(module, options as! O, context)
     }
+  }
+
+  /// A pass whose option schema is known only at run time (a plugin's): `options` is what
+  /// `-print-passes` shows, `parse` turns the pipeline's `key=value` items into options (and
+  /// rejects bad ones with a located `PipelineError`), and `run` receives them back.
+  public init(
+    _ name: String, summary: String, details: String = "", options: [OptionInfo], preserves: [String] = [],
+    parse: @escaping @Sendable ([(key: String, value: String?, column: Int)]) throws(PipelineError) -> any PassOptions,
+    run: @escaping @Sendable (Module, any PassOptions, PassContext) throws -> Void
+  ) {
+    self.name = name
+    self.summary = summary
+    self.details = details
+    self.preserves = preserves
+    self.options = options
+    self.makeOptions = parse
+    self.body = run
   }
 
   /// A pass that runs `run` on every function of the module in order.

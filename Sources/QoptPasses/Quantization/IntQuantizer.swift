@@ -81,8 +81,8 @@ public struct IntQuantizer: Sendable {
     var lo: Float = 0
     var hi: Float = 0
     for x in w {
-      lo = Swift.min(lo, x)
-      hi = Swift.max(hi, x)
+      lo = x < lo ? x : lo
+      hi = x > hi ? x : hi
     }
     let st = scheme.scaleType
     switch (rule, scheme.symmetric) {
@@ -94,10 +94,7 @@ public struct IntQuantizer: Sendable {
       var s = roundFloat(maxv / maxq, to: st)
       let thresh = roundFloat(1e-5, to: st)
       s = s < 0 ? Swift.min(s, -thresh) : Swift.max(s, thresh)
-      for i in 0..<w.count {
-        let v = (w[i] / s).rounded(.toNearestOrEven)
-        q[i] = Int8(Swift.min(Swift.max(v, -maxq), maxq - 1))
-      }
+      roundDivided(w, by: s, plus: 0, into: q, clampBefore: nil, clampAfter: (-maxq, maxq - 1))
       return (s, 0)
     case (.fullRange, false):
       // auto-round quant_tensor_asym: codes 0…2^b−1 around zp; stored shifted by −2^(b−1).
@@ -106,10 +103,8 @@ public struct IntQuantizer: Sendable {
       var s = roundFloat((hi - lo) / maxq, to: st)
       s = Swift.max(s, roundFloat(1e-5, to: st))
       let zp = (-lo / s).rounded(.toNearestOrEven)
-      for i in 0..<w.count {
-        let v = Swift.min(Swift.max((w[i] / s).rounded(.toNearestOrEven) + zp, 0), maxq)
-        q[i] = Int8(v - half)
-      }
+      // round(w/s) + zp, clamped to [0, maxq], then shifted by −half: clamp in the shifted range.
+      roundDivided(w, by: s, plus: zp - half, into: q, clampBefore: nil, clampAfter: (-half, maxq - half))
       return (s, Int8(Swift.min(Swift.max(zp - half, -128), 127)))
     case (.minmax, let sym):
       // compressed-tensors calculate_qparams + _quantize: clamp first, then round half to even.
@@ -125,11 +120,50 @@ public struct IntQuantizer: Sendable {
       }
       if s == 0 { s = eps }
       if !sym { zp = Swift.min(Swift.max(qmin - roundFloat(lo / s, to: st), qmin), qmax).rounded(.toNearestOrEven) }
-      for i in 0..<w.count {
-        let x = roundFloat(w[i] / s, to: st) + zp
-        q[i] = Int8(Swift.min(Swift.max(x, qmin), qmax).rounded(.toNearestOrEven))
+      if st == .f32 {
+        roundDivided(w, by: s, plus: zp, into: q, clampBefore: (qmin, qmax), clampAfter: nil)
+      } else {
+        // The reference divides in the scale's dtype: round each quotient to it first.
+        for i in 0..<w.count {
+          let x = roundFloat(w[i] / s, to: st) + zp
+          q[i] = Int8(Swift.min(Swift.max(x, qmin), qmax).rounded(.toNearestOrEven))
+        }
       }
       return (s, Int8(zp))
+    }
+  }
+
+  /// `q[i] = clampAfter(roundHalfEven(clampBefore(w[i] / s) + …))`, written so it vectorizes:
+  /// rounding uses the 1.5·2^23 trick (exact round-half-even for |x| < 2^22) instead of a
+  /// library call. `plus` is added after rounding when `clampBefore` is nil (auto-round adds
+  /// the zero point to the rounded code) and before it otherwise (compressed-tensors adds it
+  /// before clamping and rounding).
+  @inline(__always)
+  func roundDivided(
+    _ w: UnsafeBufferPointer<Float>, by s: Float, plus: Float, into q: UnsafeMutableBufferPointer<Int8>,
+    clampBefore: (Float, Float)?, clampAfter: (Float, Float)?
+  ) {
+    let magic: Float = 12_582_912  // 1.5 · 2^23
+    let n = w.count
+    guard let wp = w.baseAddress, let qp = q.baseAddress else { return }
+    if let (lo, hi) = clampBefore {
+      for i in 0..<n {
+        var x = wp[i] / s + plus
+        x = x < lo ? lo : x
+        x = x > hi ? hi : x
+        let r = (x + magic) - magic
+        qp[i] = Int8(truncatingIfNeeded: Int32(r))
+      }
+    } else if let (lo, hi) = clampAfter {
+      for i in 0..<n {
+        var x = wp[i] / s
+        x = x < -4_194_304 ? -4_194_304 : x
+        x = x > 4_194_304 ? 4_194_304 : x
+        var r = (x + magic) - magic + plus
+        r = r < lo ? lo : r
+        r = r > hi ? hi : r
+        qp[i] = Int8(truncatingIfNeeded: Int32(r))
+      }
     }
   }
 }
@@ -137,11 +171,35 @@ public struct IntQuantizer: Sendable {
 extension QuantizedTensor {
   /// The dequantized weights, `scale · (code − zeroPoint)`, row-major f32.
   public func dequantized() -> [Float] {
-    guard case .int(let s) = scheme else {
-      preconditionFailure("dequantized() supports integer schemes; \(scheme) is handled by its own codec")
-    }
     let rows = shape[0]
     let cols = shape[1]
+    switch scheme {
+    case .int: break
+    case .nvfp4(let g):
+      // value(code) · s_g / gs
+      let gs = globalScale?.floats().first ?? 1
+      let codes = self.codes.bytes
+      let sc = scale.floats()
+      var out = [Float](repeating: 0, count: rows * cols)
+      for i in 0..<(rows * cols) {
+        out[i] = e2m1ToFloat(codes[i]) * (sc[(i / cols) * ((cols + g - 1) / g) + (i % cols) / g] / gs)
+      }
+      return out
+    case .fp8(let gran):
+      let codes = self.codes.bytes
+      let sc = scale.floats()
+      var out = [Float](repeating: 0, count: rows * cols)
+      for i in 0..<(rows * cols) {
+        let si: Int = switch gran {
+        case .tensor: 0
+        case .channel: i / cols
+        case .group(let n): (i / cols) * ((cols + n - 1) / n) + (i % cols) / n
+        }
+        out[i] = e4m3ToFloat(codes[i]) * sc[si]
+      }
+      return out
+    }
+    guard case .int(let s) = scheme else { return [] }
     let codes = self.codes.int8s()
     let scales = scale.floats()
     let zeros = zeroPoint?.int8s()

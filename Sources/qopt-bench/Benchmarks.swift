@@ -1,0 +1,6 @@
+/// Every benchmark, by name, one line each.
+enum Benchmarks {
+  static let all: [(String, @Sendable () -> Void)] = [
+    ("rtn", runRTNBench),
+  ]
+}
