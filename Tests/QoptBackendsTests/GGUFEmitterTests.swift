@@ -93,6 +93,11 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
   let m8 = SyntheticLlama.make()
   SyntheticLlama.quantizeLinears(m8, scheme: IntScheme(bits: 8, symmetric: true, granularity: .group(64), scaleType: .f16), rule: .fullRange)
   _ = try crosscheck(m8, GGUFEmitter(types: GGUFTypeSelection(defaultType: .q8_0)), tag: "gguf-preq8")
+  // Per-channel int8 (one scale per 64-wide row) is q8_0 too.
+  let mc = SyntheticLlama.make()
+  SyntheticLlama.quantizeLinears(mc, scheme: IntScheme(bits: 8, symmetric: true, granularity: .channel, scaleType: .f16), rule: .fullRange)
+  #expect(try GGUFEmitter().layout(mc, output: "x").first { $0.gguf == "blk.1.ffn_down.weight" }?.type == .q8_0)
+  _ = try crosscheck(mc, GGUFEmitter(), tag: "gguf-preq8ch")
   // int4 codes also fit q8_0 and q4_1 exactly.
   _ = try crosscheck(m, GGUFEmitter(types: GGUFTypeSelection(defaultType: .q8_0)), tag: "gguf-preq4as8")
   _ = try crosscheck(m, GGUFEmitter(types: GGUFTypeSelection(defaultType: .q4_1)), tag: "gguf-preq4as41")

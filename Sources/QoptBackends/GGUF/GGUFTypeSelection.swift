@@ -47,8 +47,9 @@ public struct GGUFTypeSelection: Sendable {
 
   static func matches(_ pattern: String, _ name: String) -> Bool {
     if pattern.hasPrefix("re:") {
+      // A search, not an anchored match: `re:ffn_down` selects every ffn_down tensor.
       guard let r = try? Regex(String(pattern.dropFirst(3))) else { return false }
-      return (try? r.wholeMatch(in: name)) != nil || (try? r.firstMatch(in: name)) != nil
+      return (try? r.firstMatch(in: name)) != nil
     }
     return pattern == name
   }
