@@ -159,3 +159,39 @@ func ctRoundTrip(_ scheme: IntScheme, _ rule: ScaleRule) throws {
   #expect(parseShardSize("1000") == 1000)
   #expect(parseShardSize("x") == nil)
 }
+
+/// Malformed directories are located errors, not crashes.
+@Test func ctReaderRejectsMalformedInput() throws {
+  let dir = makeTemporaryDirectory("ct-malformed")
+  defer { removePath(dir) }
+  #expect(throws: StorageError.self) { try CompressedTensorsReader.read(directory: dir) }  // no config.json
+  try CompressedTensorsEmitter().emit({
+    let m = SyntheticLlama.make()
+    SyntheticLlama.quantizeLinears(m, scheme: w4g32, rule: .minmax)
+    return m
+  }(), to: dir + "/ok")
+  // A weight_shape that disagrees with weight_packed.
+  let st = try SafetensorsFile(path: dir + "/ok/model.safetensors")
+  var entries: [SafetensorsEntry] = []
+  for (n, d) in st.tensors {
+    if n == "model.layers.0.mlp.up_proj.weight_shape" {
+      let v: [Int64] = [128, 96]
+      entries.append(SafetensorsEntry(name: n, data: TensorData(dtype: .i64, shape: [2], bytes: v.withUnsafeBytes { Array($0) })))
+    } else {
+      entries.append(SafetensorsEntry(name: n, data: d))
+    }
+  }
+  try SafetensorsWriter.write(entries, to: dir + "/ok/model.safetensors")
+  #expect {
+    try CompressedTensorsReader.read(directory: dir + "/ok")
+  } throws: { "\($0)".contains("model.layers.0.mlp.up_proj.weight_packed") }
+  let cfg = Array("{not json".utf8)
+  try SafetensorsWriter.write([], to: dir + "/x.safetensors")
+  _ = mkdirCompat(dir + "/bad")
+  try cfg.withUnsafeBytes { b in
+    let f = try AtomicFileWriter(path: dir + "/bad/config.json")
+    try f.write(b)
+    try f.commit()
+  }
+  #expect { try CompressedTensorsReader.read(directory: dir + "/bad") } throws: { "\($0)".contains("config.json") }
+}

@@ -39,7 +39,10 @@ public enum CompressedTensorsReader {
     var files: [String] = []
     let indexPath = directory + "/model.safetensors.index.json"
     if fileExists(indexPath) {
-      let index = try JSON.parse(readFile(indexPath))
+      let index: JSON
+      do { index = try JSON.parse(readFile(indexPath)) } catch let e as JSONError {
+        throw StorageError(file: indexPath, offset: e.offset, message: "index is not valid JSON: \(e.message)")
+      }
       guard let map = index["weight_map"]?.objectPairs else {
         throw StorageError(file: indexPath, offset: 0, message: "index has no 'weight_map' object")
       }
@@ -110,9 +113,15 @@ public enum CompressedTensorsReader {
     guard let shapeT = byName[base + "_shape"]?.0, shapeT.dtype == .i64 || shapeT.dtype == .i32, shapeT.count == 2 else {
       throw fail("missing or malformed '\(base)_shape'")
     }
-    let dims = shapeT.floats().map { Int($0) }
+    let dims: [Int] = shapeT.withUnsafeBytes { raw in
+      (0..<2).map { i in
+        shapeT.dtype == .i64 ? Int(raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
+          : Int(raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+      }
+    }
     let (rows, cols) = (dims[0], dims[1])
-    guard packed.dtype == .i32, packed.shape.count == 2, packed.shape[0] == rows, rows > 0, cols > 0 else {
+    guard cols > 0, cols < 1 << 40 else { throw fail("'\(base)_shape' has \(cols) columns") }
+    guard packed.dtype == .i32, packed.shape.count == 2, packed.shape[0] == rows, rows > 0 else {
       throw fail("expected I32 [\(rows), …], found \(packed.dtype.safetensorsName) \(packed.shape)")
     }
     let wpr = packed.shape[1]
