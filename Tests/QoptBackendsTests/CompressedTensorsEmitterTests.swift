@@ -195,3 +195,40 @@ func ctRoundTrip(_ scheme: IntScheme, _ rule: ScaleRule) throws {
   }
   #expect { try CompressedTensorsReader.read(directory: dir + "/bad") } throws: { "\($0)".contains("config.json") }
 }
+
+/// NVFP4A16: `nvfp4-pack-quantized` tensors and config as reference/compressed-tensors.md §6 and
+/// data/formats/nvfp4a16.md; §7.3's packed bytes; the reader gives the same codes back.
+@Test func ctNVFP4() throws {
+  let g0: [Float] = [0.0, 0.25, 0.3, 0.75, 1.25, 1.3, 1.75, 2.5, 2.6, 3.5, 5.0, 5.1, -6.0, -0.1, -1.0, -4.0]
+  let g1: [Float] = [1.3, -1.3, 0.2, -0.2, 0.5, 0.65, -0.9, 1.0, 0.05, -0.05, 0.33, 0.75, -1.1, 1.2, 0.0, 0.4]
+  let vq = (g0 + g1).withUnsafeBufferPointer { NVFP4Quantizer.quantize($0, rows: 1, cols: 32) }
+  let packed = try CompressedTensorsEmitter.nvfp4Entries(for: vq, name: "w.weight")[0].produce()
+  #expect(hex(packed.bytes) == "0021324465768feaf7a2546e80637f40")
+  #expect(vq.scale.bytes == [0x7E, 0x6C])
+
+  let m = SyntheticLlama.make(tied: true)
+  for (n, s) in SyntheticLlama.linearNames() {
+    let w = m.weights.dense(n)!.floats()  // safe: make() stores linears dense
+    m.weights.set(n, .quantized(w.withUnsafeBufferPointer { NVFP4Quantizer.quantize($0, rows: s[0], cols: s[1]) }))
+  }
+  let dir = makeTemporaryDirectory("ct-nvfp4")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  let h = try header(dir + "/out/model.safetensors")
+  #expect(h["model.layers.0.mlp.down_proj.weight_packed"]! == ("U8", [64, 64]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_scale"]! == ("F8_E4M3", [64, 8]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_global_scale"]! == ("F32", [1]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_shape"] == nil)
+  let config = try JSON.parse(readFile(dir + "/out/config.json"))
+  let q = config["quantization_config"]
+  #expect(q?["format"] == .string("nvfp4-pack-quantized"))
+  #expect(q?["config_groups"]?["group_0"]?["format"] == .string("nvfp4-pack-quantized"))
+  #expect(q?["config_groups"]?["group_0"]?["weights"]?["scale_dtype"] == .string("torch.float8_e4m3fn"))
+  #expect(q?["config_groups"]?["group_0"]?["weights"]?["strategy"] == .string("tensor_group"))
+  let back = try CompressedTensorsReader.read(directory: dir + "/out")
+  for (n, _) in SyntheticLlama.linearNames() {
+    let a = m.weights.quantized(n)!, b = back.weights.quantized(n)!  // safe: both quantized
+    #expect(b.scheme == .nvfp4(group: 16))
+    #expect(a.codes.bytes == b.codes.bytes && a.scale.bytes == b.scale.bytes && a.globalScale?.bytes == b.globalScale?.bytes, "\(n)")
+  }
+}

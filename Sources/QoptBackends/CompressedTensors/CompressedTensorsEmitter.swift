@@ -58,7 +58,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   func plan(_ module: Module, output: String) throws(BackendError) -> Plan {
     let weights = ModelWeights(module)
     var plan = Plan()
-    var groups: [(scheme: IntScheme, modules: [String])] = []
+    var groups: [(scheme: QuantizationConfig.GroupScheme, modules: [String])] = []
     var ignore: [String] = []
     for name in weights.files {
       guard !name.contains("/") else { throw BackendError(output: output, tensor: name, "file blob names must not contain '/'") }
@@ -73,10 +73,17 @@ public struct CompressedTensorsEmitter: WeightEmitter {
           ignore.append(weights.embedding.contains(name) ? "lm_head" : moduleName(ofWeight: name))
         }
       case .quantized(let q):
-        let s = try packable(q, name: name, weights: weights, output: output)
-        plan.entries += Self.entries(for: q, scheme: s, name: name)
+        let key: QuantizationConfig.GroupScheme
+        if case .nvfp4 = q.scheme {
+          try checkNVFP4(q, name: name, weights: weights, output: output)
+          plan.entries += Self.nvfp4Entries(for: q, name: name)
+          key = .nvfp4
+        } else {
+          let s = try packable(q, name: name, weights: weights, output: output)
+          plan.entries += Self.entries(for: q, scheme: s, name: name)
+          key = .int(IntScheme(bits: s.bits, symmetric: s.symmetric, granularity: s.granularity, scaleType: .f32))
+        }
         let mod = moduleName(ofWeight: name)
-        let key = IntScheme(bits: s.bits, symmetric: s.symmetric, granularity: s.granularity, scaleType: .f32)
         if let i = groups.firstIndex(where: { $0.scheme == key }) { groups[i].modules.append(mod) } else { groups.append((key, [mod])) }
       }
     }
@@ -92,7 +99,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   /// The scheme of `q` if vLLM's `CompressedTensorsWNA16` can load it, else the reason.
   private func packable(_ q: QuantizedTensor, name: String, weights: ModelWeights, output: String) throws(BackendError) -> IntScheme {
     func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: name, m) }
-    guard case .int(let s) = q.scheme else { throw fail("scheme \(q.scheme) is not supported by the compressed-tensors backend (int4/int8 pack-quantized only)") }
+    guard case .int(let s) = q.scheme else { throw fail("scheme \(q.scheme) is not supported by the compressed-tensors backend (int4/int8 pack-quantized, NVFP4)") }
     guard name.hasSuffix(".weight"), q.shape.count == 2 else { throw fail("only 2-D '.weight' tensors of Linear modules can be pack-quantized") }
     guard weights.linear.contains(name), !weights.embedding.contains(name) else {
       throw fail("quantized weight is not the weight of a Linear module; vLLM loads pack-quantized Linears only")
@@ -124,6 +131,45 @@ public struct CompressedTensorsEmitter: WeightEmitter {
         TensorData.build(dtype: t.dtype, shape: t.shape) { dst in dst.copyMemory(from: src) }
       }
     }
+  }
+
+  /// Checks an NVFP4 weight against `nvfp4-pack-quantized` (group 16, E4M3 scales, a global
+  /// scale, an even row length that is a multiple of 16).
+  private func checkNVFP4(_ q: QuantizedTensor, name: String, weights: ModelWeights, output: String) throws(BackendError) {
+    func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: name, m) }
+    guard case .nvfp4(let g) = q.scheme, g == 16 else { throw fail("NVFP4 needs groups of 16 for nvfp4-pack-quantized") }
+    guard name.hasSuffix(".weight"), q.shape.count == 2, q.shape[1] % 16 == 0 else {
+      throw fail("NVFP4 weights must be 2-D '.weight' tensors whose rows are a multiple of 16")
+    }
+    guard weights.linear.contains(name), !weights.embedding.contains(name) else {
+      throw fail("quantized weight is not the weight of a Linear module; vLLM loads pack-quantized Linears only")
+    }
+    guard q.codes.dtype == .i8 || q.codes.dtype == .u8, q.scale.dtype == .f8e4m3, q.scale.count == q.shape[0] * q.shape[1] / 16 else {
+      throw fail("NVFP4 codes must be i8 E2M1 nibbles with one F8_E4M3 scale per 16 weights")
+    }
+    guard let gs = q.globalScale, gs.count == 1 else { throw fail("NVFP4 weight has no global scale") }
+  }
+
+  /// `X.weight_packed` (U8, element 2k in the low nibble of byte k), `X.weight_scale` (F8_E4M3),
+  /// `X.weight_global_scale` (F32 [1]); reference/compressed-tensors.md §6.
+  package static func nvfp4Entries(for q: QuantizedTensor, name: String) -> [SafetensorsEntry] {
+    let (rows, cols) = (q.shape[0], q.shape[1])
+    return [
+      SafetensorsEntry(name: name + "_packed", dtype: .u8, shape: [rows, cols / 2]) {
+        defer { q.codes.releasePages() }
+        return q.codes.withUnsafeBytes { src in
+          TensorData.build(dtype: .u8, shape: [rows, cols / 2]) { dst in
+            for k in 0..<(rows * cols / 2) { dst[k] = (src[2 * k] & 0xF) | ((src[2 * k + 1] & 0xF) << 4) }
+          }
+        }
+      },
+      SafetensorsEntry(name: name + "_scale", dtype: .f8e4m3, shape: [rows, cols / 16]) { q.scale.reshaped([rows, cols / 16]) },
+      SafetensorsEntry(name: name + "_global_scale", dtype: .f32, shape: [1]) {
+        // safe: checkNVFP4 required it.
+        let g = q.globalScale!
+        return g.dtype == .f32 ? g.reshaped([1]) : TensorData(floats: g.floats(), shape: [1])
+      },
+    ]
   }
 
   /// The tensors that replace a quantized `X.weight`, each packed only when written.

@@ -64,8 +64,14 @@ public enum CompressedTensorsReader {
     for (name, data, path) in tensors {
       if name.hasSuffix(".weight_packed") {
         let base = String(name.dropLast("_packed".count))
-        store.set(base, .quantized(try quantized(base: base, packed: data, byName: byName, args: args, file: path)))
-      } else if name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") || name.hasSuffix(".weight_zero_point") {
+        if data.dtype == .u8 {
+          store.set(base, .quantized(try nvfp4(base: base, packed: data, byName: byName, file: path)))
+        } else {
+          store.set(base, .quantized(try quantized(base: base, packed: data, byName: byName, args: args, file: path)))
+        }
+      } else if name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") || name.hasSuffix(".weight_zero_point")
+        || name.hasSuffix(".weight_global_scale") || name.hasSuffix(".input_global_scale")
+      {
         continue
       } else {
         store.set(name, .dense(data))
@@ -90,6 +96,7 @@ public enum CompressedTensorsReader {
     var out: [Args] = []
     for (g, v) in q["config_groups"]?.objectPairs ?? [] {
       guard let w = v["weights"], w != .null else { continue }
+      if w["type"]?.stringValue == "float" && v["format"]?.stringValue == "nvfp4-pack-quantized" { continue }  // read by nvfp4()
       guard w["type"]?.stringValue ?? "int" == "int", let bits = w["num_bits"]?.intValue else {
         throw StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g): only int weights are supported")
       }
@@ -103,6 +110,28 @@ public enum CompressedTensorsReader {
       out.append(Args(bits: bits, symmetric: w["symmetric"]?.boolValue ?? true, granularity: gran))
     }
     return out
+  }
+
+  /// An `nvfp4-pack-quantized` weight: nibbles back to one i8 E2M1 code per weight.
+  private static func nvfp4(base: String, packed: TensorData, byName: [String: (TensorData, String)], file: String) throws(StorageError) -> QuantizedTensor {
+    func fail(_ m: String) -> StorageError { StorageError(file: file, offset: nil, message: "tensor '\(base)_packed': \(m)") }
+    guard packed.shape.count == 2, packed.shape[0] > 0, packed.shape[1] > 0 else { throw fail("expected U8 [rows, cols/2]") }
+    let (rows, cols) = (packed.shape[0], packed.shape[1] * 2)
+    guard let scale = byName[base + "_scale"]?.0, scale.dtype == .f8e4m3, scale.shape == [rows, cols / 16], cols % 16 == 0 else {
+      throw fail("'\(base)_scale' must be F8_E4M3 [\(rows), \(cols / 16)]")
+    }
+    guard let gs = byName[base + "_global_scale"]?.0, gs.dtype == .f32, gs.count == 1 else {
+      throw fail("'\(base)_global_scale' must be F32 [1]")
+    }
+    let codes = packed.withUnsafeBytes { src in
+      TensorData.build(dtype: .i8, shape: [rows, cols]) { dst in
+        for k in 0..<(rows * cols / 2) {
+          dst[2 * k] = src[k] & 0xF
+          dst[2 * k + 1] = src[k] >> 4
+        }
+      }
+    }
+    return QuantizedTensor(scheme: .nvfp4(group: 16), codes: codes, scale: scale, globalScale: gs.reshaped([1]))
   }
 
   private static func quantized(

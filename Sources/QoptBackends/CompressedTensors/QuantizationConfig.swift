@@ -29,26 +29,64 @@ enum QuantizationConfig {
     ])
   }
 
+  /// The `weights` QuantizationArgs of NVFP4A16 (reference/compressed-tensors.md §1, §6).
+  static let nvfp4WeightArgs: JSON = .object([
+    ("actorder", .null),
+    ("block_structure", .null),
+    ("dynamic", .bool(false)),
+    ("group_size", .int(16)),
+    ("num_bits", .int(4)),
+    ("observer", .string("memoryless_minmax")),
+    ("observer_kwargs", .object([])),
+    ("scale_dtype", .string("torch.float8_e4m3fn")),
+    ("strategy", .string("tensor_group")),
+    ("symmetric", .bool(true)),
+    ("type", .string("float")),
+    ("zp_dtype", .null),
+  ])
+
+  /// A config group's scheme: integer pack-quantized or NVFP4.
+  enum GroupScheme: Hashable {
+    case int(IntScheme)
+    case nvfp4
+
+    var format: String {
+      switch self {
+      case .int: "pack-quantized"
+      case .nvfp4: "nvfp4-pack-quantized"
+      }
+    }
+    var weights: JSON {
+      switch self {
+      case .int(let s): QuantizationConfig.weightArgs(s)
+      case .nvfp4: QuantizationConfig.nvfp4WeightArgs
+      }
+    }
+  }
+
   /// One config group per distinct scheme (`group_0`, …); a single group targets `Linear`,
-  /// several list their module names.
-  static func make(groups: [(scheme: IntScheme, modules: [String])], ignore: [String]) -> JSON {
+  /// several list their module names. The top-level format is the groups' common format, or
+  /// `mixed-precision`.
+  static func make(groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]) -> JSON {
     var cg: [(String, JSON)] = []
+    let formats = Set(groups.map(\.scheme.format))
+    let format = formats.count == 1 ? formats.first ?? "pack-quantized" : "mixed-precision"
     for (i, g) in groups.enumerated() {
       let targets: [JSON] = groups.count == 1 ? [.string("Linear")] : g.modules.map { .string($0) }
       cg.append((
         "group_\(i)",
         .object([
-          ("format", .string("pack-quantized")),
+          ("format", .string(g.scheme.format)),
           ("input_activations", .null),
           ("output_activations", .null),
           ("targets", .array(targets)),
-          ("weights", weightArgs(g.scheme)),
+          ("weights", g.scheme.weights),
         ])
       ))
     }
     return .object([
       ("config_groups", .object(cg)),
-      ("format", .string("pack-quantized")),
+      ("format", .string(format)),
       ("global_compression_ratio", .null),
       ("ignore", .array(ignore.map { .string($0) })),
       ("kv_cache_scheme", .null),
