@@ -232,3 +232,46 @@ func ctRoundTrip(_ scheme: IntScheme, _ rule: ScaleRule) throws {
     #expect(a.codes.bytes == b.codes.bytes && a.scale.bytes == b.scale.bytes && a.globalScale?.bytes == b.globalScale?.bytes, "\(n)")
   }
 }
+
+/// FP8 weights: `float-quantized`, `X.weight` F8_E4M3 + `X.weight_scale` F32 [out, 1] as
+/// data/formats/fp8-dynamic.md (weights half); read back unchanged.
+@Test func ctFP8() throws {
+  let m = SyntheticLlama.make(tied: true)
+  for (n, s) in SyntheticLlama.linearNames() {
+    let w = m.weights.dense(n)!.floats()  // safe: make() stores linears dense
+    m.weights.set(n, .quantized(w.withUnsafeBufferPointer { FP8Quantizer.quantize($0, rows: s[0], cols: s[1], granularity: .channel) }))
+  }
+  let dir = makeTemporaryDirectory("ct-fp8")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  let h = try header(dir + "/out/model.safetensors")
+  #expect(h["model.layers.0.mlp.down_proj.weight"]! == ("F8_E4M3", [64, 128]))
+  #expect(h["model.layers.0.mlp.down_proj.weight_scale"]! == ("F32", [64, 1]))
+  let q = try JSON.parse(readFile(dir + "/out/config.json"))["quantization_config"]
+  #expect(q?["format"] == .string("float-quantized"))
+  let w = q?["config_groups"]?["group_0"]?["weights"]
+  #expect(w?["strategy"] == .string("channel") && w?["group_size"] == .null && w?["type"] == .string("float"))
+  #expect(q?["config_groups"]?["group_0"]?["input_activations"] == .null)
+  let back = try CompressedTensorsReader.read(directory: dir + "/out")
+  for (n, _) in SyntheticLlama.linearNames() {
+    let a = m.weights.quantized(n)!, b = back.weights.quantized(n)!  // safe: both quantized
+    #expect(b.scheme == a.scheme && a.codes.bytes == b.codes.bytes && a.scale.bytes == b.scale.bytes, "\(n)")
+  }
+}
+
+/// Two schemes in one model: one config group each, listing their modules; `mixed-precision`.
+@Test func ctMixedPrecision() throws {
+  let m = SyntheticLlama.make(tied: true)
+  SyntheticLlama.quantizeLinears(m, scheme: w4g32, rule: .minmax)
+  let n = "model.layers.1.mlp.down_proj.weight"
+  let w = try #require(m.weights.quantized(n)).dequantized()
+  m.weights.set(n, .quantized(w.withUnsafeBufferPointer { NVFP4Quantizer.quantize($0, rows: 64, cols: 128) }))
+  let dir = makeTemporaryDirectory("ct-mixed")
+  defer { removePath(dir) }
+  try CompressedTensorsEmitter().emit(m, to: dir + "/out")
+  let q = try JSON.parse(readFile(dir + "/out/config.json"))["quantization_config"]
+  #expect(q?["format"] == .string("mixed-precision"))
+  #expect(q?["config_groups"]?["group_0"]?["format"] == .string("pack-quantized"))
+  #expect(q?["config_groups"]?["group_1"]?["targets"] == .array([.string("model.layers.1.mlp.down_proj")]))
+  #expect(q?["config_groups"]?["group_0"]?["targets"]?.arrayValue?.count == 13)
+}

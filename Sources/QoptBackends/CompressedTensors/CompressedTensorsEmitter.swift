@@ -74,7 +74,11 @@ public struct CompressedTensorsEmitter: WeightEmitter {
         }
       case .quantized(let q):
         let key: QuantizationConfig.GroupScheme
-        if case .nvfp4 = q.scheme {
+        if case .fp8(let g) = q.scheme {
+          try checkFP8(q, name: name, weights: weights, output: output)
+          plan.entries += Self.fp8Entries(for: q, name: name)
+          key = .fp8(g)
+        } else if case .nvfp4 = q.scheme {
           try checkNVFP4(q, name: name, weights: weights, output: output)
           plan.entries += Self.nvfp4Entries(for: q, name: name)
           key = .nvfp4
@@ -99,7 +103,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   /// The scheme of `q` if vLLM's `CompressedTensorsWNA16` can load it, else the reason.
   private func packable(_ q: QuantizedTensor, name: String, weights: ModelWeights, output: String) throws(BackendError) -> IntScheme {
     func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: name, m) }
-    guard case .int(let s) = q.scheme else { throw fail("scheme \(q.scheme) is not supported by the compressed-tensors backend (int4/int8 pack-quantized, NVFP4)") }
+    guard case .int(let s) = q.scheme else { throw fail("scheme \(q.scheme) is not supported by the compressed-tensors backend (int4/int8 pack-quantized, NVFP4, FP8)") }
     guard name.hasSuffix(".weight"), q.shape.count == 2 else { throw fail("only 2-D '.weight' tensors of Linear modules can be pack-quantized") }
     guard weights.linear.contains(name), !weights.embedding.contains(name) else {
       throw fail("quantized weight is not the weight of a Linear module; vLLM loads pack-quantized Linears only")
@@ -131,6 +135,36 @@ public struct CompressedTensorsEmitter: WeightEmitter {
         TensorData.build(dtype: t.dtype, shape: t.shape) { dst in dst.copyMemory(from: src) }
       }
     }
+  }
+
+  /// Checks an FP8 weight against `float-quantized`: E4M3 codes, f32 scales per tensor, row
+  /// or group (a group must divide the row).
+  private func checkFP8(_ q: QuantizedTensor, name: String, weights: ModelWeights, output: String) throws(BackendError) {
+    func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: name, m) }
+    guard case .fp8(let g) = q.scheme, name.hasSuffix(".weight"), q.shape.count == 2 else {
+      throw fail("FP8 weights must be 2-D '.weight' tensors")
+    }
+    guard weights.linear.contains(name), !weights.embedding.contains(name) else {
+      throw fail("quantized weight is not the weight of a Linear module; vLLM loads quantized Linears only")
+    }
+    if case .group(let n) = g, q.shape[1] % n != 0 {
+      throw fail("group size \(n) does not divide the row of \(q.shape[1]) columns; vLLM needs groups that divide the input dimension")
+    }
+    guard q.codes.dtype == .f8e4m3, q.scale.dtype.isFloat, q.scale.dtype != .f8e4m3 else {
+      throw fail("FP8 codes must be F8_E4M3 with float scales")
+    }
+  }
+
+  /// `X.weight` (F8_E4M3 codes) and `X.weight_scale` (`[1]` per tensor, `[out, groups]`
+  /// otherwise), as FP8_DYNAMIC's weights (data/formats/fp8-dynamic.md).
+  static func fp8Entries(for q: QuantizedTensor, name: String) -> [SafetensorsEntry] {
+    guard case .fp8(let g) = q.scheme else { return [] }
+    let (rows, cols) = (q.shape[0], q.shape[1])
+    let scaleShape = g == .tensor ? [1] : [rows, g.groupsPerRow(columns: cols)]
+    return [
+      streamed(name, q.codes),
+      SafetensorsEntry(name: name + "_scale", dtype: q.scale.dtype, shape: scaleShape) { q.scale.reshaped(scaleShape) },
+    ]
   }
 
   /// Checks an NVFP4 weight against `nvfp4-pack-quantized` (group 16, E4M3 scales, a global

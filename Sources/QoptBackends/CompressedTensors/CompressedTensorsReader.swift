@@ -69,6 +69,9 @@ public enum CompressedTensorsReader {
         } else {
           store.set(base, .quantized(try quantized(base: base, packed: data, byName: byName, args: args, file: path)))
         }
+      } else if name.hasSuffix(".weight"), data.dtype == .f8e4m3, let scale = byName[name + "_scale"]?.0 {
+        // float-quantized FP8: E4M3 codes under the weight's own name.
+        store.set(name, .quantized(try fp8(name: name, codes: data, scale: scale, args: config["quantization_config"], file: path)))
       } else if name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") || name.hasSuffix(".weight_zero_point")
         || name.hasSuffix(".weight_global_scale") || name.hasSuffix(".input_global_scale")
       {
@@ -96,7 +99,7 @@ public enum CompressedTensorsReader {
     var out: [Args] = []
     for (g, v) in q["config_groups"]?.objectPairs ?? [] {
       guard let w = v["weights"], w != .null else { continue }
-      if w["type"]?.stringValue == "float" && v["format"]?.stringValue == "nvfp4-pack-quantized" { continue }  // read by nvfp4()
+      if w["type"]?.stringValue == "float" { continue }  // NVFP4 and FP8 are read from their tensors' dtypes
       guard w["type"]?.stringValue ?? "int" == "int", let bits = w["num_bits"]?.intValue else {
         throw StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g): only int weights are supported")
       }
@@ -110,6 +113,23 @@ public enum CompressedTensorsReader {
       out.append(Args(bits: bits, symmetric: w["symmetric"]?.boolValue ?? true, granularity: gran))
     }
     return out
+  }
+
+  /// A `float-quantized` FP8 weight: codes as stored, granularity from the scale's shape.
+  private static func fp8(name: String, codes: TensorData, scale: TensorData, args: JSON?, file: String) throws(StorageError) -> QuantizedTensor {
+    guard codes.shape.count == 2 else { throw StorageError(file: file, offset: nil, message: "tensor '\(name)': FP8 weight must be 2-D") }
+    let (rows, cols) = (codes.shape[0], codes.shape[1])
+    let g: Granularity
+    if scale.count == 1 {
+      g = .tensor
+    } else if scale.shape.count == 2, scale.shape[0] == rows, scale.shape[1] == 1 {
+      g = .channel
+    } else if scale.shape.count == 2, scale.shape[0] == rows, scale.shape[1] > 1, cols % scale.shape[1] == 0 {
+      g = .group(cols / scale.shape[1])
+    } else {
+      throw StorageError(file: file, offset: nil, message: "tensor '\(name)_scale': shape \(scale.shape) fits no FP8 scale layout for [\(rows), \(cols)]")
+    }
+    return QuantizedTensor(scheme: .fp8(g), codes: codes, scale: scale)
   }
 
   /// An `nvfp4-pack-quantized` weight: nibbles back to one i8 E2M1 code per weight.

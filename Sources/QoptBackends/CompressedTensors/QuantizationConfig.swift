@@ -45,21 +45,39 @@ enum QuantizationConfig {
     ("zp_dtype", .null),
   ])
 
-  /// A config group's scheme: integer pack-quantized or NVFP4.
+  /// The `weights` QuantizationArgs of FP8 E4M3 weights (the weight half of FP8_DYNAMIC).
+  static func fp8WeightArgs(_ g: Granularity) -> JSON {
+    let (groupSize, strategy): (JSON, String) = switch g {
+    case .group(let n): (.int(n), "group")
+    case .channel: (.null, "channel")
+    case .tensor: (.null, "tensor")
+    }
+    return .object([
+      ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(false)), ("group_size", groupSize),
+      ("num_bits", .int(8)), ("observer", .string("memoryless_minmax")), ("observer_kwargs", .object([])),
+      ("scale_dtype", .null), ("strategy", .string(strategy)), ("symmetric", .bool(true)), ("type", .string("float")),
+      ("zp_dtype", .null),
+    ])
+  }
+
+  /// A config group's scheme: integer pack-quantized, NVFP4 or FP8 weights.
   enum GroupScheme: Hashable {
     case int(IntScheme)
     case nvfp4
+    case fp8(Granularity)
 
     var format: String {
       switch self {
       case .int: "pack-quantized"
       case .nvfp4: "nvfp4-pack-quantized"
+      case .fp8: "float-quantized"
       }
     }
     var weights: JSON {
       switch self {
       case .int(let s): QuantizationConfig.weightArgs(s)
       case .nvfp4: QuantizationConfig.nvfp4WeightArgs
+      case .fp8(let g): QuantizationConfig.fp8WeightArgs(g)
       }
     }
   }
