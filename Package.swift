@@ -8,6 +8,8 @@ let package = Package(
     .library(name: "QoptIR", targets: ["QoptIR"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
     .library(name: "QoptBackends", targets: ["QoptBackends"]),
+    .library(name: "QoptFrontends", targets: ["QoptFrontends"]),
+    .library(name: "QoptRuntime", targets: ["QoptRuntime"]),
     .library(name: "QoptPluginHost", targets: ["QoptPluginHost"]),
     // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
     .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
@@ -20,6 +22,9 @@ let package = Package(
   targets: [
     // IR
     .target(name: "QoptIR"),
+
+    // I/O
+    .target(name: "QoptFrontends", dependencies: ["QoptIR"]),
 
     // Runtime
     .systemLibrary(
@@ -53,17 +58,20 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptBackends",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFrontends", "QoptRuntime", "QoptBackends",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptBackends"]),
+    .executableTarget(
+      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends", "QoptBackends"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
     .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
-    .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptTestSupport"]),
+    .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",
       dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
