@@ -24,6 +24,12 @@ public final class Interpreter {
 
   public let module: Module
   public var policy: WeightPolicy
+  /// Concurrent attention tasks (0: the OpenBLAS thread count).
+  public var attentionWorkers: Int {
+    get { workers == 0 ? BLAS.threads : workers }
+    set { workers = newValue }
+  }
+  private var workers = 0
   /// When non-nil, seconds spent per op name (calls excluded: their bodies are counted).
   public var profile: [String: Double]?
   private var kept: [String: WeightView] = [:]
@@ -226,7 +232,7 @@ public final class Interpreter {
         q.data.withUnsafeBufferPointer { qp in
           k.data.withUnsafeBufferPointer { kp in
             v.data.withUnsafeBufferPointer { vp in
-              Kernels.attention(q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: q.rows, heads: h, kvHeads: kvh, headDim: d, into: y)  // safe: rows > 0
+              Kernels.attention(q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: q.rows, heads: h, kvHeads: kvh, headDim: d, into: y, workers: attentionWorkers)  // safe: rows > 0
             }
           }
         }

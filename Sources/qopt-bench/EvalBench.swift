@@ -68,6 +68,7 @@ func evalBench(
   _ = sgemmPass()
   let interpreter = Interpreter(module: module)
   interpreter.profile = [:]
+  if let w = getenv("QOPT_BENCH_ATTENTION_WORKERS").flatMap({ Int(String(cString: $0)) }) { interpreter.attentionWorkers = w }
   let n = min(windows, ids.count / seqlen)
   var evalSeconds = 0.0, sgemmSeconds = 0.0, nll = 0.0
   for w in 0..<n {
