@@ -38,8 +38,15 @@ public struct WeightView: @unchecked Sendable {
 
   /// `scale[row, col / group] · (code − zeroPoint[row, col / group])` for integer schemes.
   static func dequantize(_ q: QuantizedTensor, name: String) throws(RuntimeError) -> WeightView {
-    guard case .int(let s) = q.scheme, q.shape.count == 2 else {
-      throw RuntimeError("weight @\(name): the runtime dequantizes integer schemes only, not \(Printer.scheme(q.scheme))")
+    guard q.shape.count == 2, OpRules.quantizedPartProblems(q, name: name).isEmpty else {
+      throw RuntimeError("weight @\(name): codes, scales or zero points do not match \(Printer.scheme(q.scheme))")
+    }
+    guard case .int(let s) = q.scheme else {
+      // NVFP4 and FP8: the shared reference dequantization (value(code) · scale [/ global]).
+      let values = q.dequantized()
+      let buf = FloatBuffer(count: values.count)
+      values.withUnsafeBufferPointer { buf.pointer.initialize(from: $0.baseAddress!, count: values.count) }  // safe: non-empty
+      return WeightView(shape: q.shape, pointer: UnsafePointer(buf.pointer), owner: buf)
     }
     let rows = q.shape[0], cols = q.shape[1]
     let gpr = s.granularity.groupsPerRow(columns: cols)

@@ -1,6 +1,11 @@
 /// The verifier rule of each known op: operand count, element types, shapes and attributes.
 /// Each returns the problems it found as messages (empty when the op is valid).
-enum OpRules {
+public enum OpRules {
+  /// The problems with a quantized tensor's parts (shapes, dtypes) against its scheme.
+  public static func quantizedPartProblems(_ q: QuantizedTensor, name: String) -> [String] {
+    checkQuantizedParts(q, name: name)
+  }
+
   static func check(_ op: Op, module: Module) -> [String] {
     guard let kind = op.kind else { return [] }  // generic (plugin) ops carry no rules here
     var e: [String] = []
