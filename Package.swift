@@ -30,7 +30,7 @@ let package = Package(
     .systemLibrary(
       name: "COpenBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
-    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS"]),
+    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS", "QoptExternKernels"]),
 
     // Passes
     .target(

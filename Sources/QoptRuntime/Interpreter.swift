@@ -1,3 +1,4 @@
+import QoptExternKernels
 import QoptIR
 
 /// A value during interpretation: an f32 activation, token ids, or a weight.
@@ -269,6 +270,24 @@ public final class Interpreter {
 
     case .quantize?, .return?:
       throw RuntimeError("the runtime does not execute '\(op.name)'", at: op)
+
+    case nil where op.name == ExternCall.opName:
+      // An op a plugin introduced, executed by the plugin's C kernel through libffi.
+      var inputs: [ExternTensor] = []
+      for i in op.operands.indices {
+        guard case .tensor(let t) = try operand(i) else {
+          throw RuntimeError("operand #\(i) of an external kernel must be an f32 activation", at: op)
+        }
+        inputs.append(ExternTensor(shape: t.shape, data: t.data))
+      }
+      do {
+        let out = try ExternCall(op: op)(inputs)
+        return .tensor(Tensor(shape: out.shape, data: out.data))
+      } catch {
+        var e = RuntimeError(error.message)
+        e.location = error.location
+        throw e
+      }
 
     case nil:
       throw RuntimeError("the runtime cannot execute op '\(op.name)'", at: op)

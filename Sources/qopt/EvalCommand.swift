@@ -1,6 +1,8 @@
 import ArgumentParser
 import QoptFrontends
 import QoptIR
+import QoptPasses
+import QoptPluginHost
 import QoptRuntime
 
 #if canImport(Glibc)
@@ -30,6 +32,9 @@ struct EvalCommand: ParsableCommand {
   @Option(name: .customLong("windows", withSingleDash: true), help: "How many windows to evaluate (from the start).")
   var windows: Int = 40
 
+  @Option(name: .customLong("load-pass-plugin", withSingleDash: true), help: "Load a pass plugin first, so its external kernels can run (repeatable).")
+  var loadPassPlugin: [String] = []
+
   @Flag(name: .customLong("json", withSingleDash: true), help: "Print one JSON object on stdout.")
   var json = false
 
@@ -43,6 +48,7 @@ struct EvalCommand: ParsableCommand {
   }
 
   func run() throws {
+    try PluginLoader.loadAll(loadPassPlugin, into: PassRegistry.builtin())
     BLAS.setThreads(threads)
     let module = try loadInput(path: model)
     try module.verify()
