@@ -7,6 +7,8 @@ let package = Package(
     .executable(name: "qopt", targets: ["qopt"]),
     .library(name: "QoptIR", targets: ["QoptIR"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
+    .library(name: "QoptFrontends", targets: ["QoptFrontends"]),
+    .library(name: "QoptRuntime", targets: ["QoptRuntime"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -14,6 +16,9 @@ let package = Package(
   targets: [
     // IR
     .target(name: "QoptIR"),
+
+    // I/O
+    .target(name: "QoptFrontends", dependencies: ["QoptIR"]),
 
     // Runtime
     .systemLibrary(
@@ -30,17 +35,20 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses",
+        "QoptIR", "QoptPasses", "QoptFrontends", "QoptRuntime",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .executableTarget(name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime"]),
+    .executableTarget(
+      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
     .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
-    .testTarget(name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptTestSupport"]),
+    .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

@@ -48,7 +48,9 @@ public enum ModuleIO {
   /// Writes `module` to `path` (text) and its sidecar (every weight not printed inline).
   public static func save(_ module: Module, to path: String, printer: Printer = Printer()) throws {
     let inline = printer.inlinedWeights(of: module)
+    // Weights referenced by a `param` or by a module attribute (`tokenizer = @"tokenizer.json"`).
     let referenced = Set(module.allOps.compactMap(\.paramName))
+      .union(module.attributes.compactMap { $0.value.symbolValue })
     let entries = module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
     let text = printer.print(module)
     let ir = try AtomicFileWriter(path: path)

@@ -1,0 +1,142 @@
+import QoptIR
+
+/// GGUF (`llama` architecture) → IR, with Hugging Face tensor names and layout.
+///
+/// Every tensor is decoded to f32 once, into memory the module owns; Q/K rows are put back in
+/// HF order (gguf.md §3) while decoding, row by row, so no second copy exists. The GGUF mapping
+/// itself is released when the returned module no longer needs it (nothing refers into it), so
+/// evaluating an imported GGUF holds one f32 copy of the weights. The tokenizer is stored as a
+/// tokenizer.json synthesized from `tokenizer.ggml.*` (see `GGUFTokenizerJSON`).
+public enum GGUFImporter {
+  public static func importModel(path: String) throws(FrontendError) -> Module {
+    try lower(GGUFFile(path: path))
+  }
+
+  public static func lower(_ g: GGUFFile) throws(FrontendError) -> Module {
+    let config = try config(of: g)
+    let store = WeightStore()
+    var sourceTypes: [String: String] = [:]
+    for t in g.tensors {
+      guard let hf = hfName(t.name) else {
+        if t.name == "rope_freqs.weight" {
+          throw FrontendError(file: g.path, offset: t.infoOffset, "tensor 'rope_freqs.weight' (Llama-3 rope scaling baked into frequencies) is not supported")
+        }
+        throw FrontendError(file: g.path, offset: t.infoOffset, "unexpected tensor '\(t.name)' for the llama architecture")
+      }
+      guard GGUFDequant.supports(t.type) else {
+        throw FrontendError(file: g.path, offset: t.infoOffset, "tensor '\(t.name)': ggml type \(t.type.name) cannot be decoded (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k)")
+      }
+      let heads: Int? =
+        t.name.hasSuffix(".attn_q.weight") || t.name.hasSuffix(".attn_q.bias") ? config.numAttentionHeads
+        : t.name.hasSuffix(".attn_k.weight") || t.name.hasSuffix(".attn_k.bias") ? config.numKeyValueHeads : nil
+      store.set(hf, .dense(decode(g, t, unpermuteHeads: heads, headDim: config.headDim)))
+      sourceTypes[hf] = t.type.name
+    }
+    if let tok = try GGUFTokenizerJSON.synthesize(g) {
+      store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [tok.count], bytes: tok)))
+    }
+    return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
+  }
+
+  /// Decodes one tensor to an owned f32 tensor, undoing the Q/K row permutation when `heads`
+  /// is given: GGUF row `h·d + 2i + j` is HF row `h·d + j·d/2 + i`.
+  static func decode(_ g: GGUFFile, _ t: GGUFTensorInfo, unpermuteHeads heads: Int?, headDim d: Int) -> TensorData {
+    let shape = t.shape
+    let rowElems = t.dims[0]
+    let rows = t.elementCount / max(rowElems, 1)
+    let (be, bb) = t.type.blockLayout
+    let rowBytes = rowElems / be * bb
+    let src = g.bytes(of: t)
+    // 1-D q/k biases permute single elements: treat each element as a row.
+    let permRows = heads != nil && shape.count == 1
+    return TensorData.build(dtype: .f32, shape: shape) { raw in
+      let dst = raw.bindMemory(to: Float.self)
+      guard let base = dst.baseAddress, t.elementCount > 0 else { return }
+      if permRows, let heads, heads * d == t.elementCount {
+        var tmp = [Float](repeating: 0, count: t.elementCount)
+        tmp.withUnsafeMutableBufferPointer { _ = GGUFDequant.decode(t.type, src, count: t.elementCount, into: $0.baseAddress!) }  // safe: non-empty
+        for r in 0..<t.elementCount { base[hfRow(r, d)] = tmp[r] }
+        return
+      }
+      for r in 0..<rows {
+        let dr = heads != nil && heads! * d == rows ? hfRow(r, d) : r  // safe: heads checked non-nil
+        let rowSrc = UnsafeRawBufferPointer(rebasing: src[(r * rowBytes)..<((r + 1) * rowBytes)])
+        GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: base + dr * rowElems)
+      }
+    }
+  }
+
+  /// The HF row of GGUF row `r` inside heads of `d` rows.
+  @inline(__always) static func hfRow(_ r: Int, _ d: Int) -> Int {
+    let h = r / d, w = r % d
+    return h * d + (w % 2) * (d / 2) + w / 2
+  }
+
+  /// GGUF tensor name → Hugging Face name (gguf.md §3).
+  static func hfName(_ n: String) -> String? {
+    switch n {
+    case "token_embd.weight": return "model.embed_tokens.weight"
+    case "output_norm.weight": return "model.norm.weight"
+    case "output.weight": return "lm_head.weight"
+    default: break
+    }
+    let parts = n.split(separator: ".")
+    guard parts.count == 4, parts[0] == "blk", let i = Int(parts[1]) else { return nil }
+    let suffix = String(parts[3])
+    let map: [Substring: String] = [
+      "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+      "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+      "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    ]
+    guard let m = map[parts[2]], suffix == "weight" || suffix == "bias" else { return nil }
+    return "model.layers.\(i).\(m).\(suffix)"
+  }
+
+  /// The HF configuration from `llama.*` metadata.
+  static func config(of g: GGUFFile) throws(FrontendError) -> LlamaConfig {
+    func fail(_ key: String, _ m: String) -> FrontendError {
+      FrontendError(file: g.path, offset: g.offset(ofKey: key), "metadata '\(key)': \(m)")
+    }
+    guard let arch = g["general.architecture"]?.stringValue else {
+      throw FrontendError(file: g.path, key: "general.architecture", "missing (supported architectures: llama)")
+    }
+    guard arch == "llama" else { throw fail("general.architecture", "unsupported architecture '\(arch)' (supported: llama)") }
+    func int(_ k: String, default dv: Int? = nil) throws(FrontendError) -> Int {
+      guard let v = g["llama." + k] else {
+        if let dv { return dv }
+        throw FrontendError(file: g.path, key: "llama." + k, "missing metadata key")
+      }
+      guard let i = v.intValue, i > 0 else { throw fail("llama." + k, "must be a positive integer") }
+      return i
+    }
+    func float(_ k: String, default dv: Double) throws(FrontendError) -> Double {
+      guard let v = g["llama." + k] else { return dv }
+      guard let x = v.doubleValue else { throw fail("llama." + k, "must be a number") }
+      // f32 metadata: keep the shortest decimal that reads back to the same f32 (1e-05, not 9.9999997e-06).
+      if case .float = v { return Double("\(Float(x))") ?? x }
+      return x
+    }
+    if let t = g["llama.rope.scaling.type"]?.stringValue, t != "none" {
+      throw fail("llama.rope.scaling.type", "rope scaling '\(t)' is not supported (supported: none; llama3 scaling via config.json)")
+    }
+    let hidden = try int("embedding_length")
+    let heads = try int("attention.head_count")
+    let embd = g.tensor(named: "token_embd.weight")
+    let vocab = try int("vocab_size", default: g["tokenizer.ggml.tokens"]?.arrayValue?.count ?? embd?.dims.last ?? 0)
+    let headDim = try int("rope.dimension_count", default: try int("attention.key_length", default: hidden / heads))
+    var c = LlamaConfig(
+      modelType: "llama", hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
+      numHiddenLayers: try int("block_count"), numAttentionHeads: heads,
+      numKeyValueHeads: try int("attention.head_count_kv", default: heads), headDim: headDim,
+      rmsNormEps: try float("attention.layer_norm_rms_epsilon", default: 1e-5),
+      ropeTheta: try float("rope.freq_base", default: 10000), vocabSize: vocab,
+      maxPositionEmbeddings: try int("context_length", default: 2048),
+      tieWordEmbeddings: g.tensor(named: "output.weight") == nil)
+    guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
+      throw fail("llama.attention.head_count_kv", "\(c.numKeyValueHeads) does not divide head_count \(c.numAttentionHeads)")
+    }
+    c.bosTokenId = g["tokenizer.ggml.bos_token_id"]?.intValue
+    c.eosTokenId = g["tokenizer.ggml.eos_token_id"]?.intValue
+    return c
+  }
+}

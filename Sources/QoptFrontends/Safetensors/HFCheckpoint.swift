@@ -1,0 +1,156 @@
+import QoptIR
+
+/// A Hugging Face checkpoint directory (config.json + `model.safetensors`, or shards listed in
+/// `model.safetensors.index.json`) → IR, for the Llama family: llama, mistral, qwen2.
+///
+/// f32 tensors stay memory-mapped from the checkpoint; f16/bf16 ones are converted to owned f32
+/// one tensor at a time. tokenizer.json, when present, is stored as the `tokenizer.json` u8
+/// weight so the `.ir` sidecar carries it.
+public enum HFImporter {
+  public static func importModel(directory dir: String) throws(FrontendError) -> Module {
+    let configPath = dir + "/config.json"
+    let config = try readConfig(configPath)
+    let store = WeightStore()
+    var sourceTypes: [String: String] = [:]
+    for (name, data) in try tensors(in: dir) {
+      guard name.hasPrefix("model.") || name == "lm_head.weight" else { continue }
+      guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
+      switch data.dtype {
+      case .f32:
+        store.set(name, .dense(data))
+      case .f16, .bf16:
+        store.set(name, .dense(TensorData.build(dtype: .f32, shape: data.shape) { raw in
+          data.readFloats(into: raw.bindMemory(to: Float.self))
+        }))
+      default:
+        throw FrontendError(file: dir, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16)")
+      }
+      sourceTypes[name] = data.dtype.rawValue
+    }
+    let tokPath = dir + "/tokenizer.json"
+    if fileExists(tokPath) {
+      let bytes: [UInt8]
+      do { bytes = try readFile(tokPath) } catch { throw FrontendError(error) }
+      store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes)))
+    }
+    return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
+  }
+
+  /// Every tensor of the checkpoint, from the single file or from the shards of the index.
+  static func tensors(in dir: String) throws(FrontendError) -> [(String, TensorData)] {
+    let single = dir + "/model.safetensors"
+    let indexPath = dir + "/model.safetensors.index.json"
+    if fileExists(single) {
+      do { return try SafetensorsFile(path: single).tensors.map { ($0.name, $0.data) } } catch { throw FrontendError(error) }
+    }
+    guard fileExists(indexPath) else {
+      throw FrontendError(file: dir, place: .none, "no model.safetensors or model.safetensors.index.json in the checkpoint directory")
+    }
+    let index = try readJSON(indexPath)
+    guard let map = index["weight_map"]?.objectPairs else {
+      throw FrontendError(file: indexPath, key: "weight_map", "missing or not an object")
+    }
+    var files: [String] = []
+    var wanted: [String: String] = [:]
+    for (name, f) in map {
+      guard let file = f.stringValue, !file.contains("/") else {
+        throw FrontendError(file: indexPath, key: "weight_map.\(name)", "must name a shard file in the same directory")
+      }
+      if !files.contains(file) { files.append(file) }
+      wanted[name] = file
+    }
+    var out: [(String, TensorData)] = []
+    var found = Set<String>()
+    for file in files {
+      let path = dir + "/" + file
+      guard fileExists(path) else { throw FrontendError(file: indexPath, key: "weight_map", "shard '\(file)' does not exist") }
+      let st: SafetensorsFile
+      do { st = try SafetensorsFile(path: path) } catch { throw FrontendError(error) }
+      for (name, data) in st.tensors where wanted[name] == file {
+        out.append((name, data))
+        found.insert(name)
+      }
+    }
+    if let missing = wanted.keys.sorted().first(where: { !found.contains($0) }) {
+      throw FrontendError(file: indexPath, key: "weight_map.\(missing)", "tensor is not in shard '\(wanted[missing] ?? "")'")
+    }
+    return out
+  }
+
+  static func readJSON(_ path: String) throws(FrontendError) -> JSON {
+    let bytes: [UInt8]
+    do { bytes = try readFile(path) } catch { throw FrontendError(error) }
+    do { return try JSON.parse(bytes) } catch {
+      throw FrontendError(file: path, offset: error.offset, "not valid JSON: \(error.message)")
+    }
+  }
+
+  /// Parses config.json into a `LlamaConfig`, with transformers' defaults for optional keys.
+  public static func readConfig(_ path: String) throws(FrontendError) -> LlamaConfig {
+    let j = try readJSON(path)
+    guard j.objectPairs != nil else { throw FrontendError(file: path, offset: 0, "config.json is not a JSON object") }
+    let supported = LlamaConfig.supportedModelTypes.joined(separator: ", ")
+    guard let mt = j["model_type"]?.stringValue else {
+      throw FrontendError(file: path, key: "model_type", "missing (supported model types: \(supported))")
+    }
+    guard LlamaConfig.supportedModelTypes.contains(mt) else {
+      throw FrontendError(file: path, key: "model_type", "unsupported model type '\(mt)' (supported: \(supported))")
+    }
+    func int(_ k: String, _ dv: Int? = nil) throws(FrontendError) -> Int {
+      guard let v = j[k], v != .null else {
+        if let dv { return dv }
+        throw FrontendError(file: path, key: k, "missing (required for model_type '\(mt)'; supported model types: \(supported))")
+      }
+      guard let i = v.intValue, i > 0 else { throw FrontendError(file: path, key: k, "must be a positive integer") }
+      return i
+    }
+    func double(_ k: String, _ dv: Double) throws(FrontendError) -> Double {
+      guard let v = j[k], v != .null else { return dv }
+      guard let d = v.doubleValue else { throw FrontendError(file: path, key: k, "must be a number") }
+      return d
+    }
+    if let act = j["hidden_act"]?.stringValue, act != "silu" {
+      throw FrontendError(file: path, key: "hidden_act", "activation '\(act)' is not supported (supported: silu)")
+    }
+    if j["mlp_bias"]?.boolValue == true {
+      throw FrontendError(file: path, key: "mlp_bias", "MLP biases are not supported")
+    }
+    let hidden = try int("hidden_size")
+    let heads = try int("num_attention_heads")
+    var theta = try double("rope_theta", 10000)
+    if let rp = j["rope_parameters"], let t = rp["rope_theta"]?.doubleValue { theta = t }
+    var c = LlamaConfig(
+      modelType: mt, hiddenSize: hidden, intermediateSize: try int("intermediate_size"),
+      numHiddenLayers: try int("num_hidden_layers"), numAttentionHeads: heads,
+      numKeyValueHeads: try int("num_key_value_heads", heads), headDim: try int("head_dim", hidden / heads),
+      rmsNormEps: try double("rms_norm_eps", 1e-6), ropeTheta: theta, vocabSize: try int("vocab_size"),
+      maxPositionEmbeddings: try int("max_position_embeddings", 2048),
+      tieWordEmbeddings: j["tie_word_embeddings"]?.boolValue ?? false)
+    guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
+      throw FrontendError(file: path, key: "num_key_value_heads", "\(c.numKeyValueHeads) does not divide num_attention_heads \(c.numAttentionHeads)")
+    }
+    c.bosTokenId = j["bos_token_id"]?.intValue
+    c.eosTokenId = j["eos_token_id"]?.intValue
+    let scalingKey = j["rope_scaling"].map { _ in "rope_scaling" } ?? "rope_parameters"
+    if let rs = j[scalingKey], rs != .null {
+      let type = rs["rope_type"]?.stringValue ?? rs["type"]?.stringValue ?? "default"
+      switch type {
+      case "default": break
+      case "llama3":
+        func p(_ k: String) throws(FrontendError) -> Double {
+          guard let v = rs[k]?.doubleValue else { throw FrontendError(file: path, key: "\(scalingKey).\(k)", "missing (required for llama3 rope scaling)") }
+          return v
+        }
+        guard let orig = rs["original_max_position_embeddings"]?.intValue else {
+          throw FrontendError(file: path, key: "\(scalingKey).original_max_position_embeddings", "missing (required for llama3 rope scaling)")
+        }
+        c.ropeScaling = LlamaConfig.Llama3Scaling(
+          factor: try p("factor"), lowFreqFactor: try p("low_freq_factor"), highFreqFactor: try p("high_freq_factor"),
+          originalMaxPositionEmbeddings: orig)
+      default:
+        throw FrontendError(file: path, key: "\(scalingKey).rope_type", "rope scaling '\(type)' is not supported (supported: default, llama3)")
+      }
+    }
+    return c
+  }
+}

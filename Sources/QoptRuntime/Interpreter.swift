@@ -1,0 +1,262 @@
+import QoptIR
+
+/// A value during interpretation: an f32 activation, token ids, or a weight.
+public enum RuntimeValue {
+  case tensor(Tensor)
+  case ids([Int32])
+  case weight(WeightView)
+}
+
+/// Executes a module's functions on the CPU: `@main` on token ids, `call`s into the block
+/// functions, every known op through `Kernels`.
+///
+/// Weights: dense f32 entries are read in place (mapped sidecar or owned import buffers).
+/// Anything else (f16/bf16, quantized) is converted when its `param` executes and dropped after
+/// the op that last uses it, so at most one block's converted weights exist at a time (or all
+/// of them, with `.keepAll`). Intermediate activations are freed after their last use.
+public final class Interpreter {
+  public enum WeightPolicy: Sendable {
+    /// Convert non-f32 weights each time they are needed; lowest memory.
+    case perUse
+    /// Convert once and keep: fastest for repeated runs of a quantized model.
+    case keepAll
+  }
+
+  public let module: Module
+  public var policy: WeightPolicy
+  private var kept: [String: WeightView] = [:]
+  private var ropeTables: [String: RopeTable] = [:]
+  private var lastUses: [ObjectIdentifier: [[ObjectIdentifier]]] = [:]
+
+  public init(module: Module, policy: WeightPolicy = .perUse) {
+    self.module = module
+    self.policy = policy
+  }
+
+  /// Logits `[T, V]` of `@main` for `ids`.
+  public func run(ids: [Int32]) throws(RuntimeError) -> Tensor {
+    guard let main = module.function(named: "main") else { throw RuntimeError("the module has no @main") }
+    guard case .tensor(let t) = try call(main, [.ids(ids)]) else { throw RuntimeError("@main does not return an f32 tensor") }
+    return t
+  }
+
+  /// Runs `@main` up to its final linear (the lm_head) and returns that linear's input and
+  /// weight instead of the logits, so a caller can consume `[T, V]` logits in row chunks.
+  public func runToHead(ids: [Int32]) throws(RuntimeError) -> (hidden: Tensor, head: WeightView, bias: WeightView?) {
+    guard let main = module.function(named: "main") else { throw RuntimeError("the module has no @main") }
+    guard let ret = main.returnOp, let last = ret.operands.first?.definingOp, last.kind == .linear else {
+      throw RuntimeError("@main does not end in a linear (lm_head)")
+    }
+    var out: (Tensor, WeightView, WeightView?)?
+    _ = try call(main, [.ids(ids)]) { op, env throws(RuntimeError) in
+      guard op === last else { return false }
+      guard case .tensor(let h)? = env[ObjectIdentifier(op.operands[0])],
+        let w = try self.weight(env[ObjectIdentifier(op.operands[1])], op)
+      else { throw RuntimeError("lm_head operands are not an activation and a weight", at: op) }
+      let b = op.operands.count > 2 ? try self.weight(env[ObjectIdentifier(op.operands[2])], op) : nil
+      out = (h, w, b)
+      return true
+    }
+    guard let out else { throw RuntimeError("@main stopped before its lm_head") }
+    return out
+  }
+
+  /// Calls the function named `name` (e.g. `block.3`) on `args`.
+  public func call(_ name: String, _ args: [RuntimeValue]) throws(RuntimeError) -> RuntimeValue {
+    guard let f = module.function(named: name) else { throw RuntimeError("no function @\(name)") }
+    return try call(f, args)
+  }
+
+  /// Executes `f`. `stop`, when given, is asked before each op and ends execution early when
+  /// it returns true (the result is then meaningless).
+  func call(
+    _ f: Function, _ args: [RuntimeValue],
+    stop: ((Op, [ObjectIdentifier: RuntimeValue]) throws(RuntimeError) -> Bool)? = nil
+  ) throws(RuntimeError) -> RuntimeValue {
+    guard args.count == f.arguments.count else {
+      throw RuntimeError("@\(f.name) takes \(f.arguments.count) arguments, got \(args.count)")
+    }
+    var env: [ObjectIdentifier: RuntimeValue] = [:]
+    for (a, v) in zip(f.arguments, args) { env[ObjectIdentifier(a)] = v }
+    let drops = lastUseTable(f)
+    for (i, op) in f.body.enumerated() {
+      if let stop, try stop(op, env) { return .ids([]) }
+      if op.kind == .return {
+        guard let v = env[ObjectIdentifier(op.operands[0])] else { throw RuntimeError("returns an undefined value", at: op) }
+        return v
+      }
+      let result = try execute(op, env)
+      for id in drops[i] { env[id] = nil }
+      if let r = op.result { env[ObjectIdentifier(r)] = result }
+    }
+    throw RuntimeError("@\(f.name) does not end with return")
+  }
+
+  /// For each op index, the values whose last use is that op (freed right after it).
+  private func lastUseTable(_ f: Function) -> [[ObjectIdentifier]] {
+    if let t = lastUses[ObjectIdentifier(f)], t.count == f.body.count { return t }
+    var last: [ObjectIdentifier: Int] = [:]
+    for (i, op) in f.body.enumerated() { for v in op.operands { last[ObjectIdentifier(v)] = i } }
+    var t = [[ObjectIdentifier]](repeating: [], count: f.body.count)
+    for (id, i) in last { t[i].append(id) }
+    lastUses[ObjectIdentifier(f)] = t
+    return t
+  }
+
+  // MARK: - Ops
+
+  private func tensor(_ v: RuntimeValue?, _ op: Op, _ what: String) throws(RuntimeError) -> Tensor {
+    guard case .tensor(let t)? = v else { throw RuntimeError("\(what) must be an f32 activation", at: op) }
+    return t
+  }
+
+  /// A weight operand, or an activation used as one (a pass may compute weights).
+  private func weight(_ v: RuntimeValue?, _ op: Op) throws(RuntimeError) -> WeightView? {
+    switch v {
+    case .weight(let w)?: return w
+    case .tensor(let t)?:
+      let buf = FloatBuffer(count: t.count)
+      t.data.withUnsafeBufferPointer { buf.pointer.update(from: $0.baseAddress!, count: t.count) }  // safe: weights are non-empty
+      return WeightView(shape: t.shape, pointer: UnsafePointer(buf.pointer), owner: buf)
+    default: return nil
+    }
+  }
+
+  private func resolve(_ name: String, _ op: Op) throws(RuntimeError) -> WeightView {
+    if let w = kept[name] { return w }
+    guard let e = module.weights[name] else { throw RuntimeError("weight @\(name) is not in the weight store", at: op) }
+    let w = try WeightView.make(e, name: name)
+    if policy == .keepAll { kept[name] = w }
+    return w
+  }
+
+  private func ropeTable(_ op: Op, headDim: Int, positions: Int) throws(RuntimeError) -> RopeTable {
+    let theta = op.attributes["theta"]?.doubleValue ?? 10000
+    var llama3: RopeTable.Llama3?
+    if let type = op.attributes["rope_type"]?.stringValue, type != "default" {
+      guard type == "llama3", let f = op.attributes["factor"]?.doubleValue,
+        let lo = op.attributes["low_freq_factor"]?.doubleValue, let hi = op.attributes["high_freq_factor"]?.doubleValue,
+        let orig = op.attributes["original_max_position_embeddings"]?.intValue
+      else { throw RuntimeError("rope_type '\(type)' is not supported (supported: default, llama3 with its four parameters)", at: op) }
+      llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
+    }
+    let key = "\(headDim)/\(theta)/\(String(describing: llama3))"
+    if let t = ropeTables[key], t.positions >= positions { return t }
+    let t = RopeTable(headDim: headDim, theta: theta, positions: max(positions, 512), llama3: llama3)
+    ropeTables[key] = t
+    return t
+  }
+
+  private func execute(_ op: Op, _ env: [ObjectIdentifier: RuntimeValue]) throws(RuntimeError) -> RuntimeValue {
+    func operand(_ i: Int) throws(RuntimeError) -> RuntimeValue {
+      guard i < op.operands.count, let v = env[ObjectIdentifier(op.operands[i])] else {
+        throw RuntimeError("operand #\(i) is missing or undefined", at: op)
+      }
+      return v
+    }
+    func intAttr(_ k: String) throws(RuntimeError) -> Int {
+      guard let v = op.attributes[k]?.intValue, v > 0 else { throw RuntimeError("needs a positive integer attribute '\(k)'", at: op) }
+      return v
+    }
+    switch op.kind {
+    case .param?:
+      guard let name = op.paramName else { throw RuntimeError("param without a name", at: op) }
+      return .weight(try resolve(name, op))
+
+    case .embedding?:
+      guard case .ids(let ids) = try operand(0) else { throw RuntimeError("ids must be i32 token ids", at: op) }
+      guard let table = try weight(try operand(1), op), table.shape.count == 2 else { throw RuntimeError("table must be a 2-D weight", at: op) }
+      let (v, d) = (table.shape[0], table.shape[1])
+      if let bad = ids.firstIndex(where: { $0 < 0 || Int($0) >= v }) {
+        throw RuntimeError("token id \(ids[bad]) at position \(bad) is outside the vocabulary (0..<\(v))", at: op)
+      }
+      return .tensor(Tensor(shape: [ids.count, d]) { y in
+        ids.withUnsafeBufferPointer { Kernels.embedding($0.baseAddress!, count: ids.count, table: table.pointer, columns: d, into: y) }  // safe: count checked by Tensor fill only when non-empty
+      })
+
+    case .rmsNorm?:
+      let x = try tensor(try operand(0), op, "input")
+      guard let w = try weight(try operand(1), op), w.count == x.columns else { throw RuntimeError("weight length must equal the input's last dimension", at: op) }
+      let eps = Float(op.attributes["eps"]?.doubleValue ?? 1e-6)
+      return .tensor(Tensor(shape: x.shape) { y in
+        x.data.withUnsafeBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: x.rows, columns: x.columns, weight: w.pointer, eps: eps, into: y) }  // safe: non-empty when filled
+      })
+
+    case .linear?:
+      let x = try tensor(try operand(0), op, "input")
+      guard let w = try weight(try operand(1), op), w.shape.count == 2, w.shape[1] == x.columns else {
+        throw RuntimeError("weight must be [out, \(x.columns)]", at: op)
+      }
+      let b = op.operands.count > 2 ? try weight(try operand(2), op) : nil
+      if let b, b.count != w.shape[0] { throw RuntimeError("bias must have \(w.shape[0]) elements", at: op) }
+      var shape = x.shape
+      shape[shape.count - 1] = w.shape[0]
+      return .tensor(Tensor(shape: shape) { y in
+        x.data.withUnsafeBufferPointer {
+          Kernels.linear($0.baseAddress!, rows: x.rows, inFeatures: x.columns, weight: w.pointer, outFeatures: w.shape[0], bias: b?.pointer, into: y)  // safe: non-empty when filled
+        }
+      })
+
+    case .rope?:
+      let x = try tensor(try operand(0), op, "input")
+      let d = try intAttr("head_dim")
+      guard x.shape.count == 2, d % 2 == 0, x.columns % d == 0 else { throw RuntimeError("input must be [tokens, heads*\(d)]", at: op) }
+      let table = try ropeTable(op, headDim: d, positions: x.rows)
+      return .tensor(Tensor(shape: x.shape) { y in
+        x.data.withUnsafeBufferPointer { Kernels.rope($0.baseAddress!, rows: x.rows, heads: x.columns / d, table: table, into: y) }  // safe: non-empty when filled
+      })
+
+    case .attention?:
+      let q = try tensor(try operand(0), op, "q"), k = try tensor(try operand(1), op, "k"), v = try tensor(try operand(2), op, "v")
+      let h = try intAttr("heads"), kvh = try intAttr("kv_heads"), d = try intAttr("head_dim")
+      guard h % kvh == 0, q.columns == h * d, k.columns == kvh * d, v.columns == kvh * d, q.rows == k.rows, k.rows == v.rows else {
+        throw RuntimeError("q, k, v shapes do not match heads=\(h), kv_heads=\(kvh), head_dim=\(d)", at: op)
+      }
+      if q.rows == 0 { return .tensor(q) }
+      return .tensor(Tensor(shape: q.shape) { y in
+        q.data.withUnsafeBufferPointer { qp in
+          k.data.withUnsafeBufferPointer { kp in
+            v.data.withUnsafeBufferPointer { vp in
+              Kernels.attention(q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: q.rows, heads: h, kvHeads: kvh, headDim: d, into: y)  // safe: rows > 0
+            }
+          }
+        }
+      })
+
+    case .silu?:
+      let x = try tensor(try operand(0), op, "input")
+      return .tensor(Tensor(shape: x.shape) { y in
+        x.data.withUnsafeBufferPointer { Kernels.silu($0.baseAddress!, count: x.count, into: y) }  // safe: non-empty when filled
+      })
+
+    case .mul?, .add?:
+      let a = try tensor(try operand(0), op, "lhs"), b = try tensor(try operand(1), op, "rhs")
+      guard a.shape == b.shape else { throw RuntimeError("operand shapes \(a.shape) and \(b.shape) differ", at: op) }
+      let isMul = op.kind == .mul
+      return .tensor(Tensor(shape: a.shape) { y in
+        a.data.withUnsafeBufferPointer { ap in
+          b.data.withUnsafeBufferPointer { bp in
+            if isMul { Kernels.mul(ap.baseAddress!, bp.baseAddress!, count: a.count, into: y) }  // safe: non-empty when filled
+            else { Kernels.add(ap.baseAddress!, bp.baseAddress!, count: a.count, into: y) }  // safe: as above
+          }
+        }
+      })
+
+    case .call?:
+      guard let callee = op.callee, let f = module.function(named: callee) else { throw RuntimeError("calls an unknown function", at: op) }
+      var args: [RuntimeValue] = []
+      for i in op.operands.indices { args.append(try operand(i)) }
+      return try call(f, args)
+
+    case .dequantize?:
+      guard let w = try weight(try operand(0), op) else { throw RuntimeError("input must be a weight", at: op) }
+      return .weight(w)
+
+    case .quantize?, .return?:
+      throw RuntimeError("the runtime does not execute '\(op.name)'", at: op)
+
+    case nil:
+      throw RuntimeError("the runtime cannot execute op '\(op.name)'", at: op)
+    }
+  }
+}

@@ -1,0 +1,25 @@
+import COpenBLAS
+
+/// The only place qopt calls OpenBLAS.
+public enum BLAS {
+  /// Sets the OpenBLAS thread count explicitly (never left to the environment's default).
+  public static func setThreads(_ n: Int) {
+    openblas_set_num_threads(Int32(max(1, n)))
+  }
+
+  public static var threads: Int { Int(openblas_get_num_threads()) }
+
+  /// Row-major `C[M, N] = alpha · op(A) · op(B) + beta · C` with leading dimensions given
+  /// explicitly, so strided head views need no copies. `transB` reads B as `[N, K]`.
+  @inline(__always)
+  public static func sgemm(
+    transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    guard m > 0, n > 0 else { return }
+    cblas_sgemm(
+      CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
+      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+  }
+}

@@ -1,0 +1,24 @@
+extension Kernels {
+  /// `y = x · sigmoid(x) = x / (1 + e^(−x))`. O(n); `y` may equal `x`.
+  public static func silu(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>) {
+    for i in 0..<n { y[i] = x[i] / (1 + FastMath.exp(-x[i])) }
+  }
+
+  /// `y = a ∘ b`. O(n).
+  public static func mul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>) {
+    for i in 0..<n { y[i] = a[i] * b[i] }
+  }
+
+  /// `y = a + b`. O(n).
+  public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>) {
+    for i in 0..<n { y[i] = a[i] + b[i] }
+  }
+
+  /// `y[t, :] = table[ids[t], :]`; ids are range-checked by the caller. O(T·D).
+  public static func embedding(
+    _ ids: UnsafePointer<Int32>, count t: Int, table: UnsafePointer<Float>, columns d: Int,
+    into y: UnsafeMutablePointer<Float>
+  ) {
+    for r in 0..<t { (y + r * d).update(from: table + Int(ids[r]) * d, count: d) }
+  }
+}

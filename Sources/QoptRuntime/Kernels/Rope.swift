@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// Precomputed RoPE tables (llama-forward.md §4), in float32 as transformers computes them:
+/// `inv_freq[i] = 1 / θ^(2i/d)`, angle `p · inv_freq[i]` rounded to f32, then cos and sin.
+public struct RopeTable: Sendable {
+  public let headDim: Int
+  public let positions: Int
+  /// `[positions, headDim/2]`.
+  public let cos: [Float]
+  public let sin: [Float]
+  public let invFreq: [Float]
+
+  /// Llama-3 scaling parameters (`rope_type = "llama3"`).
+  public struct Llama3: Hashable, Sendable {
+    public var factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int
+    public init(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int) {
+      self.factor = factor
+      self.lowFreqFactor = lowFreqFactor
+      self.highFreqFactor = highFreqFactor
+      self.originalMaxPositions = originalMaxPositions
+    }
+  }
+
+  public init(headDim d: Int, theta: Double, positions: Int, llama3: Llama3? = nil) {
+    headDim = d
+    self.positions = positions
+    let half = d / 2
+    var inv = (0..<half).map { i -> Float in
+      let e = Float(2 * i) / Float(d)
+      return 1 / powf(Float(theta), e)
+    }
+    if let s = llama3 {
+      let lowWl = Float(s.originalMaxPositions) / Float(s.lowFreqFactor)
+      let highWl = Float(s.originalMaxPositions) / Float(s.highFreqFactor)
+      let f = Float(s.factor)
+      inv = inv.map { v in
+        let wl = 2 * Float.pi / v
+        if wl < highWl { return v }
+        if wl > lowWl { return v / f }
+        let smooth = (Float(s.originalMaxPositions) / wl - Float(s.lowFreqFactor)) / Float(s.highFreqFactor - s.lowFreqFactor)
+        return (1 - smooth) * v / f + smooth * v
+      }
+    }
+    invFreq = inv
+    var c = [Float](repeating: 0, count: positions * half)
+    var s = [Float](repeating: 0, count: positions * half)
+    for p in 0..<positions {
+      for i in 0..<half {
+        let a = Float(p) * inv[i]
+        c[p * half + i] = cosf(a)
+        s[p * half + i] = sinf(a)
+      }
+    }
+    cos = c
+    sin = s
+  }
+}
+
+extension Kernels {
+  /// Rotate-half RoPE on `x[T, heads·d]` at positions 0…T−1: pairs (i, i + d/2) of each head.
+  ///
+  /// O(T·heads·d); `y` may equal `x`; `table.positions ≥ T`.
+  public static func rope(
+    _ x: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable, into y: UnsafeMutablePointer<Float>
+  ) {
+    let d = table.headDim, half = d / 2
+    table.cos.withUnsafeBufferPointer { cb in
+      table.sin.withUnsafeBufferPointer { sb in
+        for p in 0..<t {
+          let c = cb.baseAddress! + p * half  // safe: tables are non-empty for d ≥ 2
+          let s = sb.baseAddress! + p * half  // safe: as above
+          for h in 0..<heads {
+            let xi = x + p * heads * d + h * d
+            let yi = y + p * heads * d + h * d
+            for i in 0..<half {
+              let a = xi[i], b = xi[i + half]
+              yi[i] = a * c[i] - b * s[i]
+              yi[i + half] = b * c[i] + a * s[i]
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import QoptFrontends
+import QoptIR
+import QoptRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `qopt-bench eval`: perplexity-protocol throughput (40×512 windows of dev_eval.txt on the
+/// shared SmolLM2-135M GGUF) next to the GFLOP/s `cblas_sgemm` reaches on the same matrix
+/// shapes in the same process, so the figure is comparable on a busy machine.
+///
+/// The "sgemm bound" is the tokens/s the model's linears and lm_head alone would allow at the
+/// measured sgemm rate; eval/bound says how much the rest (attention, norms, glue) costs.
+/// Environment: `QOPT_BENCH_THREADS` (default 2), `QOPT_BENCH_WINDOWS` (default 40).
+@Sendable func runEvalBench() {
+  let env = { (k: String, d: Int) -> Int in getenv(k).flatMap { Int(String(cString: $0)) } ?? d }
+  do {
+    try evalBench(threads: env("QOPT_BENCH_THREADS", 2), windows: env("QOPT_BENCH_WINDOWS", 40))
+  } catch {
+    print("eval benchmark failed: \(error)")
+  }
+}
+
+func evalBench(
+  model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+  data: String = "../shared/data/dev_eval.txt", threads: Int, windows: Int, seqlen: Int = 512
+) throws {
+  BLAS.setThreads(threads)
+  let module = try GGUFImporter.importModel(path: model)
+  guard let c = LlamaConfig(attributes: module.attributes) else { throw RuntimeError("model has no llama config attributes") }
+  let tokenizer = try Tokenizer(module: module)
+  let ids = tokenizer.encode(String(decoding: try readFile(data), as: UTF8.self))
+
+  // sgemm on the model's shapes: one window's linears (all blocks) plus the chunked lm_head.
+  let t = seqlen, d = c.hiddenSize, f = c.intermediateSize
+  let qd = c.numAttentionHeads * c.headDim, kvd = c.numKeyValueHeads * c.headDim
+  var shapes: [(m: Int, n: Int, k: Int)] = []
+  for _ in 0..<c.numHiddenLayers {
+    shapes += [(t, qd, d), (t, kvd, d), (t, kvd, d), (t, d, qd), (t, f, d), (t, f, d), (t, d, f)]
+  }
+  var r = 0
+  while r < t - 1 {
+    shapes.append((min(128, t - 1 - r), c.vocabSize, d))
+    r += 128
+  }
+  let flopsPerWindow = shapes.reduce(0.0) { $0 + 2 * Double($1.m * $1.n * $1.k) }
+  let maxA = shapes.map { $0.m * $0.k }.max() ?? 1
+  let maxB = shapes.map { $0.n * $0.k }.max() ?? 1
+  let maxC = shapes.map { $0.m * $0.n }.max() ?? 1
+  let a = [Float](repeating: 0.01, count: maxA), b = [Float](repeating: 0.02, count: maxB)
+  var cbuf = [Float](repeating: 0, count: maxC)
+  func sgemmPass() -> Double {
+    let s = monotonicSeconds()
+    a.withUnsafeBufferPointer { ap in
+      b.withUnsafeBufferPointer { bp in
+        cbuf.withUnsafeMutableBufferPointer { cp in
+          for sh in shapes {
+            // safe: buffers sized for the largest shape.
+            BLAS.sgemm(transB: true, m: sh.m, n: sh.n, k: sh.k, a: ap.baseAddress!, lda: sh.k, b: bp.baseAddress!, ldb: sh.k, c: cp.baseAddress!, ldc: sh.n)
+          }
+        }
+      }
+    }
+    return monotonicSeconds() - s
+  }
+  _ = sgemmPass()
+  let sgemmBefore = (0..<3).map { _ in sgemmPass() }.min() ?? 1
+
+  let interpreter = Interpreter(module: module)
+  let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows)
+  let sgemmAfter = (0..<3).map { _ in sgemmPass() }.min() ?? 1
+  let sgemmSeconds = min(sgemmBefore, sgemmAfter)
+  let gflops = flopsPerWindow / sgemmSeconds / 1e9
+  let bound = Double(seqlen) / sgemmSeconds
+
+  printTable(
+    "eval: \(result.windows)×\(result.seqlen) windows of dev_eval.txt, SmolLM2-135M (GGUF Q4_1 → f32), \(threads) threads",
+    ["measure", "value"],
+    [
+      ["perplexity", fmt(result.ppl, 3)],
+      ["eval tokens/s", fmt(result.tokensPerSecond, 1)],
+      ["sgemm GFLOP/s on the model's linear shapes (best of 3, same run)", fmt(gflops, 1)],
+      ["linear + lm_head GFLOP per window", fmt(flopsPerWindow / 1e9, 1)],
+      ["sgemm-bound tokens/s (linears + lm_head only)", fmt(bound, 1)],
+      ["eval / sgemm bound", fmt(100 * result.tokensPerSecond / bound, 1) + " %"],
+      ["peak RSS MiB (includes the benchmark's sgemm buffers)", fmt(peakRSSMegabytes(), 0)],
+    ])
+}
