@@ -28,7 +28,7 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"],
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends"],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
 
     // CLI

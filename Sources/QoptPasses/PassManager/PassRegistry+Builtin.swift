@@ -5,6 +5,8 @@ extension PassRegistry {
     let builtins: [Pass] = [
       // Quantization
       roundToNearestPass,
+      calibratePass,
+      autoRoundPass,
       // Cleanup
       deadCodeEliminationPass,
       // Debug
