@@ -1,3 +1,4 @@
+import QoptFrontends
 import QoptIR
 
 #if canImport(Glibc)
@@ -5,7 +6,7 @@ import QoptIR
 #endif
 
 /// Loads whatever qopt accepts as a model input: an `.ir` file (with its sidecar) or `-` for
-/// standard input. Importers for checkpoint directories and `.gguf` files hook in here.
+/// standard input, a Hugging Face checkpoint directory or a `.gguf` file (imported on the fly).
 func loadInput(path: String) throws -> Module {
   if path == "-" {
     var bytes: [UInt8] = []
@@ -23,5 +24,6 @@ func loadInput(path: String) throws -> Module {
   guard fileExists(path) else {
     throw StorageError(file: path, offset: nil, message: "no such file or directory")
   }
-  return try ModuleIO.load(path: path)
+  // Checkpoint directories and .gguf files are imported on the fly.
+  return try ModelImporter.load(path: path)
 }

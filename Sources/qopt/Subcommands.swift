@@ -4,5 +4,7 @@ import ArgumentParser
 enum QoptSubcommands {
   static let all: [any ParsableCommand.Type] = [
     OptCommand.self,
+    ImportCommand.self,
+    EvalCommand.self,
   ]
 }

@@ -1,0 +1,100 @@
+import ArgumentParser
+import QoptFrontends
+import QoptIR
+import QoptRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `qopt eval MODEL -data FILE`: perplexity by the anchors.md protocol.
+struct EvalCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eval",
+    abstract: "Perplexity of a model over a text file or a JSON token-id file.",
+    discussion: """
+      Non-overlapping windows of -seqlen tokens, the first -windows of them, no BOS; each window
+      predicts its tokens 1…seqlen−1 from its own prefix; ppl = exp(mean NLL).
+      """,
+    helpNames: [.customLong("help", withSingleDash: true), .short, .long])
+
+  @Argument(help: "The model: an .ir file, a checkpoint directory or a .gguf file.")
+  var model: String
+
+  @Option(name: .customLong("data", withSingleDash: true), help: "Text (tokenized with the model's tokenizer) or a .json array of token ids.")
+  var data: String
+
+  @Option(name: .customLong("seqlen", withSingleDash: true), help: "Tokens per window.")
+  var seqlen: Int = 512
+
+  @Option(name: .customLong("windows", withSingleDash: true), help: "How many windows to evaluate (from the start).")
+  var windows: Int = 40
+
+  @Flag(name: .customLong("json", withSingleDash: true), help: "Print one JSON object on stdout.")
+  var json = false
+
+  @Option(name: .customLong("threads", withSingleDash: true), help: "OpenBLAS threads.")
+  var threads: Int = defaultThreads()
+
+  func validate() throws {
+    if seqlen < 2 { throw ValidationError("-seqlen must be at least 2, found \(seqlen)") }
+    if windows < 1 { throw ValidationError("-windows must be at least 1, found \(windows)") }
+    if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
+  }
+
+  func run() throws {
+    BLAS.setThreads(threads)
+    let module = try loadInput(path: model)
+    try module.verify()
+    let ids = try EvalData.tokenIds(path: data, module: module)
+    let interpreter = Interpreter(module: module)
+    let tty = isatty(2) != 0
+    let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) { done, total in
+      guard tty else { return }
+      stderrWrite("\r\u{1B}[Kwindow \(done)/\(total)" + (done == total ? "\n" : ""))
+    }
+    let rss = peakRSSMegabytes()
+    if json {
+      let obj: JSON = .object([
+        ("ppl", .double(result.ppl)), ("mean_nll", .double(result.meanNLL)),
+        ("predicted_tokens", .int(result.predictedTokens)), ("windows", .int(result.windows)),
+        ("seqlen", .int(result.seqlen)), ("tokens_per_s", .double(result.tokensPerSecond)),
+        ("peak_rss_mb", .double(rss)),
+      ])
+      print(obj.serialized)
+    } else {
+      print("perplexity: \(result.ppl)")
+      print("mean nll: \(result.meanNLL)")
+      print("predicted tokens: \(result.predictedTokens) (\(result.windows) windows of \(result.seqlen))")
+      print("tokens/s: \(result.tokensPerSecond)")
+      print("peak rss: \(Int(rss.rounded())) MiB")
+    }
+  }
+}
+
+/// Token ids for evaluation: a JSON array of ints, or text encoded with the model's tokenizer.
+enum EvalData {
+  static func tokenIds(path: String, module: Module) throws -> [Int32] {
+    let bytes = try readFile(path)
+    if path.hasSuffix(".json") {
+      let j: JSON
+      do { j = try JSON.parse(bytes) } catch { throw StorageError(file: path, offset: error.offset, message: "not valid JSON: \(error.message)") }
+      guard let arr = j.arrayValue ?? j["input_ids"]?.arrayValue ?? j["ids"]?.arrayValue else {
+        throw StorageError(file: path, offset: 0, message: "expected a JSON array of token ids")
+      }
+      var out: [Int32] = []
+      out.reserveCapacity(arr.count)
+      for (i, v) in arr.enumerated() {
+        guard let n = v.intValue, n >= 0, n <= Int(Int32.max) else {
+          throw StorageError(file: path, offset: nil, message: "entry \(i) is not a token id")
+        }
+        out.append(Int32(n))
+      }
+      return out
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw StorageError(file: path, offset: nil, message: "data file is neither .json nor UTF-8 text")
+    }
+    return try Tokenizer(module: module).encode(text)
+  }
+}

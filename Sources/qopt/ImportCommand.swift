@@ -1,0 +1,23 @@
+import ArgumentParser
+import QoptFrontends
+import QoptIR
+
+/// `qopt import SRC -o model.ir`: a checkpoint directory or `.gguf` → `.ir` + sidecar.
+struct ImportCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "import", abstract: "Lower a Hugging Face checkpoint directory or a .gguf file to IR.",
+    helpNames: [.customLong("help", withSingleDash: true), .short, .long])
+
+  @Argument(help: "A checkpoint directory (config.json + *.safetensors) or a .gguf file.")
+  var source: String
+
+  @Option(name: .customShort("o"), help: "Output .ir path; the weights go to the .safetensors beside it.")
+  var output: String
+
+  func run() throws {
+    guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }
+    let module = try ModelImporter.load(path: source)
+    try module.verify()
+    try ModuleIO.save(module, to: output)
+  }
+}
