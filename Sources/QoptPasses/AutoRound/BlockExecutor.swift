@@ -35,7 +35,7 @@ final class FloatStorage: @unchecked Sendable {
 /// weights being tuned through `weightPointer(_:)` (fake-quantized values) before each pass.
 /// Memory: the block's weights once, plus one buffer per SSA value (and one gradient buffer
 /// per value on the backward path) of `B·T × width` floats, reused across calls.
-final class BlockExecutor {
+package final class BlockExecutor {
   enum Step {
     case param(slot: Int, name: String)
     case rmsNorm(out: Int, x: Int, w: Int, eps: Float)
@@ -62,7 +62,7 @@ final class BlockExecutor {
   private var grads: [FloatStorage?] = []
   private var needsGrad: [Bool] = []
   /// Names of the weights whose gradients `backward` computes.
-  var trainable: Set<String> = []
+  package var trainable: Set<String> = []
   private var weightGrads: [String: FloatStorage] = [:]
   private(set) var rows = 0
   private(set) var tokens = 0
@@ -70,7 +70,7 @@ final class BlockExecutor {
   var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
 
   /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
-  init(function: Function, module: Module) throws {
+  package init(function: Function, module: Module) throws {
     self.function = function
     guard function.arguments.count == 1 else {
       throw PassError(pass: "autoround", "@\(function.name) must take one activation argument")
@@ -191,10 +191,10 @@ final class BlockExecutor {
   }
 
   /// Width of the block's input and output rows.
-  var hiddenWidth: Int { width[inputSlot] }
+  package var hiddenWidth: Int { width[inputSlot] }
 
   /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
-  func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
+  package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
     weightSlotByName[name].flatMap { weights[$0]?.pointer }
   }
 
@@ -221,7 +221,7 @@ final class BlockExecutor {
   /// Runs the block on `x` (`samples · tokens` rows of the hidden width); returns a pointer to
   /// the output rows, valid until the next call. Every intermediate stays for `backward`.
   @discardableResult
-  func forward(_ x: UnsafePointer<Float>, samples: Int, tokens t: Int) -> UnsafePointer<Float> {
+  package func forward(_ x: UnsafePointer<Float>, samples: Int, tokens t: Int) -> UnsafePointer<Float> {
     rows = samples * t
     tokens = t
     let input = acts[inputSlot] ?? FloatStorage(count: rows * width[inputSlot])
@@ -269,7 +269,7 @@ final class BlockExecutor {
 
   /// Back-propagates `dy` (∂L/∂output, `rows × width`) through the last `forward`, returning
   /// ∂L/∂W for every weight in `trainable` (valid until the next call).
-  func backward(_ dy: UnsafePointer<Float>) -> [String: UnsafePointer<Float>] {
+  package func backward(_ dy: UnsafePointer<Float>) -> [String: UnsafePointer<Float>] {
     for s in 0..<slotCount where needsGrad[s] {
       let n = rows * width[s]
       let g = grads[s] ?? FloatStorage(count: n)

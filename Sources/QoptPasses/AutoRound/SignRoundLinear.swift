@@ -7,7 +7,7 @@ import QoptIR
 /// Layout: `w`, `v` are row-major `[rows, cols]`; groups run along a row (`groupSize`, the last
 /// one short when it does not divide `cols`, as auto-round pads); `alpha`, `beta`, the group
 /// extrema and scales are `[rows, groupsPerRow]`. Memory: 2 floats per weight plus O(groups).
-final class SignRoundLinear {
+package final class SignRoundLinear {
   let name: String
   let rows: Int, cols: Int, groupSize: Int, groupsPerRow: Int
   let scheme: IntScheme
@@ -15,14 +15,14 @@ final class SignRoundLinear {
   let w: [Float]
   /// Per group `min(min w, 0)` and `max(max w, 0)` of the original weights.
   private var gmin: [Float], gmax: [Float]
-  var v: [Float]
-  var alpha: [Float], beta: [Float]
+  package var v: [Float]
+  package var alpha: [Float], beta: [Float]
   /// Per group scale and zero point of the last `qdq` (used by `backward` and `finalize`).
   private var scale: [Float], zero: [Float]
   /// Whether the last scale hit the `q_scale_thresh` clamp (no gradient through it).
   private var clamped: [Bool]
 
-  init(name: String, weights: [Float], rows: Int, cols: Int, scheme: IntScheme) {
+  package init(name: String, weights: [Float], rows: Int, cols: Int, scheme: IntScheme) {
     self.name = name
     self.rows = rows
     self.cols = cols
@@ -58,7 +58,7 @@ final class SignRoundLinear {
 
   /// Writes the fake-quantized weights `w_qdq` into `out` (`rows · cols` floats), clamping α/β
   /// to [0, 1] in place first (auto-round clamps before every use).
-  func qdq(into out: UnsafeMutablePointer<Float>) {
+  package func qdq(into out: UnsafeMutablePointer<Float>) {
     let st = scheme.scaleType
     let thresh = roundFloat(1e-5, to: st)
     let magic: Float = 12_582_912
@@ -112,7 +112,7 @@ final class SignRoundLinear {
   /// Gradients of V, α, β from `dw = ∂L/∂w_qdq` (straight-through rounding; clamps pass the
   /// gradient only inside their range, `max(hi, lo)` only to the larger side — half each on a
   /// tie — as torch's autograd does for the §3 formulas). Uses the scales of the last `qdq`.
-  func backward(dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+  package func backward(dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
     let magic: Float = 12_582_912
     for r in 0..<rows {
       for g in 0..<groupsPerRow {
@@ -164,7 +164,7 @@ final class SignRoundLinear {
   /// The codes, scales (and zero points) of the current parameters, laid out exactly as
   /// `rtn` (IntQuantizer) stores them: sym codes in [−2^(b−1), 2^(b−1)−1] with signed scales;
   /// asym codes and zero points shifted by −2^(b−1).
-  func finalize() -> QuantizedTensor {
+  package func finalize() -> QuantizedTensor {
     var scratch = [Float](repeating: 0, count: rows * cols)
     scratch.withUnsafeMutableBufferPointer { qdq(into: $0.baseAddress!) }  // safe: weights are non-empty
     let half = Float(1 << (scheme.bits - 1))
@@ -193,7 +193,7 @@ final class SignRoundLinear {
   }
 
   /// One SignSGD step: `p ← p − lr · sign(g)` (sign(0) = 0).
-  func step(dv: UnsafePointer<Float>, dAlpha: UnsafePointer<Float>, dBeta: UnsafePointer<Float>, lr: Float, minmaxLR: Float, tuneMinmax: Bool) {
+  package func step(dv: UnsafePointer<Float>, dAlpha: UnsafePointer<Float>, dBeta: UnsafePointer<Float>, lr: Float, minmaxLR: Float, tuneMinmax: Bool) {
     v.withUnsafeMutableBufferPointer { p in
       for i in 0..<p.count { p[i] -= lr * signum(dv[i]) }
     }
@@ -205,7 +205,7 @@ final class SignRoundLinear {
   }
 
   /// The tunable parameters, for best-iteration snapshots and checkpoints.
-  var parameters: (v: [Float], alpha: [Float], beta: [Float]) {
+  package var parameters: (v: [Float], alpha: [Float], beta: [Float]) {
     get { (v, alpha, beta) }
     set { (v, alpha, beta) = newValue }
   }

@@ -137,7 +137,7 @@ func fnv1a64(_ bytes: [UInt8]) -> String {
 }
 
 /// Reading and cutting calibration data.
-enum CalibrationText {
+package enum CalibrationText {
   /// The bytes of `path` (the built-in text when empty) and a name for messages.
   static func load(_ path: String) throws -> ([UInt8], String) {
     if path.isEmpty { return (Array(defaultCalibrationText.utf8), "<built-in calibration text>") }
@@ -176,7 +176,7 @@ enum CalibrationText {
     return .flat(data.map { Int32($0) })
   }
 
-  enum Tokens {
+  package enum Tokens {
     case flat([Int32])
     case windows([[Int32]])
   }
@@ -184,7 +184,7 @@ enum CalibrationText {
   /// `samples` windows of `seqlen` tokens: evenly spaced (offset i·⌊N/samples⌋, clamped so the
   /// window fits) or, with `seed ≥ 0`, at random offsets. Given windows are used as they are
   /// (the first `samples`, each cut to `seqlen`).
-  static func windows(_ tokens: Tokens, samples: Int, seqlen: Int, seed: Int, source: String) throws -> [[Int32]] {
+  package static func windows(_ tokens: Tokens, samples: Int, seqlen: Int, seed: Int, source: String) throws -> [[Int32]] {
     switch tokens {
     case .windows(let ws):
       let short = ws.prefix(samples).firstIndex { $0.count < seqlen }
