@@ -59,9 +59,14 @@ struct AutoRoundCheckpoint {
     for (key, mine) in [("model", model), ("data", data), ("options", options)] {
       guard let theirs = fields[key] else { throw StorageError(file: statePath, offset: nil, message: "missing '\(key)='") }
       if theirs != mine {
-        throw PassError(
-          pass: "autoround",
-          "checkpoint in \(directory) was made with a different \(key == "data" ? "calibration data" : key) (\(theirs) vs \(mine) now); remove the directory or use another checkpoint-dir")
+        var what = key == "data" ? "calibration data (hash/samples/seqlen/seed \(theirs), now \(mine))" : "model"
+        if key == "options" {
+          let a = Dictionary(theirs.split(separator: ";").map { kv in (kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "", String(kv)) }, uniquingKeysWith: { x, _ in x })
+          let b = Dictionary(mine.split(separator: ";").map { kv in (kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "", String(kv)) }, uniquingKeysWith: { x, _ in x })
+          let diff = Set(a.keys).union(b.keys).sorted().filter { a[$0] != b[$0] }.map { "\(a[$0] ?? $0 + " unset") → \(b[$0] ?? $0 + " unset")" }
+          what = "options (\(diff.joined(separator: ", ")))"
+        }
+        throw PassError(pass: "autoround", "checkpoint in \(directory) was made with a different \(what); remove the directory or use another checkpoint-dir")
       }
     }
     guard let nextText = fields["next"], let next = Int(nextText) else { throw StorageError(file: statePath, offset: nil, message: "missing 'next='") }
