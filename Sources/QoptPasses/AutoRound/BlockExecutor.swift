@@ -165,16 +165,29 @@ package final class BlockExecutor {
     acts = [FloatStorage?](repeating: nil, count: slotCount)
     grads = acts
     needsGrad = [Bool](repeating: false, count: slotCount)
+  }
+
+  private var plannedFor: Set<String>?
+
+  /// Marks the values whose gradient `backward` must compute: those that depend on a trainable
+  /// weight. Everything upstream of the first tuned linear (the block input, the first norm,
+  /// the q/k/v inputs) needs none, which skips their input-gradient products.
+  private func planGradients() {
+    guard plannedFor != trainable else { return }
+    plannedFor = trainable
+    var depends = [Bool](repeating: false, count: slotCount)
+    for (name, s) in weightSlotByName where trainable.contains(name) { depends[s] = true }
     for step in steps {
       switch step {
       case .param: break
-      case .rmsNorm(let o, let x, _, _), .rope(let o, let x, _), .silu(let o, let x), .linear(let o, let x, _, _):
-        needsGrad[o] = true
-        _ = x
-      case .attention(let o, _, _, _, _, _, _), .mul(let o, _, _), .add(let o, _, _):
-        needsGrad[o] = true
+      case .rmsNorm(let o, let x, let w, _): depends[o] = depends[x] || depends[w]
+      case .linear(let o, let x, let w, let b): depends[o] = depends[x] || depends[w] || b.map { depends[$0] } ?? false
+      case .rope(let o, let x, _), .silu(let o, let x): depends[o] = depends[x]
+      case .attention(let o, let q, let k, let v, _, _, _): depends[o] = depends[q] || depends[k] || depends[v]
+      case .mul(let o, let a, let b), .add(let o, let a, let b): depends[o] = depends[a] || depends[b]
       }
     }
+    for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil }
   }
 
   static func ropeTable(_ op: Op, headDim: Int) throws -> RopeTable {
@@ -262,14 +275,26 @@ package final class BlockExecutor {
     return UnsafePointer(act(outputSlot))
   }
 
+  private var scratchBuffers: [FloatStorage] = []
+
+  /// A zeroed throw-away gradient buffer for slot `s` (an input whose gradient nobody needs).
+  private func scratch(_ s: Int, _ i: Int) -> UnsafeMutablePointer<Float>? {
+    while scratchBuffers.count <= i { scratchBuffers.append(FloatStorage(count: 0)) }
+    let n = rows * width[s]
+    scratchBuffers[i].reserve(n)
+    scratchBuffers[i].zero(n)
+    return scratchBuffers[i].pointer
+  }
+
   private func grad(_ s: Int) -> UnsafeMutablePointer<Float>? {
-    guard needsGrad[s] else { return nil }
+    guard s < needsGrad.count, needsGrad[s] else { return nil }
     return grads[s]!.pointer  // safe: allocated for every slot needing a gradient in backward()
   }
 
   /// Back-propagates `dy` (∂L/∂output, `rows × width`) through the last `forward`, returning
   /// ∂L/∂W for every weight in `trainable` (valid until the next call).
   package func backward(_ dy: UnsafePointer<Float>) -> [String: UnsafePointer<Float>] {
+    planGradients()
     for s in 0..<slotCount where needsGrad[s] {
       let n = rows * width[s]
       let g = grads[s] ?? FloatStorage(count: n)
@@ -304,7 +329,7 @@ package final class BlockExecutor {
           Kernels.ropeBackward(dy: go + s * tokens * wd, rows: tokens, heads: wd / table.headDim, table: table, dx: dx + s * tokens * wd)
         }
       case .attention(let o, let q, let k, let v, let h, let kvh, let d):
-        guard let go = grad(o), let dq = grad(q), let dk = grad(k), let dv = grad(v) else { continue }
+        guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1), let dv = grad(v) ?? scratch(v, 2) else { continue }
         let t = tokens
         for s in 0..<(rows / t) {
           Kernels.attentionBackward(

@@ -91,7 +91,7 @@ let calibratePass = Pass(
 struct CalibrateOptions: PassOptions {
   var data = ""
   var samples = 32
-  var seqlen = 256
+  var seqlen = 128
   var seed = -1
   var stats = true
   var memoryBudgetMB = 1024
