@@ -18,8 +18,8 @@ let autoRoundPass = Pass(
 }
 
 /// Options of `autoround` (defaults: the reference's W4A16 recipe).
-struct AutoRoundOptions: PassOptions {
-  var iters = 200
+package struct AutoRoundOptions: PassOptions {
+  package var iters = 200
   var lr: Double?
   var minmaxLR: Double?
   var bits = 4
@@ -35,8 +35,8 @@ struct AutoRoundOptions: PassOptions {
   var targets = ["Linear"]
   var ignore: [String] = []
 
-  init() {}
-  static let schema: [OptionField<AutoRoundOptions>] = [
+  package init() {}
+  package static let schema: [OptionField<AutoRoundOptions>] = [
     .int("iters", \.iters, "SignSGD steps per block; 0 is plain RTN (no data needed)", in: 0...1_000_000),
     .optionalDouble("lr", \.lr, "step size of V; auto: 1/iters (2/iters when iters ≥ 1000 and bits ≤ 3)", in: 0...10),
     .optionalDouble("minmax-lr", \.minmaxLR, "step size of the clipping factors; auto: lr", in: 0...10),
@@ -54,7 +54,7 @@ struct AutoRoundOptions: PassOptions {
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone"),
   ]
 
-  var scheme: IntScheme {
+  package var scheme: IntScheme {
     IntScheme(bits: bits, symmetric: sym, granularity: groupSize == -1 ? .channel : .group(groupSize), scaleType: DType(rawValue: scaleDType) ?? .f16)
   }
 
@@ -74,27 +74,33 @@ struct AutoRoundOptions: PassOptions {
 }
 
 /// What one block's tuning reports.
-struct BlockReport {
-  var index: Int
-  var firstLoss: Double
-  var bestLoss: Double
-  var bestIteration: Int
-  var seconds: Double
+package struct BlockReport {
+  package var index: Int
+  package var firstLoss: Double
+  package var bestLoss: Double
+  package var bestIteration: Int
+  package var seconds: Double
 }
 
 /// One run of the pass over a module.
-final class AutoRoundRun {
+package final class AutoRoundRun {
   let module: Module
   let options: AutoRoundOptions
-  let context: PassContext
+  let context: PassContext?
 
-  init(module: Module, options: AutoRoundOptions, context: PassContext) {
+  init(module: Module, options: AutoRoundOptions, context: PassContext?) {
     self.module = module
     self.options = options
     self.context = context
   }
 
+  /// A run without a pass context, for benchmarks that call `tune` on one block.
+  package convenience init(module: Module, options: AutoRoundOptions) {
+    self.init(module: module, options: options, context: nil)
+  }
+
   func run() throws {
+    guard let context else { return }
     BLAS.setThreads(context.threads)
     let scheme = options.scheme
     let model = try ModelBlocks(module: module, pass: "autoround")
@@ -200,12 +206,12 @@ final class AutoRoundRun {
   }
 
   private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor, _ scheme: IntScheme) {
-    context.setWeight(name, .quantized(q))
-    if let r = param.result { context.retype(r, to: r.type.with(element: .quantized(.int(scheme)))) }
+    context?.setWeight(name, .quantized(q))
+    if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(.int(scheme)))) }
   }
 
   /// The block on all samples, `batchSize` at a time.
-  private func forwardAll(_ exec: BlockExecutor, _ x: [Float], samples n: Int, tokens t: Int) -> [Float] {
+  package func forwardAll(_ exec: BlockExecutor, _ x: [Float], samples n: Int, tokens t: Int) -> [Float] {
     let per = t * exec.hiddenWidth
     var y = [Float](repeating: 0, count: n * per)
     let b = max(1, min(options.batchSize, n))
@@ -224,7 +230,7 @@ final class AutoRoundRun {
   }
 
   /// The SignSGD loop of autoround.md §5 for one block.
-  private func tune(
+  package func tune(
     _ exec: BlockExecutor, _ linears: [SignRoundLinear], x: [Float], y: [Float], samples n: Int, tokens t: Int, per: Int, block: Int
   ) -> BlockReport {
     let iters = options.iters

@@ -8,7 +8,7 @@ import QoptIR
 /// one short when it does not divide `cols`, as auto-round pads); `alpha`, `beta`, the group
 /// extrema and scales are `[rows, groupsPerRow]`. Memory: 2 floats per weight plus O(groups).
 package final class SignRoundLinear {
-  let name: String
+  package let name: String
   let rows: Int, cols: Int, groupSize: Int, groupsPerRow: Int
   let scheme: IntScheme
   /// The float weights (never modified).
