@@ -9,6 +9,11 @@ let package = Package(
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
     .library(name: "QoptFrontends", targets: ["QoptFrontends"]),
     .library(name: "QoptRuntime", targets: ["QoptRuntime"]),
+    .library(name: "QoptPluginHost", targets: ["QoptPluginHost"]),
+    // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
+    .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
+    .library(name: "BitWidthRule", type: .dynamic, targets: ["BitWidthRule"]),
+    .library(name: "HadamardRotate", type: .dynamic, targets: ["HadamardRotate"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,11 +36,25 @@ let package = Package(
       name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends"],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
 
+    // Plugins
+    .target(name: "CQoptPlugin"),
+    .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+    .target(
+      name: "QoptPluginHost", dependencies: ["QoptIR", "QoptPasses", "CQoptPlugin", "QoptExternKernels"]),
+    .target(name: "QoptExternKernels", dependencies: ["QoptIR", "CFFI"]),
+    .target(
+      name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
+    .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
+    .target(
+      name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
+
     // CLI
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptFrontends", "QoptRuntime",
+        "QoptIR", "QoptPasses", "QoptFrontends", "QoptRuntime", "QoptPluginHost",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
@@ -49,6 +68,9 @@ let package = Package(
     .testTarget(
       name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptTestSupport"]),
     .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
+    .testTarget(
+      name: "QoptPluginHostTests",
+      dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

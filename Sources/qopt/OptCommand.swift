@@ -1,6 +1,7 @@
 import ArgumentParser
 import QoptIR
 import QoptPasses
+import QoptPluginHost
 
 #if canImport(Glibc)
   import Glibc
@@ -20,6 +21,11 @@ struct OptCommand: ParsableCommand {
 
   @Option(name: .customShort("o"), help: "Write the result here (an .ir file plus its .safetensors sidecar).")
   var output: String?
+
+  @Option(
+    name: .customLong("load-pass-plugin", withSingleDash: true),
+    help: "Load a pass plugin (a shared library exporting qoptGetPassPluginInfo) before the pipeline is parsed (repeatable).")
+  var loadPassPlugin: [String] = []
 
   @Flag(name: .customLong("print-passes", withSingleDash: true), help: "List every pass with its options and defaults, then exit.")
   var printPasses = false
@@ -64,6 +70,9 @@ struct OptCommand: ParsableCommand {
 
   func run() throws {
     let registry = PassRegistry.builtin()
+    // Plugins join the registry before anything reads it; a failed load throws a PluginError
+    // (exit 1) before any pass runs.
+    try PluginLoader.loadAll(loadPassPlugin, into: registry)
     if printPasses {
       print(PassListing.text(registry), terminator: "")
       return

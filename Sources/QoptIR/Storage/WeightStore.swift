@@ -13,8 +13,15 @@ public struct QuantizedTensor: Sendable {
   public var zeroPoint: TensorData?
   /// f32 `[1]` global scale (NVFP4).
   public var globalScale: TensorData?
+  /// The float weights this was quantized from, while still at hand (never saved): passes
+  /// that re-derive codes (`fuse-scales`) start from them instead of from dequantized values.
+  public var source: TensorData?
 
-  public init(scheme: QuantScheme, codes: TensorData, scale: TensorData, zeroPoint: TensorData? = nil, globalScale: TensorData? = nil) {
+  public init(
+    scheme: QuantScheme, codes: TensorData, scale: TensorData, zeroPoint: TensorData? = nil,
+    globalScale: TensorData? = nil, source: TensorData? = nil
+  ) {
+    self.source = source
     self.scheme = scheme
     self.codes = codes
     self.scale = scale

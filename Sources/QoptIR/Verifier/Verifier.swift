@@ -82,6 +82,11 @@ public struct Verifier {
         out.append("weight @\(Printer.symbol(name).dropFirst()) is \(Printer.scheme(q.scheme)) in the weight store but the IR declares \(Printer.scheme(s))")
       }
       out += OpRules.checkQuantizedParts(q, name: name)
+      if case .nvfp4 = q.scheme, let attr = op.attributes["global_scale"]?.doubleValue,
+        let gs = q.globalScale?.floats().first, Float(attr) != gs
+      {
+        out.append("weight @\(Printer.symbol(name).dropFirst()) has global_scale = \(attr) but its stored global scale is \(gs)")
+      }
     default: break
     }
     return out

@@ -57,6 +57,23 @@ public struct Pass: Sendable {
     }
   }
 
+  /// A pass whose option schema is known only at run time (a plugin's): `options` is what
+  /// `-print-passes` shows, `parse` turns the pipeline's `key=value` items into options (and
+  /// rejects bad ones with a located `PipelineError`), and `run` receives them back.
+  public init(
+    _ name: String, summary: String, details: String = "", options: [OptionInfo], preserves: [String] = [],
+    parse: @escaping @Sendable ([(key: String, value: String?, column: Int)]) throws(PipelineError) -> any PassOptions,
+    run: @escaping @Sendable (Module, any PassOptions, PassContext) throws -> Void
+  ) {
+    self.name = name
+    self.summary = summary
+    self.details = details
+    self.preserves = preserves
+    self.options = options
+    self.makeOptions = parse
+    self.body = run
+  }
+
   /// A pass that runs `run` on every function of the module in order.
   public static func function<O: PassOptions>(
     _ name: String, summary: String, options: O.Type, preserves: [String] = [],

@@ -10,14 +10,19 @@ public final class PassContext {
   public let threads: Int
   /// Where remarks and warnings go (stderr in the CLI).
   let emit: (Diagnostic) -> Void
+  let debugLog: (String) -> Void
   public private(set) var changed = false
 
-  init(module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void) {
+  init(module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void, debug: @escaping (String) -> Void = { _ in }) {
     self.module = module
     self.analyses = analyses
     self.threads = threads
     self.emit = emit
+    self.debugLog = debug
   }
+
+  /// A line for `-debug-pass-manager` (silent otherwise): what the pass decided and why.
+  public func debug(_ message: String) { debugLog(message) }
 
   /// Records that the pass changed the module (analyses not preserved will be invalidated).
   public func markChanged() { changed = true }

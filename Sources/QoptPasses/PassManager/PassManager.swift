@@ -25,7 +25,9 @@ public struct PassManager {
         log("// *** IR Dump Before \(name) ***\n" + dumpPrinter.print(module))
       }
       if debug { log("qopt-pm: running pass: \(name)") }
-      let context = PassContext(module: module, analyses: analyses, threads: threads) { d in self.log(d.description) }
+      let context = PassContext(
+        module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
+        debug: { m in if debug { self.log("qopt-pm: \(name): \(m)") } })
       let t0 = now()
       try inv.pass.body(module, inv.options, context)
       timings.append((name, now() - t0))

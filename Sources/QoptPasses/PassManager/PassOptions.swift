@@ -124,4 +124,11 @@ public struct OptionInfo: Sendable {
   public let help: String
   public let valueSyntax: String
   public let defaultValue: String
+
+  public init(key: String, help: String, valueSyntax: String, defaultValue: String) {
+    self.key = key
+    self.help = help
+    self.valueSyntax = valueSyntax
+    self.defaultValue = defaultValue
+  }
 }

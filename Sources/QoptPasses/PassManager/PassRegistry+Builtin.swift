@@ -4,6 +4,7 @@ extension PassRegistry {
     let r = PassRegistry()
     let builtins: [Pass] = [
       // Quantization
+      fuseScalesPass,
       roundToNearestPass,
       calibratePass,
       autoRoundPass,

@@ -171,11 +171,35 @@ public struct IntQuantizer: Sendable {
 extension QuantizedTensor {
   /// The dequantized weights, `scale · (code − zeroPoint)`, row-major f32.
   public func dequantized() -> [Float] {
-    guard case .int(let s) = scheme else {
-      preconditionFailure("dequantized() supports integer schemes; \(scheme) is handled by its own codec")
-    }
     let rows = shape[0]
     let cols = shape[1]
+    switch scheme {
+    case .int: break
+    case .nvfp4(let g):
+      // value(code) · s_g / gs
+      let gs = globalScale?.floats().first ?? 1
+      let codes = self.codes.bytes
+      let sc = scale.floats()
+      var out = [Float](repeating: 0, count: rows * cols)
+      for i in 0..<(rows * cols) {
+        out[i] = e2m1ToFloat(codes[i]) * (sc[(i / cols) * ((cols + g - 1) / g) + (i % cols) / g] / gs)
+      }
+      return out
+    case .fp8(let gran):
+      let codes = self.codes.bytes
+      let sc = scale.floats()
+      var out = [Float](repeating: 0, count: rows * cols)
+      for i in 0..<(rows * cols) {
+        let si: Int = switch gran {
+        case .tensor: 0
+        case .channel: i / cols
+        case .group(let n): (i / cols) * ((cols + n - 1) / n) + (i % cols) / n
+        }
+        out[i] = e4m3ToFloat(codes[i]) * sc[si]
+      }
+      return out
+    }
+    guard case .int(let s) = scheme else { return [] }
     let codes = self.codes.int8s()
     let scales = scale.floats()
     let zeros = zeroPoint?.int8s()

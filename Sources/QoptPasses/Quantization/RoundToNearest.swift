@@ -8,6 +8,7 @@ import QoptIR
 ///
 /// The weight store entry becomes codes + scales (+ zero points); every user of the param now
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
+/// A `param` carrying `{qopt.bits = N}` is quantized at N bits instead of `bits`.
 let roundToNearestPass = Pass(
   "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self
 ) {
@@ -21,7 +22,31 @@ let roundToNearestPass = Pass(
       throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has no data in the weight store", at: param.location)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    if options.scheme == "fp8" {
+      let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
+      context.setWeight(name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
+      continue
+    }
+    if options.scheme == "nvfp4" {
+      guard cols % NVFP4Quantizer.groupSize == 0 else {
+        throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param.location)
+      }
+      var q = weight.withF32 { NVFP4Quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+      q.source = weight  // kept for fuse-scales, which re-derives codes under a shared global scale
+      context.setWeight(name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
+      context.setAttribute("global_scale", .float(Double(q.globalScale?.floats().first ?? 1)), on: param)
+      continue
+    }
     var s = scheme
+    // A per-weight width chosen earlier in the pipeline (e.g. by a bit-width plugin pass).
+    if let attr = param.attributes["qopt.bits"] {
+      guard let bits = attr.intValue, (2...8).contains(bits) else {
+        throw PassError(pass: "rtn", "'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param.location)
+      }
+      s.bits = bits
+    }
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let quantizer = IntQuantizer(scheme: s, rule: rule)
     let q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
@@ -35,6 +60,7 @@ package struct RTNOptions: PassOptions {
   package var bits = 4
   package var sym = true
   package var groupSize = 128
+  package var scheme = "int"
   var scaleRule = ScaleRule.fullRange.rawValue
   var scaleDType = "auto"
   var targets = ["Linear"]
@@ -42,6 +68,7 @@ package struct RTNOptions: PassOptions {
 
   package init() {}
   package static let schema: [OptionField<RTNOptions>] = [
+    .choice("scheme", \.scheme, ["int", "nvfp4", "fp8"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor", in: -1...65536),
@@ -84,6 +111,19 @@ let rtnDetails = """
     `round_half_even(clamp(w / scale + zp, qmin, qmax))`; scales in the weight's dtype unless
     `scale-dtype` says otherwise (a bf16 scale divides in bf16, as the reference does); a zero
     scale becomes the dtype's epsilon.
+
+  `scheme=nvfp4` (compressed-tensors NVFP4, bit-exact): global scale `gs = (1/amax)·2688`
+  (f32), group scales `e4m3(gs · amax_16 / 6)` (0 → 0.125), codes E2M1 of `w / (s_g/gs)`
+  clamped to ±6, ties to even, negative zeros keep their sign. The param gets a
+  `global_scale` attribute; run `fuse-scales` to give fused sets one global scale.
+
+  `scheme=fp8` (compressed-tensors `float-quantized`): `scale = amax / 448` per tensor
+  (`group-size=0`), row (`-1`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
+  nearest even; f32 scales.
+
+  Per-weight widths: a selected `param` carrying `{qopt.bits = N}` (set by an earlier pass,
+  e.g. the `bit-width-rule` sample plugin) is quantized at N bits (2…8) instead of `bits`
+  (integer scheme).
 
   Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
   named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
