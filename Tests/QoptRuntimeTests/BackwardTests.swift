@@ -96,7 +96,8 @@ private func f32(_ x: [Double]) -> [Float] { x.map { Float($0) } }
   expectClose(dx, numericGradient(x, g, f), "rope dx")
 }
 
-@Test func attentionGradients() {
+@Test(arguments: [128, 2])
+func attentionGradients(_ block: Int) {
   let (t, heads, kvHeads, d) = (5, 4, 2, 4)
   let q = random(t * heads * d, seed: 9), k = random(t * kvHeads * d, seed: 10), v = random(t * kvHeads * d, seed: 11)
   let g = random(t * heads * d, seed: 12)
@@ -117,7 +118,7 @@ private func f32(_ x: [Double]) -> [Float] { x.map { Float($0) } }
   }
   var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = [Float](repeating: 0, count: v.count)
   Kernels.attentionBackward(
-    q: f32(q), k: f32(k), v: f32(v), tokens: t, heads: heads, kvHeads: kvHeads, headDim: d, dOut: f32(g), dq: &dq, dk: &dk, dv: &dv)
+    q: f32(q), k: f32(k), v: f32(v), tokens: t, heads: heads, kvHeads: kvHeads, headDim: d, dOut: f32(g), dq: &dq, dk: &dk, dv: &dv, block: block)
   expectClose(dq, numericGradient(q, g) { f($0, k, v) }, "attention dq")
   expectClose(dk, numericGradient(k, g) { f(q, $0, v) }, "attention dk")
   expectClose(dv, numericGradient(v, g) { f(q, k, $0) }, "attention dv")

@@ -68,49 +68,60 @@ extension Kernels {
 
   /// Causal GQA attention backward for one sequence of `t` tokens (layouts as `attention`).
   ///
-  /// Per query head the probabilities `P` are recomputed (`t × t` scratch), then
-  /// `dV += Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ∘ (dP − rowsum(dP ∘ P))`, `dQ += scale·dS·K`,
-  /// `dK += scale·dSᵀ·Q`; heads sharing a kv head accumulate into it. O(H·T²·d).
+  /// Per query head and block of `block` query rows (which see keys `0..<r1` only), the
+  /// probabilities `P` are recomputed, then `dV += Pᵀ·dO`, `dP = dO·Vᵀ`,
+  /// `dS = P ∘ (dP − rowsum(dP ∘ P))`, `dQ += scale·dS·K`, `dK += scale·dSᵀ·Q`; heads sharing a
+  /// kv head accumulate into it. Blocking skips ~40 % of the products at T = 512.
+  /// O(H·T²·d); scratch `2 · block · t` floats.
   public static func attentionBackward(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, tokens t: Int,
     heads: Int, kvHeads: Int, headDim d: Int, dOut: UnsafePointer<Float>,
-    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>
+    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>, block: Int = 128
   ) {
     let rep = heads / kvHeads
     let qs = heads * d, ks = kvHeads * d
     let scale = 1 / Float(d).squareRoot()
-    var pBuf = [Float](repeating: 0, count: t * t)
-    var dpBuf = [Float](repeating: 0, count: t * t)
+    let bs = min(block, t)
+    var pBuf = [Float](repeating: 0, count: bs * t)
+    var dpBuf = [Float](repeating: 0, count: bs * t)
     pBuf.withUnsafeMutableBufferPointer { pb in
       dpBuf.withUnsafeMutableBufferPointer { db in
         let p = pb.baseAddress!, dp = db.baseAddress!  // safe: t > 0 (callers skip empty inputs)
         for h in 0..<heads {
           let kv = h / rep
-          let qh = q + h * d, kh = k + kv * d, vh = v + kv * d
-          BLAS.sgemm(transB: true, m: t, n: t, k: d, alpha: scale, a: qh, lda: qs, b: kh, ldb: ks, c: p, ldc: t)
-          for i in 0..<t {
-            let row = p + i * t
-            let valid = i + 1
-            let mx = FastMath.max(row, count: valid)
-            let sum = FastMath.expShifted(row, row, count: valid, shift: mx)
-            let inv = 1 / sum
-            for j in 0..<valid { row[j] *= inv }
-            for j in valid..<t { row[j] = 0 }
+          let qh = q + h * d, kh = k + kv * d, vh = v + kv * d, oh = dOut + h * d
+          var r0 = 0
+          while r0 < t {
+            let r1 = min(t, r0 + bs)
+            let m = r1 - r0
+            // P[m, r1] = softmax(Q[r0..<r1] · K[0..<r1]ᵀ · scale), causal.
+            BLAS.sgemm(transB: true, m: m, n: r1, k: d, alpha: scale, a: qh + r0 * qs, lda: qs, b: kh, ldb: ks, c: p, ldc: r1)
+            for i in 0..<m {
+              let row = p + i * r1
+              let valid = r0 + i + 1
+              let mx = FastMath.max(row, count: valid)
+              let sum = FastMath.expShifted(row, row, count: valid, shift: mx)
+              let inv = 1 / sum
+              for j in 0..<valid { row[j] *= inv }
+              for j in valid..<r1 { row[j] = 0 }
+            }
+            // dV[0..<r1] += Pᵀ · dO[r0..<r1]
+            BLAS.sgemmTransA(m: r1, n: d, k: m, a: p, lda: r1, b: oh + r0 * qs, ldb: qs, beta: 1, c: dv + kv * d, ldc: ks)
+            // dP = dO[r0..<r1] · V[0..<r1]ᵀ
+            BLAS.sgemm(transB: true, m: m, n: r1, k: d, a: oh + r0 * qs, lda: qs, b: vh, ldb: ks, c: dp, ldc: r1)
+            for i in 0..<m {
+              let pr = p + i * r1, dr = dp + i * r1
+              let valid = r0 + i + 1
+              var dot: Float = 0
+              for j in 0..<valid { dot += pr[j] * dr[j] }
+              for j in 0..<valid { dr[j] = pr[j] * (dr[j] - dot) }
+              for j in valid..<r1 { dr[j] = 0 }
+            }
+            // dQ[r0..<r1] += scale · dS · K[0..<r1];  dK[0..<r1] += scale · dSᵀ · Q[r0..<r1]
+            BLAS.sgemm(transB: false, m: m, n: d, k: r1, alpha: scale, a: dp, lda: r1, b: kh, ldb: ks, beta: 1, c: dq + h * d + r0 * qs, ldc: qs)
+            BLAS.sgemmTransA(m: r1, n: d, k: m, alpha: scale, a: dp, lda: r1, b: qh + r0 * qs, ldb: qs, beta: 1, c: dk + kv * d, ldc: ks)
+            r0 = r1
           }
-          // dV[kv] += Pᵀ · dO[h]
-          BLAS.sgemmTransA(m: t, n: d, k: t, a: p, lda: t, b: dOut + h * d, ldb: qs, beta: 1, c: dv + kv * d, ldc: ks)
-          // dP = dO[h] · V[kv]ᵀ
-          BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dOut + h * d, lda: qs, b: vh, ldb: ks, c: dp, ldc: t)
-          for i in 0..<t {
-            let pr = p + i * t, dr = dp + i * t
-            var dot: Float = 0
-            for j in 0...i { dot += pr[j] * dr[j] }
-            for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-            for j in (i + 1)..<t { dr[j] = 0 }
-          }
-          // dQ[h] += scale · dS · K[kv];  dK[kv] += scale · dSᵀ · Q[h]
-          BLAS.sgemm(transB: false, m: t, n: d, k: t, alpha: scale, a: dp, lda: t, b: kh, ldb: ks, beta: 1, c: dq + h * d, ldc: qs)
-          BLAS.sgemmTransA(m: t, n: d, k: t, alpha: scale, a: dp, lda: t, b: qh, ldb: qs, beta: 1, c: dk + kv * d, ldc: ks)
         }
       }
     }
