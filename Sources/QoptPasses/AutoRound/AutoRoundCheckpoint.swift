@@ -14,7 +14,7 @@ import QoptIR
 ///
 /// Nothing random carries over between blocks (each block's sampler is seeded from the seed
 /// and the block index), so these files are the whole state.
-struct AutoRoundCheckpoint {
+package struct AutoRoundCheckpoint {
   let directory: String
   let model: String
   let data: String
@@ -27,7 +27,7 @@ struct AutoRoundCheckpoint {
     var reports: [BlockReport]
   }
 
-  init(directory: String, model: String, data: String, options: String) throws {
+  package init(directory: String, model: String, data: String, options: String) throws {
     self.directory = directory
     self.model = model
     self.data = data
@@ -112,7 +112,7 @@ struct AutoRoundCheckpoint {
   }
 
   /// Block `block`'s weights as written by `save`.
-  func loadBlock(_ block: Int, scheme: IntScheme) throws -> [(String, QuantizedTensor)] {
+  package func loadBlock(_ block: Int, scheme: IntScheme) throws -> [(String, QuantizedTensor)] {
     let path = directory + "/block.\(block).bin"
     let b = try readFile(path)
     var pos = 8
