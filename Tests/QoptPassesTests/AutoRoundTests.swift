@@ -151,3 +151,27 @@ func signRoundStartIsRTN(_ symmetric: Bool) {
   let random = try CalibrationText.windows(.flat(ids), samples: 4, seqlen: 512, seed: 7, source: "calib")
   #expect(random.count == 4 && random.allSatisfy { $0.count == 512 } && random != Array(expected.prefix(4)))
 }
+
+/// Samples beyond the memory budget go to a temporary file and read back unchanged.
+@Test func activationStoreSpillsBeyondBudget() throws {
+  let store = ActivationStore(tokens: 3, width: 4, budgetBytes: 2 * 12 * 4)
+  let samples = (0..<5).map { s in (0..<12).map { Float(s * 100 + $0) } }
+  for s in samples { try s.withUnsafeBufferPointer { try store.append($0.baseAddress!) } }
+  #expect(store.samples == 5 && store.spilled == 3)
+  #expect(store.all() == samples.flatMap { $0 })
+}
+
+/// A pipeline whose calibration inputs all spill gives the same result as one in memory.
+@Test func autoRoundWithSpilledCalibrationMatches() throws {
+  func run(_ budget: Int) throws -> Module {
+    let m = ExampleModel.make()
+    try PassManager(threads: 1) { _ in }.run(
+      PipelineParser.parse("calibrate<samples=4;seqlen=16;memory-budget=\(budget)>,autoround<iters=3;group-size=32>", registry: .builtin()), on: m)
+    return m
+  }
+  let a = try run(0), b = try run(1024)
+  for name in a.weights.names {
+    guard let qa = a.weights.quantized(name) else { continue }
+    #expect(qa.codes.bytes == b.weights.quantized(name)?.codes.bytes)
+  }
+}

@@ -103,6 +103,9 @@ package final class AutoRoundRun {
     guard let context else { return }
     BLAS.setThreads(context.threads)
     let scheme = options.scheme
+    if options.groupSize == 0 {
+      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+    }
     let model = try ModelBlocks(module: module, pass: "autoround")
     let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround")
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
