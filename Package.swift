@@ -9,6 +9,7 @@ let package = Package(
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
     .library(name: "QoptFrontends", targets: ["QoptFrontends"]),
     .library(name: "QoptRuntime", targets: ["QoptRuntime"]),
+    .library(name: "QoptBackends", targets: ["QoptBackends"]),
     .library(name: "QoptPluginHost", targets: ["QoptPluginHost"]),
     // Sample plugins, loaded with -load-pass-plugin (lit: %plugin(ClipOutliers)).
     .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
@@ -50,15 +51,18 @@ let package = Package(
       name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
 
+    // I/O
+    .target(name: "QoptBackends", dependencies: ["QoptIR"]),
+
     // CLI
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptFrontends", "QoptRuntime", "QoptPluginHost",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFrontends", "QoptRuntime", "QoptBackends",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
-      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends"]),
+      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends", "QoptBackends"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
@@ -71,6 +75,9 @@ let package = Package(
     .testTarget(
       name: "QoptPluginHostTests",
       dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
+    .testTarget(
+      name: "QoptBackendsTests",
+      dependencies: ["QoptBackends", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

@@ -24,6 +24,14 @@ public final class Interpreter {
 
   public let module: Module
   public var policy: WeightPolicy
+  /// Concurrent attention tasks (0: the OpenBLAS thread count).
+  public var attentionWorkers: Int {
+    get { workers == 0 ? BLAS.threads : workers }
+    set { workers = newValue }
+  }
+  private var workers = 0
+  /// When non-nil, seconds spent per op name (calls excluded: their bodies are counted).
+  public var profile: [String: Double]?
   private var kept: [String: WeightView] = [:]
   private var ropeTables: [String: RopeTable] = [:]
   private var lastUses: [ObjectIdentifier: [[ObjectIdentifier]]] = [:]
@@ -85,7 +93,14 @@ public final class Interpreter {
         guard let v = env[ObjectIdentifier(op.operands[0])] else { throw RuntimeError("returns an undefined value", at: op) }
         return v
       }
-      let result = try execute(op, env)
+      let result: RuntimeValue
+      if profile != nil && op.kind != .call {
+        let t0 = monotonicSeconds()
+        result = try execute(op, env)
+        profile?[op.name, default: 0] += monotonicSeconds() - t0
+      } else {
+        result = try execute(op, env)
+      }
       for id in drops[i] { env[id] = nil }
       if let r = op.result { env[ObjectIdentifier(r)] = result }
     }
@@ -217,7 +232,7 @@ public final class Interpreter {
         q.data.withUnsafeBufferPointer { qp in
           k.data.withUnsafeBufferPointer { kp in
             v.data.withUnsafeBufferPointer { vp in
-              Kernels.attention(q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: q.rows, heads: h, kvHeads: kvh, headDim: d, into: y)  // safe: rows > 0
+              Kernels.attention(q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: q.rows, heads: h, kvHeads: kvh, headDim: d, into: y, workers: attentionWorkers)  // safe: rows > 0
             }
           }
         }

@@ -50,6 +50,8 @@ public enum Perplexity {
   /// Sum of the NLLs of tokens 1…T−1 of one window.
   public static func windowNLL(_ interpreter: Interpreter, _ window: [Int32], chunk: Int = 128) throws(RuntimeError) -> Double {
     let (hidden, head, bias) = try interpreter.runToHead(ids: window)
+    let t0 = interpreter.profile == nil ? 0 : monotonicSeconds()
+    defer { if interpreter.profile != nil { interpreter.profile?["lm_head+nll", default: 0] += monotonicSeconds() - t0 } }
     let t = window.count - 1
     let d = hidden.columns
     let v = head.shape[0]

@@ -184,3 +184,21 @@ func mkdirP(_ path: String) {
     mkdir(p, 0o755)
   }
 }
+
+extension TinyCheckpoints {
+  /// Deletes a scratch directory tree made by `scratchDirectory` (files and subdirectories).
+  public static func removeTree(_ path: String) {
+    guard path.hasPrefix("/tmp/qopt-test-") || path.contains("/qopt-test-") else { return }
+    if let d = opendir(path) {
+      while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name == "." || name == ".." { continue }
+        let child = path + "/" + name
+        var st = stat()
+        if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
+      }
+      closedir(d)
+    }
+    rmdir(path)
+  }
+}

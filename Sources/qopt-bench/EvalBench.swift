@@ -64,15 +64,25 @@ func evalBench(
     }
     return monotonicSeconds() - s
   }
+  // Windows and sgemm passes alternate, so both see the same machine load.
   _ = sgemmPass()
-  let sgemmBefore = (0..<3).map { _ in sgemmPass() }.min() ?? 1
-
   let interpreter = Interpreter(module: module)
-  let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows)
-  let sgemmAfter = (0..<3).map { _ in sgemmPass() }.min() ?? 1
-  let sgemmSeconds = min(sgemmBefore, sgemmAfter)
-  let gflops = flopsPerWindow / sgemmSeconds / 1e9
-  let bound = Double(seqlen) / sgemmSeconds
+  interpreter.profile = [:]
+  if let w = getenv("QOPT_BENCH_ATTENTION_WORKERS").flatMap({ Int(String(cString: $0)) }) { interpreter.attentionWorkers = w }
+  let n = min(windows, ids.count / seqlen)
+  var evalSeconds = 0.0, sgemmSeconds = 0.0, nll = 0.0
+  for w in 0..<n {
+    let window = Array(ids[(w * seqlen)..<((w + 1) * seqlen)])
+    let s = monotonicSeconds()
+    nll += try Perplexity.windowNLL(interpreter, window)
+    evalSeconds += monotonicSeconds() - s
+    sgemmSeconds += sgemmPass()
+  }
+  let ppl = exp(nll / Double(n * (seqlen - 1)))
+  let tokensPerSecond = Double(n * seqlen) / evalSeconds
+  let gflops = flopsPerWindow * Double(n) / sgemmSeconds / 1e9
+  let bound = Double(n * seqlen) / sgemmSeconds
+  let result = (ppl: ppl, tokensPerSecond: tokensPerSecond, windows: n, seqlen: seqlen)
 
   printTable(
     "eval: \(result.windows)×\(result.seqlen) windows of dev_eval.txt, SmolLM2-135M (GGUF Q4_1 → f32), \(threads) threads",
@@ -80,10 +90,15 @@ func evalBench(
     [
       ["perplexity", fmt(result.ppl, 3)],
       ["eval tokens/s", fmt(result.tokensPerSecond, 1)],
-      ["sgemm GFLOP/s on the model's linear shapes (best of 3, same run)", fmt(gflops, 1)],
+      ["sgemm GFLOP/s on the model's linear shapes (interleaved with the windows)", fmt(gflops, 1)],
       ["linear + lm_head GFLOP per window", fmt(flopsPerWindow / 1e9, 1)],
       ["sgemm-bound tokens/s (linears + lm_head only)", fmt(bound, 1)],
       ["eval / sgemm bound", fmt(100 * result.tokensPerSecond / bound, 1) + " %"],
       ["peak RSS MiB (includes the benchmark's sgemm buffers)", fmt(peakRSSMegabytes(), 0)],
     ])
+  let prof = interpreter.profile ?? [:]
+  let total = prof.values.reduce(0, +)
+  printTable(
+    "eval: where the time goes (per op, all windows)", ["op", "seconds", "share"],
+    prof.sorted { $0.value > $1.value }.map { [$0.key, fmt($0.value, 2), fmt(100 * $0.value / total, 1) + " %"] })
 }

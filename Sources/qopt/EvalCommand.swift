@@ -49,9 +49,12 @@ struct EvalCommand: ParsableCommand {
     let ids = try EvalData.tokenIds(path: data, module: module)
     let interpreter = Interpreter(module: module)
     let tty = isatty(2) != 0
+    let start = monotonicSeconds()
     let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) { done, total in
       guard tty else { return }
-      stderrWrite("\r\u{1B}[Kwindow \(done)/\(total)" + (done == total ? "\n" : ""))
+      let elapsed = monotonicSeconds() - start
+      let eta = Int((elapsed / Double(done) * Double(total - done)).rounded())
+      stderrWrite("\r\u{1B}[Kwindow \(done)/\(total), ETA \(eta / 60)m\(eta % 60)s" + (done == total ? "\n" : ""))
     }
     let rss = peakRSSMegabytes()
     if json {

@@ -63,9 +63,12 @@ struct OptCommand: ParsableCommand {
   @Option(name: .customLong("threads", withSingleDash: true), help: "Worker threads for passes and matrix work.")
   var threads: Int = defaultThreads()
 
+  @OptionGroup var emit: EmitOptions
+
   func validate() throws {
     if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
     if output != nil && splitInputFile { throw ValidationError("-o cannot be combined with -split-input-file") }
+    try emit.validate(output: output)
   }
 
   func run() throws {
@@ -129,7 +132,9 @@ struct OptCommand: ParsableCommand {
     try module.verify()
     try manager.run(pipeline, on: module)
     try module.verify()
-    if let output {
+    if let emitter = try emit.emitter(threads: threads), let output {
+      try emitter.emit(module, to: output)
+    } else if let output {
       try ModuleIO.save(module, to: output)
     } else {
       print(Printer().print(module), terminator: "")

@@ -1,5 +1,11 @@
 import QoptIR
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
 /// GGUF (`llama` architecture) → IR, with Hugging Face tensor names and layout.
 ///
 /// Every tensor is decoded to f32 once, into memory the module owns; Q/K rows are put back in
@@ -30,6 +36,9 @@ public enum GGUFImporter {
         t.name.hasSuffix(".attn_q.weight") || t.name.hasSuffix(".attn_q.bias") ? config.numAttentionHeads
         : t.name.hasSuffix(".attn_k.weight") || t.name.hasSuffix(".attn_k.bias") ? config.numKeyValueHeads : nil
       store.set(hf, .dense(decode(g, t, unpermuteHeads: heads, headDim: config.headDim)))
+      // The quantized bytes are not needed again: drop their pages so the process never holds
+      // the file and the decoded f32 copy of the same tensor at once.
+      releasePages(g.bytes(of: t))
       sourceTypes[hf] = t.type.name
     }
     if let tok = try GGUFTokenizerJSON.synthesize(g) {
@@ -64,6 +73,17 @@ public enum GGUFImporter {
         GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: base + dr * rowElems)
       }
     }
+  }
+
+  /// Tells the kernel the mapped pages fully inside `bytes` may be dropped (they re-read from
+  /// the file if touched again).
+  static func releasePages(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes.count) / page * page
+    guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    madvise(p, end - start, Int32(MADV_DONTNEED))
   }
 
   /// The HF row of GGUF row `r` inside heads of `d` rows.

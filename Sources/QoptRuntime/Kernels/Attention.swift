@@ -1,45 +1,84 @@
+import Dispatch
+
 extension Kernels {
-  /// Causal grouped-query attention (llama-forward.md §5) with sgemm per head.
+  /// Causal grouped-query attention (llama-forward.md §5) with sgemm.
   ///
   /// `q[T, H·d]`, `k, v[T, Hkv·d]` → `out[T, H·d]`; query head n reads kv head n / (H/Hkv).
-  /// Rows are processed in blocks of `block`, each against only the keys it may see, which
-  /// skips ~40 % of the score work at T = 512. Scratch: `block × T` floats.
-  /// O(H·T²·d) flops.
+  /// The H/Hkv query heads that share a kv head are gathered into one `[T·rep, d]` matrix
+  /// (rows ordered by token, then head), so each kv group costs one sgemm per row block
+  /// instead of one per head. Row blocks of `block` tokens are scored only against the keys
+  /// they may see, which skips ~40 % of the score work at T = 512.
+  ///
+  /// With `workers > 1` the (group, row block) tasks run concurrently, each with
+  /// single-threaded sgemm (these products are too small to split well inside OpenBLAS); the
+  /// OpenBLAS thread count is restored afterwards. Every task writes disjoint rows, so the result
+  /// does not depend on scheduling.
+  /// O(H·T²·d) flops; scratch: `2·T·H·d + tasks·block·rep·T` floats.
   public static func attention(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, tokens t: Int,
-    heads: Int, kvHeads: Int, headDim d: Int, into out: UnsafeMutablePointer<Float>, block: Int = 128
+    heads: Int, kvHeads: Int, headDim d: Int, into out: UnsafeMutablePointer<Float>, block: Int = 128,
+    workers: Int = 1
   ) {
+    guard t > 0 else { return }
     let rep = heads / kvHeads
     let qs = heads * d, ks = kvHeads * d
     let scale = 1 / Float(d).squareRoot()
     let bs = min(block, t)
-    var scores = [Float](repeating: 0, count: bs * t)
-    scores.withUnsafeMutableBufferPointer { sb in
-      let s = sb.baseAddress!  // safe: t > 0 here (guarded by the caller's count)
-      for h in 0..<heads {
-        let kv = h / rep
-        var r0 = 0
-        while r0 < t {
-          let r1 = min(t, r0 + bs)
-          let m = r1 - r0
-          // S[m, r1] = Q[r0..<r1, h] · K[0..<r1, kv]ᵀ · scale
-          BLAS.sgemm(transB: true, m: m, n: r1, k: d, alpha: scale, a: q + r0 * qs + h * d, lda: qs,
-                     b: k + kv * d, ldb: ks, c: s, ldc: r1)
-          for i in 0..<m {
-            let row = s + i * r1
-            let valid = r0 + i + 1
-            let mx = FastMath.max(row, count: valid)
-            let sum = FastMath.expShifted(row, row, count: valid, shift: mx)
-            let inv = 1 / sum
-            for j in 0..<valid { row[j] *= inv }
-            for j in valid..<r1 { row[j] = 0 }
-          }
-          // O[r0..<r1, h] = P[m, r1] · V[0..<r1, kv]
-          BLAS.sgemm(transB: false, m: m, n: d, k: r1, a: s, lda: r1, b: v + kv * d, ldb: ks,
-                     c: out + r0 * qs + h * d, ldc: qs)
-          r0 = r1
-        }
+    let blocks = (t + bs - 1) / bs
+    let groupFloats = t * rep * d
+    let tasks = kvHeads * blocks
+    let parallel = workers > 1 && tasks > 1
+    let scoreFloats = bs * rep * t
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * groupFloats + (parallel ? tasks : 1) * scoreFloats)
+    defer { scratch.deallocate() }
+    let qgAll = scratch, ogAll = scratch + kvHeads * groupFloats, scores = scratch + 2 * kvHeads * groupFloats
+    // Gather: row (token p, head j) of group g = q[p, (g·rep + j)·d ..< +d]; rep·d floats per token.
+    for g in 0..<kvHeads {
+      for p in 0..<t { (qgAll + g * groupFloats + p * rep * d).update(from: q + p * qs + g * rep * d, count: rep * d) }
+    }
+    let qgAddr = Int(bitPattern: qgAll), ogAddr = Int(bitPattern: ogAll), scAddr = Int(bitPattern: scores)
+    let kAddr = Int(bitPattern: k), vAddr = Int(bitPattern: v)
+    // One (group, row block) task. Addresses travel as integers so the closure is Sendable.
+    let task = { @Sendable (index: Int, slot: Int) in
+      let g = index / blocks, b = index % blocks
+      // safe: the addresses come from live buffers above; the closure runs before they are freed.
+      let qg = UnsafeMutablePointer<Float>(bitPattern: qgAddr)! + g * groupFloats
+      let og = UnsafeMutablePointer<Float>(bitPattern: ogAddr)! + g * groupFloats
+      let s = UnsafeMutablePointer<Float>(bitPattern: scAddr)! + slot * scoreFloats
+      let kp = UnsafePointer<Float>(bitPattern: kAddr)!, vp = UnsafePointer<Float>(bitPattern: vAddr)!
+      let r0 = b * bs, r1 = min(t, r0 + bs)
+      let m = (r1 - r0) * rep
+      // S[m, r1] = Qg[r0·rep ..< r1·rep] · K[0..<r1, g]ᵀ · scale
+      BLAS.sgemm(transB: true, m: m, n: r1, k: d, alpha: scale, a: qg + r0 * rep * d, lda: d,
+                 b: kp + g * d, ldb: ks, c: s, ldc: r1)
+      for i in 0..<m {
+        let row = s + i * r1
+        let valid = r0 + i / rep + 1
+        let mx = FastMath.max(row, count: valid)
+        let sum = FastMath.expShifted(row, row, count: valid, shift: mx)
+        let inv = 1 / sum
+        for j in 0..<valid { row[j] *= inv }
+        if valid < r1 { (row + valid).update(repeating: 0, count: r1 - valid) }
       }
+      // Og[r0·rep ..< r1·rep] = P[m, r1] · V[0..<r1, g]
+      BLAS.sgemm(transB: false, m: m, n: d, k: r1, a: s, lda: r1, b: vp + g * d, ldb: ks,
+                 c: og + r0 * rep * d, ldc: d)
+    }
+    if parallel {
+      let saved = BLAS.threads
+      BLAS.setThreads(1)
+      // Larger blocks first: they see the most keys.
+      DispatchQueue.concurrentPerform(iterations: tasks) { i in
+        let index = (i % kvHeads) * blocks + (blocks - 1 - i / kvHeads)
+        task(index, index)
+      }
+      BLAS.setThreads(saved)
+    } else {
+      for i in 0..<tasks { task(i, 0) }
+    }
+    // Scatter back: the group's heads are contiguous in each output row.
+    for g in 0..<kvHeads {
+      for p in 0..<t { (out + p * qs + g * rep * d).update(from: ogAll + g * groupFloats + p * rep * d, count: rep * d) }
     }
   }
 }

@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+import QoptIR
+
+/// An output directory that appears under its final name only when `commit()` succeeds.
+///
+/// Files are written into a temporary sibling `.NAME.qopt-tmp-PID`; `commit()` moves an
+/// existing target aside, renames the temporary directory into place and then deletes the old
+/// one, so readers see either the old output or the complete new one. Dropping the value
+/// without committing deletes the temporary directory.
+final class AtomicDirectory {
+  let path: String
+  let temporaryPath: String
+  private var committed = false
+
+  init(path: String) throws(BackendError) {
+    var p = path
+    while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    self.path = p
+    let dir = parentDirectory(of: p)
+    let base = String(p.split(separator: "/").last ?? "out")
+    temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).qopt-tmp-\(getpid())"
+    if fileExists(temporaryPath) { removeTree(temporaryPath) }
+    guard mkdir(temporaryPath, 0o755) == 0 else {
+      throw BackendError(output: p, "cannot create directory '\(temporaryPath)': \(String(cString: strerror(errno)))")
+    }
+  }
+
+  deinit {
+    if !committed { removeTree(temporaryPath) }
+  }
+
+  /// The path of `name` inside the temporary directory.
+  func file(_ name: String) -> String { temporaryPath + "/" + name }
+
+  /// Writes a small file whole.
+  func write(_ name: String, _ bytes: [UInt8]) throws {
+    let out = try AtomicFileWriter(path: file(name))
+    try out.write(bytes)
+    try out.commit()
+  }
+
+  /// Renames the directory into place, replacing an existing output.
+  func commit() throws(BackendError) {
+    var aside: String?
+    if fileExists(path) {
+      let old = temporaryPath.replacingOccurrences(of: ".qopt-tmp-", with: ".qopt-old-")
+      if fileExists(old) { removeTree(old) }
+      guard rename(path, old) == 0 else {
+        throw BackendError(output: path, "cannot move the existing output aside: \(String(cString: strerror(errno)))")
+      }
+      aside = old
+    }
+    guard rename(temporaryPath, path) == 0 else {
+      let e = String(cString: strerror(errno))
+      if let aside { _ = rename(aside, path) }
+      throw BackendError(output: path, "cannot rename the output into place: \(e)")
+    }
+    committed = true
+    if let aside { removeTree(aside) }
+  }
+}
+
+extension String {
+  fileprivate func replacingOccurrences(of a: String, with b: String) -> String {
+    guard let r = range(of: a) else { return self }
+    return String(self[..<r.lowerBound]) + b + String(self[r.upperBound...])
+  }
+
+  fileprivate func range(of needle: String) -> Range<String.Index>? {
+    var i = startIndex
+    while i < endIndex {
+      if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
+      i = index(after: i)
+    }
+    return nil
+  }
+}
+
+/// Deletes a file or a directory tree (best effort; used only on qopt's own temporary paths
+/// and on an output being replaced).
+func removeTree(_ path: String) {
+  var st = stat()
+  guard lstat(path, &st) == 0 else { return }
+  if (st.st_mode & S_IFMT) == S_IFDIR {
+    if let d = opendir(path) {
+      var children: [String] = []
+      while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+          String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        if name != "." && name != ".." { children.append(name) }
+      }
+      closedir(d)
+      for c in children { removeTree(path + "/" + c) }
+    }
+    rmdir(path)
+  } else {
+    unlink(path)
+  }
+}

@@ -1,0 +1,151 @@
+import QoptIR
+
+/// The `quantization_config` object of a compressed-tensors config.json, written with the keys
+/// and values compressed-tensors 0.19.0 writes (reference/compressed-tensors.md §1): keys in
+/// sorted order, `QuantizationArgs` with the reference field set.
+enum QuantizationConfig {
+  static let version = "0.19.0"
+
+  /// The `weights` QuantizationArgs of an integer weight-only scheme.
+  static func weightArgs(_ s: IntScheme) -> JSON {
+    let (groupSize, strategy): (JSON, String) = switch s.granularity {
+    case .group(let g): (.int(g), "group")
+    case .channel: (.int(-1), "channel")
+    case .tensor: (.null, "tensor")
+    }
+    return .object([
+      ("actorder", .null),
+      ("block_structure", .null),
+      ("dynamic", .bool(false)),
+      ("group_size", groupSize),
+      ("num_bits", .int(s.bits)),
+      ("observer", .string("memoryless_minmax")),
+      ("observer_kwargs", .object([])),
+      ("scale_dtype", .null),
+      ("strategy", .string(strategy)),
+      ("symmetric", .bool(s.symmetric)),
+      ("type", .string("int")),
+      ("zp_dtype", s.symmetric ? .null : .string("torch.int8")),
+    ])
+  }
+
+  /// The `weights` QuantizationArgs of NVFP4A16 (reference/compressed-tensors.md §1, §6).
+  static let nvfp4WeightArgs: JSON = .object([
+    ("actorder", .null),
+    ("block_structure", .null),
+    ("dynamic", .bool(false)),
+    ("group_size", .int(16)),
+    ("num_bits", .int(4)),
+    ("observer", .string("memoryless_minmax")),
+    ("observer_kwargs", .object([])),
+    ("scale_dtype", .string("torch.float8_e4m3fn")),
+    ("strategy", .string("tensor_group")),
+    ("symmetric", .bool(true)),
+    ("type", .string("float")),
+    ("zp_dtype", .null),
+  ])
+
+  /// The `weights` QuantizationArgs of FP8 E4M3 weights (the weight half of FP8_DYNAMIC).
+  static func fp8WeightArgs(_ g: Granularity) -> JSON {
+    let (groupSize, strategy): (JSON, String) = switch g {
+    case .group(let n): (.int(n), "group")
+    case .channel: (.null, "channel")
+    case .tensor: (.null, "tensor")
+    }
+    return .object([
+      ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(false)), ("group_size", groupSize),
+      ("num_bits", .int(8)), ("observer", .string("memoryless_minmax")), ("observer_kwargs", .object([])),
+      ("scale_dtype", .null), ("strategy", .string(strategy)), ("symmetric", .bool(true)), ("type", .string("float")),
+      ("zp_dtype", .null),
+    ])
+  }
+
+  /// A config group's scheme: integer pack-quantized, NVFP4 or FP8 weights.
+  enum GroupScheme: Hashable {
+    case int(IntScheme)
+    case nvfp4
+    case fp8(Granularity)
+
+    var format: String {
+      switch self {
+      case .int: "pack-quantized"
+      case .nvfp4: "nvfp4-pack-quantized"
+      case .fp8: "float-quantized"
+      }
+    }
+    var weights: JSON {
+      switch self {
+      case .int(let s): QuantizationConfig.weightArgs(s)
+      case .nvfp4: QuantizationConfig.nvfp4WeightArgs
+      case .fp8(let g): QuantizationConfig.fp8WeightArgs(g)
+      }
+    }
+  }
+
+  /// One config group per distinct scheme (`group_0`, …); a single group targets `Linear`,
+  /// several list their module names. The top-level format is the groups' common format, or
+  /// `mixed-precision`.
+  static func make(groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]) -> JSON {
+    var cg: [(String, JSON)] = []
+    let formats = Set(groups.map(\.scheme.format))
+    let format = formats.count == 1 ? formats.first ?? "pack-quantized" : "mixed-precision"
+    for (i, g) in groups.enumerated() {
+      let targets: [JSON] = groups.count == 1 ? [.string("Linear")] : g.modules.map { .string($0) }
+      cg.append((
+        "group_\(i)",
+        .object([
+          ("format", .string(g.scheme.format)),
+          ("input_activations", .null),
+          ("output_activations", .null),
+          ("targets", .array(targets)),
+          ("weights", g.scheme.weights),
+        ])
+      ))
+    }
+    return .object([
+      ("config_groups", .object(cg)),
+      ("format", .string(format)),
+      ("global_compression_ratio", .null),
+      ("ignore", .array(ignore.map { .string($0) })),
+      ("kv_cache_scheme", .null),
+      ("quant_method", .string("compressed-tensors")),
+      ("quantization_status", .string("compressed")),
+      ("sparsity_config", .object([])),
+      ("transform_config", .object([])),
+      ("version", .string(version)),
+    ])
+  }
+}
+
+extension JSON {
+  /// An IR attribute as a config.json value (`nil` for types, which have no JSON form).
+  init?(attribute a: Attribute) {
+    switch a {
+    case .int(let v): self = .int(v)
+    case .float(let v): self = .double(v)
+    case .bool(let v): self = .bool(v)
+    case .string(let v), .symbol(let v): self = .string(v)
+    case .array(let xs):
+      var out: [JSON] = []
+      for x in xs {
+        guard let j = JSON(attribute: x) else { return nil }
+        out.append(j)
+      }
+      self = .array(out)
+    case .type: return nil
+    }
+  }
+
+  /// `self` (an object) with `key` set, replacing an existing value in place.
+  func setting(_ key: String, _ value: JSON) -> JSON {
+    guard var pairs = objectPairs else { return self }
+    if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
+    return .object(pairs)
+  }
+
+  /// `self` (an object) without `key`.
+  func removing(_ key: String) -> JSON {
+    guard let pairs = objectPairs else { return self }
+    return .object(pairs.filter { $0.0 != key })
+  }
+}

@@ -1,0 +1,56 @@
+import QoptIR
+
+/// Which ggml type each tensor gets: a default for 2-D weights, per-tensor overrides matched
+/// by name (Hugging Face or GGUF) or by `re:` regex, F32 for 1-D tensors (norms, biases) as
+/// llama.cpp's converter keeps them.
+public struct GGUFTypeSelection: Sendable {
+  /// The default for 2-D tensors; nil = `auto`: quantized weights take the smallest type that
+  /// holds them exactly, float weights keep their dtype.
+  public var defaultType: GGMLType?
+  /// `(pattern, type)` in command-line order; the last match wins.
+  public var overrides: [(pattern: String, type: GGMLType)]
+
+  public init(defaultType: GGMLType? = nil, overrides: [(pattern: String, type: GGMLType)] = []) {
+    self.defaultType = defaultType
+    self.overrides = overrides
+  }
+
+  /// Parses `NAME_OR_RE:TYPE` (the type after the last colon, so `re:` patterns work).
+  public static func parseOverride(_ text: String) -> (pattern: String, type: GGMLType)? {
+    guard let colon = text.lastIndex(of: ":") else { return nil }
+    let pattern = String(text[..<colon])
+    guard !pattern.isEmpty, let t = GGMLType(name: String(text[text.index(after: colon)...])) else { return nil }
+    if pattern.hasPrefix("re:"), (try? Regex(String(pattern.dropFirst(3)))) == nil { return nil }
+    return (pattern, t)
+  }
+
+  /// The type for a tensor named `hf` (`gguf` in the file) with `entry`'s shape and kind.
+  func type(hf: String, gguf: String, entry: WeightStore.Entry) -> GGMLType {
+    for (p, t) in overrides.reversed() where Self.matches(p, hf) || Self.matches(p, gguf) { return t }
+    if entry.shape.count < 2 { return .f32 }
+    if let d = defaultType { return d }
+    switch entry {
+    case .quantized(let q):
+      guard case .int(let s) = q.scheme else { return .f32 }
+      for t in [GGMLType.q4_0, .q4_1, .q8_0] where s.bits <= 4 || t == .q8_0 {
+        if PrequantizedBlocks.obstacle(q, as: t) == nil { return t }
+      }
+      return .f32
+    case .dense(let t):
+      switch t.dtype {
+      case .f16: return .f16
+      case .bf16: return .bf16
+      default: return .f32
+      }
+    }
+  }
+
+  static func matches(_ pattern: String, _ name: String) -> Bool {
+    if pattern.hasPrefix("re:") {
+      // A search, not an anchored match: `re:ffn_down` selects every ffn_down tensor.
+      guard let r = try? Regex(String(pattern.dropFirst(3))) else { return false }
+      return (try? r.firstMatch(in: name)) != nil
+    }
+    return pattern == name
+  }
+}

@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+extension TensorData {
+  /// Whether the bytes are a slice of a memory-mapped file (not owned heap memory).
+  public var isMemoryMapped: Bool {
+    if case .mapped = storage { return true }
+    return false
+  }
+
+  /// Drops the process's resident pages of a memory-mapped tensor (no-op for owned bytes).
+  ///
+  /// Streaming writers call it once a tensor has been encoded, so that reading a checkpoint
+  /// larger than memory does not keep every page it touched in the resident set: the mapping is
+  /// read-only and private, so the pages are simply read from the file again if touched again.
+  public func releasePages() {
+    guard case .mapped(let file, let offset) = storage, let base = file.base, byteCount > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + offset + page - 1) / page * page
+    let end = (Int(bitPattern: base) + offset + byteCount) / page * page
+    guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    madvise(p, end - start, MADV_DONTNEED)
+  }
+}
