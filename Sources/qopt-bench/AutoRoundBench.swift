@@ -101,7 +101,7 @@ func autoRoundBench(
   let mean = perBlock.reduce(0, +) / Double(max(1, perBlock.count))
   printTable(
     "autoround: SmolLM2-135M blocks, W4 g128 sym, \(n)×\(t) calibration, batch \(batch), \(iters) iterations, \(threads) threads",
-    ["block", "s/block", "s/iter", "useful GFLOP/s", "first loss ×1e3", "best loss ×1e3"], table2)
+    ["block", "s/block (\(iters) iters)", "s/iter", "useful GFLOP/s", "first loss ×1e3", "best loss ×1e3"], table2)
   printTable(
     "autoround summary", ["measure", "value"],
     [
