@@ -34,7 +34,7 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime"],
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends"],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
 
     // Plugins

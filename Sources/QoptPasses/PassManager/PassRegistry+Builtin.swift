@@ -6,6 +6,8 @@ extension PassRegistry {
       // Quantization
       fuseScalesPass,
       roundToNearestPass,
+      calibratePass,
+      autoRoundPass,
       // Cleanup
       deadCodeEliminationPass,
       // Debug

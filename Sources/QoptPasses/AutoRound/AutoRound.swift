@@ -1,0 +1,421 @@
+import QoptIR
+import QoptRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `autoround`: AutoRound / SignRound (autoround.md) block by block. For each decoder block the
+/// float block's output on float inputs is the target; every selected linear gets a rounding
+/// offset V and min/max clipping factors, tuned by SignSGD through the quantize-dequantize
+/// forward with straight-through rounding; the best iteration's codes and scales land in the
+/// IR exactly as `rtn` writes them, and the quantized block's outputs feed the next block.
+let autoRoundPass = Pass(
+  "autoround", summary: "AutoRound (SignSGD over rounding offsets and clipping) block by block",
+  details: autoRoundDetails, options: AutoRoundOptions.self
+) { module, options, context in
+  try AutoRoundRun(module: module, options: options, context: context).run()
+}
+
+/// Options of `autoround` (defaults: the reference's W4A16 recipe).
+package struct AutoRoundOptions: PassOptions {
+  package var iters = 200
+  var lr: Double?
+  var minmaxLR: Double?
+  var bits = 4
+  var groupSize = 128
+  var sym = true
+  var minmaxTuning = true
+  var batchSize = 8
+  var seed = 42
+  var quantedInput = true
+  var useBest = true
+  var scaleDType = "f16"
+  var checkpointDir = ""
+  var targets = ["Linear"]
+  var ignore: [String] = []
+
+  package init() {}
+  package static let schema: [OptionField<AutoRoundOptions>] = [
+    .int("iters", \.iters, "SignSGD steps per block; 0 is plain RTN (no data needed)", in: 0...1_000_000),
+    .optionalDouble("lr", \.lr, "step size of V; auto: 1/iters (2/iters when iters ≥ 1000 and bits ≤ 3)", in: 0...10),
+    .optionalDouble("minmax-lr", \.minmaxLR, "step size of the clipping factors; auto: lr", in: 0...10),
+    .int("bits", \.bits, "bits per weight", in: 2...8),
+    .bool("sym", \.sym, "symmetric full-range signed scale (auto-round quant_tensor_sym); no-sym: asymmetric with zero point"),
+    .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel", in: -1...65536),
+    .bool("minmax-tuning", \.minmaxTuning, "tune the per-group clipping factors α, β"),
+    .int("batch-size", \.batchSize, "calibration samples per step", in: 1...65536),
+    .int("seed", \.seed, "seed of the mini-batch sampler", in: 0...Int.max),
+    .bool("quanted-input", \.quantedInput, "tune each block on the previous quantized block's outputs (auto-round enable_quanted_input)"),
+    .bool("use-best", \.useBest, "keep the parameters of the lowest-loss iteration (otherwise the last)"),
+    .choice("scale-dtype", \.scaleDType, ["f16", "f32", "bf16"], "scale precision (auto-round default f16)"),
+    .string("checkpoint-dir", \.checkpointDir, "directory for per-block checkpoints; a rerun of the same command resumes there"),
+    .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
+    .list("ignore", \.ignore, "names or re: regexes of weights to leave alone"),
+  ]
+
+  package var scheme: IntScheme {
+    IntScheme(bits: bits, symmetric: sym, granularity: groupSize == -1 ? .channel : .group(groupSize), scaleType: DType(rawValue: scaleDType) ?? .f16)
+  }
+
+  /// The V step size (autoround.md §5 `_lr_for_bits`).
+  var effectiveLR: Float {
+    if let lr { return Float(lr) }
+    guard iters > 0 else { return 0 }
+    return (iters >= 1000 && bits <= 3 ? 2 : 1) / Float(iters)
+  }
+
+  /// Every option that changes the result, for checkpoint fingerprints.
+  var fingerprint: String {
+    "iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
+      + "minmax-tuning=\(minmaxTuning);batch-size=\(batchSize);seed=\(seed);quanted-input=\(quantedInput);use-best=\(useBest);"
+      + "scale-dtype=\(scaleDType);targets=\(targets.joined(separator: ","));ignore=\(ignore.joined(separator: ","))"
+  }
+}
+
+/// What one block's tuning reports.
+package struct BlockReport {
+  package var index: Int
+  package var firstLoss: Double
+  package var bestLoss: Double
+  package var bestIteration: Int
+  package var seconds: Double
+}
+
+/// One run of the pass over a module.
+package final class AutoRoundRun {
+  let module: Module
+  let options: AutoRoundOptions
+  let context: PassContext?
+
+  init(module: Module, options: AutoRoundOptions, context: PassContext?) {
+    self.module = module
+    self.options = options
+    self.context = context
+  }
+
+  /// A run without a pass context, for benchmarks that call `tune` on one block.
+  package convenience init(module: Module, options: AutoRoundOptions) {
+    self.init(module: module, options: options, context: nil)
+  }
+
+  func run() throws {
+    guard let context else { return }
+    BLAS.setThreads(context.threads)
+    let scheme = options.scheme
+    if options.groupSize == 0 {
+      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+    }
+    let model = try ModelBlocks(module: module, pass: "autoround")
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround")
+    let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+
+    // iters=0 is RTN: no data, no block forward.
+    if options.iters == 0 {
+      for f in model.blocks {
+        for (name, param) in blockTargets(f, paramByName) {
+          let l = try makeLinear(name, param)
+          apply(name, param, l.finalize(), scheme)
+        }
+      }
+      return
+    }
+
+    let calib = try context.analysis(CalibrationAnalysis.self)
+    let t = calib.seqlen
+    let n = calib.windows.count
+    var xFp = calib.blockInputs.all()
+    var xQ: [Float]? = nil
+    var reports: [BlockReport] = []
+    var start = 0
+    let checkpoint = options.checkpointDir.isEmpty ? nil : try AutoRoundCheckpoint(
+      directory: options.checkpointDir, model: modelFingerprint(), data: calib.fingerprint, options: options.fingerprint)
+    if let checkpoint, let resumed = try checkpoint.resume(floatsPerSet: xFp.count) {
+      for i in 0..<resumed.next {
+        for (name, q) in try checkpoint.loadBlock(i, scheme: scheme) {
+          guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
+          apply(name, param, q, scheme)
+        }
+      }
+      start = resumed.next
+      xFp = resumed.xFp
+      xQ = resumed.xQ
+      reports = resumed.reports
+      progress("autoround: resuming at block \(start)/\(model.blocks.count) from \(options.checkpointDir)")
+    }
+
+    let total = model.blocks.count
+    let runStart = monotonicSeconds()
+    for bi in start..<total {
+      let t0 = monotonicSeconds()
+      let f = model.blocks[bi]
+      let exec = try BlockExecutor(function: f, module: module)
+      let per = t * exec.hiddenWidth
+      // 1. Reference output of the float block on float inputs (also the next float input).
+      let y = forwardAll(exec, xFp, samples: n, tokens: t)
+      // 2. Tune on the quantized inputs (the float ones for the first block).
+      let targets = blockTargets(f, paramByName)
+      let linears = try targets.map { try makeLinear($0.0, $0.1) }
+      exec.trainable = Set(linears.map(\.name))
+      let xTune = xQ ?? xFp
+      var report = tune(exec, linears, x: xTune, y: y, samples: n, tokens: t, per: per, block: bi)
+      // 3. Write back the best codes and scales; the executor now runs the quantized block.
+      for (l, (name, param)) in zip(linears, targets) {
+        let q = l.finalize()
+        apply(name, param, q, scheme)
+        if let p = exec.weightPointer(name) { l.qdq(into: p) }
+      }
+      exec.trainable = []
+      // 4. Propagate: quantized outputs become the next block's tuning inputs.
+      xQ = options.quantedInput ? forwardAll(exec, xTune, samples: n, tokens: t) : nil
+      xFp = y
+      report.index = bi
+      report.seconds = monotonicSeconds() - t0
+      reports.append(report)
+      let done = bi - start + 1
+      let eta = (monotonicSeconds() - runStart) / Double(done) * Double(total - bi - 1)
+      progress(
+        "autoround: block \(bi + 1)/\(total)  loss \(fmt(report.firstLoss)) -> best \(fmt(report.bestLoss)) (iter \(report.bestIteration))  "
+          + "\(String(format1: report.seconds)) s  ETA \(String(format1: eta)) s")
+      if let checkpoint {
+        try checkpoint.save(
+          block: bi, weights: linears.map { ($0.name, module.weights.quantized($0.name)!) },  // safe: just applied
+          xFp: xFp, xQ: xQ, reports: reports)
+      }
+    }
+    var table = "autoround summary (\(options.iters) iters, W\(options.bits) group \(options.groupSize) \(options.sym ? "sym" : "asym")):\n"
+    table += "  block   first loss    best loss  best iter  seconds\n"
+    for r in reports {
+      table += "  " + pad("\(r.index)", 5) + "  " + pad(fmt(r.firstLoss), 11) + "  " + pad(fmt(r.bestLoss), 11) + "  " + pad("\(r.bestIteration)", 9) + "  " + pad(String(format1: r.seconds), 7) + "\n"
+    }
+    progress(table)
+  }
+
+  /// The selected linear weights read in `f`, in op order.
+  private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
+    var out: [(String, Op)] = []
+    for op in f.body where op.kind == .linear {
+      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil, !out.contains(where: { $0.0 == name }) else { continue }
+      out.append((name, p))
+    }
+    return out
+  }
+
+  private func makeLinear(_ name: String, _ param: Op) throws -> SignRoundLinear {
+    guard let t = module.weights.dense(name), t.shape.count == 2 else {
+      throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+    }
+    return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme)
+  }
+
+  private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor, _ scheme: IntScheme) {
+    context?.setWeight(name, .quantized(q))
+    if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(.int(scheme)))) }
+  }
+
+  /// The block on all samples, `batchSize` at a time.
+  package func forwardAll(_ exec: BlockExecutor, _ x: [Float], samples n: Int, tokens t: Int) -> [Float] {
+    let per = t * exec.hiddenWidth
+    var y = [Float](repeating: 0, count: n * per)
+    let b = max(1, min(options.batchSize, n))
+    x.withUnsafeBufferPointer { xp in
+      y.withUnsafeMutableBufferPointer { yp in
+        var s = 0
+        while s < n {
+          let m = min(b, n - s)
+          let out = exec.forward(xp.baseAddress! + s * per, samples: m, tokens: t)  // safe: n > 0
+          (yp.baseAddress! + s * per).update(from: out, count: m * per)  // safe: as above
+          s += m
+        }
+      }
+    }
+    return y
+  }
+
+  /// The SignSGD loop of autoround.md §5 for one block.
+  package func tune(
+    _ exec: BlockExecutor, _ linears: [SignRoundLinear], x: [Float], y: [Float], samples n: Int, tokens t: Int, per: Int, block: Int
+  ) -> BlockReport {
+    let iters = options.iters
+    let lr = options.effectiveLR
+    let minmaxLR = options.minmaxLR.map { Float($0) } ?? lr
+    let batch = max(1, min(options.batchSize, n))
+    var sampler = IndexSampler(count: n, batch: batch, seed: UInt64(options.seed) &* 0x1_0000_0001 &+ UInt64(block))
+    var xb = [Float](repeating: 0, count: batch * per)
+    var yb = xb
+    var dy = xb
+    var gv = linears.map { [Float](repeating: 0, count: $0.rows * $0.cols) }
+    var ga = linears.map { [Float](repeating: 0, count: $0.rows * $0.groupsPerRow) }
+    var gb = ga
+    var best = Double.infinity, first = 0.0, bestIter = 0
+    var snapshot = linears.map(\.parameters)
+    for it in 0..<iters {
+      let idx = sampler.next()
+      xb.withUnsafeMutableBufferPointer { xp in
+        yb.withUnsafeMutableBufferPointer { yp in
+          x.withUnsafeBufferPointer { xs in
+            y.withUnsafeBufferPointer { ys in
+              for (j, i) in idx.enumerated() {
+                (xp.baseAddress! + j * per).update(from: xs.baseAddress! + i * per, count: per)  // safe: non-empty
+                (yp.baseAddress! + j * per).update(from: ys.baseAddress! + i * per, count: per)  // safe: non-empty
+              }
+            }
+          }
+        }
+      }
+      for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
+      let out = xb.withUnsafeBufferPointer { exec.forward($0.baseAddress!, samples: batch, tokens: t) }  // safe: non-empty
+      // loss = mean((ŷ − y)²); ∂loss/∂ŷ = 2(ŷ − y)/count.
+      let count = batch * per
+      var loss = 0.0
+      yb.withUnsafeBufferPointer { yp in
+        dy.withUnsafeMutableBufferPointer { dp in
+          let k = 2 / Float(count)
+          var acc: Float = 0
+          var chunkSum = 0.0
+          for i in 0..<count {
+            let d = out[i] - yp[i]
+            acc += d * d
+            dp[i] = k * d
+            if i & 4095 == 4095 { chunkSum += Double(acc); acc = 0 }
+          }
+          loss = (chunkSum + Double(acc)) / Double(count)
+        }
+      }
+      if it == 0 { first = loss }
+      if loss < best {
+        best = loss
+        bestIter = it
+        snapshot = linears.map(\.parameters)
+      }
+      let grads = dy.withUnsafeBufferPointer { exec.backward($0.baseAddress!) }  // safe: non-empty
+      let factor = 1 - Float(it) / Float(iters)
+      for (k, l) in linears.enumerated() {
+        gv[k].withUnsafeMutableBufferPointer { v in
+          ga[k].withUnsafeMutableBufferPointer { a in
+            gb[k].withUnsafeMutableBufferPointer { b in
+              l.backward(dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
+              l.step(dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!, lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
+            }
+          }
+        }
+      }
+    }
+    if options.useBest {
+      for (l, s) in zip(linears, snapshot) { l.parameters = s }
+    } else {
+      bestIter = iters - 1
+    }
+    return BlockReport(index: block, firstLoss: first, bestLoss: best, bestIteration: bestIter, seconds: 0)
+  }
+
+  /// A hash of the module's structure and weights (names, shapes, bytes), to refuse resuming a
+  /// checkpoint made from another model.
+  func modelFingerprint() -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ x: UInt64) { h = (h ^ x) &* 0x0000_0100_0000_01b3 }
+    for name in module.weights.names {
+      for b in name.utf8 { mix(UInt64(b)) }
+      guard let e = module.weights[name] else { continue }
+      for d in e.shape { mix(UInt64(d)) }
+      if case .dense(let t) = e {
+        t.withUnsafeBytes { raw in
+          let words = raw.count / 8
+          for i in stride(from: 0, to: words, by: 1) { mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+          for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
+        }
+      }
+    }
+    let s = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+  }
+}
+
+/// auto-round's `IndexSampler`: a shuffled permutation of the sample indices consumed in order,
+/// reshuffled when fewer than a full batch remain (the leftover is dropped). The shuffle is a
+/// Fisher–Yates driven by SplitMix64 (not torch's generator).
+struct IndexSampler {
+  var indices: [Int]
+  var position = 0
+  let batch: Int
+  var rng: SplitMix64
+
+  init(count: Int, batch: Int, seed: UInt64) {
+    indices = Array(0..<count)
+    self.batch = batch
+    rng = SplitMix64(seed: seed)
+    shuffle()
+  }
+
+  mutating func shuffle() {
+    for i in stride(from: indices.count - 1, to: 0, by: -1) {
+      let j = Int(rng.next() % UInt64(i + 1))
+      indices.swapAt(i, j)
+    }
+    position = 0
+  }
+
+  mutating func next() -> ArraySlice<Int> {
+    if position + batch > indices.count { shuffle() }
+    defer { position += batch }
+    return indices[position..<(position + batch)]
+  }
+}
+
+func progress(_ line: String) {
+  let bytes = Array((line.hasSuffix("\n") ? line : line + "\n").utf8)
+  _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+private func fmt(_ x: Double) -> String {
+  if x == 0 || !x.isFinite { return "\(x)" }
+  var e = Int((log10(abs(x))).rounded(.down))
+  var mi = Int((abs(x) / pow(10, Double(e)) * 1000).rounded())
+  if mi >= 10000 { mi /= 10; e += 1 }
+  let frac = String(mi % 1000)
+  return (x < 0 ? "-" : "") + "\(mi / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac + "e\(e)"
+}
+
+private func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+
+extension String {
+  /// `x` with one decimal.
+  init(format1 x: Double) {
+    let r = (x * 10).rounded() / 10
+    let i = Int(r)
+    let f = Int((abs(r - Double(i)) * 10).rounded())
+    self = "\(r < 0 && i == 0 ? "-" : "")\(i).\(f)"
+  }
+}
+
+let autoRoundDetails = """
+  AutoRound (SignRound) as auto-round 0.15.1 runs it (see the algorithm reference): for each
+  block called by `@main`, in order,
+
+  1. the float block's output on the float inputs is the target;
+  2. every selected linear (`targets`, default every linear except the output head) gets a
+     rounding offset V per weight (start 0) and clipping factors α (max side), β (min side)
+     per group (start 1, clamped to [0, 1] before each use); its weight is replaced by
+     `scale · clamp(round(w/scale + V), …)` with the full-range signed scale
+     (`max_v / 2^(b−1)`, `max_v` = `+β·|min|` or `−α·max`, whichever magnitude is larger,
+     rounded to `scale-dtype`, magnitude ≥ 1e-5) or, with `no-sym`, the asymmetric scale and
+     zero point; rounding passes gradients straight through;
+  3. `iters` SignSGD steps `p ← p − lr_t · sign(∂L/∂p)` with `lr_t = lr · (1 − t/iters)` on
+     mini-batches of `batch-size` samples drawn from a shuffled permutation (`seed`); L is the
+     mean squared error between the block's output on the quantized inputs (the previous
+     quantized block's outputs; the float ones for the first block) and the target;
+  4. the parameters of the iteration with the lowest loss (measured before its step) are kept
+     and written as codes and scales exactly as `rtn<scale-rule=full-range>` writes them;
+  5. the quantized block's outputs on its tuning inputs become the next block's inputs.
+
+  Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is plain RTN and
+  identical to `rtn<scale-rule=full-range>` with the same bits and group size. Prints one line
+  per block to stderr (losses at the first and best iteration, seconds, ETA) and a summary.
+
+  `checkpoint-dir=DIR`: after each block the pass writes the block's codes and scales and the
+  next block's inputs there; running the same command again resumes after the last finished
+  block and ends bit-identical to an uninterrupted run (same `-threads`). A checkpoint made
+  with another model, other calibration data or other options is refused with the reason.
+  Memory: one block's weights, gradients and activations (`batch-size · seqlen` rows per
+  value) plus three copies of the calibration activations.
+  """

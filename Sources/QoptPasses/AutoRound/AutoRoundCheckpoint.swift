@@ -1,0 +1,154 @@
+import QoptIR
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Per-block checkpoints of `autoround<checkpoint-dir=DIR>`:
+///
+/// - `DIR/block.N.bin`: the finished block N's quantized weights (codes, scales, zero points);
+/// - `DIR/inputs.bin`: the next block's float and quantized inputs;
+/// - `DIR/state.txt`: fingerprints (model, data, options), the next block index and the
+///   per-block report lines. Written last, so a kill at any point leaves either the previous
+///   consistent state or the new one (every file is written to a temporary name and renamed).
+///
+/// Nothing random carries over between blocks (each block's sampler is seeded from the seed
+/// and the block index), so these files are the whole state.
+package struct AutoRoundCheckpoint {
+  let directory: String
+  let model: String
+  let data: String
+  let options: String
+
+  struct Resumed {
+    var next: Int
+    var xFp: [Float]
+    var xQ: [Float]?
+    var reports: [BlockReport]
+  }
+
+  package init(directory: String, model: String, data: String, options: String) throws {
+    self.directory = directory
+    self.model = model
+    self.data = data
+    self.options = options
+    if !fileExists(directory) && mkdir(directory, 0o755) != 0 {
+      throw PassError(pass: "autoround", "cannot create checkpoint directory \(directory)")
+    }
+  }
+
+  private var statePath: String { directory + "/state.txt" }
+
+  /// The saved state, or nil when the directory holds none. Refuses one made differently.
+  func resume(floatsPerSet: Int) throws -> Resumed? {
+    guard fileExists(statePath) else { return nil }
+    let text = String(decoding: try readFile(statePath), as: UTF8.self)
+    var fields: [String: String] = [:]
+    var reports: [BlockReport] = []
+    for line in text.split(separator: "\n") {
+      if line.hasPrefix("block ") {
+        let p = line.split(separator: " ")
+        guard p.count == 6, let i = Int(p[1]), let a = Double(p[2]), let b = Double(p[3]), let it = Int(p[4]), let s = Double(p[5]) else {
+          throw StorageError(file: statePath, offset: nil, message: "malformed line '\(line)'")
+        }
+        reports.append(BlockReport(index: i, firstLoss: a, bestLoss: b, bestIteration: it, seconds: s))
+      } else if let eq = line.firstIndex(of: "=") {
+        fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+      }
+    }
+    for (key, mine) in [("model", model), ("data", data), ("options", options)] {
+      guard let theirs = fields[key] else { throw StorageError(file: statePath, offset: nil, message: "missing '\(key)='") }
+      if theirs != mine {
+        var what = key == "data" ? "calibration data (hash/samples/seqlen/seed \(theirs), now \(mine))" : "model"
+        if key == "options" {
+          let a = Dictionary(theirs.split(separator: ";").map { kv in (kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "", String(kv)) }, uniquingKeysWith: { x, _ in x })
+          let b = Dictionary(mine.split(separator: ";").map { kv in (kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "", String(kv)) }, uniquingKeysWith: { x, _ in x })
+          let diff = Set(a.keys).union(b.keys).sorted().filter { a[$0] != b[$0] }.map { "\(a[$0] ?? $0 + " unset") → \(b[$0] ?? $0 + " unset")" }
+          what = "options (\(diff.joined(separator: ", ")))"
+        }
+        throw PassError(pass: "autoround", "checkpoint in \(directory) was made with a different \(what); remove the directory or use another checkpoint-dir")
+      }
+    }
+    guard let nextText = fields["next"], let next = Int(nextText) else { throw StorageError(file: statePath, offset: nil, message: "missing 'next='") }
+    let path = directory + "/inputs.bin"
+    let bytes = try readFile(path)
+    let hasQ = fields["quantized-inputs"] == "true"
+    let need = floatsPerSet * 4 * (hasQ ? 2 : 1)
+    guard bytes.count == need else {
+      throw StorageError(file: path, offset: bytes.count, message: "expected \(need) bytes of activations, found \(bytes.count)")
+    }
+    let floats = bytes.withUnsafeBytes { raw in (0..<(bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+    let xFp = Array(floats[0..<floatsPerSet])
+    let xQ = hasQ ? Array(floats[floatsPerSet...]) : nil
+    return Resumed(next: next, xFp: xFp, xQ: xQ, reports: reports)
+  }
+
+  /// Writes block `block`'s weights, the next inputs, then the state naming block + 1.
+  func save(block: Int, weights: [(String, QuantizedTensor)], xFp: [Float], xQ: [Float]?, reports: [BlockReport]) throws {
+    var out: [UInt8] = Array("QOPTAR1\n".utf8)
+    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { out += $0 } }
+    u32(weights.count)
+    for (name, q) in weights {
+      let n = Array(name.utf8)
+      u32(n.count)
+      out += n
+      u32(q.shape[0])
+      u32(q.shape[1])
+      u32(q.scale.count)
+      out.append(q.zeroPoint == nil ? 0 : 1)
+      out += q.codes.bytes
+      for s in q.scale.floats() { withUnsafeBytes(of: s.bitPattern.littleEndian) { out += $0 } }
+      if let z = q.zeroPoint { out += z.bytes }
+    }
+    try write(directory + "/block.\(block).bin", out)
+    var inputs: [UInt8] = []
+    inputs.reserveCapacity((xFp.count + (xQ?.count ?? 0)) * 4)
+    xFp.withUnsafeBytes { inputs += $0 }
+    xQ?.withUnsafeBytes { inputs += $0 }
+    try write(directory + "/inputs.bin", inputs)
+    var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\nquantized-inputs=\(xQ != nil)\n"
+    for r in reports { state += "block \(r.index) \(r.firstLoss) \(r.bestLoss) \(r.bestIteration) \(r.seconds)\n" }
+    try write(statePath, Array(state.utf8))
+  }
+
+  /// Block `block`'s weights as written by `save`.
+  package func loadBlock(_ block: Int, scheme: IntScheme) throws -> [(String, QuantizedTensor)] {
+    let path = directory + "/block.\(block).bin"
+    let b = try readFile(path)
+    var pos = 8
+    func fail(_ m: String) -> StorageError { StorageError(file: path, offset: pos, message: m) }
+    guard b.count >= 8, Array(b[0..<8]) == Array("QOPTAR1\n".utf8) else { throw fail("not an autoround checkpoint block") }
+    func take(_ n: Int) throws -> ArraySlice<UInt8> {
+      guard n >= 0, pos + n <= b.count else { throw fail("truncated") }
+      defer { pos += n }
+      return b[pos..<(pos + n)]
+    }
+    func u32() throws -> Int {
+      let s = try take(4)
+      return s.reversed().reduce(0) { $0 << 8 | Int($1) }
+    }
+    var out: [(String, QuantizedTensor)] = []
+    for _ in 0..<(try u32()) {
+      let name = String(decoding: try take(try u32()), as: UTF8.self)
+      let rows = try u32(), cols = try u32(), scales = try u32()
+      let hasZ = try take(1).first == 1
+      guard rows > 0, cols > 0, scales > 0, scales % rows == 0 else { throw fail("bad shape for \(name)") }
+      let codes = Array(try take(rows * cols)).map { Int8(bitPattern: $0) }
+      let sb = Array(try take(scales * 4))
+      let sf = (0..<scales).map { i in Float(bitPattern: sb[(i * 4)..<(i * 4 + 4)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }) }
+      let z = hasZ ? Array(try take(scales)).map { Int8(bitPattern: $0) } : nil
+      let shape = [rows, scales / rows]
+      guard (z == nil) == scheme.symmetric else { throw fail("zero points of \(name) do not match the scheme") }
+      out.append((name, QuantizedTensor(scheme: .int(scheme),
+        codes: TensorData(int8: codes, shape: [rows, cols]), scale: TensorData(floats: sf, shape: shape, as: scheme.scaleType),
+        zeroPoint: z.map { TensorData(int8: $0, shape: shape) })))
+    }
+    return out
+  }
+
+  private func write(_ path: String, _ bytes: [UInt8]) throws {
+    let w = try AtomicFileWriter(path: path)
+    try w.write(bytes)
+    try w.commit()
+  }
+}

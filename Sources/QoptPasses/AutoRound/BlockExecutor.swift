@@ -1,0 +1,361 @@
+import QoptIR
+import QoptRuntime
+
+/// A contiguous f32 buffer with a stable address, reused across iterations.
+final class FloatStorage: @unchecked Sendable {
+  private(set) var pointer: UnsafeMutablePointer<Float>
+  private(set) var count: Int
+  init(count: Int) {
+    self.count = count
+    pointer = .allocate(capacity: max(count, 1))
+  }
+  init(_ values: [Float]) {
+    count = values.count
+    pointer = .allocate(capacity: max(count, 1))
+    values.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.update(from: b, count: count) } }
+  }
+  /// Makes room for `n` floats (contents undefined when it grows).
+  func reserve(_ n: Int) {
+    guard n > count else { return }
+    pointer.deallocate()
+    pointer = .allocate(capacity: n)
+    count = n
+  }
+  func zero(_ n: Int) { pointer.update(repeating: 0, count: n) }
+  var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+  deinit { pointer.deallocate() }
+}
+
+/// Runs one `@block.N` function (ops in order) forward over `B` samples of `T` tokens at once,
+/// keeping every intermediate for a backward pass from `∂L/∂Y` to the gradients of its linear
+/// weights. Linears run as one sgemm over all `B·T` rows; RoPE and attention run per sample
+/// (positions restart at 0 in each) and per head.
+///
+/// The executor owns an f32 copy of every weight the block reads; a caller replaces the
+/// weights being tuned through `weightPointer(_:)` (fake-quantized values) before each pass.
+/// Memory: the block's weights once, plus one buffer per SSA value (and one gradient buffer
+/// per value on the backward path) of `B·T × width` floats, reused across calls.
+package final class BlockExecutor {
+  enum Step {
+    case param(slot: Int, name: String)
+    case rmsNorm(out: Int, x: Int, w: Int, eps: Float)
+    case linear(out: Int, x: Int, w: Int, bias: Int?)
+    case rope(out: Int, x: Int, table: RopeTable)
+    case attention(out: Int, q: Int, k: Int, v: Int, heads: Int, kvHeads: Int, headDim: Int)
+    case silu(out: Int, x: Int)
+    case mul(out: Int, a: Int, b: Int)
+    case add(out: Int, a: Int, b: Int)
+  }
+
+  let function: Function
+  private(set) var steps: [Step] = []
+  private var slotOf: [ObjectIdentifier: Int] = [:]
+  private var slotCount = 0
+  private var inputSlot = 0
+  private var outputSlot = 0
+  /// Columns of each slot (weights: element count; activations: width).
+  private var width: [Int] = []
+  private var shapes: [Int: [Int]] = [:]
+  private var weights: [Int: FloatStorage] = [:]
+  private var weightSlotByName: [String: Int] = [:]
+  private var acts: [FloatStorage?] = []
+  private var grads: [FloatStorage?] = []
+  private var needsGrad: [Bool] = []
+  /// Names of the weights whose gradients `backward` computes.
+  package var trainable: Set<String> = []
+  private var weightGrads: [String: FloatStorage] = [:]
+  private(set) var rows = 0
+  private(set) var tokens = 0
+  /// Called with (weight name of a linear, its input rows, width) during `forward` when set.
+  var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
+
+  /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
+  package init(function: Function, module: Module) throws {
+    self.function = function
+    guard function.arguments.count == 1 else {
+      throw PassError(pass: "autoround", "@\(function.name) must take one activation argument")
+    }
+    func slot(_ v: Value) -> Int {
+      if let s = slotOf[ObjectIdentifier(v)] { return s }
+      let s = slotCount
+      slotCount += 1
+      slotOf[ObjectIdentifier(v)] = s
+      width.append(0)
+      return s
+    }
+    inputSlot = slot(function.arguments[0])
+    width[inputSlot] = function.arguments[0].type.shape.last.flatMap { $0 } ?? 0
+    func use(_ op: Op, _ i: Int) throws -> Int {
+      guard i < op.operands.count, let s = slotOf[ObjectIdentifier(op.operands[i])] else {
+        throw PassError(pass: "autoround", "operand #\(i) of '\(op.name)' is undefined", at: op.location)
+      }
+      return s
+    }
+    func intAttr(_ op: Op, _ k: String) throws -> Int {
+      guard let v = op.attributes[k]?.intValue, v > 0 else {
+        throw PassError(pass: "autoround", "'\(op.name)' needs a positive integer attribute '\(k)'", at: op.location)
+      }
+      return v
+    }
+    for op in function.body {
+      switch op.kind {
+      case .param?:
+        guard let name = op.paramName, let r = op.result, let entry = module.weights[name] else {
+          throw PassError(pass: "autoround", "param without weight data", at: op.location)
+        }
+        let s = slot(r)
+        let floats: [Float]
+        switch entry {
+        case .dense(let t): floats = t.floats()
+        case .quantized(let q):
+          guard case .int = q.scheme else { throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) has a non-integer scheme", at: op.location) }
+          floats = q.dequantized()
+        }
+        weights[s] = FloatStorage(floats)
+        shapes[s] = entry.shape
+        width[s] = floats.count
+        weightSlotByName[name] = s
+        steps.append(.param(slot: s, name: name))
+      case .rmsNorm?:
+        let x = try use(op, 0), w = try use(op, 1)
+        let o = slot(op.result!)  // safe: rms_norm has a result (verifier)
+        width[o] = width[x]
+        steps.append(.rmsNorm(out: o, x: x, w: w, eps: Float(op.attributes["eps"]?.doubleValue ?? 1e-6)))
+      case .linear?:
+        let x = try use(op, 0), w = try use(op, 1)
+        let b = op.operands.count > 2 ? try use(op, 2) : nil
+        guard let shape = shapes[w], shape.count == 2, shape[1] == width[x] else {
+          throw PassError(pass: "autoround", "linear weight must be a [out, \(width[x])] param", at: op.location)
+        }
+        let o = slot(op.result!)  // safe: linear has a result
+        width[o] = shape[0]
+        steps.append(.linear(out: o, x: x, w: w, bias: b))
+      case .rope?:
+        let x = try use(op, 0)
+        let d = try intAttr(op, "head_dim")
+        let o = slot(op.result!)  // safe: rope has a result
+        width[o] = width[x]
+        let table = try BlockExecutor.ropeTable(op, headDim: d)
+        steps.append(.rope(out: o, x: x, table: table))
+      case .attention?:
+        let q = try use(op, 0), k = try use(op, 1), v = try use(op, 2)
+        let h = try intAttr(op, "heads"), kvh = try intAttr(op, "kv_heads"), d = try intAttr(op, "head_dim")
+        guard h % kvh == 0, width[q] == h * d, width[k] == kvh * d, width[v] == kvh * d else {
+          throw PassError(pass: "autoround", "q, k, v widths do not match the attention attributes", at: op.location)
+        }
+        let o = slot(op.result!)  // safe: attention has a result
+        width[o] = width[q]
+        steps.append(.attention(out: o, q: q, k: k, v: v, heads: h, kvHeads: kvh, headDim: d))
+      case .silu?:
+        let x = try use(op, 0)
+        let o = slot(op.result!)  // safe: silu has a result
+        width[o] = width[x]
+        steps.append(.silu(out: o, x: x))
+      case .mul?, .add?:
+        let a = try use(op, 0), b = try use(op, 1)
+        let o = slot(op.result!)  // safe: binary ops have a result
+        width[o] = width[a]
+        steps.append(op.kind == .mul ? .mul(out: o, a: a, b: b) : .add(out: o, a: a, b: b))
+      case .return?:
+        outputSlot = try use(op, 0)
+      default:
+        throw PassError(pass: "autoround", "the block executor cannot run '\(op.name)'", at: op.location)
+      }
+    }
+    acts = [FloatStorage?](repeating: nil, count: slotCount)
+    grads = acts
+    needsGrad = [Bool](repeating: false, count: slotCount)
+  }
+
+  private var plannedFor: Set<String>?
+
+  /// Marks the values whose gradient `backward` must compute: those that depend on a trainable
+  /// weight. Everything upstream of the first tuned linear (the block input, the first norm,
+  /// the q/k/v inputs) needs none, which skips their input-gradient products.
+  private func planGradients() {
+    guard plannedFor != trainable else { return }
+    plannedFor = trainable
+    var depends = [Bool](repeating: false, count: slotCount)
+    for (name, s) in weightSlotByName where trainable.contains(name) { depends[s] = true }
+    for step in steps {
+      switch step {
+      case .param: break
+      case .rmsNorm(let o, let x, let w, _): depends[o] = depends[x] || depends[w]
+      case .linear(let o, let x, let w, let b): depends[o] = depends[x] || depends[w] || b.map { depends[$0] } ?? false
+      case .rope(let o, let x, _), .silu(let o, let x): depends[o] = depends[x]
+      case .attention(let o, let q, let k, let v, _, _, _): depends[o] = depends[q] || depends[k] || depends[v]
+      case .mul(let o, let a, let b), .add(let o, let a, let b): depends[o] = depends[a] || depends[b]
+      }
+    }
+    for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil }
+  }
+
+  static func ropeTable(_ op: Op, headDim: Int) throws -> RopeTable {
+    let theta = op.attributes["theta"]?.doubleValue ?? 10000
+    var llama3: RopeTable.Llama3?
+    if let type = op.attributes["rope_type"]?.stringValue, type != "default" {
+      guard type == "llama3", let f = op.attributes["factor"]?.doubleValue,
+        let lo = op.attributes["low_freq_factor"]?.doubleValue, let hi = op.attributes["high_freq_factor"]?.doubleValue,
+        let orig = op.attributes["original_max_position_embeddings"]?.intValue
+      else { throw PassError(pass: "autoround", "rope_type '\(type)' is not supported", at: op.location) }
+      llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
+    }
+    return RopeTable(headDim: headDim, theta: theta, positions: 4096, llama3: llama3)
+  }
+
+  /// Width of the block's input and output rows.
+  package var hiddenWidth: Int { width[inputSlot] }
+
+  /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
+  package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
+    weightSlotByName[name].flatMap { weights[$0]?.pointer }
+  }
+
+  func weightShape(_ name: String) -> [Int]? { weightSlotByName[name].flatMap { shapes[$0] } }
+
+  /// The linear weights of the block in op order.
+  var linearWeightNames: [String] {
+    var out: [String] = []
+    for case .linear(_, _, let w, _) in steps {
+      if let name = weightSlotByName.first(where: { $0.value == w })?.key { out.append(name) }
+    }
+    return out
+  }
+
+  private func act(_ s: Int) -> UnsafeMutablePointer<Float> {
+    if s == inputSlot || weights[s] != nil { return weights[s]?.pointer ?? acts[s]!.pointer }  // safe: input set by forward
+    let n = rows * width[s]
+    if let a = acts[s] { a.reserve(n); return a.pointer }
+    let a = FloatStorage(count: n)
+    acts[s] = a
+    return a.pointer
+  }
+
+  /// Runs the block on `x` (`samples · tokens` rows of the hidden width); returns a pointer to
+  /// the output rows, valid until the next call. Every intermediate stays for `backward`.
+  @discardableResult
+  package func forward(_ x: UnsafePointer<Float>, samples: Int, tokens t: Int) -> UnsafePointer<Float> {
+    rows = samples * t
+    tokens = t
+    let input = acts[inputSlot] ?? FloatStorage(count: rows * width[inputSlot])
+    input.reserve(rows * width[inputSlot])
+    input.pointer.update(from: x, count: rows * width[inputSlot])
+    acts[inputSlot] = input
+    for step in steps {
+      switch step {
+      case .param: break
+      case .rmsNorm(let o, let x, let w, let eps):
+        Kernels.rmsNorm(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, into: act(o))
+      case .linear(let o, let x, let w, let b):
+        if let hook = linearInputHook, let name = weightSlotByName.first(where: { $0.value == w })?.key {
+          hook(name, act(x), rows, width[x])
+        }
+        Kernels.linear(act(x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
+      case .rope(let o, let x, let table):
+        let wd = width[x]
+        let (xp, op) = (act(x), act(o))
+        for s in 0..<samples {
+          Kernels.rope(xp + s * t * wd, rows: t, heads: wd / table.headDim, table: table, into: op + s * t * wd)
+        }
+      case .attention(let o, let q, let k, let v, let h, let kvh, let d):
+        let (qp, kp, vp, op) = (act(q), act(k), act(v), act(o))
+        for s in 0..<samples {
+          Kernels.attention(
+            q: qp + s * t * width[q], k: kp + s * t * width[k], v: vp + s * t * width[v], tokens: t, heads: h, kvHeads: kvh,
+            headDim: d, into: op + s * t * width[o])
+        }
+      case .silu(let o, let x):
+        Kernels.silu(act(x), count: rows * width[x], into: act(o))
+      case .mul(let o, let a, let b):
+        Kernels.mul(act(a), act(b), count: rows * width[a], into: act(o))
+      case .add(let o, let a, let b):
+        Kernels.add(act(a), act(b), count: rows * width[a], into: act(o))
+      }
+    }
+    return UnsafePointer(act(outputSlot))
+  }
+
+  private var scratchBuffers: [FloatStorage] = []
+
+  /// A zeroed throw-away gradient buffer for slot `s` (an input whose gradient nobody needs).
+  private func scratch(_ s: Int, _ i: Int) -> UnsafeMutablePointer<Float>? {
+    while scratchBuffers.count <= i { scratchBuffers.append(FloatStorage(count: 0)) }
+    let n = rows * width[s]
+    scratchBuffers[i].reserve(n)
+    scratchBuffers[i].zero(n)
+    return scratchBuffers[i].pointer
+  }
+
+  private func grad(_ s: Int) -> UnsafeMutablePointer<Float>? {
+    guard s < needsGrad.count, needsGrad[s] else { return nil }
+    return grads[s]!.pointer  // safe: allocated for every slot needing a gradient in backward()
+  }
+
+  /// Back-propagates `dy` (∂L/∂output, `rows × width`) through the last `forward`, returning
+  /// ∂L/∂W for every weight in `trainable` (valid until the next call).
+  package func backward(_ dy: UnsafePointer<Float>) -> [String: UnsafePointer<Float>] {
+    planGradients()
+    for s in 0..<slotCount where needsGrad[s] {
+      let n = rows * width[s]
+      let g = grads[s] ?? FloatStorage(count: n)
+      g.reserve(n)
+      g.zero(n)
+      grads[s] = g
+    }
+    grad(outputSlot)?.update(from: dy, count: rows * width[outputSlot])
+    var out: [String: UnsafePointer<Float>] = [:]
+    for step in steps.reversed() {
+      switch step {
+      case .param: break
+      case .rmsNorm(let o, let x, let w, let eps):
+        guard let dx = grad(x), let go = grad(o) else { continue }
+        Kernels.rmsNormBackward(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, dy: go, dx: dx)
+      case .linear(let o, let x, let w, _):
+        guard let go = grad(o) else { continue }
+        if let dx = grad(x) {
+          Kernels.linearBackwardInput(dy: go, rows: rows, outFeatures: width[o], weight: act(w), inFeatures: width[x], dx: dx)
+        }
+        if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name) {
+          let n = width[o] * width[x]
+          let g = weightGrads[name] ?? FloatStorage(count: n)
+          weightGrads[name] = g
+          Kernels.linearBackwardWeight(dy: go, rows: rows, outFeatures: width[o], input: act(x), inFeatures: width[x], dw: g.pointer)
+          out[name] = UnsafePointer(g.pointer)
+        }
+      case .rope(let o, let x, let table):
+        guard let dx = grad(x), let go = grad(o) else { continue }
+        let wd = width[x]
+        for s in 0..<(rows / tokens) {
+          Kernels.ropeBackward(dy: go + s * tokens * wd, rows: tokens, heads: wd / table.headDim, table: table, dx: dx + s * tokens * wd)
+        }
+      case .attention(let o, let q, let k, let v, let h, let kvh, let d):
+        guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1), let dv = grad(v) ?? scratch(v, 2) else { continue }
+        let t = tokens
+        for s in 0..<(rows / t) {
+          Kernels.attentionBackward(
+            q: act(q) + s * t * width[q], k: act(k) + s * t * width[k], v: act(v) + s * t * width[v], tokens: t, heads: h,
+            kvHeads: kvh, headDim: d, dOut: go + s * t * width[o], dq: dq + s * t * width[q], dk: dk + s * t * width[k],
+            dv: dv + s * t * width[v])
+        }
+      case .silu(let o, let x):
+        guard let dx = grad(x), let go = grad(o) else { continue }
+        Kernels.siluBackward(act(x), count: rows * width[x], dy: go, dx: dx)
+      case .mul(let o, let a, let b):
+        guard let go = grad(o) else { continue }
+        let n = rows * width[a]
+        var scratch = [Float](repeating: 0, count: 0)
+        let da = grad(a), db = grad(b)
+        if da == nil || db == nil { scratch = [Float](repeating: 0, count: n) }
+        scratch.withUnsafeMutableBufferPointer { sp in
+          Kernels.mulBackward(act(a), act(b), count: n, dy: go, da: da ?? sp.baseAddress!, db: db ?? sp.baseAddress!)  // safe: scratch sized n when used
+        }
+      case .add(let o, let a, let b):
+        guard let go = grad(o) else { continue }
+        let n = rows * width[a]
+        if let da = grad(a) { for i in 0..<n { da[i] += go[i] } }
+        if let db = grad(b) { for i in 0..<n { db[i] += go[i] } }
+      }
+    }
+    return out
+  }
+}

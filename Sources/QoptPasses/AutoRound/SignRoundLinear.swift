@@ -1,0 +1,215 @@
+import QoptIR
+
+/// The tunable state of one quantized linear weight under AutoRound (autoround.md §2–§3): a
+/// rounding offset V per weight, clipping factors α (max side) and β (min side) per group, and
+/// the quantize-dequantize forward with straight-through rounding plus its exact gradient.
+///
+/// Layout: `w`, `v` are row-major `[rows, cols]`; groups run along a row (`groupSize`, the last
+/// one short when it does not divide `cols`, as auto-round pads); `alpha`, `beta`, the group
+/// extrema and scales are `[rows, groupsPerRow]`. Memory: 2 floats per weight plus O(groups).
+package final class SignRoundLinear {
+  package let name: String
+  let rows: Int, cols: Int, groupSize: Int, groupsPerRow: Int
+  let scheme: IntScheme
+  /// The float weights (never modified).
+  let w: [Float]
+  /// Per group `min(min w, 0)` and `max(max w, 0)` of the original weights.
+  private var gmin: [Float], gmax: [Float]
+  package var v: [Float]
+  package var alpha: [Float], beta: [Float]
+  /// Per group scale and zero point of the last `qdq` (used by `backward` and `finalize`).
+  private var scale: [Float], zero: [Float]
+  /// Whether the last scale hit the `q_scale_thresh` clamp (no gradient through it).
+  private var clamped: [Bool]
+
+  package init(name: String, weights: [Float], rows: Int, cols: Int, scheme: IntScheme) {
+    self.name = name
+    self.rows = rows
+    self.cols = cols
+    self.scheme = scheme
+    let gpr = scheme.granularity.groupsPerRow(columns: cols)
+    groupsPerRow = gpr
+    groupSize = gpr == 1 ? cols : { if case .group(let n) = scheme.granularity { n } else { cols } }()
+    w = weights
+    v = [Float](repeating: 0, count: rows * cols)
+    alpha = [Float](repeating: 1, count: rows * gpr)
+    beta = alpha
+    gmin = [Float](repeating: 0, count: rows * gpr)
+    gmax = gmin
+    scale = gmin
+    zero = gmin
+    clamped = [Bool](repeating: false, count: rows * gpr)
+    for r in 0..<rows {
+      for g in 0..<gpr {
+        var lo: Float = 0, hi: Float = 0
+        for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) {
+          let x = weights[r * cols + c]
+          lo = x < lo ? x : lo
+          hi = x > hi ? x : hi
+        }
+        gmin[r * gpr + g] = lo
+        gmax[r * gpr + g] = hi
+      }
+    }
+  }
+
+  private var maxqSym: Float { Float(1 << (scheme.bits - 1)) }
+  private var maxqAsym: Float { Float((1 << scheme.bits) - 1) }
+
+  /// Writes the fake-quantized weights `w_qdq` into `out` (`rows · cols` floats), clamping α/β
+  /// to [0, 1] in place first (auto-round clamps before every use).
+  package func qdq(into out: UnsafeMutablePointer<Float>) {
+    let st = scheme.scaleType
+    let thresh = roundFloat(1e-5, to: st)
+    let magic: Float = 12_582_912
+    for i in alpha.indices {
+      alpha[i] = min(max(alpha[i], 0), 1)
+      beta[i] = min(max(beta[i], 0), 1)
+    }
+    for r in 0..<rows {
+      for g in 0..<groupsPerRow {
+        let gi = r * groupsPerRow + g
+        var s: Float, zp: Float = 0, lo: Float, hi: Float
+        var isClamped = false
+        if scheme.symmetric {
+          let maxq = maxqSym
+          let wminAbs = -(gmin[gi] * beta[gi])
+          let wmax = gmax[gi] * alpha[gi]
+          let maxv = wmax < wminAbs ? wminAbs : -wmax
+          s = roundFloat(maxv / maxq, to: st)
+          if s < 0 { if s > -thresh { s = -thresh; isClamped = true } } else if s < thresh { s = thresh; isClamped = true }
+          lo = -maxq
+          hi = maxq - 1
+        } else {
+          let maxq = maxqAsym
+          let wmin = gmin[gi] * beta[gi], wmax = gmax[gi] * alpha[gi]
+          s = roundFloat((wmax - wmin) / maxq, to: st)
+          if s < thresh { s = thresh; isClamped = true }
+          zp = (-wmin / s + magic) - magic
+          lo = 0
+          hi = maxq
+        }
+        scale[gi] = s
+        zero[gi] = zp
+        clamped[gi] = isClamped
+        let c0 = g * groupSize, c1 = min(cols, c0 + groupSize)
+        w.withUnsafeBufferPointer { wb in
+          v.withUnsafeBufferPointer { vb in
+            for c in c0..<c1 {
+              let i = r * cols + c
+              var x = wb[i] / s + vb[i]
+              x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
+              var q = (x + magic) - magic + zp
+              q = q < lo ? lo : (q > hi ? hi : q)
+              out[i] = s * (q - zp)
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Gradients of V, α, β from `dw = ∂L/∂w_qdq` (straight-through rounding; clamps pass the
+  /// gradient only inside their range, `max(hi, lo)` only to the larger side — half each on a
+  /// tie — as torch's autograd does for the §3 formulas). Uses the scales of the last `qdq`.
+  package func backward(dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+    let magic: Float = 12_582_912
+    for r in 0..<rows {
+      for g in 0..<groupsPerRow {
+        let gi = r * groupsPerRow + g
+        let s = scale[gi], zp = zero[gi]
+        let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
+        var ds: Float = 0, dzp: Float = 0
+        let c0 = g * groupSize, c1 = min(cols, c0 + groupSize)
+        w.withUnsafeBufferPointer { wb in
+          v.withUnsafeBufferPointer { vb in
+            for c in c0..<c1 {
+              let i = r * cols + c
+              let u = wb[i] / s
+              var x = u + vb[i]
+              x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
+              let pre = (x + magic) - magic + zp
+              let inside: Float = (pre >= lo && pre <= hi) ? 1 : 0
+              let q = pre < lo ? lo : (pre > hi ? hi : pre)
+              dv[i] = dw[i] * s * inside
+              ds += dw[i] * (q - zp - inside * u)
+              dzp += dw[i] * s * (inside - 1)
+            }
+          }
+        }
+        dAlpha[gi] = 0
+        dBeta[gi] = 0
+        if scheme.symmetric {
+          guard !clamped[gi] else { continue }
+          let dmaxv = ds / maxqSym
+          let wminAbs = -(gmin[gi] * beta[gi]), wmax = gmax[gi] * alpha[gi]
+          let sign: Float = wmax < wminAbs ? 1 : -1
+          let share: (Float, Float) = wmax > wminAbs ? (1, 0) : (wmax < wminAbs ? (0, 1) : (0.5, 0.5))
+          dAlpha[gi] = sign * dmaxv * share.0 * gmax[gi]
+          dBeta[gi] = sign * dmaxv * share.1 * (-gmin[gi])
+        } else {
+          let wmin = gmin[gi] * beta[gi]
+          // zp = round_ste(−wmin / s): ∂zp/∂wmin = −1/s, ∂zp/∂s = wmin/s².
+          var dsTotal = ds + dzp * wmin / (s * s)
+          if clamped[gi] { dsTotal = 0 }
+          let dwmin = -dzp / s - dsTotal / maxqAsym
+          let dwmax = dsTotal / maxqAsym
+          dAlpha[gi] = dwmax * gmax[gi]
+          dBeta[gi] = dwmin * gmin[gi]
+        }
+      }
+    }
+  }
+
+  /// The codes, scales (and zero points) of the current parameters, laid out exactly as
+  /// `rtn` (IntQuantizer) stores them: sym codes in [−2^(b−1), 2^(b−1)−1] with signed scales;
+  /// asym codes and zero points shifted by −2^(b−1).
+  package func finalize() -> QuantizedTensor {
+    var scratch = [Float](repeating: 0, count: rows * cols)
+    scratch.withUnsafeMutableBufferPointer { qdq(into: $0.baseAddress!) }  // safe: weights are non-empty
+    let half = Float(1 << (scheme.bits - 1))
+    var codes = [Int8](repeating: 0, count: rows * cols)
+    let magic: Float = 12_582_912
+    for r in 0..<rows {
+      for g in 0..<groupsPerRow {
+        let gi = r * groupsPerRow + g
+        let s = scale[gi], zp = zero[gi]
+        let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
+        for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) {
+          let i = r * cols + c
+          var x = w[i] / s + v[i]
+          x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
+          var q = (x + magic) - magic + zp
+          q = q < lo ? lo : (q > hi ? hi : q)
+          codes[i] = Int8(truncatingIfNeeded: Int32(scheme.symmetric ? q : q - half))
+        }
+      }
+    }
+    let shape = [rows, groupsPerRow]
+    let zeros: TensorData? = scheme.symmetric ? nil : TensorData(int8: zero.map { Int8(min(max($0 - half, -128), 127)) }, shape: shape)
+    return QuantizedTensor(
+      scheme: .int(scheme), codes: TensorData(int8: codes, shape: [rows, cols]),
+      scale: TensorData(floats: scale, shape: shape, as: scheme.scaleType), zeroPoint: zeros)
+  }
+
+  /// One SignSGD step: `p ← p − lr · sign(g)` (sign(0) = 0).
+  package func step(dv: UnsafePointer<Float>, dAlpha: UnsafePointer<Float>, dBeta: UnsafePointer<Float>, lr: Float, minmaxLR: Float, tuneMinmax: Bool) {
+    v.withUnsafeMutableBufferPointer { p in
+      for i in 0..<p.count { p[i] -= lr * signum(dv[i]) }
+    }
+    guard tuneMinmax else { return }
+    for i in alpha.indices {
+      alpha[i] -= minmaxLR * signum(dAlpha[i])
+      beta[i] -= minmaxLR * signum(dBeta[i])
+    }
+  }
+
+  /// The tunable parameters, for best-iteration snapshots and checkpoints.
+  package var parameters: (v: [Float], alpha: [Float], beta: [Float]) {
+    get { (v, alpha, beta) }
+    set { (v, alpha, beta) = newValue }
+  }
+}
+
+@inline(__always)
+func signum(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }

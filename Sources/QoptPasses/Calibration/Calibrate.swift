@@ -1,0 +1,219 @@
+import QoptFrontends
+import QoptIR
+import QoptRuntime
+
+/// `calibrate`: tokenizes calibration text, cuts it into windows, runs the float model's
+/// embedding to get the first block's inputs and the float blocks to collect per-linear input
+/// statistics, and leaves all of it as the `calibration` analysis for later passes (`autoround`).
+///
+/// The module gets a fingerprint of what was used (`calib.data_hash`, `calib.samples`,
+/// `calib.seqlen`, `calib.seed`), so a dump shows which data a quantized model saw.
+let calibratePass = Pass(
+  "calibrate", summary: "tokenize calibration data and cache the float model's block inputs and linear input statistics",
+  details: calibrateDetails, options: CalibrateOptions.self, preserves: [CalibrationAnalysis.name]
+) { module, options, context in
+  let (data, source) = try CalibrationText.load(options.data)
+  let ids = try CalibrationText.tokens(of: data, source: source, module: module)
+  let windows = try CalibrationText.windows(ids, samples: options.samples, seqlen: options.seqlen, seed: options.seed, source: source)
+  let seqlen = windows.first?.count ?? options.seqlen
+  let model = try ModelBlocks(module: module, pass: "calibrate")
+  BLAS.setThreads(context.threads)
+
+  // Block-0 inputs: the embedding rows of every window.
+  let table = try model.embeddingTable()
+  let width = table.columns
+  let store = ActivationStore(tokens: seqlen, width: width, budgetBytes: options.memoryBudgetMB << 20)
+  var row = [Float](repeating: 0, count: seqlen * width)
+  for w in windows {
+    if let bad = w.first(where: { $0 < 0 || Int($0) >= table.rows }) {
+      throw PassError(pass: "calibrate", "token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
+    }
+    try row.withUnsafeMutableBufferPointer { rp in
+      w.withUnsafeBufferPointer { ip in
+        table.values.withUnsafeBufferPointer { tp in
+          Kernels.embedding(ip.baseAddress!, count: seqlen, table: tp.baseAddress!, columns: width, into: rp.baseAddress!)  // safe: non-empty windows
+        }
+      }
+      try store.append(rp.baseAddress!)  // safe: as above
+    }
+  }
+
+  // Per-linear input statistics from the float blocks, `batch` samples at a time.
+  var stats: [String: CalibrationData.ChannelStats] = [:]
+  if options.stats {
+    var x = store.all()
+    let batch = 8
+    for f in model.blocks {
+      let exec = try BlockExecutor(function: f, module: module)
+      exec.linearInputHook = { name, p, rows, cols in
+        var s = stats[name] ?? .init(absMax: .init(repeating: 0, count: cols), meanSquare: .init(repeating: 0, count: cols), min: .infinity, max: -.infinity)
+        for r in 0..<rows {
+          let xr = p + r * cols
+          for j in 0..<cols {
+            let v = xr[j]
+            s.absMax[j] = Swift.max(s.absMax[j], abs(v))
+            s.meanSquare[j] += v * v
+            s.min = Swift.min(s.min, v)
+            s.max = Swift.max(s.max, v)
+          }
+        }
+        stats[name] = s
+      }
+      let n = seqlen * width
+      var s0 = 0
+      while s0 < windows.count {
+        let b = min(batch, windows.count - s0)
+        x.withUnsafeMutableBufferPointer { xp in
+          let y = exec.forward(xp.baseAddress! + s0 * n, samples: b, tokens: seqlen)  // safe: non-empty
+          (xp.baseAddress! + s0 * n).update(from: y, count: b * n)  // safe: as above
+        }
+        s0 += b
+      }
+    }
+    let count = Float(windows.count * seqlen)
+    for k in stats.keys { stats[k]!.meanSquare = stats[k]!.meanSquare.map { $0 / count } }  // safe: iterating existing keys
+  }
+
+  let hash = fnv1a64(data)
+  let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
+  module.attributes["calib.data_hash"] = .string(hash)
+  module.attributes["calib.samples"] = .int(windows.count)
+  module.attributes["calib.seqlen"] = .int(seqlen)
+  module.attributes["calib.seed"] = .int(options.seed)
+  context.markChanged()
+  context.analyses.set(
+    CalibrationAnalysis.self,
+    CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, fingerprint: fingerprint))
+  context.remark("calibrate: \(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")")
+}
+
+/// Options of `calibrate`.
+struct CalibrateOptions: PassOptions {
+  var data = ""
+  var samples = 32
+  var seqlen = 128
+  var seed = -1
+  var stats = true
+  var memoryBudgetMB = 1024
+
+  init() {}
+  static let schema: [OptionField<CalibrateOptions>] = [
+    .string("data", \.data, "text file, or .json token ids (a flat list, or a list of windows); empty: the built-in English text"),
+    .int("samples", \.samples, "number of windows", in: 1...1_000_000),
+    .int("seqlen", \.seqlen, "tokens per window", in: 2...1_000_000),
+    .int("seed", \.seed, "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed", in: -1...Int.max),
+    .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
+    .int("memory-budget", \.memoryBudgetMB, "MiB of cached block inputs kept in memory; the rest spills to a temporary file", in: 0...1_048_576),
+  ]
+}
+
+let calibrateDetails = """
+  Tokenizes `data` with the model's tokenizer (a module without one, like the example model
+  with its 256-entry vocabulary, is fed raw UTF-8 bytes) or reads token ids from a `.json`
+  file: either one flat list, cut into windows, or a list of windows used as they are. Without
+  `data` the pass uses a built-in public-domain English text (Sense and Sensibility, Project
+  Gutenberg, compiled into the binary).
+
+  Windows: `samples` windows of `seqlen` tokens at offsets `i · ⌊N / samples⌋` over the N
+  tokens (for 32 × 512 on calib.txt: 0, 6539, 13078, …, as auto-round's reference samples);
+  with `seed ≥ 0`, at offsets drawn uniformly from a generator seeded with it. Fewer tokens
+  than one window is an error; if the text is too short for `samples` windows they overlap.
+
+  Results are the `calibration` analysis (the first block's inputs, one float forward's
+  per-linear input absmax, mean square and min/max) and module attributes
+  `calib.data_hash` (FNV-1a 64 of the data bytes), `calib.samples`, `calib.seqlen`,
+  `calib.seed`.
+  """
+
+/// FNV-1a 64-bit hash of `bytes`, as 16 hex digits.
+func fnv1a64(_ bytes: [UInt8]) -> String {
+  var h: UInt64 = 0xcbf2_9ce4_8422_2325
+  for b in bytes {
+    h ^= UInt64(b)
+    h = h &* 0x0000_0100_0000_01b3
+  }
+  let s = String(h, radix: 16)
+  return String(repeating: "0", count: 16 - s.count) + s
+}
+
+/// Reading and cutting calibration data.
+package enum CalibrationText {
+  /// The bytes of `path` (the built-in text when empty) and a name for messages.
+  static func load(_ path: String) throws -> ([UInt8], String) {
+    if path.isEmpty { return (Array(defaultCalibrationText.utf8), "<built-in calibration text>") }
+    let f = try MappedFile(path: path)
+    return (Array(f.all), path)
+  }
+
+  /// Token ids: JSON files parse as ids (windows flattened with a marker), text goes through
+  /// the module's tokenizer, or raw bytes when the module carries none.
+  static func tokens(of data: [UInt8], source: String, module: Module) throws -> Tokens {
+    if source.hasSuffix(".json") {
+      let json: JSON
+      do { json = try JSON.parse(data) } catch { throw StorageError(file: source, offset: error.offset, message: error.message) }
+      guard let items = json.arrayValue else { throw StorageError(file: source, offset: 0, message: "expected a JSON list of token ids or of windows") }
+      if items.first?.arrayValue != nil {
+        let ws = try items.enumerated().map { i, w -> [Int32] in
+          guard let a = w.arrayValue else { throw StorageError(file: source, offset: nil, message: "window \(i) is not a list of token ids") }
+          return try a.enumerated().map { j, v in
+            guard let n = v.intValue, let t = Int32(exactly: n) else { throw StorageError(file: source, offset: nil, message: "window \(i), item \(j) is not a token id") }
+            return t
+          }
+        }
+        return .windows(ws)
+      }
+      return .flat(try items.enumerated().map { j, v in
+        guard let n = v.intValue, let t = Int32(exactly: n) else { throw StorageError(file: source, offset: nil, message: "item \(j) is not a token id") }
+        return t
+      })
+    }
+    guard let text = String(validating: data, as: UTF8.self) else {
+      throw StorageError(file: source, offset: nil, message: "calibration text is not valid UTF-8")
+    }
+    if module.tokenizerJSON != nil {
+      return .flat(try Tokenizer(module: module).encode(text))
+    }
+    return .flat(data.map { Int32($0) })
+  }
+
+  package enum Tokens {
+    case flat([Int32])
+    case windows([[Int32]])
+  }
+
+  /// `samples` windows of `seqlen` tokens: evenly spaced (offset i·⌊N/samples⌋, clamped so the
+  /// window fits) or, with `seed ≥ 0`, at random offsets. Given windows are used as they are
+  /// (the first `samples`, each cut to `seqlen`).
+  package static func windows(_ tokens: Tokens, samples: Int, seqlen: Int, seed: Int, source: String) throws -> [[Int32]] {
+    switch tokens {
+    case .windows(let ws):
+      let short = ws.prefix(samples).firstIndex { $0.count < seqlen }
+      if let short { throw PassError(pass: "calibrate", "window \(short) of \(source) has \(ws[short].count) tokens, fewer than seqlen=\(seqlen)") }
+      return ws.prefix(samples).map { Array($0.prefix(seqlen)) }
+    case .flat(let ids):
+      guard ids.count >= seqlen else {
+        throw PassError(pass: "calibrate", "\(source) has \(ids.count) tokens, fewer than one window of seqlen=\(seqlen)")
+      }
+      let last = ids.count - seqlen
+      var rng = SplitMix64(seed: UInt64(max(seed, 0)))
+      return (0..<samples).map { i in
+        let o = seed < 0 ? min(i * (ids.count / samples), last) : Int(rng.next() % UInt64(last + 1))
+        return Array(ids[o..<(o + seqlen)])
+      }
+    }
+  }
+}
+
+/// SplitMix64: a small, fast, fully specified generator (the same sequence on every platform,
+/// so seeds reproduce across machines).
+struct SplitMix64 {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}

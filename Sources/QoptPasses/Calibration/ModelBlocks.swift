@@ -1,0 +1,46 @@
+import QoptIR
+
+/// The decoder structure of a module as calibration and AutoRound see it: `@main` embeds the
+/// token ids and calls the block functions one after another, each on the previous one's output.
+struct ModelBlocks {
+  let module: Module
+  /// The block functions in call order.
+  let blocks: [Function]
+  /// The `embedding` op whose output feeds the first block.
+  let embedding: Op
+
+  init(module: Module, pass: String) throws {
+    self.module = module
+    guard let main = module.function(named: "main") else { throw PassError(pass: pass, "the module has no @main") }
+    let calls = main.body.filter { $0.kind == .call }
+    guard let first = calls.first else { throw PassError(pass: pass, "@main calls no block function") }
+    var fs: [Function] = []
+    for (i, c) in calls.enumerated() {
+      guard let name = c.callee, let f = module.function(named: name) else {
+        throw PassError(pass: pass, "call to an unknown function", at: c.location)
+      }
+      if i > 0 && c.operands.first !== calls[i - 1].result {
+        throw PassError(pass: pass, "@\(name) is not called on the previous block's output", at: c.location)
+      }
+      fs.append(f)
+    }
+    guard let e = first.operands.first?.definingOp, e.kind == .embedding else {
+      throw PassError(pass: pass, "the first block's input is not an embedding", at: first.location)
+    }
+    blocks = fs
+    embedding = e
+  }
+
+  /// The embedding table as f32 `[rows, columns]`.
+  func embeddingTable() throws -> (values: [Float], rows: Int, columns: Int) {
+    guard let p = embedding.operands[1].definingOp, let name = p.paramName, let entry = module.weights[name], entry.shape.count == 2 else {
+      throw PassError(pass: "calibrate", "the embedding table is not a 2-D param", at: embedding.location)
+    }
+    let values: [Float]
+    switch entry {
+    case .dense(let t): values = t.floats()
+    case .quantized(let q): values = q.dequantized()
+    }
+    return (values, entry.shape[0], entry.shape[1])
+  }
+}

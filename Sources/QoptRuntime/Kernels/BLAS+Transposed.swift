@@ -1,0 +1,17 @@
+import COpenBLAS
+
+extension BLAS {
+  /// Row-major `C[M, N] = alpha · Aᵀ · B + beta · C` with `A` stored as `[K, M]` and `B` as
+  /// `[K, N]`: the weight gradient `dW = dYᵀ · X` of a linear, one call over all rows.
+  @inline(__always)
+  public static func sgemmTransA(
+    m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    guard m > 0, n > 0 else { return }
+    cblas_sgemm(
+      CblasRowMajor, CblasTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k),
+      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+  }
+}
