@@ -1,6 +1,7 @@
 /// Every benchmark, by name, one line each.
 enum Benchmarks {
   static let all: [(String, @Sendable () -> Void)] = [
+    ("autoround", runAutoRoundBench),
     ("emit", { runEmitBench() }),
     ("eval", runEvalBench),
     ("rtn", runRTNBench),
