@@ -25,6 +25,10 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   }
 
   public func emit(_ module: Module, to output: String) throws {
+    // vLLM merges q/k/v and gate/up into one GEMM: their NVFP4 global scales must agree.
+    if let problem = module.nvfp4FusionProblems().first {
+      throw BackendError(output: output, problem.message + " (vLLM would rescale the other shards wrongly)")
+    }
     let p = try plan(module, output: output)
     let dir = try AtomicDirectory(path: output)
     var config = ModelConfig(module).json
