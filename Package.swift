@@ -70,7 +70,7 @@ let package = Package(
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
     .testTarget(
-      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptTestSupport"]),
+      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptPasses", "QoptTestSupport"]),
     .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",
