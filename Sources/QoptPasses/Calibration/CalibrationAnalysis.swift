@@ -27,7 +27,7 @@ public final class CalibrationData: @unchecked Sendable {
     public var tokens = 0
 
     /// Empty statistics for an input `columns` wide.
-    init(columns: Int) {
+    package init(columns: Int) {
       absMax = .init(repeating: 0, count: columns)
       meanSquare = .init(repeating: 0, count: columns)
       min = .infinity

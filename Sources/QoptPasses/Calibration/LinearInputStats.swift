@@ -4,7 +4,7 @@ extension CalibrationData.ChannelStats {
   /// Adds window `x` (`rows × cols`): per-channel absmax and sum of squares (divided into a mean
   /// by `finish`), the global min/max, the moving-average range with `momentum`, and the
   /// per-token absmax range.
-  mutating func observe(window x: UnsafePointer<Float>, rows: Int, cols: Int, momentum: Float) {
+  package mutating func observe(window x: UnsafePointer<Float>, rows: Int, cols: Int, momentum: Float) {
     var wMin = Float.infinity, wMax = -Float.infinity, tokenSum: Float = 0
     for r in 0..<rows {
       let xr = x + r * cols
@@ -38,7 +38,7 @@ extension CalibrationData.ChannelStats {
   }
 
   /// Turns the sums of squares into means once every window was observed.
-  mutating func finish() {
+  package mutating func finish() {
     let n = Float(Swift.max(tokens, 1))
     meanSquare = meanSquare.map { $0 / n }
   }
