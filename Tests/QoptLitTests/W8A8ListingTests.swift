@@ -36,3 +36,33 @@ import Testing
     }
   }
 }
+
+/// `qopt eval` runs the activation quantization: on the first 4 dev_eval windows, dynamic
+/// per-token 8-bit activations cost perplexity over the same 8-bit weights alone, and not
+/// much (the reference figures differ from float by 2.5 %; anchors.md). The full 40-window
+/// figures are in docs/activations.md.
+@Suite(.serialized) struct W8A8PerplexityTests {
+  private func perplexity(_ pipeline: String, _ dir: String) throws -> Double {
+    let model = TestPaths.shared + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    try #require(fileExists(model), "missing \(model): the real-model tests need ../shared beside the checkout")
+    let qopt = "'\(TestPaths.binDir)/qopt'"
+    try #require(system("\(qopt) -passes='\(pipeline)' '\(model)' -o '\(dir)/m.ir' 2>/dev/null") == 0)
+    let data = TestPaths.shared + "/data/dev_eval.txt"
+    try #require(system("\(qopt) eval '\(dir)/m.ir' -data '\(data)' -windows 4 -json > '\(dir)/ppl.json' 2>/dev/null") == 0)
+    let ppl = try JSON.parse(readFile(dir + "/ppl.json"))["ppl"]?.doubleValue
+    return try #require(ppl)
+  }
+
+  @Test(arguments: [
+    ("rtn<scheme=fp8;group-size=-1>", "quantize-activations<type=fp8;mode=dynamic;strategy=token>"),
+    ("rtn<bits=8;group-size=-1;scale-rule=minmax>", "quantize-activations<type=int8;mode=dynamic;strategy=token>"),
+  ])
+  func dynamicActivationsCostLittle(_ weights: String, _ activations: String) throws {
+    let dir = TinyCheckpoints.scratchDirectory("w8a8-ppl")
+    defer { TinyCheckpoints.removeTree(dir) }
+    let weightsOnly = try perplexity(weights, dir)
+    let both = try perplexity(weights + "," + activations, dir)
+    #expect(both > weightsOnly, "\(both) vs weights only \(weightsOnly)")
+    #expect(both < weightsOnly * 1.06, "\(both) vs weights only \(weightsOnly)")
+  }
+}
