@@ -115,6 +115,27 @@ public struct GGUFEmitter: WeightEmitter {
     guard rows > 0 else { return out }
     let rowBytes = type.byteCount(elements: cols)
     let dtype = t.dtype
+    if t.isDeferred {
+      // Decoded on demand (a GGUF import): each row goes from the source blocks straight into
+      // the encoder, so no f32 copy of the tensor ever exists.
+      out.withUnsafeMutableBytes { dst in
+        nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
+        let workers = max(1, min(threads, rows / 64))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+          var buf = [Float](repeating: 0, count: cols)
+          buf.withUnsafeMutableBufferPointer { b in
+            for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+              let sr = rowOrder?[r] ?? r
+              if !t.decodeRows(sr..<(sr + 1), into: b.baseAddress!) {  // safe: cols > 0
+                t.withF32 { all in b.baseAddress!.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: as above
+              }
+              BlockQuantizers.encode(b.baseAddress!, count: cols, as: type, into: d + r * rowBytes)  // safe: as above
+            }
+          }
+        }
+      }
+      return out
+    }
     t.withUnsafeBytes { src in
       out.withUnsafeMutableBytes { dst in
         nonisolated(unsafe) let s = src

@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 #if canImport(Glibc)
@@ -8,12 +9,15 @@ import QoptIR
 
 /// GGUF (`llama` architecture) → IR, with Hugging Face tensor names and layout.
 ///
-/// Every tensor is decoded to f32 once, into memory the module owns; Q/K rows are put back in
-/// HF order (gguf.md §3) while decoding, row by row, so no second copy exists. The GGUF mapping
-/// itself is released when the returned module no longer needs it (nothing refers into it), so
-/// evaluating an imported GGUF holds one f32 copy of the weights. The tokenizer is stored as a
+/// Every tensor becomes an f32 tensor decoded on first use (`TensorData(deferredF32:)`), into
+/// memory the module owns; Q/K rows are put back in HF order (gguf.md §3) while decoding, row
+/// by row, so no second copy exists. Streaming emitters decode row by row and never hold a
+/// whole f32 tensor; evaluating an imported GGUF holds one f32 copy of the weights. The tokenizer is stored as a
 /// tokenizer.json synthesized from `tokenizer.ggml.*` (see `GGUFTokenizerJSON`).
 public enum GGUFImporter {
+  /// Threads that decode one tensor's rows (the machine's cores by default).
+  nonisolated(unsafe) public static var decodeThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
   public static func importModel(path: String) throws(FrontendError) -> Module {
     try lower(GGUFFile(path: path))
   }
@@ -35,10 +39,7 @@ public enum GGUFImporter {
       let heads: Int? =
         t.name.hasSuffix(".attn_q.weight") || t.name.hasSuffix(".attn_q.bias") ? config.numAttentionHeads
         : t.name.hasSuffix(".attn_k.weight") || t.name.hasSuffix(".attn_k.bias") ? config.numKeyValueHeads : nil
-      store.set(hf, .dense(decode(g, t, unpermuteHeads: heads, headDim: config.headDim)))
-      // The quantized bytes are not needed again: drop their pages so the process never holds
-      // the file and the decoded f32 copy of the same tensor at once.
-      releasePages(g.bytes(of: t))
+      store.set(hf, .dense(deferred(g, t, unpermuteHeads: heads, headDim: config.headDim)))
       sourceTypes[hf] = t.type.name
     }
     if let tok = try GGUFTokenizerJSON.synthesize(g) {
@@ -47,30 +48,62 @@ public enum GGUFImporter {
     return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
   }
 
-  /// Decodes one tensor to an owned f32 tensor, undoing the Q/K row permutation when `heads`
-  /// is given: GGUF row `h·d + 2i + j` is HF row `h·d + j·d/2 + i`.
-  static func decode(_ g: GGUFFile, _ t: GGUFTensorInfo, unpermuteHeads heads: Int?, headDim d: Int) -> TensorData {
+  /// One tensor as f32 decoded on first use (or row by row by a streaming reader), with Q/K
+  /// rows put back in HF order when `heads` is given: GGUF row `h·d + 2i + j` is HF row
+  /// `h·d + j·d/2 + i`. Once a full decode is done the tensor's file pages are dropped, so the
+  /// process never holds the quantized bytes and the f32 copy of a tensor at once.
+  static func deferred(_ g: GGUFFile, _ t: GGUFTensorInfo, unpermuteHeads heads: Int?, headDim d: Int) -> TensorData {
+    nonisolated(unsafe) let file = g.file
+    let start = g.dataStart + t.offset
+    let info = t
+    let rowElems = max(t.dims[0], 1)
+    let rows = t.elementCount / rowElems
+    let (be, bb) = t.type.blockLayout
+    let rowBytes = rowElems / be * bb
+    let permute = heads.map { $0 * d == rows && t.shape.count == 2 } ?? false
+    var rowDecoder: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)? = nil
+    if !(heads != nil && t.shape.count == 1) {
+      rowDecoder = { (range: Range<Int>, dst: UnsafeMutablePointer<Float>) in
+        let src = file.bytes(offset: start, count: info.byteCount)
+        for (k, hf) in range.enumerated() {
+          let r = permute ? ggufRow(hf, d) : hf
+          let rowSrc = UnsafeRawBufferPointer(rebasing: src[(r * rowBytes)..<((r + 1) * rowBytes)])
+          GGUFDequant.decode(info.type, rowSrc, count: rowElems, into: dst + k * rowElems)
+        }
+      }
+    }
+    return TensorData(deferredF32: t.shape, fill: { raw in
+      let src = file.bytes(offset: start, count: info.byteCount)
+      decode(info, src, unpermuteHeads: heads, headDim: d, into: raw.bindMemory(to: Float.self))
+      releasePages(src)
+    }, rows: rowDecoder)
+  }
+
+  /// Decodes one tensor into `dst`, rows split across threads (decoding is exact per
+  /// element, so the result does not depend on the split).
+  static func decode(_ t: GGUFTensorInfo, _ src: UnsafeRawBufferPointer, unpermuteHeads heads: Int?, headDim d: Int, into dst: UnsafeMutableBufferPointer<Float>) {
     let shape = t.shape
     let rowElems = t.dims[0]
     let rows = t.elementCount / max(rowElems, 1)
     let (be, bb) = t.type.blockLayout
     let rowBytes = rowElems / be * bb
-    let src = g.bytes(of: t)
+    guard let base = dst.baseAddress, t.elementCount > 0 else { return }
     // 1-D q/k biases permute single elements: treat each element as a row.
-    let permRows = heads != nil && shape.count == 1
-    return TensorData.build(dtype: .f32, shape: shape) { raw in
-      let dst = raw.bindMemory(to: Float.self)
-      guard let base = dst.baseAddress, t.elementCount > 0 else { return }
-      if permRows, let heads, heads * d == t.elementCount {
-        var tmp = [Float](repeating: 0, count: t.elementCount)
-        tmp.withUnsafeMutableBufferPointer { _ = GGUFDequant.decode(t.type, src, count: t.elementCount, into: $0.baseAddress!) }  // safe: non-empty
-        for r in 0..<t.elementCount { base[hfRow(r, d)] = tmp[r] }
-        return
-      }
-      for r in 0..<rows {
-        let dr = heads != nil && heads! * d == rows ? hfRow(r, d) : r  // safe: heads checked non-nil
-        let rowSrc = UnsafeRawBufferPointer(rebasing: src[(r * rowBytes)..<((r + 1) * rowBytes)])
-        GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: base + dr * rowElems)
+    if heads != nil && shape.count == 1, let heads, heads * d == t.elementCount {
+      var tmp = [Float](repeating: 0, count: t.elementCount)
+      tmp.withUnsafeMutableBufferPointer { _ = GGUFDequant.decode(t.type, src, count: t.elementCount, into: $0.baseAddress!) }  // safe: non-empty
+      for r in 0..<t.elementCount { base[hfRow(r, d)] = tmp[r] }
+      return
+    }
+    let permute = heads.map { $0 * d == rows } ?? false
+    nonisolated(unsafe) let dstBase = base
+    nonisolated(unsafe) let srcBytes = src
+    let workers = max(1, min(decodeThreads, rows * rowElems / (1 << 18)))
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+      for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+        let dr = permute ? hfRow(r, d) : r
+        let rowSrc = UnsafeRawBufferPointer(rebasing: srcBytes[(r * rowBytes)..<((r + 1) * rowBytes)])
+        GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: dstBase + dr * rowElems)
       }
     }
   }
@@ -90,6 +123,12 @@ public enum GGUFImporter {
   @inline(__always) static func hfRow(_ r: Int, _ d: Int) -> Int {
     let h = r / d, w = r % d
     return h * d + (w % 2) * (d / 2) + w / 2
+  }
+
+  /// The GGUF row of HF row `r` (the inverse of `hfRow`).
+  @inline(__always) static func ggufRow(_ r: Int, _ d: Int) -> Int {
+    let h = r / d, j = r % d, half = d / 2
+    return h * d + (j < half ? 2 * j : 2 * (j - half) + 1)
   }
 
   /// GGUF tensor name → Hugging Face name (gguf.md §3).
