@@ -79,6 +79,11 @@ public enum HFImporter {
     }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
     for (k, v) in read.attributes where k == "hf_config" { module.attributes[k] = v }
+    // W8A8: a linear whose config group quantizes its input gets the `input_*` attributes back.
+    for op in module.allOps where op.kind == .linear {
+      guard let name = op.operands[1].definingOp?.paramName, let q = read.inputQuantization[name] else { continue }
+      for (k, v) in q.attributes { op.attributes[k] = v }
+    }
     return module
   }
 
