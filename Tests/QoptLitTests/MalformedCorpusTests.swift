@@ -1,0 +1,162 @@
+import QoptTestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Every file under `Tests/Malformed/` (written by `generate.py` there) is fed to the release
+/// `qopt` the way a user would: it must exit 1 — never crash on a signal — with a message
+/// containing each line of the case's `.expect` (the file name and a byte offset, line or
+/// key). The whole run, big cases built here included, must peak under 200 MB RSS.
+@Suite(.serialized) struct MalformedCorpusTests {
+  static let root = TestPaths.repoRoot + "/Tests/Malformed"
+  static let qopt = TestPaths.binDir + "/qopt"
+
+  /// One malformed input: how to feed it and what the error must say.
+  struct Case: CustomStringConvertible, Sendable {
+    var format: String
+    var path: String
+    var expect: [String]
+    var description: String { format + "/" + (path.split(separator: "/").last.map(String.init) ?? path) }
+  }
+
+  static var cases: [Case] {
+    var out: [Case] = []
+    for format in ["ir", "pipeline", "safetensors", "gguf", "config", "tokenizer", "compressed-tensors"] {
+      let dir = root + "/" + format
+      for name in listDirectory(dir).sorted() where name.hasSuffix(".expect") {
+        let input = dir + "/" + String(name.dropLast(".expect".count))
+        let expect = readText(dir + "/" + name).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        out.append(Case(format: format, path: input, expect: expect))
+      }
+    }
+    return out
+  }
+
+  @Test func corpusHasAtLeastFiftyCasesAcrossEveryFormat() {
+    let cs = Self.cases
+    #expect(cs.count >= 50)
+    #expect(Set(cs.map(\.format)).count == 7)
+  }
+
+  /// Runs a case; returns the problem, or nil when qopt behaved.
+  static func check(_ c: Case, peakKB: inout Int) -> String? {
+    let tmp = "/tmp/qopt-malformed-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    mkdir(tmp, 0o755)
+    defer { removeTree(tmp) }
+    let argv: [String]
+    switch c.format {
+    case "ir", "gguf", "compressed-tensors":
+      argv = [qopt, c.path]
+    case "pipeline":
+      argv = [qopt, "-passes=" + readText(c.path), TestPaths.repoRoot + "/IR/examples/tiny-llama.ir"]
+    case "safetensors":
+      symlink(root + "/safetensors/_config.json", tmp + "/config.json")
+      symlink(c.path, tmp + "/model.safetensors")
+      argv = [qopt, tmp]
+    case "config":
+      symlink(root + "/config/_model.safetensors", tmp + "/model.safetensors")
+      symlink(c.path, tmp + "/config.json")
+      argv = [qopt, tmp]
+    case "tokenizer":
+      symlink(root + "/tokenizer/_model.safetensors", tmp + "/model.safetensors")
+      symlink(root + "/tokenizer/_config.json", tmp + "/config.json")
+      symlink(c.path, tmp + "/tokenizer.json")
+      writeText(tmp + "/text.txt", "hello world\n")
+      argv = [qopt, "eval", tmp, "-data", tmp + "/text.txt", "-threads", "1"]
+    default:
+      return "unknown format \(c.format)"
+    }
+    let r: (termination: ChildProcess.Termination, stdout: String, stderr: String, maxRSSKilobytes: Int)
+    do { r = try ChildProcess.run(argv) } catch { return "\(error)" }
+    peakKB = max(peakKB, r.maxRSSKilobytes)
+    guard r.termination == .exited(1) else { return "\(c): \(r.termination), expected exit 1; stderr:\n\(r.stderr)" }
+    for e in c.expect where !r.stderr.contains(e) {
+      return "\(c): the message lacks '\(e)':\n\(r.stderr)"
+    }
+    return nil
+  }
+
+  @Test func everyMalformedInputIsALocatedErrorWithinTheMemoryBound() throws {
+    var peakKB = 0
+    var failures: [String] = []
+    let cs = Self.cases
+    for c in cs {
+      if let f = Self.check(c, peakKB: &peakKB) { failures.append(f) }
+    }
+    for c in try Self.generatedCases() {
+      if let f = Self.check(c, peakKB: &peakKB) { failures.append(f) }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(cs.count) cases:\n" + failures.joined(separator: "\n\n"))
+    #expect(peakKB > 0 && peakKB < 200 * 1024, "peak RSS of the corpus run: \(peakKB) KB")
+  }
+
+  /// The inputs too big to commit: 100k-deep JSON as config.json, tokenizer.json and a
+  /// safetensors header, a 100k-deep IR attribute, a 30k-deep pipeline.
+  static func generatedCases() throws -> [Case] {
+    let dir = "/tmp/qopt-malformed-big-\(getpid())"
+    removeTree(dir)
+    mkdir(dir, 0o755)
+    let deep = String(repeating: "[", count: 100_000)
+    var out: [Case] = []
+    writeText(dir + "/deep-config.json", deep)
+    out.append(Case(format: "config", path: dir + "/deep-config.json", expect: ["config.json:@", "nesting"]))
+    writeText(dir + "/deep-tokenizer.json", deep)
+    out.append(Case(format: "tokenizer", path: dir + "/deep-tokenizer.json", expect: ["tokenizer.json:@", "nesting"]))
+    var st: [UInt8] = []
+    withUnsafeBytes(of: UInt64(deep.utf8.count).littleEndian) { st += $0 }
+    st += Array(deep.utf8)
+    writeBytes(dir + "/deep-header.safetensors", st)
+    out.append(Case(format: "safetensors", path: dir + "/deep-header.safetensors", expect: ["model.safetensors:@", "nesting"]))
+    writeText(dir + "/deep-attribute.ir", "module @m attributes {a = \(deep)}\n")
+    out.append(Case(format: "ir", path: dir + "/deep-attribute.ir", expect: ["deep-attribute.ir:1:"]))
+    writeText(dir + "/deep-pipeline.txt", String(repeating: "dce(", count: 30_000))
+    out.append(Case(format: "pipeline", path: dir + "/deep-pipeline.txt", expect: ["-passes"]))
+    return out
+  }
+}
+
+func listDirectory(_ dir: String) -> [String] {
+  guard let d = opendir(dir) else { return [] }
+  defer { closedir(d) }
+  var out: [String] = []
+  while let e = readdir(d) {
+    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    if name != "." && name != ".." { out.append(name) }
+  }
+  return out
+}
+
+func readText(_ path: String) -> String {
+  guard let f = fopen(path, "rb") else { return "" }
+  defer { fclose(f) }
+  var bytes: [UInt8] = []
+  var buf = [UInt8](repeating: 0, count: 65536)
+  while true {
+    let n = fread(&buf, 1, buf.count, f)
+    if n <= 0 { break }
+    bytes += buf[0..<n]
+  }
+  return String(decoding: bytes, as: UTF8.self)
+}
+
+func writeBytes(_ path: String, _ bytes: [UInt8]) {
+  let f = fopen(path, "wb")
+  _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+  fclose(f)
+}
+
+func writeText(_ path: String, _ s: String) { writeBytes(path, Array(s.utf8)) }
+
+/// Deletes a file or directory tree (test temporaries only).
+func removeTree(_ path: String) {
+  var st = stat()
+  guard lstat(path, &st) == 0 else { return }
+  if (st.st_mode & S_IFMT) == S_IFDIR {
+    for c in listDirectory(path) { removeTree(path + "/" + c) }
+    rmdir(path)
+  } else {
+    unlink(path)
+  }
+}
