@@ -191,13 +191,13 @@ def main():
     out("ir/missing-sidecar.ir", IR_OK, "missing-sidecar.ir:4:")
     out("ir/truncated-sidecar.ir", IR_OK, "truncated-sidecar.safetensors:@")
     out("ir/truncated-sidecar.safetensors", st([("w", "F32", [4, 4], f32(16))])[:-10])
-    out("ir/sidecar-wrong-shape.ir", IR_OK, ["sidecar-wrong-shape", "'w'"])
+    out("ir/sidecar-wrong-shape.ir", IR_OK, ["sidecar-wrong-shape.ir:4:", "@w"])
     out("ir/sidecar-wrong-shape.safetensors", st([("w", "F32", [4, 3], f32(12))]))
-    out("ir/sidecar-wrong-dtype.ir", IR_OK, ["sidecar-wrong-dtype", "'w'"])
+    out("ir/sidecar-wrong-dtype.ir", IR_OK, ["sidecar-wrong-dtype.ir:4:", "@w"])
     out("ir/sidecar-wrong-dtype.safetensors", st([("w", "I32", [4, 4], f32(16))]))
-    out("ir/sidecar-duplicate-name.ir", IR_OK, "sidecar-duplicate-name.safetensors:@8")
-    out("ir/sidecar-duplicate-name.safetensors",
-        st([], header='{"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]},"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}') + f32(16))
+    dup = '{"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]},"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}'
+    out("ir/sidecar-duplicate-name.ir", IR_OK, ["sidecar-duplicate-name.safetensors:@%d" % (8 + dup.index('"w"', 2)), "duplicate key"])
+    out("ir/sidecar-duplicate-name.safetensors", st([], header=dup) + f32(16))
 
     # --- Pipelines (-passes= text).
     pipes = {"unbalanced-paren": "dce(dce", "unknown-pass": "rtn,not-a-pass", "bad-option": "rtn<bits=banana>",
@@ -236,9 +236,9 @@ def main():
         st([], header='{"x":{"dtype":"F33","shape":[4],"data_offsets":[0,16]}}') + f32(4), ["model.safetensors:@8", "F33"])
     out("safetensors/unsupported-dtype-for-import.safetensors",
         st([(n, "I32" if "norm" in n else d, sh, b) for n, d, sh, b in good]), ["model.safetensors", "I32"])
-    out("safetensors/duplicate-name.safetensors",
-        st([], header='{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"x":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}') + f32(8),
-        ["model.safetensors:@8", "duplicate"])
+    dup = '{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"x":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}'
+    out("safetensors/duplicate-name.safetensors", st([], header=dup) + f32(8),
+        ["model.safetensors:@%d" % (8 + dup.index('"x"', 2)), "duplicate key"])
     out("safetensors/invalid-utf8-header.safetensors",
         st([], header='{"x?":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}').replace(b"x?", b"x\xff") + f32(4),
         "model.safetensors:@")
@@ -360,7 +360,7 @@ def main():
     ct("truncated-safetensors", st([packed, scale, shape])[:-7], expect=["model.safetensors:@"])
     ct("index-escapes-dir", None, expect=["model.safetensors.index.json", "weight_map"],
        extra={"model.safetensors.index.json": json.dumps({"weight_map": {"x": "../../../etc/passwd"}})})
-    ct("missing-shard", None, expect=["model.safetensors"],
+    ct("missing-shard", None, expect=["shard-1.safetensors", "does not exist"],
        extra={"model.safetensors.index.json": json.dumps({"weight_map": {"x": "shard-1.safetensors"}})})
 
     # --- fuzz seeds.
