@@ -112,6 +112,11 @@ import Testing
       if now == nil { _ = try Self.run(w, w.previous, to: out) }
     }
     #expect(Self.fingerprint(Self.model) == input, "the input changed")
+    // The next complete run clears what the killed ones left behind.
+    _ = try Self.run(w, w.current, to: out)
+    #expect(Self.fingerprint(out) == complete)
+    let leftovers = listDirectory(dir).filter { $0.contains(".qopt-tmp-") || $0.contains(".qopt-old-") }
+    #expect(leftovers.isEmpty, "temporaries left after a complete run: \(leftovers)")
     print("\(w): kills after up to \(Int(seconds * 1500)) ms: \(outcomes)")
   }
 
