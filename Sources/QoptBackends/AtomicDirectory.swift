@@ -96,9 +96,7 @@ func removeTree(_ path: String) {
     if let d = opendir(path) {
       var children: [String] = []
       while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-          String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
+        let name = direntName(e)
         if name != "." && name != ".." { children.append(name) }
       }
       closedir(d)

@@ -126,7 +126,7 @@ func listDirectory(_ dir: String) -> [String] {
   defer { closedir(d) }
   var out: [String] = []
   while let e = readdir(d) {
-    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let name = direntName(e)
     if name != "." && name != ".." { out.append(name) }
   }
   return out

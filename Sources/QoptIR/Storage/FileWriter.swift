@@ -124,9 +124,18 @@ public func staleTemporaries(of path: String, kind: String) -> [String] {
   defer { closedir(d) }
   var out: [String] = []
   while let e = readdir(d) {
-    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let name = direntName(e)
     guard name.hasPrefix(prefix), let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid() else { continue }
     if kill(pid, 0) != 0 && errno == ESRCH { out.append((dir.isEmpty ? "" : dir + "/") + name) }
   }
   return out
+}
+
+/// The name of a `readdir` entry. Read through a pointer, never by copying `d_name`: the
+/// kernel-sized record can be shorter than `dirent`, so copying the whole 256-byte field reads
+/// past the allocation (AddressSanitizer reports it).
+public func direntName(_ e: UnsafeMutablePointer<dirent>) -> String {
+  // safe: d_name is a field of dirent.
+  let p = UnsafeRawPointer(e) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+  return String(cString: p.assumingMemoryBound(to: CChar.self))
 }
