@@ -61,7 +61,7 @@ public enum GGUFTokenizerJSON {
         ("vocab", .object(vocab)), ("merges", .array(mergeList)),
       ])),
     ])
-    return Array(json.serialized.utf8)
+    return json.serializedBytes
   }
 
   static let supportedPre = ["default", "gpt-2", "gpt2", "smollm", "starcoder", "refact", "llama-bpe", "llama3", "qwen2"]
