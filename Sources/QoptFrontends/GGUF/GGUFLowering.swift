@@ -195,6 +195,14 @@ public enum GGUFImporter {
     return "model.layers.\(i).\(m).\(suffix)"
   }
 
+  /// The GGUF metadata key each config.json size comes from (for errors).
+  static let ggufKeys = [
+    "hidden_size": "llama.embedding_length", "intermediate_size": "llama.feed_forward_length",
+    "num_hidden_layers": "llama.block_count", "num_attention_heads": "llama.attention.head_count",
+    "num_key_value_heads": "llama.attention.head_count_kv", "head_dim": "llama.rope.dimension_count",
+    "vocab_size": "llama.vocab_size", "max_position_embeddings": "llama.context_length",
+  ]
+
   /// The HF configuration from `llama.*` metadata.
   static func config(of g: GGUFFile) throws(FrontendError) -> LlamaConfig {
     func fail(_ key: String, _ m: String) -> FrontendError {
@@ -235,6 +243,10 @@ public enum GGUFImporter {
       ropeTheta: try float("rope.freq_base", default: 10000), vocabSize: vocab,
       maxPositionEmbeddings: try int("context_length", default: 2048),
       tieWordEmbeddings: g.tensor(named: "output.weight") == nil)
+    if let (k, m) = c.sizeProblem {
+      let gguf = ggufKeys[k] ?? k
+      throw g.metadata.contains { $0.key == gguf } ? fail(gguf, m) : FrontendError(file: g.path, key: gguf, m)
+    }
     guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
       throw fail("llama.attention.head_count_kv", "\(c.numKeyValueHeads) does not divide head_count \(c.numAttentionHeads)")
     }
