@@ -29,7 +29,8 @@ extension Kernels {
     let tasks = kvHeads * blocks
     let parallel = workers > 1 && tasks > 1
     let scoreFloats = bs * rep * t
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * groupFloats + (parallel ? tasks : 1) * scoreFloats)
+    let slots = parallel ? tasks : 1
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * groupFloats + slots * (scoreFloats + bs * rep))
     defer { scratch.deallocate() }
     let qgAll = scratch, ogAll = scratch + kvHeads * groupFloats, scores = scratch + 2 * kvHeads * groupFloats
     // Gather: row (token p, head j) of group g = q[p, (g·rep + j)·d ..< +d]; rep·d floats per token.
@@ -37,6 +38,7 @@ extension Kernels {
       for p in 0..<t { (qgAll + g * groupFloats + p * rep * d).update(from: q + p * qs + g * rep * d, count: rep * d) }
     }
     let qgAddr = Int(bitPattern: qgAll), ogAddr = Int(bitPattern: ogAll), scAddr = Int(bitPattern: scores)
+    let invAddr = Int(bitPattern: scores + slots * scoreFloats)
     let kAddr = Int(bitPattern: k), vAddr = Int(bitPattern: v)
     // One (group, row block) task. Addresses travel as integers so the closure is Sendable.
     let task = { @Sendable (index: Int, slot: Int) in
@@ -51,18 +53,16 @@ extension Kernels {
       // S[m, r1] = Qg[r0·rep ..< r1·rep] · K[0..<r1, g]ᵀ · scale
       BLAS.sgemm(transB: true, m: m, n: r1, k: d, alpha: scale, a: qg + r0 * rep * d, lda: d,
                  b: kp + g * d, ldb: ks, c: s, ldc: r1)
+      // Unnormalized probabilities; each row's 1/Σ scales its output row after the product
+      // (d multiplies per row instead of r1). The masked tail is zeroed.
+      let inv = UnsafeMutablePointer<Float>(bitPattern: invAddr)! + slot * bs * rep
       for i in 0..<m {
-        let row = s + i * r1
-        let valid = r0 + i / rep + 1
-        let mx = FastMath.max(row, count: valid)
-        let sum = FastMath.expShifted(row, row, count: valid, shift: mx)
-        let inv = 1 / sum
-        for j in 0..<valid { row[j] *= inv }
-        if valid < r1 { (row + valid).update(repeating: 0, count: r1 - valid) }
+        inv[i] = FastMath.softmaxNumerator(s + i * r1, valid: r0 + i / rep + 1, count: r1)
       }
-      // Og[r0·rep ..< r1·rep] = P[m, r1] · V[0..<r1, g]
-      BLAS.sgemm(transB: false, m: m, n: d, k: r1, a: s, lda: r1, b: vp + g * d, ldb: ks,
-                 c: og + r0 * rep * d, ldc: d)
+      // Og[r0·rep ..< r1·rep] = P[m, r1] · V[0..<r1, g], then row i · inv[i].
+      let o = og + r0 * rep * d
+      BLAS.sgemm(transB: false, m: m, n: d, k: r1, a: s, lda: r1, b: vp + g * d, ldb: ks, c: o, ldc: d)
+      for i in 0..<m { FastMath.scale(o + i * d, count: d, by: inv[i]) }
     }
     if parallel {
       let saved = BLAS.threads
