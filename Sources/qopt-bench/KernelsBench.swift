@@ -20,8 +20,8 @@ import QoptRuntime
   BLAS.setThreads(threads)
   let peak1 = fmaPeak(threads: 1)
   let peakN = fmaPeak(threads: threads)
-  let big = sgemmRate(m: 1024, n: 1024, k: 1024, repeats: 4)
-  let lin = sgemmRate(m: 512, n: 1536, k: 576, repeats: 20)
+  let big = sgemmRate(m: 1024, n: 1024, k: 1024, repeats: 10)
+  let lin = sgemmRate(m: 512, n: 1536, k: 576, repeats: 40)
   var rows: [[String]] = [
     ["fp32 FMA peak GFLOP/s, 1 thread (\(qopt_kernels_avx2() != 0 ? "AVX2+FMA" : "scalar"))", fmt(peak1, 1), "100.0 %"],
     ["fp32 FMA peak GFLOP/s, \(threads) threads", fmt(peakN, 1), "100.0 %"],
@@ -32,15 +32,20 @@ import QoptRuntime
     let r = attentionRate(block: block, workers: threads)
     rows.append(["causal GQA attention T=512 9/3 heads ×64, row block \(block), \(threads) workers", fmt(r, 1), fmt(100 * r / peakN, 1) + " %"])
   }
+  for block in [64, 128] {
+    let r = attentionBackwardRate(block: block, threads: threads)
+    rows.append(["causal GQA attention backward (as AutoRound runs it: \(threads) sequences at once, 1-thread sgemm), row block \(block)", fmt(r, 1), fmt(100 * r / peakN, 1) + " %"])
+  }
   printTable("kernels: fp32 ceilings on this CPU", ["measure", "GFLOP/s", "of FMA peak"], rows)
 }
 
-/// GFLOP/s of `qopt_fma_chains` on `threads` threads at once (best of 3).
+/// GFLOP/s of `qopt_fma_chains` on `threads` threads at once: best of 200 runs of ~5 ms, so
+/// that on a shared machine some run gets the cores to itself.
 func fmaPeak(threads: Int) -> Double {
-  let iterations = 50_000_000
+  let iterations = 1_500_000
   let flops = Double(iterations) * 10 * 2 * Double(qopt_fma_lanes()) * Double(threads)
   var best = 0.0
-  for _ in 0..<3 {
+  for _ in 0..<200 {
     let s = monotonicSeconds()
     DispatchQueue.concurrentPerform(iterations: threads) { _ in
       if qopt_fma_chains(iterations) == -1 { print("") }  // keeps the result alive
@@ -70,7 +75,7 @@ func sgemmRate(m: Int, n: Int, k: Int, repeats: Int) -> Double {
   return best
 }
 
-/// Useful GFLOP/s of `Kernels.attention` at T = 512, 9 heads over 3 kv heads of 64 (best of 10).
+/// Useful GFLOP/s of `Kernels.attention` at T = 512, 9 heads over 3 kv heads of 64 (best of 30).
 func attentionRate(block: Int, workers: Int) -> Double {
   let t = 512, h = 9, kvh = 3, d = 64
   var seed: UInt32 = 1
@@ -86,12 +91,57 @@ func attentionRate(block: Int, workers: Int) -> Double {
     k.withUnsafeBufferPointer { kp in
       v.withUnsafeBufferPointer { vp in
         o.withUnsafeMutableBufferPointer { op in
-          for _ in 0..<10 {
+          for _ in 0..<30 {
             let s = monotonicSeconds()
             // safe: the buffers are non-empty.
             Kernels.attention(
               q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, tokens: t, heads: h, kvHeads: kvh, headDim: d,
               into: op.baseAddress!, block: block, workers: workers)
+            best = max(best, flops / (monotonicSeconds() - s) / 1e9)
+          }
+        }
+      }
+    }
+  }
+  return best
+}
+
+/// Useful GFLOP/s of `Kernels.attentionBackward` (dV, dP, dQ, dK over the lower triangle; the
+/// recomputed scores not counted) on `threads` sequences at once with single-threaded sgemm,
+/// as the block executor runs it (best of 10).
+func attentionBackwardRate(block: Int, threads: Int) -> Double {
+  let t = 512, h = 9, kvh = 3, d = 64
+  var seed: UInt32 = 7
+  func rnd() -> [Float] {
+    (0..<(threads * t * h * d)).map { _ in
+      seed = seed &* 1_664_525 &+ 1_013_904_223
+      return Float(seed >> 8) / Float(1 << 24) - 0.5
+    }
+  }
+  let q = rnd(), k = rnd(), v = rnd(), g = rnd()
+  let dq = UnsafeMutablePointer<Float>.allocate(capacity: q.count), dk = UnsafeMutablePointer<Float>.allocate(capacity: q.count)
+  let dv = UnsafeMutablePointer<Float>.allocate(capacity: q.count)
+  defer { dq.deallocate(); dk.deallocate(); dv.deallocate() }
+  let flops = 4 * 2 * Double(h * d) * Double(t * (t + 1) / 2) * Double(threads)
+  let saved = BLAS.threads
+  BLAS.setThreads(1)
+  defer { BLAS.setThreads(saved) }
+  var best = 0.0
+  q.withUnsafeBufferPointer { qp in
+    k.withUnsafeBufferPointer { kp in
+      v.withUnsafeBufferPointer { vp in
+        g.withUnsafeBufferPointer { gp in
+          // safe: the buffers are non-empty and outlive the loop.
+          nonisolated(unsafe) let (qa, ka, va, ga) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, gp.baseAddress!)
+          nonisolated(unsafe) let (dqa, dka, dva) = (dq, dk, dv)
+          for _ in 0..<10 {
+            let s = monotonicSeconds()
+            DispatchQueue.concurrentPerform(iterations: threads) { i in
+              let qo = i * t * h * d, ko = i * t * kvh * d
+              Kernels.attentionBackward(
+                q: qa + qo, k: ka + ko, v: va + ko, tokens: t, heads: h, kvHeads: kvh, headDim: d, dOut: ga + qo,
+                dq: dqa + qo, dk: dka + ko, dv: dva + ko, block: block)
+            }
             best = max(best, flops / (monotonicSeconds() - s) / 1e9)
           }
         }
