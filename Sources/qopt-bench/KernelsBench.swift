@@ -28,12 +28,21 @@ import QoptRuntime
     ["sgemm 1024×1024×1024, \(threads) threads", fmt(big, 1), fmt(100 * big / peakN, 1) + " %"],
     ["sgemm 512×1536×576 (eval gate/up shape), \(threads) threads", fmt(lin, 1), fmt(100 * lin / peakN, 1) + " %"],
   ]
+  // Block sizes interleaved round by round, so they see the same load.
+  var rates: [Int: Double] = [:]
+  for _ in 0..<10 {
+    for block in [32, 64, 128] { rates[block] = max(rates[block] ?? 0, attentionRate(block: block, workers: threads, repeats: 3)) }
+  }
+  var backRates: [Int: Double] = [:]
+  for _ in 0..<5 {
+    for block in [64, 128] { backRates[block] = max(backRates[block] ?? 0, attentionBackwardRate(block: block, threads: threads, repeats: 2)) }
+  }
   for block in [32, 64, 128] {
-    let r = attentionRate(block: block, workers: threads)
+    let r = rates[block] ?? 0
     rows.append(["causal GQA attention T=512 9/3 heads ×64, row block \(block), \(threads) workers", fmt(r, 1), fmt(100 * r / peakN, 1) + " %"])
   }
   for block in [64, 128] {
-    let r = attentionBackwardRate(block: block, threads: threads)
+    let r = backRates[block] ?? 0
     rows.append(["causal GQA attention backward (as AutoRound runs it: \(threads) sequences at once, 1-thread sgemm), row block \(block)", fmt(r, 1), fmt(100 * r / peakN, 1) + " %"])
   }
   printTable("kernels: fp32 ceilings on this CPU", ["measure", "GFLOP/s", "of FMA peak"], rows)
@@ -75,8 +84,8 @@ func sgemmRate(m: Int, n: Int, k: Int, repeats: Int) -> Double {
   return best
 }
 
-/// Useful GFLOP/s of `Kernels.attention` at T = 512, 9 heads over 3 kv heads of 64 (best of 30).
-func attentionRate(block: Int, workers: Int) -> Double {
+/// Useful GFLOP/s of `Kernels.attention` at T = 512, 9 heads over 3 kv heads of 64 (best of `repeats`).
+func attentionRate(block: Int, workers: Int, repeats: Int) -> Double {
   let t = 512, h = 9, kvh = 3, d = 64
   var seed: UInt32 = 1
   func rnd() -> Float {
@@ -91,7 +100,7 @@ func attentionRate(block: Int, workers: Int) -> Double {
     k.withUnsafeBufferPointer { kp in
       v.withUnsafeBufferPointer { vp in
         o.withUnsafeMutableBufferPointer { op in
-          for _ in 0..<30 {
+          for _ in 0..<repeats {
             let s = monotonicSeconds()
             // safe: the buffers are non-empty.
             Kernels.attention(
@@ -108,8 +117,8 @@ func attentionRate(block: Int, workers: Int) -> Double {
 
 /// Useful GFLOP/s of `Kernels.attentionBackward` (dV, dP, dQ, dK over the lower triangle; the
 /// recomputed scores not counted) on `threads` sequences at once with single-threaded sgemm,
-/// as the block executor runs it (best of 10).
-func attentionBackwardRate(block: Int, threads: Int) -> Double {
+/// as the block executor runs it (best of `repeats`).
+func attentionBackwardRate(block: Int, threads: Int, repeats: Int) -> Double {
   let t = 512, h = 9, kvh = 3, d = 64
   var seed: UInt32 = 7
   func rnd() -> [Float] {
@@ -134,7 +143,7 @@ func attentionBackwardRate(block: Int, threads: Int) -> Double {
           // safe: the buffers are non-empty and outlive the loop.
           nonisolated(unsafe) let (qa, ka, va, ga) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, gp.baseAddress!)
           nonisolated(unsafe) let (dqa, dka, dva) = (dq, dk, dv)
-          for _ in 0..<10 {
+          for _ in 0..<repeats {
             let s = monotonicSeconds()
             DispatchQueue.concurrentPerform(iterations: threads) { i in
               let qo = i * t * h * d, ko = i * t * kvh * d

@@ -30,7 +30,9 @@ final class FloatStorage: @unchecked Sendable {
 /// Runs one `@block.N` function (ops in order) forward over `B` samples of `T` tokens at once,
 /// keeping every intermediate for a backward pass from `∂L/∂Y` to the gradients of its linear
 /// weights. Linears run as one sgemm over all `B·T` rows; RoPE and attention run per sample
-/// (positions restart at 0 in each) and per head.
+/// (positions restart at 0 in each), attention's samples concurrently with single-threaded
+/// sgemm (see `perSample`). Gradients are computed only where a tuned weight needs them: no
+/// input gradient for q/k/v's shared input (the first norm's output) or anything before it.
 ///
 /// The executor owns an f32 copy of every weight the block reads; a caller replaces the
 /// weights being tuned through `weightPointer(_:)` (fake-quantized values) before each pass.
