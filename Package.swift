@@ -24,7 +24,7 @@ let package = Package(
     .target(name: "QoptIR"),
 
     // I/O
-    .target(name: "QoptFrontends", dependencies: ["QoptIR"]),
+    .target(name: "QoptFrontends", dependencies: ["QoptIR", "QoptBackends"]),
 
     // Runtime
     .systemLibrary(

@@ -28,7 +28,11 @@ struct ModelConfig {
       guard let j = JSON(attribute: value) else { continue }
       set(key, j)
     }
-    // What vLLM and transformers need to pick the model class and dtype.
+    // What vLLM and transformers need to pick the model class and dtype. A module built by
+    // hand (no importer) says only `arch = "llama"`; that is model_type llama.
+    if !pairs.contains(where: { $0.0 == "model_type" }), module.attributes["arch"]?.stringValue == "llama" {
+      set("model_type", .string("llama"))
+    }
     if !pairs.contains(where: { $0.0 == "architectures" }), let mt = pairs.first(where: { $0.0 == "model_type" })?.1.stringValue,
       let arch = Self.architectures[mt]
     {

@@ -27,10 +27,16 @@ enum LlamaLowering {
       guard e.shape == expect else {
         throw FrontendError(file: file, key: name, "tensor has shape \(e.shape), the config implies \(expect)")
       }
-      guard case .dense(let t) = e else { throw FrontendError(file: file, key: name, "expected a dense tensor") }
       var attrs: [String: Attribute] = ["name": .symbol(name)]
-      attrs["source_type"] = .string(sourceTypes[name] ?? t.dtype.rawValue)
-      return b.op(.param, [], TensorType(expect.map { $0 }, t.dtype), named: hint, attrs)
+      switch e {
+      case .dense(let t):
+        attrs["source_type"] = .string(sourceTypes[name] ?? t.dtype.rawValue)
+        return b.op(.param, [], TensorType(expect.map { $0 }, t.dtype), named: hint, attrs)
+      case .quantized(let q):
+        // An already-quantized checkpoint (compressed-tensors): the weight keeps its scheme.
+        attrs["source_type"] = .string(sourceTypes[name] ?? "quantized")
+        return b.op(.param, [], TensorType(expect.map { $0 }, .quantized(q.scheme)), named: hint, attrs)
+      }
     }
     func linear(_ b: inout Builder, _ x: Value, _ w: String, out: Int, in inF: Int, _ hint: String) throws(FrontendError) -> Value {
       let wv = try param(&b, w + ".weight", "w" + hint, expect: [out, inF])

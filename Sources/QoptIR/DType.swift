@@ -56,9 +56,15 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
   return UInt16(truncatingIfNeeded: (b &+ rounding) >> 16)
 }
 
-/// f16 bits → f32 (exact).
+/// f16 bits → f32 (exact; NaN payloads kept). Integer-only: on x86-64 builds without F16C,
+/// `Float(Float16)` is a library call per element, which dominated GGUF decoding.
 @inlinable public func f16ToFloat(_ bits: UInt16) -> Float {
-  Float(Float16(bitPattern: bits))
+  let sign = UInt32(bits & 0x8000) << 16
+  let em = UInt32(bits & 0x7FFF)
+  if em >= 0x7C00 { return Float(bitPattern: sign | 0x7F80_0000 | ((em & 0x3FF) << 13)) }  // inf, NaN
+  if em >= 0x0400 { return Float(bitPattern: sign | ((em << 13) &+ 0x3800_0000)) }  // normal
+  // Zero or subnormal: em · 2^-24, exact in f32.
+  return Float(bitPattern: sign | (Float(em) * 0x1p-24).bitPattern)
 }
 
 /// f32 → f16 bits, rounding to nearest even (IEEE conversion).

@@ -10,6 +10,20 @@ import Testing
   }
 }
 
+/// The integer-only f16 decoder agrees with the IEEE conversion on every value (NaNs stay NaN
+/// with their payload).
+@Test func f16DecoderMatchesIEEEConversion() {
+  for bits in 0...UInt16.max {
+    let ours = f16ToFloat(bits)
+    let ieee = Float(Float16(bitPattern: bits))
+    if ieee.isNaN {
+      #expect(ours.isNaN && (ours.bitPattern >> 13) & 0x3FF == UInt32(bits & 0x3FF), "f16 bits \(bits)")
+    } else {
+      #expect(ours.bitPattern == ieee.bitPattern, "f16 bits \(bits)")
+    }
+  }
+}
+
 @Test func everyBF16RoundTripsThroughF32() {
   for bits in 0...UInt16.max {
     let f = bf16ToFloat(bits)

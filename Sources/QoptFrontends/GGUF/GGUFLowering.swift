@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 #if canImport(Glibc)
@@ -14,6 +15,9 @@ import QoptIR
 /// evaluating an imported GGUF holds one f32 copy of the weights. The tokenizer is stored as a
 /// tokenizer.json synthesized from `tokenizer.ggml.*` (see `GGUFTokenizerJSON`).
 public enum GGUFImporter {
+  /// Threads that decode one tensor's rows (the machine's cores by default).
+  nonisolated(unsafe) public static var decodeThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
   public static func importModel(path: String) throws(FrontendError) -> Module {
     try lower(GGUFFile(path: path))
   }
@@ -67,10 +71,18 @@ public enum GGUFImporter {
         for r in 0..<t.elementCount { base[hfRow(r, d)] = tmp[r] }
         return
       }
-      for r in 0..<rows {
-        let dr = heads != nil && heads! * d == rows ? hfRow(r, d) : r  // safe: heads checked non-nil
-        let rowSrc = UnsafeRawBufferPointer(rebasing: src[(r * rowBytes)..<((r + 1) * rowBytes)])
-        GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: base + dr * rowElems)
+      // Rows split across threads: decoding is exact per element, so the result does not
+      // depend on the split.
+      let permute = heads.map { $0 * d == rows } ?? false
+      nonisolated(unsafe) let dstBase = base
+      nonisolated(unsafe) let srcBytes = src
+      let workers = max(1, min(decodeThreads, rows * rowElems / (1 << 18)))
+      DispatchQueue.concurrentPerform(iterations: workers) { w in
+        for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+          let dr = permute ? hfRow(r, d) : r
+          let rowSrc = UnsafeRawBufferPointer(rebasing: srcBytes[(r * rowBytes)..<((r + 1) * rowBytes)])
+          GGUFDequant.decode(t.type, rowSrc, count: rowElems, into: dstBase + dr * rowElems)
+        }
       }
     }
   }

@@ -1,3 +1,4 @@
+import QoptBackends
 import QoptIR
 
 /// A Hugging Face checkpoint directory (config.json + `model.safetensors`, or shards listed in
@@ -10,6 +11,9 @@ public enum HFImporter {
   public static func importModel(directory dir: String) throws(FrontendError) -> Module {
     let configPath = dir + "/config.json"
     let config = try readConfig(configPath)
+    if try readJSON(configPath)["quantization_config"] != nil {
+      return try importCompressed(directory: dir, config: config)
+    }
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
     for (name, data) in try tensors(in: dir) {
@@ -34,6 +38,48 @@ public enum HFImporter {
       store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes)))
     }
     return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
+  }
+
+  /// A compressed-tensors checkpoint (what qopt's own backend and llmcompressor write): the
+  /// packed weights come back as quantized IR weights with the same codes and scales, so
+  /// `qopt` re-emits, evaluates or re-quantizes them as it would its own `rtn` output.
+  static func importCompressed(directory dir: String, config: LlamaConfig) throws(FrontendError) -> Module {
+    let read: CompressedTensorsReader.Result
+    do { read = try CompressedTensorsReader.read(directory: dir) } catch let e as StorageError {
+      throw FrontendError(e)
+    } catch {
+      throw FrontendError(file: dir, place: .none, "\(error)")
+    }
+    let store = WeightStore()
+    store.sourcePath = dir
+    var sourceTypes: [String: String] = [:]
+    for name in read.weights.names {
+      guard let e = read.weights[name] else { continue }
+      let model = name.hasPrefix("model.") || name == "lm_head.weight"
+      guard model || name == LlamaLowering.tokenizerWeight else { continue }
+      guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
+      switch e {
+      case .quantized:
+        store.set(name, e)
+        sourceTypes[name] = "compressed-tensors"
+      case .dense where !model:
+        store.set(name, e)
+      case .dense(let data):
+        switch data.dtype {
+        case .f32: store.set(name, e)
+        case .f16, .bf16:
+          store.set(name, .dense(TensorData.build(dtype: .f32, shape: data.shape) { raw in
+            data.readFloats(into: raw.bindMemory(to: Float.self))
+          }))
+        default:
+          throw FrontendError(file: dir, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16 and compressed-tensors packed weights)")
+        }
+        sourceTypes[name] = data.dtype.rawValue
+      }
+    }
+    let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
+    for (k, v) in read.attributes where k == "hf_config" { module.attributes[k] = v }
+    return module
   }
 
   /// Every tensor of the checkpoint, from the single file or from the shards of the index.

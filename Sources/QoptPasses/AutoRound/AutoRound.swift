@@ -20,6 +20,7 @@ let autoRoundPass = Pass(
 /// Options of `autoround` (defaults: the reference's W4A16 recipe).
 package struct AutoRoundOptions: PassOptions {
   package var iters = 200
+  var quantScheme = "int"
   var lr: Double?
   var minmaxLR: Double?
   var bits = 4
@@ -37,6 +38,7 @@ package struct AutoRoundOptions: PassOptions {
 
   package init() {}
   package static let schema: [OptionField<AutoRoundOptions>] = [
+    .choice("scheme", \.quantScheme, ["int", "nvfp4"], "int: integer codes (bits, sym, group-size, scale-dtype apply); nvfp4: FP4 E2M1 codes in groups of 16 with E4M3 scales and a global scale fixed before tuning, shared by the linears that read the same input"),
     .int("iters", \.iters, "SignSGD steps per block; 0 is plain RTN (no data needed)", in: 0...1_000_000),
     .optionalDouble("lr", \.lr, "step size of V; auto: 1/iters (2/iters when iters ≥ 1000 and bits ≤ 3)", in: 0...10),
     .optionalDouble("minmax-lr", \.minmaxLR, "step size of the clipping factors; auto: lr", in: 0...10),
@@ -67,7 +69,7 @@ package struct AutoRoundOptions: PassOptions {
 
   /// Every option that changes the result, for checkpoint fingerprints.
   var fingerprint: String {
-    "iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
+    "scheme=\(quantScheme);iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
       + "minmax-tuning=\(minmaxTuning);batch-size=\(batchSize);seed=\(seed);quanted-input=\(quantedInput);use-best=\(useBest);"
       + "scale-dtype=\(scaleDType);targets=\(targets.joined(separator: ","));ignore=\(ignore.joined(separator: ","))"
   }
@@ -103,7 +105,7 @@ package final class AutoRoundRun {
     guard let context else { return }
     BLAS.setThreads(context.threads)
     let scheme = options.scheme
-    if options.groupSize == 0 {
+    if options.quantScheme == "int" && options.groupSize == 0 {
       throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }
     let model = try ModelBlocks(module: module, pass: "autoround")
@@ -113,9 +115,9 @@ package final class AutoRoundRun {
     // iters=0 is RTN: no data, no block forward.
     if options.iters == 0 {
       for f in model.blocks {
-        for (name, param) in blockTargets(f, paramByName) {
-          let l = try makeLinear(name, param)
-          apply(name, param, l.finalize(), scheme)
+        let targets = blockTargets(f, paramByName)
+        for (l, (name, param)) in zip(try makeLinears(f, targets), targets) {
+          apply(name, param, l.finalize())
         }
       }
       return
@@ -134,7 +136,7 @@ package final class AutoRoundRun {
       for i in 0..<resumed.next {
         for (name, q) in try checkpoint.loadBlock(i, scheme: scheme) {
           guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
-          apply(name, param, q, scheme)
+          apply(name, param, q)
         }
       }
       start = resumed.next
@@ -155,14 +157,14 @@ package final class AutoRoundRun {
       let y = forwardAll(exec, xFp, samples: n, tokens: t)
       // 2. Tune on the quantized inputs (the float ones for the first block).
       let targets = blockTargets(f, paramByName)
-      let linears = try targets.map { try makeLinear($0.0, $0.1) }
+      let linears = try makeLinears(f, targets)
       exec.trainable = Set(linears.map(\.name))
       let xTune = xQ ?? xFp
       var report = tune(exec, linears, x: xTune, y: y, samples: n, tokens: t, per: per, block: bi)
       // 3. Write back the best codes and scales; the executor now runs the quantized block.
       for (l, (name, param)) in zip(linears, targets) {
         let q = l.finalize()
-        apply(name, param, q, scheme)
+        apply(name, param, q)
         if let p = exec.weightPointer(name) { l.qdq(into: p) }
       }
       exec.trainable = []
@@ -183,7 +185,8 @@ package final class AutoRoundRun {
           xFp: xFp, xQ: xQ, reports: reports)
       }
     }
-    var table = "autoround summary (\(options.iters) iters, W\(options.bits) group \(options.groupSize) \(options.sym ? "sym" : "asym")):\n"
+    let what = options.quantScheme == "nvfp4" ? "NVFP4" : "W\(options.bits) group \(options.groupSize) \(options.sym ? "sym" : "asym")"
+    var table = "autoround summary (\(options.iters) iters, \(what)):\n"
     table += "  block   first loss    best loss  best iter  seconds\n"
     for r in reports {
       table += "  " + pad("\(r.index)", 5) + "  " + pad(fmt(r.firstLoss), 11) + "  " + pad(fmt(r.bestLoss), 11) + "  " + pad("\(r.bestIteration)", 9) + "  " + pad(String(format1: r.seconds), 7) + "\n"
@@ -208,9 +211,48 @@ package final class AutoRoundRun {
     return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme)
   }
 
-  private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor, _ scheme: IntScheme) {
+  /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
+  /// tuning: each weight's own, then the minimum over the linears that read the same value
+  /// (q/k/v, gate/up), as auto-round's `update_fused_layer_global_scales`.
+  private func makeLinears(_ f: Function, _ targets: [(String, Op)]) throws -> [any TunableLinear] {
+    guard options.quantScheme == "nvfp4" else { return try targets.map { try makeLinear($0.0, $0.1) } }
+    var weights: [String: TensorData] = [:]
+    for (name, param) in targets {
+      guard let t = module.weights.dense(name), t.shape.count == 2 else {
+        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+      }
+      guard t.shape[1] % SignRoundNVFP4.group == 0 else {
+        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) has \(t.shape[1]) columns; nvfp4 needs a multiple of 16", at: param.location)
+      }
+      weights[name] = t
+    }
+    var floats: [String: [Float]] = [:]
+    var gs: [String: Float] = [:]
+    for (name, t) in weights {
+      floats[name] = t.floats()
+      gs[name] = SignRoundNVFP4.globalScale(of: floats[name]!)  // safe: just set
+    }
+    var byInput: [(Value, [String])] = []
+    for op in f.body where op.kind == .linear {
+      guard let n = op.operands[1].definingOp?.paramName, gs[n] != nil else { continue }
+      if let i = byInput.firstIndex(where: { $0.0 === op.operands[0] }) { byInput[i].1.append(n) } else { byInput.append((op.operands[0], [n])) }
+    }
+    for (_, names) in byInput where names.count > 1 {
+      let shared = names.compactMap { gs[$0] }.min() ?? 1
+      for n in names { gs[n] = shared }
+    }
+    return targets.map { name, _ in
+      let t = weights[name]!  // safe: every target was checked above
+      return SignRoundNVFP4(name: name, weights: floats[name]!, rows: t.shape[0], cols: t.shape[1], globalScale: gs[name]!)  // safe: as above
+    }
+  }
+
+  private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor) {
     context?.setWeight(name, .quantized(q))
-    if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(.int(scheme)))) }
+    if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(q.scheme))) }
+    if case .nvfp4 = q.scheme, let g = q.globalScale?.floats().first {
+      context?.setAttribute("global_scale", .float(Double(g)), on: param)
+    }
   }
 
   /// The block on all samples, `batchSize` at a time.
@@ -234,7 +276,7 @@ package final class AutoRoundRun {
 
   /// The SignSGD loop of autoround.md §5 for one block.
   package func tune(
-    _ exec: BlockExecutor, _ linears: [SignRoundLinear], x: [Float], y: [Float], samples n: Int, tokens t: Int, per: Int, block: Int
+    _ exec: BlockExecutor, _ linears: [any TunableLinear], x: [Float], y: [Float], samples n: Int, tokens t: Int, per: Int, block: Int
   ) -> BlockReport {
     let iters = options.iters
     let lr = options.effectiveLR

@@ -95,10 +95,13 @@ package struct AutoRoundCheckpoint {
       u32(q.shape[0])
       u32(q.shape[1])
       u32(q.scale.count)
-      out.append(q.zeroPoint == nil ? 0 : 1)
+      // 0: symmetric int, 1: int with zero points, 2: NVFP4 with its global scale.
+      let nvfp4: Bool = if case .nvfp4 = q.scheme { true } else { false }
+      out.append(nvfp4 ? 2 : q.zeroPoint == nil ? 0 : 1)
       out += q.codes.bytes
       for s in q.scale.floats() { withUnsafeBytes(of: s.bitPattern.littleEndian) { out += $0 } }
       if let z = q.zeroPoint { out += z.bytes }
+      if nvfp4 { withUnsafeBytes(of: (q.globalScale?.floats().first ?? 1).bitPattern.littleEndian) { out += $0 } }
     }
     try write(directory + "/block.\(block).bin", out)
     var inputs: [UInt8] = []
@@ -131,13 +134,21 @@ package struct AutoRoundCheckpoint {
     for _ in 0..<(try u32()) {
       let name = String(decoding: try take(try u32()), as: UTF8.self)
       let rows = try u32(), cols = try u32(), scales = try u32()
-      let hasZ = try take(1).first == 1
+      let kind = try take(1).first ?? 0
+      let hasZ = kind == 1
       guard rows > 0, cols > 0, scales > 0, scales % rows == 0 else { throw fail("bad shape for \(name)") }
       let codes = Array(try take(rows * cols)).map { Int8(bitPattern: $0) }
       let sb = Array(try take(scales * 4))
       let sf = (0..<scales).map { i in Float(bitPattern: sb[(i * 4)..<(i * 4 + 4)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }) }
       let z = hasZ ? Array(try take(scales)).map { Int8(bitPattern: $0) } : nil
       let shape = [rows, scales / rows]
+      if kind == 2 {
+        let g = Float(bitPattern: Array(try take(4)).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        out.append((name, QuantizedTensor(
+          scheme: .nvfp4(group: cols / (scales / rows)), codes: TensorData(int8: codes, shape: [rows, cols]),
+          scale: TensorData(dtype: .f8e4m3, shape: shape, bytes: sf.map(floatToE4M3)), globalScale: TensorData(floats: [g], shape: [1]))))
+        continue
+      }
       guard (z == nil) == scheme.symmetric else { throw fail("zero points of \(name) do not match the scheme") }
       out.append((name, QuantizedTensor(scheme: .int(scheme),
         codes: TensorData(int8: codes, shape: [rows, cols]), scale: TensorData(floats: sf, shape: shape, as: scheme.scaleType),

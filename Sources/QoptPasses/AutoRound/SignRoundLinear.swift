@@ -9,7 +9,7 @@ import QoptIR
 /// extrema and scales are `[rows, groupsPerRow]`. Memory: 2 floats per weight plus O(groups).
 package final class SignRoundLinear {
   package let name: String
-  let rows: Int, cols: Int, groupSize: Int, groupsPerRow: Int
+  package let rows: Int, cols: Int, groupSize: Int, groupsPerRow: Int
   let scheme: IntScheme
   /// The float weights (never modified).
   let w: [Float]

@@ -64,6 +64,9 @@ let fuseScalesDetails = """
   NVFP4 with other schemes are left alone with a warning; the compressed-tensors backend
   refuses to emit them. Modules without NVFP4 weights are unchanged.
 
-  After `autoround<scheme=nvfp4>` (not yet available) the reference fuses global scales before
-  tuning, so this pass would find equal scales and keep the tuned codes untouched.
+  After `autoround<scheme=nvfp4>`, which (as auto-round) fixes each fused set's global scale
+  before tuning, this pass finds the members' scales already equal: it records `fused_set`
+  and `global_scale` and keeps the tuned codes and group scales untouched. (Were they
+  different — e.g. a set only partly tuned — the members would be re-derived from their
+  dequantized weights, which keeps the tuned values' rounding only approximately.)
   """
