@@ -281,3 +281,5 @@ void qopt_silu_backward(const float *x, const float *dy, float *dx, long n) {
 #endif
   silu_backward_scalar(x, dy, dx, n);
 }
+
+long qopt_fetch_increment(long *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }

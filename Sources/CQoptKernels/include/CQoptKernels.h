@@ -45,6 +45,9 @@ void qopt_silu(const float *x, float *y, long n);
 /* dx[i] += dy[i] * s * (1 + x (1 - s)), s = sigmoid(x[i]). */
 void qopt_silu_backward(const float *x, const float *dy, float *dx, long n);
 
+/* Atomically returns *counter and adds 1 (work sharing between threads). */
+long qopt_fetch_increment(long *counter);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,3 +1,4 @@
+import CQoptKernels
 import Dispatch
 
 extension Kernels {
@@ -12,11 +13,11 @@ extension Kernels {
   /// Softmax is fused (max, exp, Σ in one C pass per row, masked tail zeroed) and left
   /// unnormalized; each output row is scaled by 1/Σ after the product with V.
   ///
-  /// With `workers > 1` the (group, row block) tasks run concurrently, each with
+  /// With `workers > 1` the (group, row block) tasks run on `workers` threads, each with
   /// single-threaded sgemm (these products are too small to split well inside OpenBLAS); the
   /// OpenBLAS thread count is restored afterwards. Every task writes disjoint rows, so the result
   /// does not depend on scheduling.
-  /// O(H·T²·d) flops; scratch: `2·T·H·d + tasks·block·rep·(T + 1)` floats.
+  /// O(H·T²·d) flops; scratch: `2·T·H·d + workers·block·rep·(T + 1)` floats.
   public static func attention(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, tokens t: Int,
     heads: Int, kvHeads: Int, headDim d: Int, into out: UnsafeMutablePointer<Float>, block: Int = 64,
@@ -32,7 +33,7 @@ extension Kernels {
     let tasks = kvHeads * blocks
     let parallel = workers > 1 && tasks > 1
     let scoreFloats = bs * rep * t
-    let slots = parallel ? tasks : 1
+    let slots = parallel ? min(workers, tasks) : 1
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * groupFloats + slots * (scoreFloats + bs * rep))
     defer { scratch.deallocate() }
     let qgAll = scratch, ogAll = scratch + kvHeads * groupFloats, scores = scratch + 2 * kvHeads * groupFloats
@@ -70,10 +71,20 @@ extension Kernels {
     if parallel {
       let saved = BLAS.threads
       BLAS.setThreads(1)
-      // Larger blocks first: they see the most keys.
-      DispatchQueue.concurrentPerform(iterations: tasks) { i in
-        let index = (i % kvHeads) * blocks + (blocks - 1 - i / kvHeads)
-        task(index, index)
+      // Each worker takes the next task from a shared counter, larger blocks first (they see
+      // the most keys), and reuses its own score tile, which stays in its core's L2.
+      let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+      counter.initialize(to: 0)
+      defer { counter.deallocate() }
+      let counterAddr = Int(bitPattern: counter)
+      DispatchQueue.concurrentPerform(iterations: slots) { slot in
+        // safe: the counter outlives concurrentPerform.
+        let c = UnsafeMutablePointer<Int>(bitPattern: counterAddr)!
+        while true {
+          let i = qopt_fetch_increment(c)
+          guard i < tasks else { break }
+          task((i % kvHeads) * blocks + (blocks - 1 - i / kvHeads), slot)
+        }
       }
       BLAS.setThreads(saved)
     } else {
