@@ -10,10 +10,10 @@ import QoptIR
 public enum HFImporter {
   public static func importModel(directory dir: String) throws(FrontendError) -> Module {
     let configPath = dir + "/config.json"
-    let config = try readConfig(configPath)
     if try readJSON(configPath)["quantization_config"] != nil {
-      return try importCompressed(directory: dir, config: config)
+      return try importCompressed(directory: dir)
     }
+    let config = try readConfig(configPath)
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
     for (name, data, file) in try tensors(in: dir) {
@@ -43,13 +43,15 @@ public enum HFImporter {
   /// A compressed-tensors checkpoint (what qopt's own backend and llmcompressor write): the
   /// packed weights come back as quantized IR weights with the same codes and scales, so
   /// `qopt` re-emits, evaluates or re-quantizes them as it would its own `rtn` output.
-  static func importCompressed(directory dir: String, config: LlamaConfig) throws(FrontendError) -> Module {
+  static func importCompressed(directory dir: String) throws(FrontendError) -> Module {
+    // The reader first: it validates every tensor and names what it does not support.
     let read: CompressedTensorsReader.Result
     do { read = try CompressedTensorsReader.read(directory: dir) } catch let e as StorageError {
       throw FrontendError(e)
     } catch {
       throw FrontendError(file: dir, place: .none, "\(error)")
     }
+    let config = try readConfig(dir + "/config.json")
     let store = WeightStore()
     store.sourcePath = dir
     var sourceTypes: [String: String] = [:]
