@@ -49,18 +49,32 @@ public enum CompressedTensorsReader {
       guard let map = index["weight_map"]?.objectPairs else {
         throw StorageError(file: indexPath, offset: 0, message: "index has no 'weight_map' object")
       }
-      for (_, f) in map { if let f = f.stringValue, !files.contains(f) { files.append(f) } }
+      for (name, f) in map {
+        // A shard outside the directory (`../x`, `/etc/x`) is never read.
+        guard let f = f.stringValue, !f.isEmpty, !f.contains("/") else {
+          throw StorageError(file: indexPath, offset: nil, message: "weight_map.\(name): must name a shard file in the same directory")
+        }
+        if !files.contains(f) { files.append(f) }
+      }
       files.sort()
     } else {
       files = ["model.safetensors"]
     }
     var tensors: [(String, TensorData, String)] = []
+    var byName: [String: (TensorData, String)] = [:]
     for f in files {
-      let st = try SafetensorsFile(path: directory + "/" + f)
-      for (n, d) in st.tensors { tensors.append((n, d, st.path)) }
+      let path = directory + "/" + f
+      guard fileExists(path) else { throw StorageError(file: path, offset: nil, message: "shard does not exist") }
+      let st = try SafetensorsFile(path: path)
+      for (n, d) in st.tensors {
+        if let other = byName[n] {
+          throw StorageError(file: st.path, offset: nil, message: "tensor '\(n)' is also in '\(other.1)'")
+        }
+        byName[n] = (d, st.path)
+        tensors.append((n, d, st.path))
+      }
     }
     tensors.sort { $0.0 < $1.0 }
-    let byName = Dictionary(tensors.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a })
 
     let store = WeightStore()
     store.sourcePath = directory
@@ -122,7 +136,13 @@ public enum CompressedTensorsReader {
         StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g).input_activations: \(m)")
       }
       var input: InputQuantization?
-      if let a = v["input_activations"], a != .null {
+      if let a = v["input_activations"], a != .null, a["num_bits"]?.intValue == 4, a["type"]?.stringValue == "float" {
+        // NVFP4 inputs (W4A4): the global scale comes from each module's input_global_scale.
+        guard a["strategy"]?.stringValue == "tensor_group", a["group_size"]?.intValue == 16, a["dynamic"]?.stringValue == "local" else {
+          throw fail("4-bit float activations are supported as NVFP4 only (strategy tensor_group, group_size 16, dynamic \"local\")")
+        }
+        input = .nvfp4(globalScale: 1)
+      } else if let a = v["input_activations"], a != .null {
         let type = a["type"]?.stringValue ?? "int", bits = a["num_bits"]?.intValue ?? 8
         guard bits == 8, type == "int" || type == "float" else { throw fail("\(bits)-bit \(type) activations are not supported (8-bit int or float)") }
         guard a["symmetric"]?.boolValue ?? true else { throw fail("asymmetric activations are not supported") }
@@ -147,7 +167,12 @@ public enum CompressedTensorsReader {
         }
       }
       guard let group = named ?? groups.first(where: { $0.targets.contains("Linear") && $0.float == isFloat }), var input = group.input else { continue }
-      if input.mode == .static {
+      if input.kind == .nvfp4 {
+        guard let s = byName[module + ".input_global_scale"]?.0, s.count == 1, s.dtype == .f32, let v = s.floats().first, v.isFinite, v > 0 else {
+          throw StorageError(file: file, offset: nil, message: "NVFP4 input activations of '\(module)' need a positive one-element F32 '\(module).input_global_scale'")
+        }
+        input.globalScale = v
+      } else if input.mode == .static {
         guard let s = byName[module + ".input_scale"]?.0, s.count == 1, s.dtype.isFloat, let v = s.floats().first, v.isFinite, v > 0 else {
           throw StorageError(file: file, offset: nil, message: "static input activations of '\(module)' need a positive one-element '\(module).input_scale'")
         }
@@ -179,7 +204,7 @@ public enum CompressedTensorsReader {
       let gran: Granularity =
         if strategy == "channel" || gs == -1 { .channel }
         else if strategy == "tensor" || gs == nil { .tensor }
-        else if let n = gs, n > 0 { .group(n) }
+        else if let n = gs, n > 0, n <= 1 << 30 { .group(n) }
         else { .channel }
       out.append(Args(bits: bits, symmetric: w["symmetric"]?.boolValue ?? true, granularity: gran))
     }
@@ -252,6 +277,7 @@ public enum CompressedTensorsReader {
     let zp = byName[base + "_zero_point"]?.0
     guard scale.shape.count == 2, scale.shape[0] == rows else { throw fail("scale shape \(scale.shape) does not match \(rows) rows") }
     let groups = scale.shape[1]
+    guard groups >= 1 && groups <= cols else { throw fail("scale has \(groups) groups per row for \(cols) columns") }
     let a = args.first { $0.bits == bits && $0.symmetric == (zp == nil) }
     let gran: Granularity = a?.granularity ?? (groups == 1 ? .channel : .group((cols + groups - 1) / groups))
     guard gran.groupsPerRow(columns: cols) == groups else { throw fail("\(groups) scale groups do not match the config's scheme") }

@@ -65,7 +65,9 @@ public struct GGUFEmitter: WeightEmitter {
     }
     var tensors: [PlannedTensor] = []
     var seen = Set<String>()
-    for hf in weights.tensors {
+    // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order
+    // llama.cpp's converter writes — so the file does not depend on how the store was built.
+    for hf in weights.tensors.sorted() {
       guard let entry = module.weights[hf] else { continue }
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
       let gguf = LlamaTensorNames.gguf(hf)
@@ -171,3 +173,4 @@ public struct GGUFEmitter: WeightEmitter {
     return out
   }
 }
+

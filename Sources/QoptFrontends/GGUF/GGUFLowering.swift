@@ -18,11 +18,14 @@ public enum GGUFImporter {
   /// Threads that decode one tensor's rows (the machine's cores by default).
   nonisolated(unsafe) public static var decodeThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
-  public static func importModel(path: String) throws(FrontendError) -> Module {
-    try lower(GGUFFile(path: path))
+  /// `keepQuantized`: Q8_0 and Q4_0 tensors become quantized IR weights (int8 / int4
+  /// symmetric, group 32, f16 scales — the same codes and scales) instead of f32, so a GGUF
+  /// qopt wrote imports back as what it was made from and re-emits byte for byte.
+  public static func importModel(path: String, keepQuantized: Bool = false) throws(FrontendError) -> Module {
+    try lower(GGUFFile(path: path), keepQuantized: keepQuantized)
   }
 
-  public static func lower(_ g: GGUFFile) throws(FrontendError) -> Module {
+  public static func lower(_ g: GGUFFile, keepQuantized: Bool = false) throws(FrontendError) -> Module {
     let config = try config(of: g)
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
@@ -39,13 +42,22 @@ public enum GGUFImporter {
       let heads: Int? =
         t.name.hasSuffix(".attn_q.weight") || t.name.hasSuffix(".attn_q.bias") ? config.numAttentionHeads
         : t.name.hasSuffix(".attn_k.weight") || t.name.hasSuffix(".attn_k.bias") ? config.numKeyValueHeads : nil
-      store.set(hf, .dense(deferred(g, t, unpermuteHeads: heads, headDim: config.headDim)))
+      if keepQuantized, let q = quantized(g, t, unpermuteHeads: heads, headDim: config.headDim) {
+        store.set(hf, .quantized(q))
+      } else {
+        store.set(hf, .dense(deferred(g, t, unpermuteHeads: heads, headDim: config.headDim)))
+      }
       sourceTypes[hf] = t.type.name
     }
     if let tok = try GGUFTokenizerJSON.synthesize(g) {
       store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [tok.count], bytes: tok)))
     }
-    return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
+    let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
+    // The model's identity travels on to what qopt writes (GGUF `general.*` metadata).
+    for key in ["general.name", "general.basename", "general.finetune", "general.size_label", "general.license", "general.organization"] {
+      if let v = g[key]?.stringValue { module.attributes[key] = .string(v) }
+    }
+    return module
   }
 
   /// One tensor as f32 decoded on first use (or row by row by a streaming reader), with Q/K
@@ -77,6 +89,38 @@ public enum GGUFImporter {
       decode(info, src, unpermuteHeads: heads, headDim: d, into: raw.bindMemory(to: Float.self))
       releasePages(src)
     }, rows: rowDecoder)
+  }
+
+  /// A Q8_0 / Q4_0 matrix as IR codes and scales: `d·q` is int8 symmetric and `d·(n − 8)` is
+  /// int4 symmetric with code `n − 8`, each with an f16 scale per 32 weights of a row. Other
+  /// types (and 1-D tensors) have no exact IR form here: nil.
+  static func quantized(_ g: GGUFFile, _ t: GGUFTensorInfo, unpermuteHeads heads: Int?, headDim d: Int) -> QuantizedTensor? {
+    guard t.type == .q8_0 || t.type == .q4_0, t.shape.count == 2, t.dims[0] % 32 == 0, t.dims[0] > 0 else { return nil }
+    let cols = t.dims[0], rows = t.elementCount / cols, groups = cols / 32
+    let bb = t.type == .q8_0 ? 34 : 18
+    let permute = heads.map { $0 * d == rows } ?? false
+    let src = g.bytes(of: t)
+    var codes = [Int8](repeating: 0, count: rows * cols)
+    var scales = [UInt16](repeating: 0, count: rows * groups)
+    for r in 0..<rows {
+      let dr = permute ? hfRow(r, d) : r
+      for b in 0..<groups {
+        let o = (r * groups + b) * bb
+        scales[dr * groups + b] = UInt16(src[o]) | UInt16(src[o + 1]) << 8
+        for j in 0..<32 {
+          if t.type == .q8_0 {
+            codes[dr * cols + b * 32 + j] = Int8(bitPattern: src[o + 2 + j])
+          } else {
+            let byte = src[o + 2 + j % 16]
+            codes[dr * cols + b * 32 + j] = Int8(j < 16 ? byte & 0xF : byte >> 4) - 8
+          }
+        }
+      }
+    }
+    let scheme = IntScheme(bits: t.type == .q8_0 ? 8 : 4, symmetric: true, granularity: .group(32), scaleType: .f16)
+    return QuantizedTensor(
+      scheme: .int(scheme), codes: TensorData(int8: codes, shape: [rows, cols]),
+      scale: TensorData(dtype: .f16, shape: [rows, groups], bytes: scales.withUnsafeBytes { Array($0) }))
   }
 
   /// Decodes one tensor into `dst`, rows split across threads (decoding is exact per
@@ -151,6 +195,14 @@ public enum GGUFImporter {
     return "model.layers.\(i).\(m).\(suffix)"
   }
 
+  /// The GGUF metadata key each config.json size comes from (for errors).
+  static let ggufKeys = [
+    "hidden_size": "llama.embedding_length", "intermediate_size": "llama.feed_forward_length",
+    "num_hidden_layers": "llama.block_count", "num_attention_heads": "llama.attention.head_count",
+    "num_key_value_heads": "llama.attention.head_count_kv", "head_dim": "llama.rope.dimension_count",
+    "vocab_size": "llama.vocab_size", "max_position_embeddings": "llama.context_length",
+  ]
+
   /// The HF configuration from `llama.*` metadata.
   static func config(of g: GGUFFile) throws(FrontendError) -> LlamaConfig {
     func fail(_ key: String, _ m: String) -> FrontendError {
@@ -191,6 +243,10 @@ public enum GGUFImporter {
       ropeTheta: try float("rope.freq_base", default: 10000), vocabSize: vocab,
       maxPositionEmbeddings: try int("context_length", default: 2048),
       tieWordEmbeddings: g.tensor(named: "output.weight") == nil)
+    if let (k, m) = c.sizeProblem {
+      let gguf = ggufKeys[k] ?? k
+      throw g.metadata.contains { $0.key == gguf } ? fail(gguf, m) : FrontendError(file: g.path, key: gguf, m)
+    }
     guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
       throw fail("llama.attention.head_count_kv", "\(c.numKeyValueHeads) does not divide head_count \(c.numAttentionHeads)")
     }

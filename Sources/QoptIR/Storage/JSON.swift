@@ -224,10 +224,15 @@ private struct JSONParser {
       var pairs: [(String, JSON)] = []
       skipSpace()
       if cur == UInt8(ascii: "}") { pos += 1; return .object(pairs) }
+      // A repeated key is an error: readers disagree on which copy wins, and a file that
+      // means different things to different tools is exactly what a hostile file wants.
+      var keys = Set<String>()
       while true {
         skipSpace()
         guard cur == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let keyAt = pos
         let k = try string()
+        guard keys.insert(k).inserted else { throw JSONError(message: "duplicate key \"\(k)\"", offset: keyAt) }
         skipSpace()
         guard cur == UInt8(ascii: ":") else { throw fail("expected ':' after key \"\(k)\"") }
         pos += 1
