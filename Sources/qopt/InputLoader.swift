@@ -25,13 +25,8 @@ func loadInput(path: String) throws -> Module {
   guard fileExists(path) else {
     throw StorageError(file: path, offset: nil, message: "no such file or directory")
   }
-  // A compressed-tensors checkpoint is read (every tensor validated) but cannot be lowered
-  // yet: say so instead of failing on its first packed tensor.
-  if ModelImporter.kind(of: path) == .checkpointDirectory, isCompressedTensors(directory: path) {
-    _ = try CompressedTensorsReader.read(directory: path)
-    throw StorageError(file: path, offset: nil, message: "compressed-tensors checkpoints cannot be imported yet (the files are valid)")
-  }
-  // Checkpoint directories and .gguf files are imported on the fly.
+  // Checkpoint directories (compressed-tensors ones included) and .gguf files are imported
+  // on the fly.
   return try ModelImporter.load(path: path)
 }
 
