@@ -30,7 +30,9 @@ let package = Package(
     .systemLibrary(
       name: "COpenBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
-    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS", "QoptExternKernels"]),
+    // AVX2+FMA vector kernels chosen at run time (Swift itself builds for baseline x86-64).
+    .target(name: "CQoptKernels"),
+    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS", "CQoptKernels", "QoptExternKernels"]),
 
     // Passes
     .target(
@@ -64,7 +66,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
-      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends", "QoptBackends"]),
+      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends", "QoptBackends", "CQoptKernels"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),

@@ -9,31 +9,47 @@
 /// or `amax / 127.5` (int8, clamp to [−128, 127] then round half to even); amax per token row
 /// (`token`) or over the whole input (`tensor`), computed at run time (`dynamic`) or calibrated
 /// and stored as `input_scale` (`static`).
+///
+/// NVFP4 inputs (W4A4) use compressed-tensors' "local" rule: a calibrated global scale
+/// (`input_global_scale`, `448·6/amax`) and per 16-value group of each row an E4M3 scale
+/// computed at run time, codes E2M1:
+///
+///     %y = linear %x, %w {input_global_scale = 1234.5, input_mode = "local", input_quant = "nvfp4", input_strategy = "group"}
 public struct InputQuantization: Hashable, Sendable {
   public enum Kind: String, Sendable, CaseIterable {
-    case int8, fp8
+    case int8, fp8, nvfp4
     /// The largest code magnitude the scale maps amax to ((qmax − qmin) / 2, as
     /// compressed-tensors' `calculate_qparams` divides).
-    public var scaleDivisor: Float { self == .fp8 ? 448 : 127.5 }
+    public var scaleDivisor: Float { self == .fp8 ? 448 : self == .int8 ? 127.5 : 6 }
   }
-  public enum Mode: String, Sendable, CaseIterable { case dynamic, `static` }
-  public enum Strategy: String, Sendable, CaseIterable { case tensor, token }
+  /// `local`: a static global scale, group scales at run time (NVFP4 only).
+  public enum Mode: String, Sendable, CaseIterable { case dynamic, `static`, local }
+  /// `group`: 16-value groups of a row (NVFP4 only).
+  public enum Strategy: String, Sendable, CaseIterable { case tensor, token, group }
 
   public var kind: Kind
   public var mode: Mode
   public var strategy: Strategy
   /// The calibrated per-tensor scale (`static` only).
   public var scale: Float?
+  /// The calibrated NVFP4 global scale (`nvfp4` only).
+  public var globalScale: Float?
 
-  public init(kind: Kind, mode: Mode, strategy: Strategy, scale: Float? = nil) {
+  public init(kind: Kind, mode: Mode, strategy: Strategy, scale: Float? = nil, globalScale: Float? = nil) {
     self.kind = kind
     self.mode = mode
     self.strategy = strategy
     self.scale = scale
+    self.globalScale = globalScale
+  }
+
+  /// NVFP4 inputs with the calibrated global scale `gs`.
+  public static func nvfp4(globalScale gs: Float) -> InputQuantization {
+    InputQuantization(kind: .nvfp4, mode: .local, strategy: .group, globalScale: gs)
   }
 
   /// The attribute keys this owns on a `linear` op.
-  public static let keys = ["input_mode", "input_quant", "input_scale", "input_strategy"]
+  public static let keys = ["input_global_scale", "input_mode", "input_quant", "input_scale", "input_strategy"]
 
   /// The settings of `op` (nil when it has no `input_*` attribute), or the first problem.
   public static func parse(_ attributes: AttributeDict) -> Result<InputQuantization?, InputQuantizationError> {
@@ -60,6 +76,21 @@ public struct InputQuantization: Hashable, Sendable {
       guard let d = a.doubleValue, d.isFinite, d > 0 else { return fail("'input_scale' must be a positive finite number, found \(Printer.attribute(a))") }
       scale = Float(d)
     }
+    var globalScale: Float?
+    if let a = attributes["input_global_scale"] {
+      guard let d = a.doubleValue, d.isFinite, d > 0 else { return fail("'input_global_scale' must be a positive finite number, found \(Printer.attribute(a))") }
+      globalScale = Float(d)
+    }
+    if kind == .nvfp4 {
+      guard mode == .local, strategy == .group else {
+        return fail("input_quant = \"nvfp4\" needs input_mode = \"local\" and input_strategy = \"group\" (a calibrated global scale, group scales at run time)")
+      }
+      guard scale == nil else { return fail("nvfp4 inputs take 'input_global_scale', not 'input_scale'") }
+      guard let globalScale else { return fail("input_quant = \"nvfp4\" needs a calibrated 'input_global_scale'") }
+      return .success(.nvfp4(globalScale: globalScale))
+    }
+    if mode == .local || strategy == .group { return fail("input_mode = \"local\" and input_strategy = \"group\" are for input_quant = \"nvfp4\" only") }
+    if globalScale != nil { return fail("'input_global_scale' is for input_quant = \"nvfp4\" only") }
     switch (mode, strategy, scale) {
     case (.dynamic, _, .some): return fail("'input_scale' is only for input_mode = \"static\" (dynamic scales are computed at run time)")
     case (.static, .token, _): return fail("input_strategy = \"token\" needs input_mode = \"dynamic\" (one scale per token cannot be calibrated)")
@@ -76,6 +107,7 @@ public struct InputQuantization: Hashable, Sendable {
       ("input_strategy", .string(strategy.rawValue)),
     ]
     if let scale { out.append(("input_scale", .float(Double(scale)))) }
+    if let globalScale { out.insert(("input_global_scale", .float(Double(globalScale))), at: 0) }
     return out
   }
 

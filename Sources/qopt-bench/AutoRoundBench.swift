@@ -77,6 +77,7 @@ func autoRoundBench(
   let run = AutoRoundRun(module: module, options: options)
   var table2: [[String]] = []
   var perBlock: [Double] = []
+  var profile: [String: Double] = [:]
   for bi in 0..<min(blocks, c.numHiddenLayers) {
     guard let fn = module.function(named: "block.\(bi)") else { break }
     let exec = try BlockExecutor(function: fn, module: module)
@@ -87,9 +88,12 @@ func autoRoundBench(
       linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: options.scheme))
     }
     exec.trainable = Set(linears.map(\.name))
+    exec.profile = [:]
     let t0 = monotonicSeconds()
     let report = run.tune(exec, linears, x: x, y: y, samples: n, tokens: t, per: t * d, block: bi)
     let secs = monotonicSeconds() - t0
+    for (k, v) in exec.profile ?? [:] { profile[k, default: 0] += v }
+    profile["(total)", default: 0] += secs
     perBlock.append(secs)
     let achieved = iterFlops * Double(iters) / secs / 1e9
     table2.append([
@@ -114,4 +118,12 @@ func autoRoundBench(
       ["sgemm-bound seconds per block", fmt(iterFlops * Double(iters) / sgemmBest / 1e9, 1)],
       ["peak RSS MiB", fmt(peakRSSMegabytes(), 0)],
     ])
+  let total = profile["(total)"] ?? 1
+  let accounted = profile.filter { $0.key != "(total)" }.values.reduce(0, +)
+  profile["(total)"] = nil
+  profile["other (batch copies, loss, bookkeeping)"] = total - accounted
+  let itersDone = Double(iters * perBlock.count)
+  printTable(
+    "autoround: where the time goes (all blocks, per iteration)", ["step", "ms/iter", "share"],
+    profile.sorted { $0.value > $1.value }.map { [$0.key, fmt(1000 * $0.value / itersDone, 1), fmt(100 * $0.value / total, 1) + " %"] })
 }

@@ -4,6 +4,7 @@ enum Benchmarks {
     ("autoround", runAutoRoundBench),
     ("emit", { runEmitBench() }),
     ("eval", runEvalBench),
+    ("kernels", runKernelsBench),
     ("rtn", runRTNBench),
   ]
 }

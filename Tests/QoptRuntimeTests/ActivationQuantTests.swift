@@ -1,4 +1,5 @@
 import QoptIR
+import QoptPasses
 import QoptRuntime
 import QoptTestSupport
 import Testing
@@ -96,4 +97,39 @@ private let fp8Token = InputQuantization(kind: .fp8, mode: .dynamic, strategy: .
   var e = AttributeDict()
   e["input_quant"] = .string("int4")
   #expect(throws: InputQuantizationError.self) { try InputQuantization.parse(e).get() }
+}
+
+/// NVFP4 inputs (W4A4) follow the weight rule row by row: quantizing a row as an activation
+/// with global scale gs gives what NVFP4Quantizer's codes and scales dequantize to.
+@Test func nvfp4ActivationMatchesWeightRule() {
+  var rng = SplitMix64(seed: 7)
+  let rows = 3, cols = 64
+  var x = (0..<(rows * cols)).map { _ in Float(Double(rng.next() >> 11) / Double(1 << 53)) * 4 - 2 }
+  x[5] = 0
+  for c in 16..<32 { x[c] = 0 }  // an all-zero group: scale 0.125, codes 0
+  let gs = NVFP4Quantizer.globalScale(amax: x.map(abs).max()!)
+  let q = x.withUnsafeBufferPointer { NVFP4Quantizer.quantize($0, rows: rows, cols: cols, globalScale: gs) }
+  let want = q.dequantized()
+  var y = x
+  y.withUnsafeMutableBufferPointer {
+    Kernels.fakeQuantize($0.baseAddress!, rows: rows, columns: cols, .nvfp4(globalScale: gs))
+  }
+  for i in 0..<(rows * cols) { #expect(abs(y[i] - want[i]) <= 1e-6 * max(1, abs(want[i])), "element \(i): \(y[i]) vs \(want[i])") }
+  #expect(y[16..<32].allSatisfy { $0 == 0 })
+}
+
+/// The settings parse and print back; the combinations that make no sense are refused.
+@Test func nvfp4InputAttributesRoundTrip() {
+  let q = InputQuantization.nvfp4(globalScale: 1234.5)
+  var attrs = AttributeDict()
+  for (k, v) in q.attributes { attrs[k] = v }
+  guard case .success(let back?) = InputQuantization.parse(attrs) else { Issue.record("did not parse"); return }
+  #expect(back == q)
+  attrs["input_mode"] = .string("dynamic")
+  guard case .failure(let e) = InputQuantization.parse(attrs) else { Issue.record("accepted dynamic nvfp4"); return }
+  #expect(e.message.contains("local"))
+  var int8 = AttributeDict()
+  for (k, v) in InputQuantization(kind: .int8, mode: .dynamic, strategy: .token).attributes { int8[k] = v }
+  int8["input_global_scale"] = .float(2)
+  guard case .failure = InputQuantization.parse(int8) else { Issue.record("accepted a global scale on int8"); return }
 }

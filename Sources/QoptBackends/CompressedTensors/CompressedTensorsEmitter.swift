@@ -91,14 +91,14 @@ public struct CompressedTensorsEmitter: WeightEmitter {
           try checkFP8(q, name: name, weights: weights, output: output)
           plan.entries += Self.fp8Entries(for: q, name: name)
           key = .fp8(g, inputKey)
+        } else if case .nvfp4 = q.scheme {
+          try checkNVFP4(q, name: name, weights: weights, output: output)
+          plan.entries += Self.nvfp4Entries(for: q, name: name)
+          key = input == nil ? .nvfp4 : .nvfp4a4
         } else if let inputKey {
           let g = try checkInt8(q, name: name, weights: weights, output: output)
           plan.entries += Self.int8Entries(for: q, name: name)
           key = .int8(g, inputKey)
-        } else if case .nvfp4 = q.scheme {
-          try checkNVFP4(q, name: name, weights: weights, output: output)
-          plan.entries += Self.nvfp4Entries(for: q, name: name)
-          key = .nvfp4
         } else {
           let s = try packable(q, name: name, weights: weights, output: output)
           plan.entries += Self.entries(for: q, scheme: s, name: name)
@@ -189,8 +189,12 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   static func inputEntries(_ q: InputQuantization, weight: QuantScheme, name: String, output: String) throws(BackendError) -> [SafetensorsEntry] {
     switch (q.kind, weight) {
     case (.fp8, .fp8), (.int8, .int(_)): break
+    case (.nvfp4, .nvfp4):
+      // W4A4: the calibrated activation global scale (reference/compressed-tensors.md §5).
+      guard let gs = q.globalScale else { return [] }
+      return [SafetensorsEntry(name: moduleName(ofWeight: name) + ".input_global_scale", data: TensorData(floats: [gs], shape: [1]))]
     default:
-      throw BackendError(output: output, tensor: name, "\(q.kind.rawValue) input activations with \(Printer.scheme(weight)) weights fit no compressed-tensors format (float-quantized: fp8 with fp8; int-quantized: int8 with int8)")
+      throw BackendError(output: output, tensor: name, "\(q.kind.rawValue) input activations with \(Printer.scheme(weight)) weights fit no compressed-tensors format (float-quantized: fp8 with fp8; int-quantized: int8 with int8; nvfp4-pack-quantized: nvfp4 with nvfp4)")
     }
     guard q.mode == .static, let scale = q.scale else { return [] }
     return [SafetensorsEntry(name: moduleName(ofWeight: name) + ".input_scale", data: TensorData(floats: [scale], shape: [1]))]

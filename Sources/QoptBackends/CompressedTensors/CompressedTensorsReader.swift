@@ -136,7 +136,13 @@ public enum CompressedTensorsReader {
         StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g).input_activations: \(m)")
       }
       var input: InputQuantization?
-      if let a = v["input_activations"], a != .null {
+      if let a = v["input_activations"], a != .null, a["num_bits"]?.intValue == 4, a["type"]?.stringValue == "float" {
+        // NVFP4 inputs (W4A4): the global scale comes from each module's input_global_scale.
+        guard a["strategy"]?.stringValue == "tensor_group", a["group_size"]?.intValue == 16, a["dynamic"]?.stringValue == "local" else {
+          throw fail("4-bit float activations are supported as NVFP4 only (strategy tensor_group, group_size 16, dynamic \"local\")")
+        }
+        input = .nvfp4(globalScale: 1)
+      } else if let a = v["input_activations"], a != .null {
         let type = a["type"]?.stringValue ?? "int", bits = a["num_bits"]?.intValue ?? 8
         guard bits == 8, type == "int" || type == "float" else { throw fail("\(bits)-bit \(type) activations are not supported (8-bit int or float)") }
         guard a["symmetric"]?.boolValue ?? true else { throw fail("asymmetric activations are not supported") }
@@ -161,7 +167,12 @@ public enum CompressedTensorsReader {
         }
       }
       guard let group = named ?? groups.first(where: { $0.targets.contains("Linear") && $0.float == isFloat }), var input = group.input else { continue }
-      if input.mode == .static {
+      if input.kind == .nvfp4 {
+        guard let s = byName[module + ".input_global_scale"]?.0, s.count == 1, s.dtype == .f32, let v = s.floats().first, v.isFinite, v > 0 else {
+          throw StorageError(file: file, offset: nil, message: "NVFP4 input activations of '\(module)' need a positive one-element F32 '\(module).input_global_scale'")
+        }
+        input.globalScale = v
+      } else if input.mode == .static {
         guard let s = byName[module + ".input_scale"]?.0, s.count == 1, s.dtype.isFloat, let v = s.floats().first, v.isFinite, v > 0 else {
           throw StorageError(file: file, offset: nil, message: "static input activations of '\(module)' need a positive one-element '\(module).input_scale'")
         }

@@ -82,19 +82,29 @@ enum QuantizationConfig {
     ])
   }
 
-  /// A config group's scheme: integer pack-quantized, NVFP4, FP8 weights (with or without FP8
+  /// The `input_activations` QuantizationArgs of NVFP4 inputs (W4A4, the `NVFP4` preset):
+  /// a static global scale, group scales computed at run time (`dynamic: "local"`).
+  static let nvfp4InputArgs: JSON = .object([
+    ("actorder", .null), ("block_structure", .null), ("dynamic", .string("local")), ("group_size", .int(16)),
+    ("num_bits", .int(4)), ("observer", .string("static_minmax")), ("observer_kwargs", .object([])),
+    ("scale_dtype", .string("torch.float8_e4m3fn")), ("strategy", .string("tensor_group")), ("symmetric", .bool(true)),
+    ("type", .string("float")), ("zp_dtype", .null),
+  ])
+
+  /// A config group's scheme: integer pack-quantized, NVFP4 (weights only, or W4A4), FP8 weights (with or without FP8
   /// input activations), or int8 weights with int8 input activations (W8A8). Input settings
   /// are kept without their scale, so linears differing only in static scales share a group.
   enum GroupScheme: Hashable {
     case int(IntScheme)
     case nvfp4
+    case nvfp4a4
     case fp8(Granularity, InputQuantization?)
     case int8(Granularity, InputQuantization)
 
     var format: String {
       switch self {
       case .int: "pack-quantized"
-      case .nvfp4: "nvfp4-pack-quantized"
+      case .nvfp4, .nvfp4a4: "nvfp4-pack-quantized"
       case .fp8: "float-quantized"
       case .int8: "int-quantized"
       }
@@ -102,7 +112,7 @@ enum QuantizationConfig {
     var weights: JSON {
       switch self {
       case .int(let s): QuantizationConfig.weightArgs(s)
-      case .nvfp4: QuantizationConfig.nvfp4WeightArgs
+      case .nvfp4, .nvfp4a4: QuantizationConfig.nvfp4WeightArgs
       case .fp8(let g, _): QuantizationConfig.fp8WeightArgs(g)
       case .int8(let g, _): QuantizationConfig.int8WeightArgs(g)
       }
@@ -110,6 +120,7 @@ enum QuantizationConfig {
     var inputActivations: JSON {
       switch self {
       case .int, .nvfp4, .fp8(_, nil): .null
+      case .nvfp4a4: QuantizationConfig.nvfp4InputArgs
       case .fp8(_, let q?), .int8(_, let q): QuantizationConfig.inputArgs(q)
       }
     }

@@ -305,7 +305,9 @@ package final class AutoRoundRun {
           }
         }
       }
-      for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
+      exec.timed("quantize-dequantize weights") {
+        for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
+      }
       let out = xb.withUnsafeBufferPointer { exec.forward($0.baseAddress!, samples: batch, tokens: t) }  // safe: non-empty
       // loss = mean((ŷ − y)²); ∂loss/∂ŷ = 2(ŷ − y)/count.
       let count = batch * per
@@ -332,12 +334,14 @@ package final class AutoRoundRun {
       }
       let grads = dy.withUnsafeBufferPointer { exec.backward($0.baseAddress!) }  // safe: non-empty
       let factor = 1 - Float(it) / Float(iters)
-      for (k, l) in linears.enumerated() {
-        gv[k].withUnsafeMutableBufferPointer { v in
-          ga[k].withUnsafeMutableBufferPointer { a in
-            gb[k].withUnsafeMutableBufferPointer { b in
-              l.backward(dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
-              l.step(dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!, lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
+      exec.timed("SignSGD gradients + step") {
+        for (k, l) in linears.enumerated() {
+          gv[k].withUnsafeMutableBufferPointer { v in
+            ga[k].withUnsafeMutableBufferPointer { a in
+              gb[k].withUnsafeMutableBufferPointer { b in
+                l.backward(dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
+                l.step(dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!, lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
+              }
             }
           }
         }

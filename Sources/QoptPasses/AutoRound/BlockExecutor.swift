@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 import QoptRuntime
 
@@ -29,7 +30,9 @@ final class FloatStorage: @unchecked Sendable {
 /// Runs one `@block.N` function (ops in order) forward over `B` samples of `T` tokens at once,
 /// keeping every intermediate for a backward pass from `∂L/∂Y` to the gradients of its linear
 /// weights. Linears run as one sgemm over all `B·T` rows; RoPE and attention run per sample
-/// (positions restart at 0 in each) and per head.
+/// (positions restart at 0 in each), attention's samples concurrently with single-threaded
+/// sgemm (see `perSample`). Gradients are computed only where a tuned weight needs them: no
+/// input gradient for q/k/v's shared input (the first norm's output) or anything before it.
 ///
 /// The executor owns an f32 copy of every weight the block reads; a caller replaces the
 /// weights being tuned through `weightPointer(_:)` (fake-quantized values) before each pass.
@@ -45,6 +48,20 @@ package final class BlockExecutor {
     case silu(out: Int, x: Int)
     case mul(out: Int, a: Int, b: Int)
     case add(out: Int, a: Int, b: Int)
+
+    /// The op name, for profiles.
+    var kind: String {
+      switch self {
+      case .param: "param"
+      case .rmsNorm: "rms_norm"
+      case .linear: "linear"
+      case .rope: "rope"
+      case .attention: "attention"
+      case .silu: "silu"
+      case .mul: "mul"
+      case .add: "add"
+      }
+    }
   }
 
   let function: Function
@@ -68,6 +85,18 @@ package final class BlockExecutor {
   private(set) var tokens = 0
   /// Called with (weight name of a linear, its input rows, width) during `forward` when set.
   var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
+  /// When non-nil, seconds spent per step kind ("fwd linear", "bwd attention", …), for the
+  /// benchmark's "where the time goes" table.
+  package var profile: [String: Double]?
+
+  /// Runs `body`, adding its wall time to `profile[key]` when profiling.
+  @inline(__always)
+  func timed(_ key: @autoclosure () -> String, _ body: () -> Void) {
+    guard profile != nil else { return body() }
+    let t0 = monotonicSeconds()
+    body()
+    profile?[key(), default: 0] += monotonicSeconds() - t0
+  }
 
   /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
   package init(function: Function, module: Module) throws {
@@ -242,37 +271,57 @@ package final class BlockExecutor {
     input.pointer.update(from: x, count: rows * width[inputSlot])
     acts[inputSlot] = input
     for step in steps {
-      switch step {
-      case .param: break
-      case .rmsNorm(let o, let x, let w, let eps):
-        Kernels.rmsNorm(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, into: act(o))
-      case .linear(let o, let x, let w, let b):
-        if let hook = linearInputHook, let name = weightSlotByName.first(where: { $0.value == w })?.key {
-          hook(name, act(x), rows, width[x])
-        }
-        Kernels.linear(act(x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
-      case .rope(let o, let x, let table):
-        let wd = width[x]
-        let (xp, op) = (act(x), act(o))
-        for s in 0..<samples {
-          Kernels.rope(xp + s * t * wd, rows: t, heads: wd / table.headDim, table: table, into: op + s * t * wd)
-        }
-      case .attention(let o, let q, let k, let v, let h, let kvh, let d):
-        let (qp, kp, vp, op) = (act(q), act(k), act(v), act(o))
-        for s in 0..<samples {
-          Kernels.attention(
-            q: qp + s * t * width[q], k: kp + s * t * width[k], v: vp + s * t * width[v], tokens: t, heads: h, kvHeads: kvh,
-            headDim: d, into: op + s * t * width[o])
-        }
-      case .silu(let o, let x):
-        Kernels.silu(act(x), count: rows * width[x], into: act(o))
-      case .mul(let o, let a, let b):
-        Kernels.mul(act(a), act(b), count: rows * width[a], into: act(o))
-      case .add(let o, let a, let b):
-        Kernels.add(act(a), act(b), count: rows * width[a], into: act(o))
-      }
+      timed("fwd " + step.kind) { forwardStep(step, samples: samples, tokens: t) }
     }
     return UnsafePointer(act(outputSlot))
+  }
+
+  private func forwardStep(_ step: Step, samples: Int, tokens t: Int) {
+    switch step {
+    case .param: break
+    case .rmsNorm(let o, let x, let w, let eps):
+      Kernels.rmsNorm(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, into: act(o))
+    case .linear(let o, let x, let w, let b):
+      if let hook = linearInputHook, let name = weightSlotByName.first(where: { $0.value == w })?.key {
+        hook(name, act(x), rows, width[x])
+      }
+      Kernels.linear(act(x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
+    case .rope(let o, let x, let table):
+      let wd = width[x]
+      let (xp, op) = (act(x), act(o))
+      for s in 0..<samples {
+        Kernels.rope(xp + s * t * wd, rows: t, heads: wd / table.headDim, table: table, into: op + s * t * wd)
+      }
+    case .attention(let o, let q, let k, let v, let h, let kvh, let d):
+      nonisolated(unsafe) let (qp, kp, vp, op) = (act(q), act(k), act(v), act(o))
+      let (wq, wk, wv, wo) = (width[q], width[k], width[v], width[o])
+      perSample(samples) { s in
+        Kernels.attention(
+          q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h, kvHeads: kvh,
+          headDim: d, into: op + s * t * wo)
+      }
+    case .silu(let o, let x):
+      Kernels.silu(act(x), count: rows * width[x], into: act(o))
+    case .mul(let o, let a, let b):
+      Kernels.mul(act(a), act(b), count: rows * width[a], into: act(o))
+    case .add(let o, let a, let b):
+      Kernels.add(act(a), act(b), count: rows * width[a], into: act(o))
+    }
+  }
+
+  /// Runs `body(s)` for every sample; with more than one OpenBLAS thread the samples run
+  /// concurrently, each with single-threaded sgemm (attention's products are too small to split
+  /// well inside OpenBLAS). Each sample writes only its own rows, so the result does not depend
+  /// on scheduling.
+  private func perSample(_ samples: Int, _ body: @Sendable (Int) -> Void) {
+    let threads = BLAS.threads
+    guard threads > 1, samples > 1 else {
+      for s in 0..<samples { body(s) }
+      return
+    }
+    BLAS.setThreads(1)
+    DispatchQueue.concurrentPerform(iterations: samples, execute: body)
+    BLAS.setThreads(threads)
   }
 
   private var scratchBuffers: [FloatStorage] = []
@@ -295,67 +344,85 @@ package final class BlockExecutor {
   /// ∂L/∂W for every weight in `trainable` (valid until the next call).
   package func backward(_ dy: UnsafePointer<Float>) -> [String: UnsafePointer<Float>] {
     planGradients()
-    for s in 0..<slotCount where needsGrad[s] {
-      let n = rows * width[s]
-      let g = grads[s] ?? FloatStorage(count: n)
-      g.reserve(n)
-      g.zero(n)
-      grads[s] = g
+    timed("bwd zero gradients") {
+      for s in 0..<slotCount where needsGrad[s] {
+        let n = rows * width[s]
+        let g = grads[s] ?? FloatStorage(count: n)
+        g.reserve(n)
+        g.zero(n)
+        grads[s] = g
+      }
     }
     grad(outputSlot)?.update(from: dy, count: rows * width[outputSlot])
     var out: [String: UnsafePointer<Float>] = [:]
-    for step in steps.reversed() {
-      switch step {
-      case .param: break
-      case .rmsNorm(let o, let x, let w, let eps):
-        guard let dx = grad(x), let go = grad(o) else { continue }
-        Kernels.rmsNormBackward(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, dy: go, dx: dx)
-      case .linear(let o, let x, let w, _):
-        guard let go = grad(o) else { continue }
-        if let dx = grad(x) {
+    for step in steps.reversed() { backwardStep(step, into: &out) }
+    return out
+  }
+
+  private func backwardStep(_ step: Step, into out: inout [String: UnsafePointer<Float>]) {
+    switch step {
+    case .param: break
+    case .rmsNorm(let o, let x, let w, let eps):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd rms_norm") { Kernels.rmsNormBackward(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, dy: go, dx: dx) }
+    case .linear(let o, let x, let w, _):
+      guard let go = grad(o) else { return }
+      if let dx = grad(x) {
+        timed("bwd linear dX") {
           Kernels.linearBackwardInput(dy: go, rows: rows, outFeatures: width[o], weight: act(w), inFeatures: width[x], dx: dx)
         }
-        if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name) {
-          let n = width[o] * width[x]
-          let g = weightGrads[name] ?? FloatStorage(count: n)
-          weightGrads[name] = g
+      }
+      if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name) {
+        let n = width[o] * width[x]
+        let g = weightGrads[name] ?? FloatStorage(count: n)
+        weightGrads[name] = g
+        timed("bwd linear dW") {
           Kernels.linearBackwardWeight(dy: go, rows: rows, outFeatures: width[o], input: act(x), inFeatures: width[x], dw: g.pointer)
-          out[name] = UnsafePointer(g.pointer)
         }
-      case .rope(let o, let x, let table):
-        guard let dx = grad(x), let go = grad(o) else { continue }
-        let wd = width[x]
+        out[name] = UnsafePointer(g.pointer)
+      }
+    case .rope(let o, let x, let table):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      let wd = width[x]
+      timed("bwd rope") {
         for s in 0..<(rows / tokens) {
           Kernels.ropeBackward(dy: go + s * tokens * wd, rows: tokens, heads: wd / table.headDim, table: table, dx: dx + s * tokens * wd)
         }
-      case .attention(let o, let q, let k, let v, let h, let kvh, let d):
-        guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1), let dv = grad(v) ?? scratch(v, 2) else { continue }
-        let t = tokens
-        for s in 0..<(rows / t) {
+      }
+    case .attention(let o, let q, let k, let v, let h, let kvh, let d):
+      guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1), let dv = grad(v) ?? scratch(v, 2) else { return }
+      let t = tokens
+      nonisolated(unsafe) let (qp, kp, vp, gop, dqp, dkp, dvp) = (act(q), act(k), act(v), go, dq, dk, dv)
+      let (wq, wk, wv, wo) = (width[q], width[k], width[v], width[o])
+      timed("bwd attention") {
+        perSample(rows / t) { s in
           Kernels.attentionBackward(
-            q: act(q) + s * t * width[q], k: act(k) + s * t * width[k], v: act(v) + s * t * width[v], tokens: t, heads: h,
-            kvHeads: kvh, headDim: d, dOut: go + s * t * width[o], dq: dq + s * t * width[q], dk: dk + s * t * width[k],
-            dv: dv + s * t * width[v])
+            q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
+            kvHeads: kvh, headDim: d, dOut: gop + s * t * wo, dq: dqp + s * t * wq, dk: dkp + s * t * wk,
+            dv: dvp + s * t * wv)
         }
-      case .silu(let o, let x):
-        guard let dx = grad(x), let go = grad(o) else { continue }
-        Kernels.siluBackward(act(x), count: rows * width[x], dy: go, dx: dx)
-      case .mul(let o, let a, let b):
-        guard let go = grad(o) else { continue }
-        let n = rows * width[a]
-        var scratch = [Float](repeating: 0, count: 0)
-        let da = grad(a), db = grad(b)
-        if da == nil || db == nil { scratch = [Float](repeating: 0, count: n) }
+      }
+    case .silu(let o, let x):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd silu") { Kernels.siluBackward(act(x), count: rows * width[x], dy: go, dx: dx) }
+    case .mul(let o, let a, let b):
+      guard let go = grad(o) else { return }
+      let n = rows * width[a]
+      var scratch = [Float](repeating: 0, count: 0)
+      let da = grad(a), db = grad(b)
+      if da == nil || db == nil { scratch = [Float](repeating: 0, count: n) }
+      timed("bwd mul") {
         scratch.withUnsafeMutableBufferPointer { sp in
           Kernels.mulBackward(act(a), act(b), count: n, dy: go, da: da ?? sp.baseAddress!, db: db ?? sp.baseAddress!)  // safe: scratch sized n when used
         }
-      case .add(let o, let a, let b):
-        guard let go = grad(o) else { continue }
-        let n = rows * width[a]
+      }
+    case .add(let o, let a, let b):
+      guard let go = grad(o) else { return }
+      let n = rows * width[a]
+      timed("bwd add") {
         if let da = grad(a) { for i in 0..<n { da[i] += go[i] } }
         if let db = grad(b) { for i in 0..<n { db[i] += go[i] } }
       }
     }
-    return out
   }
 }

@@ -19,23 +19,31 @@ let quantizeActivationsPass = Pass(
   let kind = InputQuantization.Kind(rawValue: options.type)!
   let mode = InputQuantization.Mode(rawValue: options.mode)!
   let strategy = InputQuantization.Strategy(rawValue: options.strategy)!
-  if mode == .static && strategy == .token {
+  if mode == .static && strategy == .token && kind != .nvfp4 {
     throw PassError(pass: pass, "strategy=token needs mode=dynamic (one scale per token cannot be calibrated; use strategy=tensor)")
   }
   let selected = Set(try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: pass).map(\.1))
   var calibration: CalibrationData?
-  if mode == .static {
+  if mode == .static || kind == .nvfp4 {
     do { calibration = try context.analysis(CalibrationAnalysis.self) } catch {
       throw PassError(
         pass: pass,
-        "mode=static needs calibrated activation ranges: put 'calibrate' before this pass in -passes, with no pass that changes weights in between (e.g. -passes='calibrate,quantize-activations<mode=static;strategy=tensor>,rtn')")
+        "\(kind == .nvfp4 ? "type=nvfp4 (a calibrated global scale)" : "mode=static") needs calibrated activation ranges: put 'calibrate' before this pass in -passes, with no pass that changes weights in between (e.g. -passes='calibrate,quantize-activations<mode=static;strategy=tensor>,rtn')")
     }
   }
   var count = 0
   for op in module.allOps where op.kind == .linear {
     guard let name = op.operands[1].definingOp?.paramName, selected.contains(name) else { continue }
     var q = InputQuantization(kind: kind, mode: mode, strategy: strategy)
-    if let calibration {
+    if kind == .nvfp4, let calibration {
+      guard let s = calibration.linearStats[name], s.tokens > 0 else {
+        throw PassError(pass: pass, "no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op.location)
+      }
+      // gs = 448·6 / amax, amax = max(|min|, |max|) of the calibrated input (llmcompressor's
+      // static_minmax); linears reading one value see the same range, hence the same gs.
+      let amax = options.observer == "minmax" ? Swift.max(abs(s.min), abs(s.max)) : s.movingAbsMax
+      q = .nvfp4(globalScale: NVFP4Quantizer.globalScale(amax: amax))
+    } else if let calibration {
       guard let s = calibration.linearStats[name], s.tokens > 0 else {
         throw PassError(pass: pass, "no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op.location)
       }
@@ -45,10 +53,11 @@ let quantizeActivationsPass = Pass(
     }
     for key in InputQuantization.keys { context.setAttribute(key, nil, on: op) }
     for (k, v) in q.attributes { context.setAttribute(k, v, on: op) }
-    context.debug("\(Printer.symbol(name)): \(kind.rawValue) \(mode.rawValue) per \(strategy.rawValue)\(q.scale.map { ", scale \($0)" } ?? "")")
+    context.debug("\(Printer.symbol(name)): \(kind.rawValue) \(q.mode.rawValue) per \(q.strategy.rawValue)\(q.scale.map { ", scale \($0)" } ?? "")\(q.globalScale.map { ", global scale \($0)" } ?? "")")
     count += 1
   }
-  context.remark("quantize-activations: \(count) linear inputs → \(kind.rawValue) \(mode.rawValue) per \(strategy.rawValue)")
+  let how = kind == .nvfp4 ? "local per group of 16" : "\(mode.rawValue) per \(strategy.rawValue)"
+  context.remark("quantize-activations: \(count) linear inputs → \(kind.rawValue) \(how)")
 }
 
 /// Options of `quantize-activations`.
@@ -62,7 +71,7 @@ struct QuantizeActivationsOptions: PassOptions {
 
   init() {}
   static let schema: [OptionField<QuantizeActivationsOptions>] = [
-    .choice("type", \.type, ["int8", "fp8"], "int8: symmetric codes in [-128, 127], scale amax/127.5; fp8: E4M3, scale amax/448"),
+    .choice("type", \.type, ["int8", "fp8", "nvfp4"], "int8: symmetric codes in [-128, 127], scale amax/127.5; fp8: E4M3, scale amax/448; nvfp4 (W4A4): E2M1 codes, E4M3 scales per 16 computed at run time under a calibrated global scale 448·6/amax (needs calibrate; mode and strategy do not apply)"),
     .choice("mode", \.mode, ["dynamic", "static"], "dynamic: scales computed at run time; static: one calibrated scale per linear (needs calibrate)"),
     .choice("strategy", \.strategy, ["token", "tensor"], "one scale per token row or per input tensor (static needs tensor)"),
     .choice("observer", \.observer, ["minmax", "moving-average"], "static range: min/max over all calibration tokens, or the moving average over windows (calibrate's momentum)"),
@@ -90,6 +99,12 @@ let quantizeActivationsDetails = """
   earlier in the pipeline with no weight-changing pass in between (e.g.
   `calibrate,quantize-activations<mode=static;strategy=tensor>,rtn<…>`); strategy `token`
   needs `mode=dynamic`, as in the reference.
+
+  `type=nvfp4` (W4A4, compressed-tensors preset `NVFP4`) stores one calibrated global scale per
+  linear, `input_global_scale = 448·6 / amax` (amax from `calibrate`, as llmcompressor's
+  `static_minmax`), and quantizes each 16-value group of an input row at run time:
+  `s = e4m3(gs · amax₁₆ / 6)`, `x̂ = E2M1(clamp(x · gs / s, ±6)) · s / gs` — the NVFP4 weight
+  rule (`input_mode = "local"`, `input_strategy = "group"`).
 
   Targets as for `rtn`: `Linear` selects every linear except the output head.
   """

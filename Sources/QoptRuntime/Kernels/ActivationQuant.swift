@@ -21,7 +21,13 @@ extension Kernels {
       let s = amax / q.kind.scaleDivisor
       return s == 0 ? Float.ulpOfOne : s
     }
+    if q.kind == .nvfp4 {
+      for r in 0..<rows { fakeQuantizeNVFP4(x + r * columns, count: columns, globalScale: q.globalScale ?? 1) }
+      return
+    }
     switch (q.mode, q.strategy) {
+    case (.local, _), (_, .group):
+      return  // NVFP4 only, handled above
     case (.static, _):
       fakeQuantize(x, count: rows * columns, scale: q.scale ?? Float.ulpOfOne, kind: q.kind)
     case (.dynamic, .tensor):
@@ -31,6 +37,26 @@ extension Kernels {
         let row = x + r * columns
         fakeQuantize(row, count: columns, scale: scale(absMax(row, columns)), kind: q.kind)
       }
+    }
+  }
+
+  /// One activation row as NVFP4 with compressed-tensors' "local" rule: per group of 16
+  /// `s = e4m3(clamp(gs · (amax₁₆ / 6), ±448))` (0 → 0.125), step `s / gs`,
+  /// `x̂ = E2M1(clamp(x / step, ±6)) · step` — the weight rule with the calibrated `gs`.
+  /// A short last group (columns not a multiple of 16) is quantized as a group of its own.
+  static func fakeQuantizeNVFP4(_ x: UnsafeMutablePointer<Float>, count: Int, globalScale gs: Float) {
+    var start = 0
+    while start < count {
+      let end = Swift.min(start + 16, count)
+      var am: Float = 0
+      for i in start..<end { let a = abs(x[i]); am = a > am ? a : am }
+      var sb = floatToE4M3(Swift.min(Swift.max(gs * (am / 6), -448), 448))
+      if sb == 0 || sb == 0x80 { sb = 0x20 }
+      let step = e4m3ToFloat(sb) / gs
+      for i in start..<end {
+        x[i] = e2m1ToFloat(floatToE2M1(Swift.min(Swift.max(x[i] / step, -6), 6))) * step
+      }
+      start = end
     }
   }
 
@@ -47,6 +73,8 @@ extension Kernels {
         let v = Swift.min(Swift.max(x[i] / s, -448), 448)
         x[i] = roundedToE4M3(v) * s
       }
+    case .nvfp4:
+      fakeQuantizeNVFP4(x, count: count, globalScale: 1 / s)
     }
   }
 

@@ -1,7 +1,10 @@
+import CQoptKernels
+
 extension Kernels {
-  /// `y = x · sigmoid(x) = x / (1 + e^(−x))`. O(n); `y` may equal `x`.
+  /// `y = x · sigmoid(x) = x / (1 + e^(−x))` (AVX2 in CQoptKernels when the CPU has it). O(n);
+  /// `y` may equal `x`.
   public static func silu(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>) {
-    for i in 0..<n { y[i] = x[i] / (1 + FastMath.exp(-x[i])) }
+    qopt_silu(x, y, n)
   }
 
   /// `y = a ∘ b`. O(n).

@@ -1,9 +1,12 @@
+import CQoptKernels
+
 /// Vectorized `exp` (Cephes `expf` range reduction and polynomial; max relative error ≈ 2 ulp).
 ///
-/// Softmax, SiLU and the perplexity log-softmax evaluate ~10^8 exponentials per 40×512 run;
-/// the libm call would cost more than the matrix products. The loops are written as plain
-/// scalar code without traps or reductions so LLVM's loop vectorizer turns them into packed
-/// instructions (Swift's generic SIMD min/max and conversions are not lowered to packed ops).
+/// Softmax, SiLU and the perplexity log-softmax evaluate ~10^9 exponentials per 40×512 run;
+/// the libm call would cost more than the matrix products. The array loops (`expShifted`,
+/// `max`) run in the C target CQoptKernels, which picks an AVX2+FMA body at run time: Swift
+/// compiles for baseline x86-64 (4-wide SSE, no FMA), which made these loops ~2× slower. The
+/// scalar `exp` below is the same polynomial, for loops that stay in Swift.
 public enum FastMath {
   public typealias V = SIMD16<Float>
 
@@ -28,11 +31,32 @@ public enum FastMath {
     return y * Float(bitPattern: UInt32(bitPattern: (n &+ 127) &<< 23))
   }
 
-  /// `dst[i] = exp(src[i] - shift)`; returns the sum of the results. `dst` may equal `src`.
+  /// `dst[i] = exp(src[i] - shift)`; returns the sum of the results. `dst` may equal `src`;
+  /// `nil` only sums (the log-softmax needs no probabilities).
   @inline(__always)
-  public static func expShifted(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count n: Int, shift: Float) -> Float {
-    for i in 0..<n { dst[i] = exp(src[i] - shift) }
-    return sum(UnsafePointer(dst), count: n)
+  public static func expShifted(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>?, count n: Int, shift: Float) -> Float {
+    qopt_exp_shifted_sum(src, dst, n, shift)
+  }
+
+  /// Causal softmax numerator of one score row in place: `row[j] = exp(row[j] − max)` for
+  /// `j < valid`, zero for `valid ≤ j < n`; returns `1 / Σ`, to scale the row's product with
+  /// V instead of the row itself (d multiplies per row instead of `valid`).
+  @inline(__always)
+  public static func softmaxNumerator(_ row: UnsafeMutablePointer<Float>, valid: Int, count n: Int) -> Float {
+    qopt_softmax_row_unnormalized(row, valid, n)
+  }
+
+  /// Softmax backward of one probability row in place: `dp[j] = p[j]·(dp[j] − Σ p∘dp)` for
+  /// `j < valid`, zero for `valid ≤ j < n`.
+  @inline(__always)
+  public static func softmaxGradient(_ p: UnsafePointer<Float>, _ dp: UnsafeMutablePointer<Float>, valid: Int, count n: Int) {
+    qopt_softmax_grad_row(p, dp, valid, n)
+  }
+
+  /// `p[i] *= s`.
+  @inline(__always)
+  public static func scale(_ p: UnsafeMutablePointer<Float>, count n: Int, by s: Float) {
+    qopt_scale(p, n, s)
   }
 
   /// The sum of `n` values (16 partial sums).
@@ -55,19 +79,6 @@ public enum FastMath {
   /// The maximum of `n > 0` values.
   @inline(__always)
   public static func max(_ p: UnsafePointer<Float>, count n: Int) -> Float {
-    var m0 = -Float.infinity, m1 = -Float.infinity, m2 = -Float.infinity, m3 = -Float.infinity
-    var i = 0
-    while i + 4 <= n {
-      m0 = Swift.max(m0, p[i])
-      m1 = Swift.max(m1, p[i + 1])
-      m2 = Swift.max(m2, p[i + 2])
-      m3 = Swift.max(m3, p[i + 3])
-      i += 4
-    }
-    while i < n {
-      m0 = Swift.max(m0, p[i])
-      i += 1
-    }
-    return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
+    qopt_max(p, n)
   }
 }

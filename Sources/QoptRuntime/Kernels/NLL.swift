@@ -16,7 +16,7 @@ extension Kernels {
     for r in 0..<rows {
       let row = logits + r * v
       let mx = FastMath.max(row, count: v)
-      let sum = FastMath.expShifted(row, scratch, count: v, shift: mx)
+      let sum = FastMath.expShifted(row, nil, count: v, shift: mx)
       let lse = Double(mx) + log(Double(sum))
       total += lse - Double(row[Int(targets[r])])
     }

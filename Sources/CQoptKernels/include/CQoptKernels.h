@@ -1,0 +1,55 @@
+#ifndef CQOPT_KERNELS_H
+#define CQOPT_KERNELS_H
+
+/* Vector kernels the Swift runtime cannot get from the compiler: Swift builds for baseline
+ * x86-64 (SSE2, no FMA), so its loops run 4 lanes wide without fused multiply-add. These C
+ * functions carry an AVX2+FMA body chosen at run time (CPUID) next to a portable scalar body
+ * with the same arithmetic order per lane, so the binary still runs on any x86-64 or ARM host.
+ *
+ * exp: Cephes expf range reduction and polynomial, as FastMath.exp in Swift (≈ 2 ulp). */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the AVX2+FMA bodies are in use on this CPU. */
+int qopt_kernels_avx2(void);
+
+/* Runs `iterations` rounds of 10 independent fused multiply-add chains on full-width vectors
+ * (no memory traffic): the core's fp32 FMA peak. Flops = iterations × 10 × 2 × lanes, with
+ * `lanes` = qopt_fma_lanes(). Returns a value derived from the chains so the work is kept. */
+float qopt_fma_chains(long iterations);
+int qopt_fma_lanes(void);
+
+/* max of p[0..<n], n > 0. */
+float qopt_max(const float *p, long n);
+
+/* dst[i] = exp(src[i] - shift) for i < n (dst may equal src; NULL: not stored); returns
+ * the sum of the exponentials. */
+float qopt_exp_shifted_sum(const float *src, float *dst, long n, float shift);
+
+/* Causal softmax of one score row in place: p[j] = exp(p[j] - max) for j < valid, zero for
+ * valid <= j < n; returns 1 / sum (the caller scales the product P·V instead of P). */
+float qopt_softmax_row_unnormalized(float *p, long valid, long n);
+
+/* Softmax backward of one probability row in place: dp[j] = p[j] (dp[j] - sum_k p[k] dp[k])
+ * for j < valid (k < valid), zero for valid <= j < n. */
+void qopt_softmax_grad_row(const float *p, float *dp, long valid, long n);
+
+/* p[i] *= s. */
+void qopt_scale(float *p, long n, float s);
+
+/* y[i] = x[i] / (1 + exp(-x[i])) (y may equal x). */
+void qopt_silu(const float *x, float *y, long n);
+
+/* dx[i] += dy[i] * s * (1 + x (1 - s)), s = sigmoid(x[i]). */
+void qopt_silu_backward(const float *x, const float *dy, float *dx, long n);
+
+/* Atomically returns *counter and adds 1 (work sharing between threads). */
+long qopt_fetch_increment(long *counter);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
