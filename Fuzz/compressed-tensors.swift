@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR QoptBackends
+// fuzz-modules: QoptIR CQoptCodecs QoptBackends
 import QoptBackends
 import QoptIR
 

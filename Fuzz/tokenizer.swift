@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR QoptFrontends
+// fuzz-modules: QoptIR CQoptCodecs QoptBackends QoptFrontends
 import QoptFrontends
 import QoptIR
 
