@@ -24,7 +24,7 @@ let package = Package(
     .target(name: "QoptIR"),
 
     // I/O
-    .target(name: "QoptFrontends", dependencies: ["QoptIR", "QoptBackends"]),
+    .target(name: "QoptFrontends", dependencies: ["QoptIR", "QoptBackends", "CQoptCodecs"]),
 
     // Runtime
     .systemLibrary(
@@ -54,7 +54,9 @@ let package = Package(
       linkerSettings: [.linkedLibrary("m")]),
 
     // I/O
-    .target(name: "QoptBackends", dependencies: ["QoptIR"]),
+    // GGUF block encoders with AVX2 bodies chosen at run time (Swift builds for baseline x86-64).
+    .target(name: "CQoptCodecs"),
+    .target(name: "QoptBackends", dependencies: ["QoptIR", "CQoptCodecs"]),
 
     // CLI
     .executableTarget(
@@ -79,7 +81,7 @@ let package = Package(
       dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
     .testTarget(
       name: "QoptBackendsTests",
-      dependencies: ["QoptBackends", "QoptPasses", "QoptTestSupport"]),
+      dependencies: ["QoptBackends", "CQoptCodecs", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

@@ -1,3 +1,4 @@
+// fuzz-modules: QoptIR
 import QoptIR
 
 #if canImport(Glibc)

@@ -24,6 +24,13 @@ final class AtomicDirectory {
     let base = String(p.split(separator: "/").last ?? "out")
     temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).qopt-tmp-\(getpid())"
     if fileExists(temporaryPath) { removeTree(temporaryPath) }
+    // What a killed run left: its temporary directory goes; an output it had moved aside but
+    // not yet replaced goes back into place.
+    for stale in staleTemporaries(of: p, kind: "tmp") { removeTree(stale) }
+    for old in staleTemporaries(of: p, kind: "old") {
+      if !fileExists(p) && rename(old, p) == 0 { continue }
+      removeTree(old)
+    }
     guard mkdir(temporaryPath, 0o755) == 0 else {
       throw BackendError(output: p, "cannot create directory '\(temporaryPath)': \(String(cString: strerror(errno)))")
     }
@@ -89,9 +96,7 @@ func removeTree(_ path: String) {
     if let d = opendir(path) {
       var children: [String] = []
       while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-          String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
+        let name = direntName(e)
         if name != "." && name != ".." { children.append(name) }
       }
       closedir(d)

@@ -12,6 +12,9 @@ struct ModelWeights {
   var files: [String] = []
   /// Every other weight, in store order.
   var tensors: [String] = []
+  /// The input activation quantization of the linear reading each weight (`input_*`
+  /// attributes), when it has one.
+  var inputQuantization: [String: InputQuantization] = [:]
 
   init(_ module: Module) {
     var producers: [ObjectIdentifier: String] = [:]
@@ -21,7 +24,10 @@ struct ModelWeights {
     for op in module.allOps {
       switch op.kind {
       case .linear?:
-        if op.operands.count > 1, let n = producers[ObjectIdentifier(op.operands[1])] { linear.insert(n) }
+        if op.operands.count > 1, let n = producers[ObjectIdentifier(op.operands[1])] {
+          linear.insert(n)
+          if let q = op.inputQuantization, inputQuantization[n] == nil { inputQuantization[n] = q }
+        }
       case .embedding?:
         if op.operands.count > 1, let n = producers[ObjectIdentifier(op.operands[1])] { embedding.insert(n) }
       default: break

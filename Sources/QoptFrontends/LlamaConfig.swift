@@ -152,3 +152,26 @@ public struct LlamaConfig: Hashable, Sendable {
     }
   }
 }
+
+extension LlamaConfig {
+  /// The largest value each size may take (by its config.json name). Real checkpoints stay far
+  /// below (Llama 3 405B: hidden 16384, 126 layers, vocab 128256); the bounds make every
+  /// product the lowering and the runtime form (`heads × head_dim`, `vocab × hidden`, …) fit
+  /// in an Int, so a hostile config is an error here instead of an overflow trap later.
+  var sizes: [(key: String, value: Int, max: Int)] {
+    [
+      ("hidden_size", hiddenSize, 1 << 20), ("intermediate_size", intermediateSize, 1 << 22),
+      ("num_hidden_layers", numHiddenLayers, 1 << 14), ("num_attention_heads", numAttentionHeads, 1 << 14),
+      ("num_key_value_heads", numKeyValueHeads, 1 << 14), ("head_dim", headDim, 1 << 14),
+      ("vocab_size", vocabSize, 1 << 24), ("max_position_embeddings", maxPositionEmbeddings, 1 << 40),
+    ]
+  }
+
+  /// The first size that is not in `1...limit`, as (config.json key, message), or nil.
+  public var sizeProblem: (key: String, message: String)? {
+    for (key, v, limit) in sizes {
+      guard v >= 1 && v <= limit else { return (key, "\(v) is out of range (1...\(limit))") }
+    }
+    return nil
+  }
+}

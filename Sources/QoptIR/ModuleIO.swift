@@ -3,7 +3,19 @@
 /// `x.ir` keeps its large weights in `x.safetensors` beside it; small ones may be inline.
 /// Saving writes both through temporary names and renames them into place (sidecar first), so
 /// a failure never leaves a partial output and never touches the input.
+///
+/// Two renames are not one atomic step: a kill between them leaves the new sidecar beside the
+/// old `.ir`. So a saved pair is tied together: the `.ir` starts with `// sidecar-id: H` and
+/// the sidecar's metadata holds `sidecar_id = H`, where H is a hash of the printed IR text.
+/// Loading refuses a pair whose ids differ. Equal ids mean equal IR text, so the mixed pair a
+/// kill can leave is either refused or byte-identical to the complete new output. A
+/// hand-written `.ir` without the line loads any sidecar, as before.
 public enum ModuleIO {
+  /// The first line of a saved `.ir` that has a sidecar.
+  static let sidecarIDPrefix = "// sidecar-id: "
+  /// The sidecar metadata key holding the same id.
+  public static let sidecarIDKey = "sidecar_id"
+
   /// The sidecar path for an `.ir` path: the extension replaced by `.safetensors`.
   public static func sidecarPath(for irPath: String) -> String {
     let base = irPath.hasSuffix(".ir") ? String(irPath.dropLast(3)) : irPath
@@ -28,7 +40,17 @@ public enum ModuleIO {
     guard fileExists(sidecar) else {
       throw VerifyError([Diagnostic(.error, "weight \(Printer.symbol(first.paramName ?? "")) is not inline and the sidecar '\(sidecar)' does not exist", at: first.location)])
     }
-    let store = try WeightStore.load(sidecar: sidecar, schemes: schemes)
+    let sidecarFile = try SafetensorsFile(path: sidecar)
+    if let want = sidecarID(in: text) {
+      let have = sidecarFile.metadata.first { $0.0 == sidecarIDKey }?.1
+      guard have == want else {
+        throw VerifyError([Diagnostic(
+          .error,
+          "the sidecar '\(sidecar)' does not belong to this file (its sidecar_id is \(have.map { "'\($0)'" } ?? "missing"), this file expects '\(want)'): the pair comes from different runs, e.g. an interrupted write; rerun the command that wrote it",
+          at: SourceLocation(file: file, line: 1, column: 1))])
+      }
+    }
+    let store = try WeightStore.load(sidecar: sidecarFile, schemes: schemes)
     for name in inline {
       if let e = module.weights[name] { store.set(name, e) }
     }
@@ -52,14 +74,16 @@ public enum ModuleIO {
     let referenced = Set(module.allOps.compactMap(\.paramName))
       .union(module.attributes.compactMap { $0.value.symbolValue })
     let entries = module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
-    let text = printer.print(module)
+    var text = printer.print(module)
+    let id = hexHash(text)
+    if !entries.isEmpty { text = sidecarIDPrefix + id + "\n" + text }
     let ir = try AtomicFileWriter(path: path)
     try ir.write(text)
     if !entries.isEmpty {
       let sidecar = sidecarPath(for: path)
       let out = try AtomicFileWriter(path: sidecar)
       do {
-        try SafetensorsWriter.write(entries, metadata: [("format", "pt"), ("producer", "qopt")], into: out)
+        try SafetensorsWriter.write(entries, metadata: [("format", "pt"), ("producer", "qopt"), (sidecarIDKey, id)], into: out)
         try out.commit()
       } catch {
         out.abandon()
@@ -68,6 +92,24 @@ public enum ModuleIO {
       }
     }
     try ir.commit()
+  }
+
+  /// The sidecar id a saved `.ir` text records on its first line, if any.
+  static func sidecarID(in text: String) -> String? {
+    guard text.hasPrefix(sidecarIDPrefix) else { return nil }
+    return String(text.dropFirst(sidecarIDPrefix.count).prefix { !$0.isWhitespace })
+  }
+
+  /// FNV-1a (64-bit) of the UTF-8 text, as 16 hex digits: cheap, deterministic, and only asked
+  /// to tell two outputs of qopt apart, not to resist an adversary.
+  static func hexHash(_ text: String) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in text.utf8 {
+      h ^= UInt64(b)
+      h = h &* 0x100_0000_01b3
+    }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
   }
 
   /// The byte offset of the first byte that breaks UTF-8 validity.

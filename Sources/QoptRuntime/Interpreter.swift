@@ -63,7 +63,7 @@ public final class Interpreter {
         let w = try self.weight(env[ObjectIdentifier(op.operands[1])], op)
       else { throw RuntimeError("lm_head operands are not an activation and a weight", at: op) }
       let b = op.operands.count > 2 ? try self.weight(env[ObjectIdentifier(op.operands[2])], op) : nil
-      out = (h, w, b)
+      out = (try self.inputActivation(h, of: op), w, b)
       return true
     }
     guard let out else { throw RuntimeError("@main stopped before its lm_head") }
@@ -138,6 +138,20 @@ public final class Interpreter {
     }
   }
 
+  /// A linear's input after its `input_*` activation quantization (a fake-quantized copy), or
+  /// `x` itself when it has none.
+  private func inputActivation(_ x: Tensor, of op: Op) throws(RuntimeError) -> Tensor {
+    let q: InputQuantization?
+    switch InputQuantization.parse(op.attributes) {
+    case .success(let v): q = v
+    case .failure(let e): throw RuntimeError(e.message, at: op)
+    }
+    guard let q, x.count > 0 else { return x }
+    var y = x
+    y.data.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: x.rows, columns: x.columns, q) }  // safe: non-empty
+    return y
+  }
+
   private func resolve(_ name: String, _ op: Op) throws(RuntimeError) -> WeightView {
     if let w = kept[name] { return w }
     guard let e = module.weights[name] else { throw RuntimeError("weight @\(name) is not in the weight store", at: op) }
@@ -199,7 +213,7 @@ public final class Interpreter {
       })
 
     case .linear?:
-      let x = try tensor(try operand(0), op, "input")
+      let x = try inputActivation(tensor(try operand(0), op, "input"), of: op)
       guard let w = try weight(try operand(1), op), w.shape.count == 2, w.shape[1] == x.columns else {
         throw RuntimeError("weight must be [out, \(x.columns)]", at: op)
       }

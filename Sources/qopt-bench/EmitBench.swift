@@ -295,7 +295,7 @@ private func emitBenchRemoveTree(_ path: String) {
   if (st.st_mode & S_IFMT) == S_IFDIR, let d = opendir(path) {
     var names: [String] = []
     while let e = readdir(d) {
-      let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+      let name = direntName(e)
       if name != "." && name != ".." { names.append(name) }
     }
     closedir(d)

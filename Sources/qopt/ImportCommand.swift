@@ -14,9 +14,18 @@ struct ImportCommand: ParsableCommand {
   @Option(name: .customShort("o"), help: "Output .ir path; the weights go to the .safetensors beside it.")
   var output: String
 
+  @Flag(name: .customLong("keep-quantized", withSingleDash: true), help: "GGUF: keep Q8_0/Q4_0 tensors as quantized IR weights (same codes and scales) instead of decoding them to f32.")
+  var keepQuantized = false
+
   func run() throws {
     guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }
-    let module = try ModelImporter.load(path: source)
+    let module: Module
+    if keepQuantized && ModelImporter.kind(of: source) == .gguf {
+      module = try GGUFImporter.importModel(path: source, keepQuantized: true)
+      module.sourceFile = source
+    } else {
+      module = try ModelImporter.load(path: source)
+    }
     try module.verify()
     try ModuleIO.save(module, to: output)
   }

@@ -1,3 +1,4 @@
+import CQoptCodecs
 import QoptBackends
 import QoptIR
 import QoptTestSupport
@@ -80,13 +81,20 @@ private func blocks(_ n: Int) -> [Float] {
   return x
 }
 
-@Test(arguments: [GGMLType.q8_0, .q4_0, .q4_1])
-func vectorEncodersMatchScalarDefinition(_ t: GGMLType) {
+/// Both C bodies (the AVX2 one this CPU runs, and the portable one) against the definition.
+@Test(arguments: [GGMLType.q8_0, .q4_0, .q4_1], [false, true])
+func vectorEncodersMatchScalarDefinition(_ t: GGMLType, portable: Bool) {
   let n = 20_000
   let x = blocks(n)
   var out = [UInt8](repeating: 0, count: t.byteCount(elements: x.count))
   x.withUnsafeBufferPointer { xs in
-    out.withUnsafeMutableBytes { BlockQuantizers.encode(xs.baseAddress!, count: x.count, as: t, into: $0.baseAddress!) }
+    out.withUnsafeMutableBytes { o in
+      if portable {
+        qopt_encode_portable(t == .q8_0 ? 0 : t == .q4_0 ? 1 : 2, xs.baseAddress!, n, o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+      } else {
+        BlockQuantizers.encode(xs.baseAddress!, count: x.count, as: t, into: o.baseAddress!)
+      }
+    }
   }
   var mismatches = 0
   for b in 0..<n {

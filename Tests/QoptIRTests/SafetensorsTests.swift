@@ -76,7 +76,7 @@ func rawSafetensors(_ header: String, data: [UInt8]) -> [UInt8] {
   (#"{"a":{"dtype":"F32","shape":[20],"data_offsets":[0,80]}}"#, 8, "run past the end of the data"),
   (#"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#, 8, "overflows"),
   (#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, 8, "non-negative"),
-  (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, 16, "duplicate tensor name 'a'"),
+  (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, 16, "duplicate key \"a\""),
   (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]"#, 8, "header is not valid JSON"),
   (#"[1,2]"#, 0, "header is not a JSON object"),
   (#"{"__metadata__":{"n":1}}"#, 0, "__metadata__ value for 'n' is not a string"),

@@ -1,7 +1,8 @@
 import QoptIR
 
-/// Writes a Hugging Face model directory in the compressed-tensors `pack-quantized` format
-/// that vLLM (`CompressedTensorsWNA16`) and transformers load:
+/// Writes a Hugging Face model directory in the compressed-tensors formats vLLM and
+/// transformers load (`pack-quantized`, `nvfp4-pack-quantized`, `float-quantized`,
+/// `int-quantized`):
 ///
 ///     out/config.json                  source config + quantization_config
 ///     out/model.safetensors            or model-0000i-of-0000n.safetensors + index
@@ -10,7 +11,9 @@ import QoptIR
 /// A quantized `X.weight` becomes `X.weight_packed` (I32, `pack_to_int32` along rows),
 /// `X.weight_scale` (the scheme's scale dtype, negative scales kept), `X.weight_shape` (I64
 /// [2]) and, when asymmetric, `X.weight_zero_point` (I32, packed along dim 0); every other
-/// tensor keeps its name and dtype. Layout: reference/compressed-tensors.md §2, §4, §5.
+/// tensor keeps its name and dtype. FP8 weights keep their name (F8_E4M3 codes + `weight_scale`);
+/// int8 weights of a linear with int8 inputs (W8A8) likewise as I8 codes; a static input
+/// scale becomes `X.input_scale`. Layout: reference/compressed-tensors.md §2, §4, §5.
 public struct CompressedTensorsEmitter: WeightEmitter {
   public var formatName: String { "compressed-tensors" }
   /// Shards above this many bytes of tensor data (transformers' default 5 GB, decimal).
@@ -72,20 +75,30 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       guard let entry = module.weights[name] else { continue }
       switch entry {
       case .dense(let t):
+        if weights.inputQuantization[name] != nil {
+          throw BackendError(output: output, tensor: name, "the linear reading it quantizes its input but the weight is not quantized; compressed-tensors W8A8 needs 8-bit weights (run rtn first)")
+        }
         plan.entries.append(Self.streamed(name, t))
         if weights.linear.contains(name) {
           ignore.append(weights.embedding.contains(name) ? "lm_head" : moduleName(ofWeight: name))
         }
       case .quantized(let q):
         let key: QuantizationConfig.GroupScheme
+        let input = weights.inputQuantization[name]
+        if let input { plan.entries += try Self.inputEntries(input, weight: q.scheme, name: name, output: output) }
+        let inputKey = input.map { InputQuantization(kind: $0.kind, mode: $0.mode, strategy: $0.strategy) }
         if case .fp8(let g) = q.scheme {
           try checkFP8(q, name: name, weights: weights, output: output)
           plan.entries += Self.fp8Entries(for: q, name: name)
-          key = .fp8(g)
+          key = .fp8(g, inputKey)
         } else if case .nvfp4 = q.scheme {
           try checkNVFP4(q, name: name, weights: weights, output: output)
           plan.entries += Self.nvfp4Entries(for: q, name: name)
-          key = .nvfp4
+          key = input == nil ? .nvfp4 : .nvfp4a4
+        } else if let inputKey {
+          let g = try checkInt8(q, name: name, weights: weights, output: output)
+          plan.entries += Self.int8Entries(for: q, name: name)
+          key = .int8(g, inputKey)
         } else {
           let s = try packable(q, name: name, weights: weights, output: output)
           plan.entries += Self.entries(for: q, scheme: s, name: name)
@@ -169,6 +182,47 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       streamed(name, q.codes),
       SafetensorsEntry(name: name + "_scale", dtype: q.scale.dtype, shape: scaleShape) { q.scale.reshaped(scaleShape) },
     ]
+  }
+
+  /// The activation side of a W8A8 linear: its input type must match the weight's (fp8 with
+  /// fp8, int8 with int8), and a static scale is written as `X.input_scale` (F32 [1]).
+  static func inputEntries(_ q: InputQuantization, weight: QuantScheme, name: String, output: String) throws(BackendError) -> [SafetensorsEntry] {
+    switch (q.kind, weight) {
+    case (.fp8, .fp8), (.int8, .int(_)): break
+    case (.nvfp4, .nvfp4):
+      // W4A4: the calibrated activation global scale (reference/compressed-tensors.md §5).
+      guard let gs = q.globalScale else { return [] }
+      return [SafetensorsEntry(name: moduleName(ofWeight: name) + ".input_global_scale", data: TensorData(floats: [gs], shape: [1]))]
+    default:
+      throw BackendError(output: output, tensor: name, "\(q.kind.rawValue) input activations with \(Printer.scheme(weight)) weights fit no compressed-tensors format (float-quantized: fp8 with fp8; int-quantized: int8 with int8; nvfp4-pack-quantized: nvfp4 with nvfp4)")
+    }
+    guard q.mode == .static, let scale = q.scale else { return [] }
+    return [SafetensorsEntry(name: moduleName(ofWeight: name) + ".input_scale", data: TensorData(floats: [scale], shape: [1]))]
+  }
+
+  /// Checks an int weight against `int-quantized` (W8A8): symmetric 8-bit codes, one scale per
+  /// row or per tensor, float scales.
+  private func checkInt8(_ q: QuantizedTensor, name: String, weights: ModelWeights, output: String) throws(BackendError) -> Granularity {
+    func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: name, m) }
+    guard case .int(let s) = q.scheme, s.bits == 8, s.symmetric else {
+      throw fail("int-quantized (W8A8) needs symmetric 8-bit weights, found \(Printer.scheme(q.scheme))")
+    }
+    guard name.hasSuffix(".weight"), q.shape.count == 2, weights.linear.contains(name), !weights.embedding.contains(name) else {
+      throw fail("quantized weight is not the weight of a Linear module; vLLM loads quantized Linears only")
+    }
+    guard s.granularity == .channel || s.granularity == .tensor else {
+      throw fail("int-quantized (W8A8) needs one weight scale per channel or per tensor, found \(Printer.scheme(q.scheme))")
+    }
+    guard s.scaleType.isFloat, s.scaleType != .f8e4m3 else { throw fail("scale dtype \(s.scaleType) is not a float type") }
+    return s.granularity
+  }
+
+  /// `X.weight` (I8 codes, not packed) and `X.weight_scale` (`[out, 1]`, `[1]` per tensor), as
+  /// the W8A8 listing (data/formats/w8a8-int8.md).
+  static func int8Entries(for q: QuantizedTensor, name: String) -> [SafetensorsEntry] {
+    let perTensor = if case .int(let s) = q.scheme { s.granularity == .tensor } else { false }
+    let scaleShape = perTensor ? [1] : [q.shape[0], 1]
+    return [streamed(name, q.codes), SafetensorsEntry(name: name + "_scale", dtype: q.scale.dtype, shape: scaleShape) { q.scale.reshaped(scaleShape) }]
   }
 
   /// Checks an NVFP4 weight against `nvfp4-pack-quantized` (group 16, E4M3 scales, a global

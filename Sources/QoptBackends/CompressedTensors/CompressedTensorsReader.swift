@@ -12,6 +12,9 @@ public enum CompressedTensorsReader {
   public struct Result {
     public var attributes: AttributeDict
     public var weights: WeightStore
+    /// Input activation quantization (W8A8) of the linear reading each quantized weight, from
+    /// its config group's `input_activations` and, when static, its `X.input_scale`.
+    public var inputQuantization: [String: InputQuantization] = [:]
   }
 
   /// Files copied into the store as blobs when present.
@@ -46,18 +49,32 @@ public enum CompressedTensorsReader {
       guard let map = index["weight_map"]?.objectPairs else {
         throw StorageError(file: indexPath, offset: 0, message: "index has no 'weight_map' object")
       }
-      for (_, f) in map { if let f = f.stringValue, !files.contains(f) { files.append(f) } }
+      for (name, f) in map {
+        // A shard outside the directory (`../x`, `/etc/x`) is never read.
+        guard let f = f.stringValue, !f.isEmpty, !f.contains("/") else {
+          throw StorageError(file: indexPath, offset: nil, message: "weight_map.\(name): must name a shard file in the same directory")
+        }
+        if !files.contains(f) { files.append(f) }
+      }
       files.sort()
     } else {
       files = ["model.safetensors"]
     }
     var tensors: [(String, TensorData, String)] = []
+    var byName: [String: (TensorData, String)] = [:]
     for f in files {
-      let st = try SafetensorsFile(path: directory + "/" + f)
-      for (n, d) in st.tensors { tensors.append((n, d, st.path)) }
+      let path = directory + "/" + f
+      guard fileExists(path) else { throw StorageError(file: path, offset: nil, message: "shard does not exist") }
+      let st = try SafetensorsFile(path: path)
+      for (n, d) in st.tensors {
+        if let other = byName[n] {
+          throw StorageError(file: st.path, offset: nil, message: "tensor '\(n)' is also in '\(other.1)'")
+        }
+        byName[n] = (d, st.path)
+        tensors.append((n, d, st.path))
+      }
     }
     tensors.sort { $0.0 < $1.0 }
-    let byName = Dictionary(tensors.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a })
 
     let store = WeightStore()
     store.sourcePath = directory
@@ -72,8 +89,11 @@ public enum CompressedTensorsReader {
       } else if name.hasSuffix(".weight"), data.dtype == .f8e4m3, let scale = byName[name + "_scale"]?.0 {
         // float-quantized FP8: E4M3 codes under the weight's own name.
         store.set(name, .quantized(try fp8(name: name, codes: data, scale: scale, args: config["quantization_config"], file: path)))
+      } else if name.hasSuffix(".weight"), data.dtype == .i8, let scale = byName[name + "_scale"]?.0 {
+        // int-quantized (W8A8): int8 codes under the weight's own name.
+        store.set(name, .quantized(try int8(name: name, codes: data, scale: scale, file: path)))
       } else if name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") || name.hasSuffix(".weight_zero_point")
-        || name.hasSuffix(".weight_global_scale") || name.hasSuffix(".input_global_scale")
+        || name.hasSuffix(".weight_global_scale") || name.hasSuffix(".input_global_scale") || name.hasSuffix(".input_scale")
       {
         continue
       } else {
@@ -84,7 +104,83 @@ public enum CompressedTensorsReader {
       let b = try readFile(directory + "/" + f)
       store.set(f, .dense(TensorData(dtype: .u8, shape: [b.count], bytes: b)))
     }
-    return Result(attributes: attributes, weights: store)
+    let inputs = try inputQuantization(config["quantization_config"], store: store, byName: byName, file: configPath)
+    return Result(attributes: attributes, weights: store, inputQuantization: inputs)
+  }
+
+  /// An `int-quantized` weight: I8 codes as stored, one scale per row (`[out, 1]`) or tensor.
+  private static func int8(name: String, codes: TensorData, scale: TensorData, file: String) throws(StorageError) -> QuantizedTensor {
+    guard codes.shape.count == 2, scale.dtype.isFloat, scale.dtype != .f8e4m3 else {
+      throw StorageError(file: file, offset: nil, message: "tensor '\(name)': int8 weight must be 2-D with float scales")
+    }
+    let rows = codes.shape[0]
+    let g: Granularity
+    if scale.shape == [rows, 1] || (scale.shape == [rows] && rows > 1) { g = .channel }
+    else if scale.count == 1 { g = .tensor }
+    else { throw StorageError(file: file, offset: nil, message: "tensor '\(name)_scale': shape \(scale.shape) fits no int8 scale layout for \(codes.shape) (per channel [\(rows), 1] or per tensor [1])") }
+    let scheme = IntScheme(bits: 8, symmetric: true, granularity: g, scaleType: scale.dtype)
+    return QuantizedTensor(scheme: .int(scheme), codes: codes, scale: g == .tensor ? scale.reshaped([1]) : scale.reshaped([rows, 1]))
+  }
+
+  /// Each quantized weight's input quantization: its module's config group (named in
+  /// `targets`, by name or `re:` regex, else the `Linear` group whose weight type matches) and
+  /// that group's `input_activations`; a static one takes its scale from `X.input_scale`.
+  private static func inputQuantization(
+    _ q: JSON?, store: WeightStore, byName: [String: (TensorData, String)], file: String
+  ) throws(StorageError) -> [String: InputQuantization] {
+    guard let q else { return [:] }
+    struct Group { var targets: [String]; var float: Bool; var input: InputQuantization? }
+    var groups: [Group] = []
+    for (g, v) in q["config_groups"]?.objectPairs ?? [] {
+      func fail(_ m: String) -> StorageError {
+        StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g).input_activations: \(m)")
+      }
+      var input: InputQuantization?
+      if let a = v["input_activations"], a != .null, a["num_bits"]?.intValue == 4, a["type"]?.stringValue == "float" {
+        // NVFP4 inputs (W4A4): the global scale comes from each module's input_global_scale.
+        guard a["strategy"]?.stringValue == "tensor_group", a["group_size"]?.intValue == 16, a["dynamic"]?.stringValue == "local" else {
+          throw fail("4-bit float activations are supported as NVFP4 only (strategy tensor_group, group_size 16, dynamic \"local\")")
+        }
+        input = .nvfp4(globalScale: 1)
+      } else if let a = v["input_activations"], a != .null {
+        let type = a["type"]?.stringValue ?? "int", bits = a["num_bits"]?.intValue ?? 8
+        guard bits == 8, type == "int" || type == "float" else { throw fail("\(bits)-bit \(type) activations are not supported (8-bit int or float)") }
+        guard a["symmetric"]?.boolValue ?? true else { throw fail("asymmetric activations are not supported") }
+        guard let dynamic = (a["dynamic"] ?? .bool(false)).boolValue else { throw fail("'dynamic' must be true or false") }
+        guard let strategy = InputQuantization.Strategy(rawValue: a["strategy"]?.stringValue ?? "tensor") else {
+          throw fail("strategy \(a["strategy"]?.stringValue ?? "?") is not supported (token or tensor)")
+        }
+        input = InputQuantization(kind: type == "float" ? .fp8 : .int8, mode: dynamic ? .dynamic : .static, strategy: strategy)
+      }
+      let targets = (v["targets"]?.arrayValue ?? []).compactMap(\.stringValue)
+      groups.append(Group(targets: targets, float: v["weights"]?["type"]?.stringValue == "float", input: input))
+    }
+    var out: [String: InputQuantization] = [:]
+    for name in store.names {
+      guard let w = store.quantized(name) else { continue }
+      let module = moduleName(ofWeight: name)
+      let isFloat = if case .int = w.scheme { false } else { true }
+      let named = groups.first { g in
+        g.targets.contains { t in
+          if t.hasPrefix("re:") { return (try? Regex(String(t.dropFirst(3)))).map { module.prefixMatch(of: $0) != nil } ?? false }
+          return t == module
+        }
+      }
+      guard let group = named ?? groups.first(where: { $0.targets.contains("Linear") && $0.float == isFloat }), var input = group.input else { continue }
+      if input.kind == .nvfp4 {
+        guard let s = byName[module + ".input_global_scale"]?.0, s.count == 1, s.dtype == .f32, let v = s.floats().first, v.isFinite, v > 0 else {
+          throw StorageError(file: file, offset: nil, message: "NVFP4 input activations of '\(module)' need a positive one-element F32 '\(module).input_global_scale'")
+        }
+        input.globalScale = v
+      } else if input.mode == .static {
+        guard let s = byName[module + ".input_scale"]?.0, s.count == 1, s.dtype.isFloat, let v = s.floats().first, v.isFinite, v > 0 else {
+          throw StorageError(file: file, offset: nil, message: "static input activations of '\(module)' need a positive one-element '\(module).input_scale'")
+        }
+        input.scale = v
+      }
+      out[name] = input
+    }
+    return out
   }
 
   /// The weights QuantizationArgs of the config's groups (all groups must agree on bits and
@@ -108,7 +204,7 @@ public enum CompressedTensorsReader {
       let gran: Granularity =
         if strategy == "channel" || gs == -1 { .channel }
         else if strategy == "tensor" || gs == nil { .tensor }
-        else if let n = gs, n > 0 { .group(n) }
+        else if let n = gs, n > 0, n <= 1 << 30 { .group(n) }
         else { .channel }
       out.append(Args(bits: bits, symmetric: w["symmetric"]?.boolValue ?? true, granularity: gran))
     }
@@ -181,6 +277,7 @@ public enum CompressedTensorsReader {
     let zp = byName[base + "_zero_point"]?.0
     guard scale.shape.count == 2, scale.shape[0] == rows else { throw fail("scale shape \(scale.shape) does not match \(rows) rows") }
     let groups = scale.shape[1]
+    guard groups >= 1 && groups <= cols else { throw fail("scale has \(groups) groups per row for \(cols) columns") }
     let a = args.first { $0.bits == bits && $0.symmetric == (zp == nil) }
     let gran: Granularity = a?.granularity ?? (groups == 1 ? .channel : .group((cols + groups - 1) / groups))
     guard gran.groupsPerRow(columns: cols) == groups else { throw fail("\(groups) scale groups do not match the config's scheme") }

@@ -60,24 +60,68 @@ enum QuantizationConfig {
     ])
   }
 
-  /// A config group's scheme: integer pack-quantized, NVFP4 or FP8 weights.
+  /// The `weights` QuantizationArgs of int8 `int-quantized` weights (the weight half of W8A8,
+  /// data/formats/w8a8-int8.md: per channel with `group_size` null).
+  static func int8WeightArgs(_ g: Granularity) -> JSON {
+    .object([
+      ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(false)), ("group_size", .null),
+      ("num_bits", .int(8)), ("observer", .string("memoryless_minmax")), ("observer_kwargs", .object([])),
+      ("scale_dtype", .null), ("strategy", .string(g == .tensor ? "tensor" : "channel")), ("symmetric", .bool(true)),
+      ("type", .string("int")), ("zp_dtype", .null),
+    ])
+  }
+
+  /// The `input_activations` QuantizationArgs of an 8-bit input quantization (its scale
+  /// ignored): dynamic ones have no observer, static ones llmcompressor's `static_minmax`.
+  static func inputArgs(_ q: InputQuantization) -> JSON {
+    .object([
+      ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(q.mode == .dynamic)), ("group_size", .null),
+      ("num_bits", .int(8)), ("observer", q.mode == .dynamic ? .null : .string("static_minmax")),
+      ("observer_kwargs", .object([])), ("scale_dtype", .null), ("strategy", .string(q.strategy.rawValue)),
+      ("symmetric", .bool(true)), ("type", .string(q.kind == .fp8 ? "float" : "int")), ("zp_dtype", .null),
+    ])
+  }
+
+  /// The `input_activations` QuantizationArgs of NVFP4 inputs (W4A4, the `NVFP4` preset):
+  /// a static global scale, group scales computed at run time (`dynamic: "local"`).
+  static let nvfp4InputArgs: JSON = .object([
+    ("actorder", .null), ("block_structure", .null), ("dynamic", .string("local")), ("group_size", .int(16)),
+    ("num_bits", .int(4)), ("observer", .string("static_minmax")), ("observer_kwargs", .object([])),
+    ("scale_dtype", .string("torch.float8_e4m3fn")), ("strategy", .string("tensor_group")), ("symmetric", .bool(true)),
+    ("type", .string("float")), ("zp_dtype", .null),
+  ])
+
+  /// A config group's scheme: integer pack-quantized, NVFP4 (weights only, or W4A4), FP8 weights (with or without FP8
+  /// input activations), or int8 weights with int8 input activations (W8A8). Input settings
+  /// are kept without their scale, so linears differing only in static scales share a group.
   enum GroupScheme: Hashable {
     case int(IntScheme)
     case nvfp4
-    case fp8(Granularity)
+    case nvfp4a4
+    case fp8(Granularity, InputQuantization?)
+    case int8(Granularity, InputQuantization)
 
     var format: String {
       switch self {
       case .int: "pack-quantized"
-      case .nvfp4: "nvfp4-pack-quantized"
+      case .nvfp4, .nvfp4a4: "nvfp4-pack-quantized"
       case .fp8: "float-quantized"
+      case .int8: "int-quantized"
       }
     }
     var weights: JSON {
       switch self {
       case .int(let s): QuantizationConfig.weightArgs(s)
-      case .nvfp4: QuantizationConfig.nvfp4WeightArgs
-      case .fp8(let g): QuantizationConfig.fp8WeightArgs(g)
+      case .nvfp4, .nvfp4a4: QuantizationConfig.nvfp4WeightArgs
+      case .fp8(let g, _): QuantizationConfig.fp8WeightArgs(g)
+      case .int8(let g, _): QuantizationConfig.int8WeightArgs(g)
+      }
+    }
+    var inputActivations: JSON {
+      switch self {
+      case .int, .nvfp4, .fp8(_, nil): .null
+      case .nvfp4a4: QuantizationConfig.nvfp4InputArgs
+      case .fp8(_, let q?), .int8(_, let q): QuantizationConfig.inputArgs(q)
       }
     }
   }
@@ -95,7 +139,7 @@ enum QuantizationConfig {
         "group_\(i)",
         .object([
           ("format", .string(g.scheme.format)),
-          ("input_activations", .null),
+          ("input_activations", g.scheme.inputActivations),
           ("output_activations", .null),
           ("targets", .array(targets)),
           ("weights", g.scheme.weights),

@@ -65,7 +65,9 @@ public struct GGUFEmitter: WeightEmitter {
     }
     var tensors: [PlannedTensor] = []
     var seen = Set<String>()
-    for hf in weights.tensors {
+    // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order
+    // llama.cpp's converter writes — so the file does not depend on how the store was built.
+    for hf in weights.tensors.sorted() {
       guard let entry = module.weights[hf] else { continue }
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
       let gguf = LlamaTensorNames.gguf(hf)
@@ -115,6 +117,27 @@ public struct GGUFEmitter: WeightEmitter {
     guard rows > 0 else { return out }
     let rowBytes = type.byteCount(elements: cols)
     let dtype = t.dtype
+    if t.isDeferred {
+      // Decoded on demand (a GGUF import): each row goes from the source blocks straight into
+      // the encoder, so no f32 copy of the tensor ever exists.
+      out.withUnsafeMutableBytes { dst in
+        nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
+        let workers = max(1, min(threads, rows / 64))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+          var buf = [Float](repeating: 0, count: cols)
+          buf.withUnsafeMutableBufferPointer { b in
+            for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+              let sr = rowOrder?[r] ?? r
+              if !t.decodeRows(sr..<(sr + 1), into: b.baseAddress!) {  // safe: cols > 0
+                t.withF32 { all in b.baseAddress!.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: as above
+              }
+              BlockQuantizers.encode(b.baseAddress!, count: cols, as: type, into: d + r * rowBytes)  // safe: as above
+            }
+          }
+        }
+      }
+      return out
+    }
     t.withUnsafeBytes { src in
       out.withUnsafeMutableBytes { dst in
         nonisolated(unsafe) let s = src
@@ -150,3 +173,4 @@ public struct GGUFEmitter: WeightEmitter {
     return out
   }
 }
+

@@ -1,3 +1,4 @@
+import CQoptCodecs
 import QoptIR
 
 /// Decoders from ggml block formats to f32 (gguf.md §4).
@@ -38,31 +39,16 @@ public enum GGUFDequant {
     f16ToFloat(p.loadUnaligned(fromByteOffset: at, as: UInt16.self))
   }
 
-  /// Q8_0: `y[k] = d · qs[k]`.
+  /// Q8_0: `y[k] = d · qs[k]` (C, `CQoptCodecs`: decoding decides GGUF import time).
   static func q8_0(_ src: UnsafeRawBufferPointer, _ count: Int, _ dst: UnsafeMutablePointer<Float>) {
-    for b in 0..<(count / 32) {
-      let base = b * 34
-      let d = half(src, base)
-      let out = dst + b * 32
-      for k in 0..<32 { out[k] = d * Float(Int8(bitPattern: src[base + 2 + k])) }
-    }
+    guard count >= 32, let base = src.baseAddress else { return }
+    qopt_decode_q8_0(base.assumingMemoryBound(to: UInt8.self), count / 32, dst)
   }
 
   /// Q4_0 (`d · (q − 8)`) and Q4_1 (`d · q + m`): byte j holds element j (low nibble) and j+16.
   static func q4(_ src: UnsafeRawBufferPointer, _ count: Int, _ dst: UnsafeMutablePointer<Float>, hasMin: Bool) {
-    let bb = hasMin ? 20 : 18
-    for b in 0..<(count / 32) {
-      let base = b * bb
-      let d = half(src, base)
-      let m: Float = hasMin ? half(src, base + 2) : -8 * d
-      let qs = base + (hasMin ? 4 : 2)
-      let out = dst + b * 32
-      for j in 0..<16 {
-        let byte = src[qs + j]
-        out[j] = d * Float(byte & 0xF) + m
-        out[j + 16] = d * Float(byte >> 4) + m
-      }
-    }
+    guard count >= 32, let base = src.baseAddress else { return }
+    qopt_decode_q4(base.assumingMemoryBound(to: UInt8.self), count / 32, dst, hasMin ? 1 : 0)
   }
 
   /// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins.

@@ -8,8 +8,8 @@ import QoptIR
 /// follows `tokenizer.ggml.pre` the way llama.cpp maps it. A file that already embeds
 /// `tokenizer.huggingface.json` is used verbatim. Other tokenizer models return nil (the model
 /// still imports; evaluation then needs a token-id file).
-enum GGUFTokenizerJSON {
-  static func synthesize(_ g: GGUFFile) throws(FrontendError) -> [UInt8]? {
+public enum GGUFTokenizerJSON {
+  public static func synthesize(_ g: GGUFFile) throws(FrontendError) -> [UInt8]? {
     if let s = g["tokenizer.huggingface.json"]?.stringValue { return Array(s.utf8) }
     guard g["tokenizer.ggml.model"]?.stringValue == "gpt2" else { return nil }
     func fail(_ key: String, _ m: String) -> FrontendError {
@@ -61,7 +61,7 @@ enum GGUFTokenizerJSON {
         ("vocab", .object(vocab)), ("merges", .array(mergeList)),
       ])),
     ])
-    return Array(json.serialized.utf8)
+    return json.serializedBytes
   }
 
   static let supportedPre = ["default", "gpt-2", "gpt2", "smollm", "starcoder", "refact", "llama-bpe", "llama3", "qwen2"]

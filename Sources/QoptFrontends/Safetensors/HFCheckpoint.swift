@@ -16,7 +16,7 @@ public enum HFImporter {
     }
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
-    for (name, data) in try tensors(in: dir) {
+    for (name, data, file) in try tensors(in: dir) {
       guard name.hasPrefix("model.") || name == "lm_head.weight" else { continue }
       guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
       switch data.dtype {
@@ -27,7 +27,7 @@ public enum HFImporter {
           data.readFloats(into: raw.bindMemory(to: Float.self))
         }))
       default:
-        throw FrontendError(file: dir, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16)")
+        throw FrontendError(file: file, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16)")
       }
       sourceTypes[name] = data.dtype.rawValue
     }
@@ -79,15 +79,20 @@ public enum HFImporter {
     }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
     for (k, v) in read.attributes where k == "hf_config" { module.attributes[k] = v }
+    // W8A8: a linear whose config group quantizes its input gets the `input_*` attributes back.
+    for op in module.allOps where op.kind == .linear {
+      guard let name = op.operands[1].definingOp?.paramName, let q = read.inputQuantization[name] else { continue }
+      for (k, v) in q.attributes { op.attributes[k] = v }
+    }
     return module
   }
 
   /// Every tensor of the checkpoint, from the single file or from the shards of the index.
-  static func tensors(in dir: String) throws(FrontendError) -> [(String, TensorData)] {
+  static func tensors(in dir: String) throws(FrontendError) -> [(String, TensorData, String)] {
     let single = dir + "/model.safetensors"
     let indexPath = dir + "/model.safetensors.index.json"
     if fileExists(single) {
-      do { return try SafetensorsFile(path: single).tensors.map { ($0.name, $0.data) } } catch { throw FrontendError(error) }
+      do { return try SafetensorsFile(path: single).tensors.map { ($0.name, $0.data, single) } } catch { throw FrontendError(error) }
     }
     guard fileExists(indexPath) else {
       throw FrontendError(file: dir, place: .none, "no model.safetensors or model.safetensors.index.json in the checkpoint directory")
@@ -105,7 +110,7 @@ public enum HFImporter {
       if !files.contains(file) { files.append(file) }
       wanted[name] = file
     }
-    var out: [(String, TensorData)] = []
+    var out: [(String, TensorData, String)] = []
     var found = Set<String>()
     for file in files {
       let path = dir + "/" + file
@@ -113,7 +118,7 @@ public enum HFImporter {
       let st: SafetensorsFile
       do { st = try SafetensorsFile(path: path) } catch { throw FrontendError(error) }
       for (name, data) in st.tensors where wanted[name] == file {
-        out.append((name, data))
+        out.append((name, data, path))
         found.insert(name)
       }
     }
@@ -172,6 +177,7 @@ public enum HFImporter {
       rmsNormEps: try double("rms_norm_eps", 1e-6), ropeTheta: theta, vocabSize: try int("vocab_size"),
       maxPositionEmbeddings: try int("max_position_embeddings", 2048),
       tieWordEmbeddings: j["tie_word_embeddings"]?.boolValue ?? false)
+    if let (k, m) = c.sizeProblem { throw FrontendError(file: path, key: k, m) }
     guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
       throw FrontendError(file: path, key: "num_key_value_heads", "\(c.numKeyValueHeads) does not divide num_attention_heads \(c.numAttentionHeads)")
     }

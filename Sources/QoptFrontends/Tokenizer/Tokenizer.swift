@@ -67,6 +67,7 @@ public struct Tokenizer {
       guard let c = t["content"]?.stringValue, let id = t["id"]?.intValue, let first = c.unicodeScalars.first else {
         throw fail("added_tokens", "every entry needs a non-empty 'content' and an 'id'")
       }
+      guard id >= 0, id < Int(Int32.max) else { throw fail("added_tokens", "id \(id) of '\(c)' is not a valid token id") }
       addedMap[first, default: []].append((Array(c.unicodeScalars), Int32(id)))
       maxId = max(maxId, id)
     }

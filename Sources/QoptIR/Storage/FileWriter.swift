@@ -20,6 +20,7 @@ public final class AtomicFileWriter {
     let dir = parentDirectory(of: path)
     let base = String(path.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
     temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).qopt-tmp-\(getpid())"
+    for stale in staleTemporaries(of: path, kind: "tmp") { unlink(stale) }
     fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else {
       throw StorageError(file: path, offset: nil, message: "cannot create: \(String(cString: strerror(errno)))")
@@ -110,4 +111,31 @@ public func readFile(_ path: String) throws(StorageError) -> [UInt8] {
 /// `Array.withUnsafeBytes` for a body with a typed error (the standard one only rethrows `any Error`).
 @inlinable func withBytes<R, E: Error>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
   try a.withUnsafeBytes { p in Result { () throws(E) -> R in try body(p) } }.get()
+}
+
+/// The temporaries `.BASE.qopt-KIND-PID` beside `path` whose process is gone (a qopt killed
+/// while writing leaves its temporary behind; the next write of the same output removes it).
+/// A live PID, even one reused by another program, keeps its file.
+public func staleTemporaries(of path: String, kind: String) -> [String] {
+  let dir = parentDirectory(of: path)
+  let base = String(path.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
+  let prefix = ".\(base).qopt-\(kind)-"
+  guard !base.isEmpty, let d = opendir(dir.isEmpty ? "." : dir) else { return [] }
+  defer { closedir(d) }
+  var out: [String] = []
+  while let e = readdir(d) {
+    let name = direntName(e)
+    guard name.hasPrefix(prefix), let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+    if kill(pid, 0) != 0 && errno == ESRCH { out.append((dir.isEmpty ? "" : dir + "/") + name) }
+  }
+  return out
+}
+
+/// The name of a `readdir` entry. Read through a pointer, never by copying `d_name`: the
+/// kernel-sized record can be shorter than `dirent`, so copying the whole 256-byte field reads
+/// past the allocation (AddressSanitizer reports it).
+public func direntName(_ e: UnsafeMutablePointer<dirent>) -> String {
+  // safe: d_name is a field of dirent.
+  let p = UnsafeRawPointer(e) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+  return String(cString: p.assumingMemoryBound(to: CChar.self))
 }

@@ -106,67 +106,92 @@ extension JSON {
   }
 
   /// Compact serialization (no spaces), keys in stored order.
-  public var serialized: String {
-    var out = ""
+  public var serialized: String { String(decoding: serializedBytes, as: UTF8.self) }
+
+  /// The compact serialization as UTF-8 bytes (what writers put in files).
+  public var serializedBytes: [UInt8] {
+    var out: [UInt8] = []
     write(to: &out, indent: nil, level: 0)
     return out
   }
 
   /// Serialization with two-space indentation, as transformers writes config.json.
   public var pretty: String {
-    var out = ""
-    write(to: &out, indent: "  ", level: 0)
-    return out
+    var out: [UInt8] = []
+    write(to: &out, indent: 2, level: 0)
+    return String(decoding: out, as: UTF8.self)
   }
 
-  private func write(to out: inout String, indent: String?, level: Int) {
-    let nl = indent == nil ? "" : "\n"
-    let pad = { (n: Int) in indent.map { String(repeating: $0, count: n) } ?? "" }
+  /// Appends the serialization to `out` byte by byte (a tokenizer.json holds ~10^5 strings;
+  /// building it through `String` appends cost more than the rest of a GGUF export).
+  private func write(to out: inout [UInt8], indent: Int?, level: Int) {
+    func newline(_ n: Int) {
+      guard let indent else { return }
+      out.append(0x0A)
+      out.append(contentsOf: repeatElement(0x20, count: indent * n))
+    }
     switch self {
-    case .null: out += "null"
-    case .bool(let b): out += b ? "true" : "false"
-    case .int(let i): out += String(i)
-    case .double(let d):
-      if d.isFinite { out += d.rounded() == d && abs(d) < 1e16 ? "\(d)" : "\(d)" } else { out += "null" }
-    case .string(let s): out += JSON.quote(s)
+    case .null: out += "null".utf8
+    case .bool(let b): out += (b ? "true" : "false").utf8
+    case .int(let i): out += String(i).utf8
+    case .double(let d): out += (d.isFinite ? "\(d)" : "null").utf8
+    case .string(let s): JSON.appendQuoted(s, to: &out)
     case .array(let a):
-      if a.isEmpty { out += "[]"; return }
-      out += "[" + nl
+      if a.isEmpty { out += "[]".utf8; return }
+      out.append(UInt8(ascii: "["))
       for (i, v) in a.enumerated() {
-        out += pad(level + 1)
+        newline(level + 1)
         v.write(to: &out, indent: indent, level: level + 1)
-        out += (i + 1 < a.count ? "," : "") + nl
+        if i + 1 < a.count { out.append(UInt8(ascii: ",")) }
       }
-      out += pad(level) + "]"
+      newline(level)
+      out.append(UInt8(ascii: "]"))
     case .object(let o):
-      if o.isEmpty { out += "{}"; return }
-      out += "{" + nl
+      if o.isEmpty { out += "{}".utf8; return }
+      out.append(UInt8(ascii: "{"))
       for (i, (k, v)) in o.enumerated() {
-        out += pad(level + 1) + JSON.quote(k) + (indent == nil ? ":" : ": ")
+        newline(level + 1)
+        JSON.appendQuoted(k, to: &out)
+        out.append(UInt8(ascii: ":"))
+        if indent != nil { out.append(0x20) }
         v.write(to: &out, indent: indent, level: level + 1)
-        out += (i + 1 < o.count ? "," : "") + nl
+        if i + 1 < o.count { out.append(UInt8(ascii: ",")) }
       }
-      out += pad(level) + "}"
+      newline(level)
+      out.append(UInt8(ascii: "}"))
     }
   }
 
   /// A JSON string literal for `s`.
   public static func quote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-      switch u {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where u.value < 0x20:
-        let h = String(u.value, radix: 16)
-        out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-      default: out.unicodeScalars.append(u)
+    var out: [UInt8] = []
+    appendQuoted(s, to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// Appends the JSON string literal for `s`: UTF-8 passes through, `"`, `\\` and control
+  /// characters are escaped.
+  static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    var s = s
+    s.withUTF8 { bytes in
+      for b in bytes {
+        switch b {
+        case UInt8(ascii: "\""): out += #"\""#.utf8
+        case UInt8(ascii: "\\"): out += #"\\"#.utf8
+        case 0x0A: out += #"\n"#.utf8
+        case 0x0D: out += #"\r"#.utf8
+        case 0x09: out += #"\t"#.utf8
+        case 0..<0x20:
+          let hex: [UInt8] = Array("0123456789abcdef".utf8)
+          out += #"\u00"#.utf8
+          out.append(hex[Int(b >> 4)])
+          out.append(hex[Int(b & 0xF)])
+        default: out.append(b)
+        }
       }
     }
-    return out + "\""
+    out.append(UInt8(ascii: "\""))
   }
 }
 
@@ -180,7 +205,12 @@ private struct JSONParser {
   var cur: UInt8 { pos < bytes.count ? bytes[pos] : 0 }
 
   mutating func skipSpace() {
-    while pos < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[pos]) { pos += 1 }
+    while pos < bytes.count {
+      switch bytes[pos] {
+      case 0x20, 0x0A, 0x0D, 0x09: pos += 1
+      default: return
+      }
+    }
   }
 
   func fail(_ m: String) -> JSONError { JSONError(message: m, offset: pos) }
@@ -194,10 +224,15 @@ private struct JSONParser {
       var pairs: [(String, JSON)] = []
       skipSpace()
       if cur == UInt8(ascii: "}") { pos += 1; return .object(pairs) }
+      // A repeated key is an error: readers disagree on which copy wins, and a file that
+      // means different things to different tools is exactly what a hostile file wants.
+      var keys = Set<String>()
       while true {
         skipSpace()
         guard cur == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let keyAt = pos
         let k = try string()
+        guard keys.insert(k).inserted else { throw JSONError(message: "duplicate key \"\(k)\"", offset: keyAt) }
         skipSpace()
         guard cur == UInt8(ascii: ":") else { throw fail("expected ':' after key \"\(k)\"") }
         pos += 1

@@ -11,12 +11,17 @@ extension TensorData {
     return false
   }
 
-  /// Drops the process's resident pages of a memory-mapped tensor (no-op for owned bytes).
+  /// Drops the process's resident pages of a memory-mapped tensor, or the decoded copy of a
+  /// deferred one (no-op for owned bytes).
   ///
   /// Streaming writers call it once a tensor has been encoded, so that reading a checkpoint
   /// larger than memory does not keep every page it touched in the resident set: the mapping is
   /// read-only and private, so the pages are simply read from the file again if touched again.
   public func releasePages() {
+    if case .deferred(let d) = storage {
+      d.release()
+      return
+    }
     guard case .mapped(let file, let offset) = storage, let base = file.base, byteCount > 0 else { return }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = (Int(bitPattern: base) + offset + page - 1) / page * page

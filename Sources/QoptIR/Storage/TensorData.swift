@@ -11,6 +11,7 @@ public struct TensorData: @unchecked Sendable {
   enum Storage {
     case owned(OwnedBytes)
     case mapped(MappedFile, offset: Int)
+    case deferred(DeferredBytes)
   }
 
   public let dtype: DType
@@ -70,6 +71,9 @@ public struct TensorData: @unchecked Sendable {
     switch storage {
     case .owned(let o): return try body(UnsafeRawBufferPointer(start: o.pointer, count: byteCount))
     case .mapped(let f, let offset): return try body(f.bytes(offset: offset, count: byteCount))
+    case .deferred(let d):
+      let o = d.bytes()
+      return try withExtendedLifetime(o) { () throws(E) -> R in try body(UnsafeRawBufferPointer(start: o.pointer, count: byteCount)) }
     }
   }
 

@@ -94,7 +94,12 @@ public final class WeightStore {
   /// optional `#zero_point`, `#global_scale`) form a quantized tensor whose scheme comes from
   /// the IR type that refers to it (`schemes`), or a placeholder until the verifier sees it.
   public static func load(sidecar path: String, schemes: [String: QuantScheme]) throws(StorageError) -> WeightStore {
-    let file = try SafetensorsFile(path: path)
+    try load(sidecar: SafetensorsFile(path: path), schemes: schemes)
+  }
+
+  /// The weights of an opened sidecar.
+  public static func load(sidecar file: SafetensorsFile, schemes: [String: QuantScheme]) throws(StorageError) -> WeightStore {
+    let path = file.path
     let store = WeightStore()
     store.sourcePath = path
     var parts: [String: [String: TensorData]] = [:]

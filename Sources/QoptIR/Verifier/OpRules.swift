@@ -64,6 +64,7 @@ public enum OpRules {
       if let eps = floatAttr("eps"), !(eps > 0) { e.append("attribute 'eps' must be positive") }
     case .linear:
       guard need(2...3), let res else { break }
+      if case .failure(let problem) = InputQuantization.parse(op.attributes) { e.append(problem.message) }
       let (x, w) = (ops[0], ops[1])
       guard isF32Activation(x, "input"), x.rank >= 1 else { break }
       if w.rank != 2 { e.append("weight must be 2-D [out, in], found \(Printer.type(w))"); break }

@@ -45,17 +45,16 @@ let calibratePass = Pass(
     let batch = 8
     for f in model.blocks {
       let exec = try BlockExecutor(function: f, module: module)
+      let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
-        var s = stats[name] ?? .init(absMax: .init(repeating: 0, count: cols), meanSquare: .init(repeating: 0, count: cols), min: .infinity, max: -.infinity)
-        for r in 0..<rows {
-          let xr = p + r * cols
-          for j in 0..<cols {
-            let v = xr[j]
-            s.absMax[j] = Swift.max(s.absMax[j], abs(v))
-            s.meanSquare[j] += v * v
-            s.min = Swift.min(s.min, v)
-            s.max = Swift.max(s.max, v)
-          }
+        var s = stats[name] ?? .init(columns: cols)
+        // One observation per calibration window, so the moving average does not depend on
+        // how many windows run together.
+        var r0 = 0
+        while r0 < rows {
+          let n = min(seqlen, rows - r0)
+          s.observe(window: p + r0 * cols, rows: n, cols: cols, momentum: momentum)
+          r0 += n
         }
         stats[name] = s
       }
@@ -70,8 +69,7 @@ let calibratePass = Pass(
         s0 += b
       }
     }
-    let count = Float(windows.count * seqlen)
-    for k in stats.keys { stats[k]!.meanSquare = stats[k]!.meanSquare.map { $0 / count } }  // safe: iterating existing keys
+    for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
   }
 
   let hash = fnv1a64(data)
@@ -95,6 +93,7 @@ struct CalibrateOptions: PassOptions {
   var seed = -1
   var stats = true
   var memoryBudgetMB = 1024
+  var momentum = 0.9
 
   init() {}
   static let schema: [OptionField<CalibrateOptions>] = [
@@ -104,6 +103,7 @@ struct CalibrateOptions: PassOptions {
     .int("seed", \.seed, "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed", in: -1...Int.max),
     .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
     .int("memory-budget", \.memoryBudgetMB, "MiB of cached block inputs kept in memory; the rest spills to a temporary file", in: 0...1_048_576),
+    .double("momentum", \.momentum, "moving-average weight of the old activation range per window (optimum-quanto: 0.9)", in: 0...1),
   ]
 }
 
@@ -120,9 +120,16 @@ let calibrateDetails = """
   than one window is an error; if the text is too short for `samples` windows they overlap.
 
   Results are the `calibration` analysis (the first block's inputs, one float forward's
-  per-linear input absmax, mean square and min/max) and module attributes
+  per-linear input statistics) and module attributes
   `calib.data_hash` (FNV-1a 64 of the data bytes), `calib.samples`, `calib.seqlen`,
   `calib.seed`.
+
+  Per-linear input statistics (keyed by the linear's weight name): per channel max |x| and
+  mean x² (auto-round's imatrix); per tensor the min and max over all tokens and, as
+  optimum-quanto calibrates, a moving average over windows (`v ← momentum·v + (1 −
+  momentum)·window`, the first window sets it) of each window's min, max and max |x|; per
+  token the smallest, mean and largest row max |x|. `quantize-activations<mode=static>`
+  takes its scales from them.
   """
 
 /// FNV-1a 64-bit hash of `bytes`, as 16 hex digits.

@@ -11,6 +11,31 @@ public final class CalibrationData: @unchecked Sendable {
     /// Smallest and largest activation seen (for static activation quantization).
     public var min: Float
     public var max: Float
+    /// Per-tensor range as a moving average over calibration windows (optimum-quanto's
+    /// calibration): each window's min, max and max |x| update `v ← m·v + (1 − m)·window`
+    /// with the `momentum` of `calibrate`; the first window sets them.
+    public var movingMin: Float = 0
+    public var movingMax: Float = 0
+    public var movingAbsMax: Float = 0
+    /// Per-token ranges: the smallest, mean and largest `max |x_row|` over all calibration
+    /// tokens (what dynamic per-token scales times 448 or 127.5 range over).
+    public var tokenAbsMaxMin: Float = .infinity
+    public var tokenAbsMaxMean: Float = 0
+    public var tokenAbsMaxMax: Float = 0
+    /// Windows and token rows observed.
+    public var windows = 0
+    public var tokens = 0
+
+    /// Empty statistics for an input `columns` wide.
+    package init(columns: Int) {
+      absMax = .init(repeating: 0, count: columns)
+      meanSquare = .init(repeating: 0, count: columns)
+      min = .infinity
+      max = -.infinity
+    }
+
+    /// The per-tensor absolute maximum `max(|min|, |max|)`.
+    public var tensorAbsMax: Float { Swift.max(abs(Swift.min(min, 0)), abs(Swift.max(max, 0))) }
   }
 
   public let windows: [[Int32]]

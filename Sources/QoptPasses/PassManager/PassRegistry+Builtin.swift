@@ -8,6 +8,7 @@ extension PassRegistry {
       roundToNearestPass,
       calibratePass,
       autoRoundPass,
+      quantizeActivationsPass,
       // Cleanup
       deadCodeEliminationPass,
       // Debug

@@ -1,0 +1,24 @@
+#ifndef CQOPT_CODECS_H
+#define CQOPT_CODECS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// llama.cpp's block encoders (Q8_0, Q4_0, Q4_1), bit-identical to the gguf package's numpy
+/// quantizer: `nblocks` blocks of 32 floats from `x` into `out` (34, 18 or 20 bytes a block).
+/// AVX2 bodies are chosen at run time on CPUs that have AVX2; the portable bodies compute the
+/// same bits (the tests compare both against the scalar definitions).
+void qopt_encode_q8_0(const float *x, size_t nblocks, uint8_t *out);
+void qopt_encode_q4_0(const float *x, size_t nblocks, uint8_t *out);
+void qopt_encode_q4_1(const float *x, size_t nblocks, uint8_t *out);
+
+/// The portable bodies alone (kind 0: Q8_0, 1: Q4_0, 2: Q4_1), for tests that compare them
+/// with the AVX2 ones.
+void qopt_encode_portable(int kind, const float *x, size_t nblocks, uint8_t *out);
+
+/// Decoders: `nblocks` blocks from `src` into 32 floats each (`d·q`, `d·(q − 8)`, `d·q + m`,
+/// multiply then add, as gguf-py computes them in f32).
+void qopt_decode_q8_0(const uint8_t *src, size_t nblocks, float *y);
+void qopt_decode_q4(const uint8_t *src, size_t nblocks, float *y, int has_min);
+
+#endif

@@ -1,0 +1,69 @@
+import Synchronization
+
+/// f32 bytes made on first use by a decoder — a GGUF block-quantized tensor, say — and kept
+/// until `releasePages()`.
+///
+/// Why: an importer that decodes every tensor up front holds the whole model in f32 before
+/// anything runs, and faults in hundreds of MB of fresh pages. Deferred, a streaming emitter
+/// decodes one row at a time straight into its encoder (`decodeRows`), and the runtime pays
+/// the decode once per tensor when it first reads it.
+final class DeferredBytes: @unchecked Sendable {
+  let byteCount: Int
+  /// Writes all the bytes.
+  let fill: @Sendable (UnsafeMutableRawBufferPointer) -> Void
+  /// Writes f32 rows `range` (of `rowLength` floats each) to the pointer, when the decoder can
+  /// produce rows independently.
+  let rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
+  private let cache = Mutex<OwnedBytes?>(nil)
+
+  init(
+    byteCount: Int, fill: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void,
+    rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
+  ) {
+    self.byteCount = byteCount
+    self.fill = fill
+    self.rows = rows
+  }
+
+  /// The decoded bytes, decoding them now if nothing holds them.
+  func bytes() -> OwnedBytes {
+    cache.withLock { c in
+      if let c { return c }
+      let made = OwnedBytes(count: byteCount, fill: fill)
+      c = made
+      return made
+    }
+  }
+
+  var isDecoded: Bool { cache.withLock { $0 != nil } }
+
+  /// Forgets the decoded bytes (readers holding them keep their copy alive).
+  func release() { cache.withLock { $0 = nil } }
+}
+
+extension TensorData {
+  /// An f32 tensor whose bytes `fill` produces on first use; `rows`, when given, decodes a
+  /// range of rows (the last dimension is the row) on its own, for streaming readers.
+  public init(
+    deferredF32 shape: [Int], fill: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void,
+    rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)? = nil
+  ) {
+    let n = shape.reduce(1, *) * 4
+    self.init(dtype: .f32, shape: shape, storage: .deferred(DeferredBytes(byteCount: n, fill: fill, rows: rows)), byteCount: n)
+  }
+
+  /// Whether the bytes are made on first use (and not made yet).
+  public var isDeferred: Bool {
+    if case .deferred(let d) = storage { return !d.isDecoded }
+    return false
+  }
+
+  /// Writes f32 rows `range` into `dst` without materializing the tensor, when its bytes are
+  /// deferred, not yet decoded, and the decoder works row by row; returns false otherwise (then
+  /// read the bytes as usual).
+  public func decodeRows(_ range: Range<Int>, into dst: UnsafeMutablePointer<Float>) -> Bool {
+    guard case .deferred(let d) = storage, let rows = d.rows, !d.isDecoded else { return false }
+    rows(range, dst)
+    return true
+  }
+}
