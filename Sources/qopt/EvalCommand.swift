@@ -53,7 +53,10 @@ struct EvalCommand: ParsableCommand {
     let module = try loadInput(path: model)
     try module.verify()
     let ids = try EvalData.tokenIds(path: data, module: module)
-    let interpreter = Interpreter(module: module)
+    // A quantized model is dequantized once and kept (one f32 copy, as a float model holds)
+    // instead of once per window.
+    let quantized = module.weights.names.contains { module.weights.quantized($0) != nil }
+    let interpreter = Interpreter(module: module, policy: quantized ? .keepAll : .perUse)
     let tty = isatty(2) != 0
     let start = monotonicSeconds()
     let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) { done, total in
