@@ -115,62 +115,58 @@ public struct GGUFEmitter: WeightEmitter {
     let rows = cols == 0 ? 0 : t.count / cols
     var out = [UInt8](repeating: 0, count: type.byteCount(elements: t.count))
     guard rows > 0 else { return out }
-    let rowBytes = type.byteCount(elements: cols)
-    let dtype = t.dtype
     if t.isDeferred {
       // Decoded on demand (a GGUF import): each row goes from the source blocks straight into
       // the encoder, so no f32 copy of the tensor ever exists.
-      out.withUnsafeMutableBytes { dst in
-        nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
-        let workers = max(1, min(threads, rows / 64))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-          var buf = [Float](repeating: 0, count: cols)
-          buf.withUnsafeMutableBufferPointer { b in
-            for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
-              let sr = rowOrder?[r] ?? r
-              if !t.decodeRows(sr..<(sr + 1), into: b.baseAddress!) {  // safe: cols > 0
-                t.withF32 { all in b.baseAddress!.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: as above
-              }
-              BlockQuantizers.encode(b.baseAddress!, count: cols, as: type, into: d + r * rowBytes)  // safe: as above
-            }
-          }
+      encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, into: &out) { sr, b in
+        if !t.decodeRows(sr..<(sr + 1), into: b) {
+          t.withF32 { all in b.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: rows > 0
         }
+        return UnsafePointer(b)
       }
       return out
     }
+    let dtype = t.dtype
     t.withUnsafeBytes { src in
-      out.withUnsafeMutableBytes { dst in
-        nonisolated(unsafe) let s = src
-        nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
-        let workers = max(1, min(threads, rows / 64))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-          var buf = [Float](repeating: 0, count: cols)
-          buf.withUnsafeMutableBufferPointer { b in
-            for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
-              let sr = rowOrder?[r] ?? r
-              let row: UnsafePointer<Float>
-              switch dtype {
-              case .f32:
-                if Int(bitPattern: s.baseAddress! + sr * cols * 4) % 4 == 0 {  // safe: non-empty
-                  row = (s.baseAddress! + sr * cols * 4).assumingMemoryBound(to: Float.self)  // safe: as above
-                } else {
-                  for c in 0..<cols { b[c] = Float(bitPattern: s.loadUnaligned(fromByteOffset: 4 * (sr * cols + c), as: UInt32.self)) }
-                  row = UnsafePointer(b.baseAddress!)  // safe: cols > 0
-                }
-              case .f16:
-                for c in 0..<cols { b[c] = f16ToFloat(s.loadUnaligned(fromByteOffset: 2 * (sr * cols + c), as: UInt16.self)) }
-                row = UnsafePointer(b.baseAddress!)  // safe: cols > 0
-              default:
-                for c in 0..<cols { b[c] = bf16ToFloat(s.loadUnaligned(fromByteOffset: 2 * (sr * cols + c), as: UInt16.self)) }
-                row = UnsafePointer(b.baseAddress!)  // safe: cols > 0
-              }
-              BlockQuantizers.encode(row, count: cols, as: type, into: d + r * rowBytes)
-            }
+      nonisolated(unsafe) let s = src
+      encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, into: &out) { sr, b in
+        switch dtype {
+        case .f32:
+          if Int(bitPattern: s.baseAddress! + sr * cols * 4) % 4 == 0 {  // safe: non-empty
+            return UnsafePointer((s.baseAddress! + sr * cols * 4).assumingMemoryBound(to: Float.self))  // safe: as above
+          }
+          for c in 0..<cols { b[c] = Float(bitPattern: s.loadUnaligned(fromByteOffset: 4 * (sr * cols + c), as: UInt32.self)) }
+        case .f16:
+          for c in 0..<cols { b[c] = f16ToFloat(s.loadUnaligned(fromByteOffset: 2 * (sr * cols + c), as: UInt16.self)) }
+        default:
+          for c in 0..<cols { b[c] = bf16ToFloat(s.loadUnaligned(fromByteOffset: 2 * (sr * cols + c), as: UInt16.self)) }
+        }
+        return UnsafePointer(b)
+      }
+    }
+    return out
+  }
+
+  /// Splits the rows across threads; `row(sourceRow, scratch)` returns the f32 values of a
+  /// source row (in `scratch`, `cols` floats, or in place), which are encoded as output row r.
+  private static func encodeRows(
+    rows: Int, cols: Int, as type: GGMLType, rowOrder: [Int]?, threads: Int, into out: inout [UInt8],
+    row: @Sendable (Int, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+  ) {
+    let rowBytes = type.byteCount(elements: cols)
+    out.withUnsafeMutableBytes { dst in
+      nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
+      let workers = max(1, min(threads, rows / 64))
+      DispatchQueue.concurrentPerform(iterations: workers) { w in
+        var buf = [Float](repeating: 0, count: cols)
+        buf.withUnsafeMutableBufferPointer { b in
+          for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+            let values = row(rowOrder?[r] ?? r, b.baseAddress!)  // safe: cols > 0
+            BlockQuantizers.encode(values, count: cols, as: type, into: d + r * rowBytes)
           }
         }
       }
     }
-    return out
   }
 }
 
