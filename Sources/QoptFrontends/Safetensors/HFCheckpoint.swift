@@ -19,16 +19,7 @@ public enum HFImporter {
     for (name, data, file) in try tensors(in: dir) {
       guard name.hasPrefix("model.") || name == "lm_head.weight" else { continue }
       guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
-      switch data.dtype {
-      case .f32:
-        store.set(name, .dense(data))
-      case .f16, .bf16:
-        store.set(name, .dense(TensorData.build(dtype: .f32, shape: data.shape) { raw in
-          data.readFloats(into: raw.bindMemory(to: Float.self))
-        }))
-      default:
-        throw FrontendError(file: file, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16)")
-      }
+      store.set(name, .dense(try asF32(data, name: name, file: file, supported: "F32, F16, BF16")))
       sourceTypes[name] = data.dtype.rawValue
     }
     let tokPath = dir + "/tokenizer.json"
@@ -67,15 +58,7 @@ public enum HFImporter {
       case .dense where !model:
         store.set(name, e)
       case .dense(let data):
-        switch data.dtype {
-        case .f32: store.set(name, e)
-        case .f16, .bf16:
-          store.set(name, .dense(TensorData.build(dtype: .f32, shape: data.shape) { raw in
-            data.readFloats(into: raw.bindMemory(to: Float.self))
-          }))
-        default:
-          throw FrontendError(file: dir, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: F32, F16, BF16 and compressed-tensors packed weights)")
-        }
+        store.set(name, .dense(try asF32(data, name: name, file: dir, supported: "F32, F16, BF16 and compressed-tensors packed weights")))
         sourceTypes[name] = data.dtype.rawValue
       }
     }
@@ -87,6 +70,18 @@ public enum HFImporter {
       for (k, v) in q.attributes { op.attributes[k] = v }
     }
     return module
+  }
+
+  /// A checkpoint tensor as the runtime's f32: f32 as it is (memory-mapped), f16/bf16 converted
+  /// into owned memory, anything else an error naming the tensor.
+  static func asF32(_ data: TensorData, name: String, file: String, supported: String) throws(FrontendError) -> TensorData {
+    switch data.dtype {
+    case .f32: return data
+    case .f16, .bf16:
+      return TensorData.build(dtype: .f32, shape: data.shape) { raw in data.readFloats(into: raw.bindMemory(to: Float.self)) }
+    default:
+      throw FrontendError(file: file, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: \(supported))")
+    }
   }
 
   /// Every tensor of the checkpoint, from the single file or from the shards of the index.
