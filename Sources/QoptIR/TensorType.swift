@@ -40,9 +40,9 @@ public struct IntScheme: Hashable, Sendable {
 /// The scheme a quantized element type carries, so a dump shows what each weight became.
 public enum QuantScheme: Hashable, Sendable {
   case int(IntScheme)
-  /// FP4 E2M1 codes, E4M3 group scales, an f32 global scale (reserved for the NVFP4 work).
+  /// FP4 E2M1 codes, E4M3 group scales, an f32 global scale.
   case nvfp4(group: Int)
-  /// FP8 E4M3 codes with f32 scales (reserved for the FP8 work).
+  /// FP8 E4M3 codes with f32 scales.
   case fp8(Granularity)
 }
 

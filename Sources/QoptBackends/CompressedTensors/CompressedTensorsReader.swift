@@ -6,8 +6,8 @@ import QoptIR
 /// memory-mapped under their names; config.json becomes module attributes (plus `hf_config`,
 /// the config without `quantization_config`); tokenizer and generation files become U8 blobs.
 ///
-/// Building the functions is the frontend's job (TODO(#5): the lead places this beside the
-/// safetensors importer).
+/// The HF importer (QoptFrontends `HFImporter.importCompressed`) builds the functions around
+/// it; the reader stays beside the emitter because they share the packing code.
 public enum CompressedTensorsReader {
   public struct Result {
     public var attributes: AttributeDict
