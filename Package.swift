@@ -36,7 +36,7 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends"],
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends", "CQoptCodecs"],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
 
     // Plugins
@@ -72,9 +72,9 @@ let package = Package(
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
     .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
-    .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport"]),
+    .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),
     .testTarget(
-      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptPasses", "QoptTestSupport"]),
+      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptBackends", "QoptPasses", "QoptTestSupport"]),
     .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",

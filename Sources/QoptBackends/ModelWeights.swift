@@ -53,7 +53,7 @@ struct ModelWeights {
   static func isFileBlob(name: String, data: TensorData) -> Bool {
     guard data.dtype == .u8, data.shape.count == 1, let dot = name.lastIndex(of: ".") else { return false }
     let ext = name[name.index(after: dot)...]
-    return ["json", "txt", "model", "jinja", "tiktoken", "yaml", "py"].contains(String(ext))
+    return ["json", "txt", "model", "jinja", "tiktoken", "yaml", "py", "gguf"].contains(String(ext))
   }
 }
 

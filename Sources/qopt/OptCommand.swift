@@ -48,7 +48,7 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("verify-each", withSingleDash: true), help: "Verify the module after every pass.")
   var verifyEach = false
 
-  @Flag(name: .customLong("time-passes", withSingleDash: true), help: "Print a table of pass timings to stderr.")
+  @Flag(name: .customLong("time-passes", withSingleDash: true), help: "Print tables of pass timings and of input/output timings to stderr.")
   var timePasses = false
 
   @Flag(name: .customLong("debug-pass-manager", withSingleDash: true), help: "Log what runs, what is cached and what is invalidated.")
@@ -128,17 +128,26 @@ struct OptCommand: ParsableCommand {
       if failed { throw ExitCode(1) }
       return
     }
+    var io: [(String, Double)] = []
+    var t0 = now()
     let module = try loadInput(path: input)
     try module.verify()
+    io.append(("import " + input, now() - t0))
     try manager.run(pipeline, on: module)
     try module.verify()
+    t0 = now()
     if let emitter = try emit.emitter(threads: threads), let output {
       try emitter.emit(module, to: output)
+      io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {
       try ModuleIO.save(module, to: output)
+      io.append(("write " + output, now() - t0))
     } else {
       print(Printer().print(module), terminator: "")
     }
+    // With -time-passes, reading the input and writing the output are timed too: on a large
+    // checkpoint they are most of the run.
+    if timePasses { stderrWrite(timingReport(io, title: "Input and output timing report")) }
   }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import QoptIR
+import QoptRuntime
 
 #if canImport(Glibc)
   import Glibc
@@ -26,6 +27,7 @@ struct Qopt: ParsableCommand {
 @main
 enum Main {
   static func main() {
+    BLAS.stopIdleThreads()  // started again by the first threaded matrix product
     let args = CommandLine.arguments.dropFirst()
     if let first = args.first, ["-help", "--help", "-h"].contains(first), args.count == 1 {
       // The default command's flags are what users type most: show them with the overview.

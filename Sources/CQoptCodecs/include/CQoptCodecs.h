@@ -21,4 +21,15 @@ void qopt_encode_portable(int kind, const float *x, size_t nblocks, uint8_t *out
 void qopt_decode_q8_0(const uint8_t *src, size_t nblocks, float *y);
 void qopt_decode_q4(const uint8_t *src, size_t nblocks, float *y, int has_min);
 
+/// Integer round-to-nearest inner loops (IntQuantizer). `portable` nonzero forces the portable
+/// body (tests compare it with the AVX2 one).
+/// min(min(w), 0) and max(max(w), 0).
+void qopt_int_range(const float *w, size_t n, float *lo, float *hi, int portable);
+/// q[i] = low byte of round_half_even(clamp(w[i] / s + plus, lo, hi)) — compressed-tensors'
+/// order: the zero point added, then clamp, then round. `wmax` is max |w[i]| (what
+/// qopt_int_range gives: max(−lo, hi)); a NaN weight takes the lower clamp bound.
+void qopt_int_round_clamp_before(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable);
+/// q[i] = low byte of clamp(round_half_even(w[i] / s) + plus, lo, hi) — auto-round's order.
+void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable);
+
 #endif

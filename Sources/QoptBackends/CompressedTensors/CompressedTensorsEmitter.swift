@@ -67,7 +67,8 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     var plan = Plan()
     var groups: [(scheme: QuantizationConfig.GroupScheme, modules: [String])] = []
     var ignore: [String] = []
-    for name in weights.files {
+    // The GGUF importer's tokenizer records serve GGUF output; a directory gets tokenizer.json.
+    for name in weights.files where name != TokenizerMetadata.carriedBlob {
       guard !name.contains("/") else { throw BackendError(output: output, tensor: name, "file blob names must not contain '/'") }
       plan.files.append(name)
     }

@@ -129,7 +129,7 @@ public enum CompressedTensorsReader {
     _ q: JSON?, store: WeightStore, byName: [String: (TensorData, String)], file: String
   ) throws(StorageError) -> [String: InputQuantization] {
     guard let q else { return [:] }
-    struct Group { var targets: [String]; var float: Bool; var input: InputQuantization? }
+    struct Group { var targets: [String]; var patterns: [NamePattern]; var float: Bool; var input: InputQuantization? }
     var groups: [Group] = []
     for (g, v) in q["config_groups"]?.objectPairs ?? [] {
       func fail(_ m: String) -> StorageError {
@@ -153,19 +153,22 @@ public enum CompressedTensorsReader {
         input = InputQuantization(kind: type == "float" ? .fp8 : .int8, mode: dynamic ? .dynamic : .static, strategy: strategy)
       }
       let targets = (v["targets"]?.arrayValue ?? []).compactMap(\.stringValue)
-      groups.append(Group(targets: targets, float: v["weights"]?["type"]?.stringValue == "float", input: input))
+      var patterns: [NamePattern] = []
+      for t in targets where t.hasPrefix("re:") {
+        // Compiled once, and matched in linear time whatever the pattern (a config.json is
+        // input like any other: `re:(a+)+b` must not stall the import).
+        do { patterns.append(try NamePattern(String(t.dropFirst(3)))) } catch {
+          throw StorageError(file: file, offset: nil, message: "quantization_config.config_groups.\(g).targets: \(error)")
+        }
+      }
+      groups.append(Group(targets: targets, patterns: patterns, float: v["weights"]?["type"]?.stringValue == "float", input: input))
     }
     var out: [String: InputQuantization] = [:]
     for name in store.names {
       guard let w = store.quantized(name) else { continue }
       let module = moduleName(ofWeight: name)
       let isFloat = if case .int = w.scheme { false } else { true }
-      let named = groups.first { g in
-        g.targets.contains { t in
-          if t.hasPrefix("re:") { return (try? Regex(String(t.dropFirst(3)))).map { module.prefixMatch(of: $0) != nil } ?? false }
-          return t == module
-        }
-      }
+      let named = groups.first { g in g.targets.contains(module) || g.patterns.contains { $0.matchesPrefix(module) } }
       guard let group = named ?? groups.first(where: { $0.targets.contains("Linear") && $0.float == isFloat }), var input = group.input else { continue }
       if input.kind == .nvfp4 {
         guard let s = byName[module + ".input_global_scale"]?.0, s.count == 1, s.dtype == .f32, let v = s.floats().first, v.isFinite, v > 0 else {

@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 /// compressed-tensors' `pack_to_int32`: signed codes → unsigned (`+2^(b−1)`), laid out as a
@@ -18,13 +19,16 @@ package enum PackToInt32 {
     let src = codes.bindMemory(to: Int8.self)
     for r in 0..<rows {
       let row = out + r * wpr
-      if bits == 4 && columns % 8 == 0 {
-        // Fast path: 8 codes per word.
+      if bits == 4 && columns % 8 == 0, let base = codes.baseAddress {
+        // Fast path: 8 codes per word. Eight codes are read as one u64; each byte's low nibble
+        // plus 8 cannot carry into the next byte, and three shift-or-mask steps gather them.
         for w in 0..<wpr {
-          var word: UInt32 = 0
-          let base = r * columns + w * 8
-          for k in 0..<8 { word |= UInt32((UInt8(bitPattern: src[base + k]) &+ 8) & 0xF) << (4 * k) }
-          row[w] = word
+          var x = base.loadUnaligned(fromByteOffset: r * columns + w * 8, as: UInt64.self).littleEndian
+          x = ((x & 0x0F0F_0F0F_0F0F_0F0F) &+ 0x0808_0808_0808_0808) & 0x0F0F_0F0F_0F0F_0F0F
+          x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF
+          x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF
+          x = (x | (x >> 16)) & 0xFFFF_FFFF
+          row[w] = UInt32(truncatingIfNeeded: x)
         }
         continue
       }
@@ -40,13 +44,22 @@ package enum PackToInt32 {
     }
   }
 
+  /// Threads that pack one tensor.
+  nonisolated(unsafe) package static var packThreads = 2
+
   /// Packs an i8 `[rows, columns]` tensor into an I32 `[rows, wordsPerRow]` tensor.
   package static func packRows(_ codes: TensorData, bits: Int) -> TensorData {
     let (rows, cols) = (codes.shape[0], codes.shape[1])
     let wpr = wordsPerRow(columns: cols, bits: bits)
     return TensorData.build(dtype: .i32, shape: [rows, wpr]) { out in
       codes.withUnsafeBytes { src in
-        packRows(src, rows: rows, columns: cols, bits: bits, into: out.bindMemory(to: UInt32.self).baseAddress!)  // safe: rows·wpr > 0
+        // Split by rows across the cores (the packed words of a row depend on that row alone).
+        nonisolated(unsafe) let (s, o) = (src, out.bindMemory(to: UInt32.self).baseAddress!)  // safe: rows·wpr > 0
+        let workers = max(1, min(packThreads, rows / 256))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+          let lo = rows * w / workers, hi = rows * (w + 1) / workers
+          packRows(UnsafeRawBufferPointer(rebasing: s[(lo * cols)..<(hi * cols)]), rows: hi - lo, columns: cols, bits: bits, into: o + lo * wpr)
+        }
       }
     }
   }

@@ -1,5 +1,6 @@
 import Dispatch
 import QoptIR
+import Synchronization
 
 /// Writes a llama-architecture GGUF v3 file that llama.cpp and the `gguf` package read:
 /// `general.*` / `llama.*` / `tokenizer.*` metadata, tensors under GGUF names with Q and K rows
@@ -36,27 +37,27 @@ public struct GGUFEmitter: WeightEmitter {
     let (metadata, tensors) = try plan(module, output: output)
     let threads = self.threads
     let entries = tensors.map { t in
-      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) {
+      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { sink in
         switch t.entry {
         case .dense(let d):
           defer { d.releasePages() }
-          return Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads)
+          try Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads, to: sink)
         case .quantized(let q):
           defer { q.codes.releasePages() }
-          return PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads)
+          try PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads).withUnsafeBytes { try sink(0, $0) }
         }
       }
     }
-    try GGUFFileWriter.write(metadata: metadata, tensors: entries, to: output)
+    try GGUFFileWriter.write(metadata: metadata.values, raw: metadata.raw, tensors: entries, to: output)
   }
 
   /// The tensors as they will be written: source name, GGUF name, type, row-major shape.
   package func layout(_ module: Module, output: String) throws(BackendError) -> [(hf: String, gguf: String, type: GGMLType, shape: [Int])] {
-    try plan(module, output: output).1.map { ($0.hf, $0.gguf, $0.type, $0.shape) }
+    try plan(module, output: output).tensors.map { ($0.hf, $0.gguf, $0.type, $0.shape) }
   }
 
   /// Validates every tensor and builds the metadata, before anything is written.
-  func plan(_ module: Module, output: String) throws(BackendError) -> ([(String, GGUFValue)], [PlannedTensor]) {
+  func plan(_ module: Module, output: String) throws(BackendError) -> (metadata: (values: [(String, GGUFValue)], raw: RawMetadata?), tensors: [PlannedTensor]) {
     let weights = ModelWeights(module)
     let config = ModelConfig(module)
     let heads = LlamaMetadata.heads(config, module)
@@ -101,35 +102,38 @@ public struct GGUFEmitter: WeightEmitter {
     let dominant = byType.max { $0.value != $1.value ? $0.value < $1.value : $0.key.rawValue > $1.key.rawValue }?.key ?? .f32
     let anyQuantized = tensors.contains { $0.type.isQuantized }
     var metadata = LlamaMetadata.make(module, config: config, fileType: dominant.fileType, quantized: anyQuantized)
-    metadata += try TokenizerMetadata.make(module, config: config, output: output)
+    let tokenizer = try TokenizerMetadata.make(module, config: config, output: output)
+    metadata += tokenizer.values
     var keys = Set<String>()
-    for (k, _) in metadata where !keys.insert(k).inserted {
+    for k in metadata.map(\.0) + (tokenizer.raw?.keys ?? []) where !keys.insert(k).inserted {
       throw BackendError(output: output, "duplicate metadata key '\(k)'")
     }
-    return (metadata, tensors)
+    return ((metadata, tokenizer.raw), tensors)
   }
 
-  /// Encodes a float tensor row by row (rows taken in `rowOrder`), split across threads.
-  package static func encodeDense(_ t: TensorData, as type: GGMLType, rowOrder: [Int]?, threads: Int) -> [UInt8] {
+  /// Encodes a float tensor row by row (rows taken in `rowOrder`), split across threads, each
+  /// thread handing finished chunks of rows to `sink` (byte offset in the tensor, bytes).
+  package static func encodeDense(
+    _ t: TensorData, as type: GGMLType, rowOrder: [Int]?, threads: Int, to sink: GGUFTensorEntry.Sink
+  ) throws {
     let cols = t.shape.last ?? 1
     let rows = cols == 0 ? 0 : t.count / cols
-    var out = [UInt8](repeating: 0, count: type.byteCount(elements: t.count))
-    guard rows > 0 else { return out }
+    guard rows > 0 else { return }
     if t.isDeferred {
       // Decoded on demand (a GGUF import): each row goes from the source blocks straight into
       // the encoder, so no f32 copy of the tensor ever exists.
-      encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, into: &out) { sr, b in
+      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink) { sr, b in
         if !t.decodeRows(sr..<(sr + 1), into: b) {
           t.withF32 { all in b.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: rows > 0
         }
         return UnsafePointer(b)
       }
-      return out
+      return
     }
     let dtype = t.dtype
-    t.withUnsafeBytes { src in
+    try t.withUnsafeBytes { src in
       nonisolated(unsafe) let s = src
-      encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, into: &out) { sr, b in
+      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink) { sr, b in
         switch dtype {
         case .f32:
           if Int(bitPattern: s.baseAddress! + sr * cols * 4) % 4 == 0 {  // safe: non-empty
@@ -144,29 +148,59 @@ public struct GGUFEmitter: WeightEmitter {
         return UnsafePointer(b)
       }
     }
+  }
+
+  /// `encodeDense` into one array (tests compare it with a reference quantizer).
+  package static func encodeDense(_ t: TensorData, as type: GGMLType, rowOrder: [Int]?, threads: Int) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: type.byteCount(elements: t.count))
+    out.withUnsafeMutableBytes { o in
+      nonisolated(unsafe) let base = o.baseAddress
+      try? encodeDense(t, as: type, rowOrder: rowOrder, threads: threads) { at, bytes in
+        if bytes.count > 0 { (base! + at).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }  // safe: non-empty
+      }
+    }
     return out
   }
 
   /// Splits the rows across threads; `row(sourceRow, scratch)` returns the f32 values of a
   /// source row (in `scratch`, `cols` floats, or in place), which are encoded as output row r.
+  /// Each thread encodes up to `chunkBytes` of output at a time and hands it to `sink`.
   private static func encodeRows(
-    rows: Int, cols: Int, as type: GGMLType, rowOrder: [Int]?, threads: Int, into out: inout [UInt8],
+    rows: Int, cols: Int, as type: GGMLType, rowOrder: [Int]?, threads: Int, to sink: GGUFTensorEntry.Sink,
     row: @Sendable (Int, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
-  ) {
+  ) throws {
     let rowBytes = type.byteCount(elements: cols)
-    out.withUnsafeMutableBytes { dst in
-      nonisolated(unsafe) let d = dst.baseAddress!  // safe: rows > 0
-      let workers = max(1, min(threads, rows / 64))
-      DispatchQueue.concurrentPerform(iterations: workers) { w in
-        var buf = [Float](repeating: 0, count: cols)
-        buf.withUnsafeMutableBufferPointer { b in
-          for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
-            let values = row(rowOrder?[r] ?? r, b.baseAddress!)  // safe: cols > 0
-            BlockQuantizers.encode(values, count: cols, as: type, into: d + r * rowBytes)
+    let chunkRows = max(1, chunkBytes / max(rowBytes, 1))
+    let workers = max(1, min(threads, rows / 64))
+    let failure = Mutex<(any Error)?>(nil)
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+      var buf = [Float](repeating: 0, count: cols)
+      var chunk = [UInt8](repeating: 0, count: min(chunkRows, rows) * rowBytes)
+      buf.withUnsafeMutableBufferPointer { b in
+        chunk.withUnsafeMutableBytes { c in
+          var r = rows * w / workers
+          let end = rows * (w + 1) / workers
+          while r < end {
+            let n = min(chunkRows, end - r)
+            for k in 0..<n {
+              let values = row(rowOrder?[r + k] ?? r + k, b.baseAddress!)  // safe: cols > 0
+              BlockQuantizers.encode(values, count: cols, as: type, into: c.baseAddress! + k * rowBytes)  // safe: non-empty
+            }
+            do {
+              try sink(r * rowBytes, UnsafeRawBufferPointer(rebasing: c[0..<(n * rowBytes)]))
+            } catch {
+              failure.withLock { if $0 == nil { $0 = error } }
+              return
+            }
+            if failure.withLock({ $0 != nil }) { return }
+            r += n
           }
         }
       }
     }
+    if let e = failure.withLock({ $0 }) { throw e }
   }
-}
 
+  /// Output bytes one thread encodes before writing them (fits in L2 with its source rows).
+  static let chunkBytes = 256 << 10
+}

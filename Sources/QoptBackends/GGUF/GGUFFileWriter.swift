@@ -1,42 +1,58 @@
 import QoptIR
+import Synchronization
 
 /// One tensor of a GGUF file to be written: its name, row-major shape (written reversed, in
-/// ggml order), type, and a closure producing its encoded bytes when the writer reaches it.
+/// ggml order), type, and a closure that streams its encoded bytes when the writer reaches it.
 package struct GGUFTensorEntry {
+  /// Receives `bytes` for byte offset `at` of the tensor. Callable from several threads at
+  /// once for disjoint ranges: encoders write each finished chunk straight to the file.
+  package typealias Sink = @Sendable (_ at: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void
+
   package var name: String
   package var shape: [Int]
   package var type: GGMLType
-  package var produce: () throws -> [UInt8]
+  package var stream: (Sink) throws -> Void
 
-  package init(name: String, shape: [Int], type: GGMLType, produce: @escaping () throws -> [UInt8]) {
+  package init(name: String, shape: [Int], type: GGMLType, stream: @escaping (Sink) throws -> Void) {
     self.name = name
     self.shape = shape
     self.type = type
-    self.produce = produce
+    self.stream = stream
+  }
+
+  /// A tensor whose bytes are produced whole.
+  package init(name: String, shape: [Int], type: GGMLType, produce: @escaping () throws -> [UInt8]) {
+    self.init(name: name, shape: shape, type: type) { sink in
+      let bytes = try produce()
+      try bytes.withUnsafeBytes { try sink(0, $0) }
+    }
   }
 
   var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) }
 }
 
 /// Writes GGUF version 3 (reference/gguf.md §1): header, metadata, tensor infos with offsets
-/// relative to the aligned data section, and tensor data padded to `alignment`, streaming one
-/// tensor at a time through an `AtomicFileWriter`.
+/// relative to the aligned data section, and tensor data padded to `alignment`. Every offset
+/// is known once the header is built, so tensor bytes go to their place in the file as the
+/// encoders finish them (positional writes from each encoding thread, no whole-tensor buffer);
+/// the file appears under its name only when complete (`AtomicFileWriter`).
 package enum GGUFFileWriter {
   static let alignment = 32
 
-  package static func write(metadata: [(String, GGUFValue)], tensors: [GGUFTensorEntry], to path: String) throws {
+  package static func write(metadata: [(String, GGUFValue)], raw: RawMetadata? = nil, tensors: [GGUFTensorEntry], to path: String) throws {
     let out = try AtomicFileWriter(path: path)
     var head: [UInt8] = []
     func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { head.append(contentsOf: $0) } }
     head += Array("GGUF".utf8)
     le(UInt32(3))
     le(UInt64(tensors.count))
-    le(UInt64(metadata.count))
+    le(UInt64(metadata.count + (raw?.keys.count ?? 0)))
     for (k, v) in metadata {
       GGUFValue.string(k).encode(into: &head)
       le(v.typeID)
       v.encode(into: &head)
     }
+    if let raw { head += raw.bytes }
     var offset = 0
     for t in tensors {
       GGUFValue.string(t.name).encode(into: &head)
@@ -48,15 +64,25 @@ package enum GGUFFileWriter {
     }
     head += [UInt8](repeating: 0, count: padded(head.count) - head.count)
     try out.write(head)
+    try out.flush()
+    nonisolated(unsafe) let file = out
+    var base = head.count
     for t in tensors {
-      let bytes = try t.produce()
-      guard bytes.count == t.byteCount else {
-        throw BackendError(output: path, tensor: t.name, "encoder produced \(bytes.count) bytes, expected \(t.byteCount)")
+      let written = Atomic<Int>(0)
+      let start = base, count = t.byteCount, name = t.name
+      try t.stream { at, bytes in
+        guard at >= 0, bytes.count <= count - at else {
+          throw BackendError(output: path, tensor: name, "encoder wrote bytes [\(at), \(at + bytes.count)) outside the tensor's \(count)")
+        }
+        try file.write(bytes, at: start + at)
+        written.add(bytes.count, ordering: .relaxed)
       }
-      try out.write(bytes)
-      let pad = padded(bytes.count) - bytes.count
-      if pad > 0 { try out.write([UInt8](repeating: 0, count: pad)) }
+      guard written.load(ordering: .relaxed) == count else {
+        throw BackendError(output: path, tensor: t.name, "encoder produced \(written.load(ordering: .relaxed)) bytes, expected \(count)")
+      }
+      base += padded(count)
     }
+    try out.setLength(base)  // the last tensor's padding
     try out.commit()
   }
 

@@ -20,7 +20,7 @@ public struct GGUFTypeSelection: Sendable {
     guard let colon = text.lastIndex(of: ":") else { return nil }
     let pattern = String(text[..<colon])
     guard !pattern.isEmpty, let t = GGMLType(name: String(text[text.index(after: colon)...])) else { return nil }
-    if pattern.hasPrefix("re:"), (try? Regex(String(pattern.dropFirst(3)))) == nil { return nil }
+    if pattern.hasPrefix("re:"), (try? NamePattern(String(pattern.dropFirst(3)))) == nil { return nil }
     return (pattern, t)
   }
 
@@ -48,8 +48,8 @@ public struct GGUFTypeSelection: Sendable {
   static func matches(_ pattern: String, _ name: String) -> Bool {
     if pattern.hasPrefix("re:") {
       // A search, not an anchored match: `re:ffn_down` selects every ffn_down tensor.
-      guard let r = try? Regex(String(pattern.dropFirst(3))) else { return false }
-      return (try? r.firstMatch(in: name)) != nil
+      guard let r = try? NamePattern(String(pattern.dropFirst(3))) else { return false }
+      return r.search(name)
     }
     return pattern == name
   }

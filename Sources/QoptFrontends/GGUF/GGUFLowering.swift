@@ -1,4 +1,5 @@
 import Dispatch
+import QoptBackends
 import QoptIR
 
 #if canImport(Glibc)
@@ -52,12 +53,31 @@ public enum GGUFImporter {
     if let tok = try GGUFTokenizerJSON.synthesize(g) {
       store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [tok.count], bytes: tok)))
     }
+    if let kv = tokenizerRecords(g) {
+      store.set(TokenizerMetadata.carriedBlob, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
+    }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
     // The model's identity travels on to what qopt writes (GGUF `general.*` metadata).
     for key in ["general.name", "general.basename", "general.finetune", "general.size_label", "general.license", "general.organization"] {
       if let v = g[key]?.stringValue { module.attributes[key] = .string(v) }
     }
     return module
+  }
+
+  /// The source's `tokenizer.*` metadata records, verbatim, as a GGUF file of no tensors: a GGUF
+  /// written from this module carries them over byte for byte (no round trip through
+  /// tokenizer.json, and llama.cpp-only keys survive). nil when the file has none.
+  static func tokenizerRecords(_ g: GGUFFile) -> [UInt8]? {
+    let records = g.metadata.compactMap { $0.key.hasPrefix("tokenizer.") ? g.rawRecord($0.key) : nil }
+    guard !records.isEmpty else { return nil }
+    var out = Array("GGUF".utf8)
+    func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    le(UInt32(3))
+    le(UInt64(0))
+    le(UInt64(records.count))
+    out.reserveCapacity(out.count + records.reduce(0) { $0 + $1.count })
+    for r in records { out.append(contentsOf: r) }
+    return out
   }
 
   /// One tensor as f32 decoded on first use (or row by row by a streaming reader), with Q/K

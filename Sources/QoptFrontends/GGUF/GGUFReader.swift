@@ -1,7 +1,14 @@
 import QoptIR
 
-/// A metadata value of a GGUF file.
-public indirect enum GGUFValue: Hashable, Sendable {
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A metadata value of a GGUF file. (Not `indirect`: arrays already hold their elements out of
+/// line, and boxing every case cost one allocation per vocabulary entry.)
+public enum GGUFValue: Hashable, Sendable {
   case uint(UInt64)
   case int(Int64)
   case float(Double)
@@ -116,6 +123,8 @@ public struct GGUFFile {
   public let dataStart: Int
   private let index: [String: Int]
   private let keyOffsets: [String: Int]
+  /// Where each metadata record (key, type, value) ends, for copying records verbatim.
+  private let recordEnds: [String: Int]
 
   public init(path: String) throws(FrontendError) {
     let f: MappedFile
@@ -142,6 +151,7 @@ public struct GGUFFile {
     let kvCount = try r.count(minBytesEach: 8 + 4 + 1, what: "metadata count")
     var meta: [(key: String, value: GGUFValue)] = []
     var keyOffsets: [String: Int] = [:]
+    var recordEnds: [String: Int] = [:]
     for _ in 0..<kvCount {
       let at = r.pos
       let key = try r.string()
@@ -149,6 +159,7 @@ public struct GGUFFile {
       keyOffsets[key] = at
       let type = try r.u32()
       meta.append((key, try r.value(type: type, typeOffset: r.pos - 4, depth: 0)))
+      recordEnds[key] = r.pos
     }
     var alignment = 32
     if let i = meta.firstIndex(where: { $0.key == "general.alignment" }) {
@@ -216,6 +227,7 @@ public struct GGUFFile {
     }
     self.metadata = meta
     self.keyOffsets = keyOffsets
+    self.recordEnds = recordEnds
     self.tensors = infos
     self.index = index
     self.alignment = alignment
@@ -227,6 +239,13 @@ public struct GGUFFile {
 
   /// The file offset of a metadata key's record (for diagnostics), or the header start.
   public func offset(ofKey key: String) -> Int { keyOffsets[key] ?? 0 }
+
+  /// A metadata record's bytes as they stand in the file (key, type id and value), so a
+  /// writer can carry it over without decoding and re-encoding it.
+  public func rawRecord(_ key: String) -> UnsafeRawBufferPointer? {
+    guard let start = keyOffsets[key], let end = recordEnds[key] else { return nil }
+    return file.bytes(offset: start, count: end - start)
+  }
 
   public func tensor(named name: String) -> GGUFTensorInfo? {
     index[name].map { tensors[$0] }
@@ -274,9 +293,15 @@ struct ByteReader {
     let at = pos
     let n = try count(minBytesEach: 1, what: "string length")
     let start = try take(n, "string")
-    guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<(start + n)]), as: UTF8.self) else {
-      throw FrontendError(file: path, offset: at, "string is not valid UTF-8")
+    // `String(decoding:)` on a typed buffer takes the standard library's fast contiguous path
+    // (a vocabulary is ~10^5 strings); it repairs bad bytes, so valid means unchanged.
+    let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + n)])
+    let s = String(decoding: UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: n), as: UTF8.self)
+    var same = s.utf8.count == n
+    if same, n > 0 {
+      same = s.utf8.withContiguousStorageIfAvailable { memcmp($0.baseAddress!, raw.baseAddress!, n) == 0 } ?? Array(s.utf8).elementsEqual(raw)  // safe: n > 0
     }
+    guard same else { throw FrontendError(file: path, offset: at, "string is not valid UTF-8") }
     return s
   }
 

@@ -26,12 +26,12 @@ public enum GGUFTokenizerJSON {
     guard let preTokenizer = preTokenizer(pre) else {
       throw fail("tokenizer.ggml.pre", "pre-tokenizer '\(pre)' is not supported (supported: \(supportedPre.joined(separator: ", ")))")
     }
-    var vocab: [(String, JSON)] = []
+    var vocab: [String] = []
     var added: [JSON] = []
     vocab.reserveCapacity(tokens.count)
     for (i, t) in tokens.enumerated() {
       guard let s = t.stringValue else { throw fail("tokenizer.ggml.tokens", "entry \(i) is not a string") }
-      vocab.append((s, .int(i)))
+      vocab.append(s)
       let type = types.flatMap { i < $0.count ? $0[i].intValue : nil } ?? 1
       if type == 3 || type == 4 {
         added.append(.object([
@@ -40,11 +40,11 @@ public enum GGUFTokenizerJSON {
         ]))
       }
     }
-    var mergeList: [JSON] = []
+    var mergeList: [String] = []
     mergeList.reserveCapacity(merges.count)
     for (i, m) in merges.enumerated() {
       guard let s = m.stringValue else { throw fail("tokenizer.ggml.merges", "entry \(i) is not a string") }
-      mergeList.append(.string(s))
+      mergeList.append(s)
     }
     let byteLevelDecoder: JSON = .object([
       ("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)), ("trim_offsets", .bool(true)),
@@ -58,10 +58,28 @@ public enum GGUFTokenizerJSON {
         ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null),
         ("continuing_subword_prefix", .null), ("end_of_word_suffix", .null), ("fuse_unk", .bool(false)),
         ("byte_fallback", .bool(false)), ("ignore_merges", .bool(pre == "llama-bpe" || pre == "llama3")),
-        ("vocab", .object(vocab)), ("merges", .array(mergeList)),
       ])),
     ])
-    return json.serializedBytes
+    // "vocab" and "merges" (~10^5 strings) go straight to bytes after the rest: "model" is the
+    // last key of the outer object, so they are appended inside its closing "}}" — the bytes the
+    // tree serializer would give, without building ~10^5 JSON values first.
+    var out = json.serializedBytes
+    out.removeLast(2)
+    out.reserveCapacity(out.count + vocab.count * 16 + mergeList.count * 14 + 32)
+    out += #","vocab":{"#.utf8
+    for (i, t) in vocab.enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ",")) }
+      JSON.appendQuoted(t, to: &out)
+      out.append(UInt8(ascii: ":"))
+      JSON.appendInt(i, to: &out)
+    }
+    out += #"},"merges":["#.utf8
+    for (i, m) in mergeList.enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ",")) }
+      JSON.appendQuoted(m, to: &out)
+    }
+    out += "]}}".utf8
+    return out
   }
 
   static let supportedPre = ["default", "gpt-2", "gpt2", "smollm", "starcoder", "refact", "llama-bpe", "llama3", "qwen2"]

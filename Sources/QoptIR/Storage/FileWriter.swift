@@ -50,7 +50,40 @@ public final class AtomicFileWriter {
     try write(Array(text.utf8))
   }
 
-  private func flush() throws(StorageError) {
+  /// Writes `bytes` at byte `offset` of the file, leaving the sequential position alone.
+  /// Safe from several threads at once for disjoint ranges (it touches no buffer); `flush()`
+  /// first when sequential writes came before.
+  public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(StorageError) {
+    var done = 0
+    while done < bytes.count {
+      let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))  // safe: count > 0
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw StorageError(file: path, offset: offset + done, message: "write failed: \(String(cString: strerror(errno)))")
+      }
+      done += n
+    }
+  }
+
+  /// Makes the next sequential write land at byte `offset` (after positional writes filled
+  /// the file up to there).
+  public func moveSequentialPosition(to offset: Int) throws(StorageError) {
+    try flush()
+    guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else {
+      throw StorageError(file: path, offset: offset, message: "cannot seek: \(String(cString: strerror(errno)))")
+    }
+    bytesWritten = offset
+  }
+
+  /// Sets the file's size (a longer file reads as zeros past what was written).
+  public func setLength(_ size: Int) throws(StorageError) {
+    guard ftruncate(fd, off_t(size)) == 0 else {
+      throw StorageError(file: path, offset: size, message: "cannot set the size: \(String(cString: strerror(errno)))")
+    }
+  }
+
+  /// Writes out what the buffer holds.
+  public func flush() throws(StorageError) {
     let b = buffer
     buffer.removeAll(keepingCapacity: true)
     try withBytes(b) { raw throws(StorageError) in try writeAll(raw) }

@@ -58,6 +58,12 @@ extension TensorData {
     return false
   }
 
+  /// Whether `decodeRows` works now: deferred, not yet decoded, with a row decoder.
+  public var decodesRows: Bool {
+    guard case .deferred(let d) = storage else { return false }
+    return d.rows != nil && !d.isDecoded
+  }
+
   /// Writes f32 rows `range` into `dst` without materializing the tensor, when its bytes are
   /// deferred, not yet decoded, and the decoder works row by row; returns false otherwise (then
   /// read the bytes as usual).

@@ -14,7 +14,7 @@ public struct Instrumentation: Sendable {
 }
 
 /// Wall-clock seconds for `-time-passes`.
-func now() -> Double {
+public func now() -> Double {
   var ts = timespec()
   clock_gettime(CLOCK_MONOTONIC, &ts)
   return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
@@ -24,8 +24,8 @@ func now() -> Double {
   import Glibc
 #endif
 
-/// The `-time-passes` report, in the shape LLVM prints.
-func timingReport(_ rows: [(String, Double)]) -> String {
+/// The `-time-passes` report, in the shape LLVM prints (`title` names what was timed).
+public func timingReport(_ rows: [(String, Double)], title: String = "Pass execution timing report") -> String {
   let total = rows.reduce(0) { $0 + $1.1 }
   func fmt(_ x: Double) -> String {
     let s = String(Int((x * 10000).rounded()))
@@ -40,7 +40,8 @@ func timingReport(_ rows: [(String, Double)]) -> String {
     return String(repeating: " ", count: max(0, 5 - v.count)) + v
   }
   var out = "===" + String(repeating: "-", count: 70) + "===\n"
-  out += "                      ... Pass execution timing report ...\n"
+  let heading = "... \(title) ..."
+  out += String(repeating: " ", count: max(0, (80 - heading.count) / 2)) + heading + "\n"
   out += "===" + String(repeating: "-", count: 70) + "===\n"
   out += "  Total Execution Time: \(fmt(total)) seconds\n\n"
   out += "   ---Wall Time---  --- Name ---\n"

@@ -1,3 +1,4 @@
+import CQoptCodecs
 import Dispatch
 import QoptIR
 
@@ -24,6 +25,9 @@ public struct IntQuantizer: Sendable {
     self.rule = rule
   }
 
+  /// Rows a worker asks its row source for at once.
+  static let rowBlock = 16
+
   /// Quantizes `weights` (`rows × cols` floats) into codes, scales and zero points.
   public func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int, threads: Int = 1) -> QuantizedTensor {
     precondition(weights.count == rows * cols, "weight count")
@@ -34,6 +38,21 @@ public struct IntQuantizer: Sendable {
       let (s, z) = codes.withUnsafeMutableBufferPointer { quantizeGroup(weights, into: $0) }
       return pack(codes: codes, shape: [rows, cols], scales: [s], zeros: [z], scaleShape: [1])
     }
+    nonisolated(unsafe) let w = weights
+    return quantize(rows: rows, cols: cols, threads: threads) { range, scratch in
+      w.baseAddress.map { UnsafePointer($0 + range.lowerBound * cols) } ?? UnsafePointer(scratch)
+    }
+  }
+
+  /// Per-row or per-group quantization with rows supplied by `row(range, scratch)` — a pointer
+  /// to those rows' floats (`cols` each, consecutive), in place or written into `scratch`
+  /// (room for `rowBlock` rows) — so a tensor decoded on first
+  /// use is read a row at a time and never held whole in f32.
+  public func quantize(
+    rows: Int, cols: Int, threads: Int = 1, row: @Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+  ) -> QuantizedTensor {
+    let groupsPerRow = scheme.granularity.groupsPerRow(columns: cols)
+    precondition(scheme.granularity != .tensor, "per-tensor quantization needs the whole tensor")
     let groupSize = groupsPerRow == 1 ? cols : { if case .group(let n) = scheme.granularity { return n } else { return cols } }()
     let codesData = TensorData.build(dtype: .i8, shape: [rows, cols]) { _ in }
     var scales = [Float](repeating: 0, count: rows * groupsPerRow)
@@ -42,17 +61,26 @@ public struct IntQuantizer: Sendable {
       nonisolated(unsafe) let codesPtr = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Int8.self))  // safe: rows*cols > 0 here
       nonisolated(unsafe) let sPtr = scales.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
       nonisolated(unsafe) let zPtr = zeros.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
-      nonisolated(unsafe) let w = weights
       let workers = max(1, min(threads, rows))
       let q = self
       DispatchQueue.concurrentPerform(iterations: workers) { t in
         let lo = rows * t / workers
         let hi = rows * (t + 1) / workers
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(cols, 1) * IntQuantizer.rowBlock)
+        defer { scratch.deallocate() }
+        var block = lo..<lo
+        var base = UnsafePointer(scratch)
         for r in lo..<hi {
+          if !block.contains(r) {
+            // Rows come a block at a time: a decoder's per-call cost is paid once per block.
+            block = r..<Swift.min(hi, r + IntQuantizer.rowBlock)
+            base = row(block, scratch)
+          }
+          let w = base + (r - block.lowerBound) * cols
           for g in 0..<groupsPerRow {
             let start = g * groupSize
             let end = min(cols, start + groupSize)
-            let src = UnsafeBufferPointer(rebasing: w[(r * cols + start)..<(r * cols + end)])
+            let src = UnsafeBufferPointer(start: w + start, count: end - start)
             let dst = UnsafeMutableBufferPointer(start: codesPtr + r * cols + start, count: end - start)
             let (s, z) = q.quantizeGroup(src, into: dst)
             sPtr[r * groupsPerRow + g] = s
@@ -89,7 +117,7 @@ public struct IntQuantizer: Sendable {
       var s = roundFloat(maxv / maxq, to: st)
       let thresh = roundFloat(1e-5, to: st)
       s = s < 0 ? Swift.min(s, -thresh) : Swift.max(s, thresh)
-      roundDivided(w, by: s, plus: 0, into: q, clampBefore: nil, clampAfter: (-maxq, maxq - 1))
+      roundDivided(w, by: s, plus: 0, into: q, clampBefore: nil, clampAfter: (-maxq, maxq - 1), wmax: Swift.max(-lo, hi))
       return (s, 0)
     case (.fullRange, false):
       // auto-round quant_tensor_asym: codes 0…2^b−1 around zp; stored shifted by −2^(b−1).
@@ -99,7 +127,7 @@ public struct IntQuantizer: Sendable {
       s = Swift.max(s, roundFloat(1e-5, to: st))
       let zp = (-lo / s).rounded(.toNearestOrEven)
       // round(w/s) + zp, clamped to [0, maxq], then shifted by −half: clamp in the shifted range.
-      roundDivided(w, by: s, plus: zp - half, into: q, clampBefore: nil, clampAfter: (-half, maxq - half))
+      roundDivided(w, by: s, plus: zp - half, into: q, clampBefore: nil, clampAfter: (-half, maxq - half), wmax: Swift.max(-lo, hi))
       return (s, Int8(Swift.min(Swift.max(zp - half, -128), 127)))
     case (.minmax, let sym):
       // compressed-tensors calculate_qparams + _quantize: clamp first, then round half to even.
@@ -116,7 +144,7 @@ public struct IntQuantizer: Sendable {
       if s == 0 { s = eps }
       if !sym { zp = Swift.min(Swift.max(qmin - roundFloat(lo / s, to: st), qmin), qmax).rounded(.toNearestOrEven) }
       if st == .f32 {
-        roundDivided(w, by: s, plus: zp, into: q, clampBefore: (qmin, qmax), clampAfter: nil)
+        roundDivided(w, by: s, plus: zp, into: q, clampBefore: (qmin, qmax), clampAfter: nil, wmax: Swift.max(-lo, hi))
       } else {
         // The reference divides in the scale's dtype: round each quotient to it first.
         for i in 0..<w.count {
@@ -128,63 +156,32 @@ public struct IntQuantizer: Sendable {
     }
   }
 
-  /// min(min(w), 0) and max(max(w), 0), eight lanes at a time (a scalar loop is latency-bound
-  /// on the min/max dependency chain and took half of `rtn`'s time).
+  /// min(min(w), 0) and max(max(w), 0) (C, eight lanes at a time where the CPU has AVX2: a
+  /// scalar loop is latency-bound on the min/max dependency chain).
   @inline(__always)
   static func range(_ w: UnsafeBufferPointer<Float>) -> (Float, Float) {
     guard let p = w.baseAddress else { return (0, 0) }
-    var l0: Float = 0, l1: Float = 0, l2: Float = 0, l3: Float = 0
-    var h0: Float = 0, h1: Float = 0, h2: Float = 0, h3: Float = 0
-    var i = 0
-    while i + 4 <= w.count {
-      let a = p[i], b = p[i + 1], c = p[i + 2], d = p[i + 3]
-      l0 = a < l0 ? a : l0; h0 = a > h0 ? a : h0
-      l1 = b < l1 ? b : l1; h1 = b > h1 ? b : h1
-      l2 = c < l2 ? c : l2; h2 = c > h2 ? c : h2
-      l3 = d < l3 ? d : l3; h3 = d > h3 ? d : h3
-      i += 4
-    }
-    while i < w.count {
-      l0 = p[i] < l0 ? p[i] : l0
-      h0 = p[i] > h0 ? p[i] : h0
-      i += 1
-    }
-    let lo = Swift.min(Swift.min(l0, l1), Swift.min(l2, l3))
-    let hi = Swift.max(Swift.max(h0, h1), Swift.max(h2, h3))
+    var lo: Float = 0, hi: Float = 0
+    qopt_int_range(p, w.count, &lo, &hi, 0)
     return (lo, hi)
   }
 
-  /// `q[i] = clampAfter(roundHalfEven(clampBefore(w[i] / s) + …))`, written so it vectorizes:
-  /// rounding uses the 1.5·2^23 trick (exact round-half-even for |x| < 2^22) instead of a
-  /// library call. `plus` is added after rounding when `clampBefore` is nil (auto-round adds
-  /// the zero point to the rounded code) and before it otherwise (compressed-tensors adds it
-  /// before clamping and rounding).
+  /// `q[i] = clampAfter(roundHalfEven(clampBefore(w[i] / s) + …))` in C (CQoptCodecs, AVX2+FMA
+  /// where the CPU has it, bit-identical to its portable body; `wmax` = max |w|, from the range
+  /// pass, tells it the reciprocal path cannot overflow): rounding uses the 1.5·2^23 trick
+  /// (exact round-half-even for |x| < 2^22). `plus` is added after rounding when `clampBefore`
+  /// is nil (auto-round adds the zero point to the rounded code) and before it otherwise
+  /// (compressed-tensors adds it before clamping and rounding).
   @inline(__always)
   func roundDivided(
     _ w: UnsafeBufferPointer<Float>, by s: Float, plus: Float, into q: UnsafeMutableBufferPointer<Int8>,
-    clampBefore: (Float, Float)?, clampAfter: (Float, Float)?
+    clampBefore: (Float, Float)?, clampAfter: (Float, Float)?, wmax: Float
   ) {
-    let magic: Float = 12_582_912  // 1.5 · 2^23
-    let n = w.count
     guard let wp = w.baseAddress, let qp = q.baseAddress else { return }
     if let (lo, hi) = clampBefore {
-      for i in 0..<n {
-        var x = wp[i] / s + plus
-        x = x < lo ? lo : x
-        x = x > hi ? hi : x
-        let r = (x + magic) - magic
-        qp[i] = Int8(truncatingIfNeeded: Int32(r))
-      }
+      qopt_int_round_clamp_before(wp, w.count, s, plus, lo, hi, wmax, qp, 0)
     } else if let (lo, hi) = clampAfter {
-      for i in 0..<n {
-        var x = wp[i] / s
-        x = x < -4_194_304 ? -4_194_304 : x
-        x = x > 4_194_304 ? 4_194_304 : x
-        var r = (x + magic) - magic + plus
-        r = r < lo ? lo : r
-        r = r > hi ? hi : r
-        qp[i] = Int8(truncatingIfNeeded: Int32(r))
-      }
+      qopt_int_round_clamp_after(wp, w.count, s, plus, lo, hi, wmax, qp, 0)
     }
   }
 }

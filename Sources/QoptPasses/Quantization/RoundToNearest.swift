@@ -49,7 +49,16 @@ let roundToNearestPass = Pass(
     }
     if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let quantizer = IntQuantizer(scheme: s, rule: rule)
-    let q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+    let q: QuantizedTensor
+    if weight.decodesRows, s.granularity != .tensor {
+      // Decoded on first use (a GGUF import): quantize row by row from the source blocks.
+      q = quantizer.quantize(rows: rows, cols: cols, threads: context.threads) { block, scratch in
+        _ = weight.decodeRows(block, into: scratch)
+        return UnsafePointer(scratch)
+      }
+    } else {
+      q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+    }
     context.setWeight(name, .quantized(q))
     context.retype(result, to: result.type.with(element: .quantized(.int(s))))
   }
@@ -128,6 +137,7 @@ let rtnDetails = """
   Targets: `Linear` selects every weight read by a `linear` op except the output head (a weight
   named `lm_head`/`output`, or one that is also an embedding table); other entries are exact
   module or weight names, or `re:` regexes matched from the start of the name, as
-  compressed-tensors configs write them. An `ignore` entry that matches no weight, or a
+  compressed-tensors configs write them (Python `re` syntax without back-references or
+  look-around, matched in linear time). An `ignore` entry that matches no weight, or a
   non-`Linear` target that matches no linear weight, is an error.
   """

@@ -6,7 +6,8 @@ import QoptIR
 
 /// Which linear weights a quantization pass touches, from `targets` and `ignore` written as
 /// compressed-tensors configs write them: `Linear` (every linear weight except the output
-/// head), a module or weight name, or a `re:` regex matched from the start of the name.
+/// head), a module or weight name, or a `re:` regex matched from the start of the name
+/// (`NamePattern`: Python's `re.match`, in linear time).
 ///
 /// The output head (a weight named `lm_head` or `output`, or one that is also an embedding
 /// table) and embeddings are never selected by `Linear`, only by a pattern that names them.
@@ -58,11 +59,11 @@ struct WeightTargets {
 
   func matches(_ pattern: String, _ name: String) throws -> Bool {
     if pattern.hasPrefix("re:") {
-      let re: Regex<AnyRegexOutput>
-      do { re = try Regex(String(pattern.dropFirst(3))) } catch {
-        throw PassError(pass: "targets", "invalid regex '\(pattern)': \(error)")
+      let re: NamePattern
+      do { re = try NamePattern(String(pattern.dropFirst(3))) } catch {
+        throw PassError(pass: "targets", "\(error)")
       }
-      return name.prefixMatch(of: re) != nil || moduleName(name).prefixMatch(of: re) != nil
+      return re.matchesPrefix(name) || re.matchesPrefix(moduleName(name))
     }
     return pattern == name || pattern == moduleName(name)
   }

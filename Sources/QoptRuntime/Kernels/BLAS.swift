@@ -9,6 +9,15 @@ public enum BLAS {
 
   public static var threads: Int { Int(openblas_get_num_threads()) }
 
+  /// Stops OpenBLAS's worker threads until the next threaded call starts them again.
+  ///
+  /// Why: OpenBLAS starts its workers when the library loads, and an idle worker spins on
+  /// `sched_yield` for a while before it sleeps. On a two-core machine that spin takes a core
+  /// from a command that never multiplies a matrix (an import and emit: ~20 % of its CPU).
+  public static func stopIdleThreads() {
+    _ = blas_thread_shutdown_()
+  }
+
   /// Row-major `C[M, N] = alpha · op(A) · op(B) + beta · C` with leading dimensions given
   /// explicitly, so strided head views need no copies. `transB` reads B as `[N, K]`.
   @inline(__always)

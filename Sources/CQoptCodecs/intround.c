@@ -1,0 +1,182 @@
+// The inner loops of integer round-to-nearest (`rtn`, IntQuantizer): a group's range, and
+// divide-clamp-round into int8 codes. Every vector operation is the scalar one it replaces
+// (compare-and-select in the scalar's operand order, add and subtract never fused), and the
+// quotient is the correctly rounded one (see `quotient`), so the AVX2 body gives the bits of the
+// portable one; the tests compare both on adversarial groups.
+#pragma clang fp contract(off)
+
+#include "CQoptCodecs.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QOPT_AVX2 __attribute__((target("avx2")))
+#endif
+
+static const float magic = 12582912.0f; /* 1.5 * 2^23: (x + magic) - magic rounds half to even */
+
+/* ---- portable bodies --------------------------------------------------------------------- */
+
+static void range_portable(const float *w, size_t n, float *lo, float *hi) {
+  float l = 0, h = 0;
+  for (size_t i = 0; i < n; i++) {
+    l = w[i] < l ? w[i] : l;
+    h = w[i] > h ? w[i] : h;
+  }
+  *lo = l;
+  *hi = h;
+}
+
+/* float → int32 as cvttss2si does (NaN and out-of-range give INT32_MIN), then the low byte. */
+static inline int8_t low_byte(float r) {
+  int32_t v = (r >= -2147483648.0f && r < 2147483648.0f) ? (int32_t)r : INT32_MIN;
+  return (int8_t)(uint8_t)(uint32_t)v;
+}
+
+/* The clamps are written `x > lo ? x : lo`, so a NaN weight takes the lower bound (and gives
+   the code of `lo`) on every body. */
+static void round_before_portable(const float *w, size_t n, float s, float plus, float lo, float hi, int8_t *q) {
+  for (size_t i = 0; i < n; i++) {
+    float x = w[i] / s + plus;
+    x = x > lo ? x : lo;
+    x = x < hi ? x : hi;
+    q[i] = low_byte((x + magic) - magic);
+  }
+}
+
+static void round_after_portable(const float *w, size_t n, float s, float plus, float lo, float hi, int8_t *q) {
+  for (size_t i = 0; i < n; i++) {
+    float x = w[i] / s;
+    x = x > -4194304.0f ? x : -4194304.0f;
+    x = x < 4194304.0f ? x : 4194304.0f;
+    float r = (x + magic) - magic + plus;
+    r = r > lo ? r : lo;
+    r = r < hi ? r : hi;
+    q[i] = low_byte(r);
+  }
+}
+
+/* ---- AVX2 bodies ------------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+/* `v < l ? v : l` is min_ps(v, l) and `x > b ? x : b` is max_ps(x, b): the second operand is
+   returned on NaN, as the scalar select does. */
+QOPT_AVX2 static void range_avx2(const float *w, size_t n, float *lo, float *hi) {
+  __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(w + i);
+    l = _mm256_min_ps(v, l); /* v < l ? v : l */
+    h = _mm256_max_ps(v, h); /* v > h ? v : h */
+  }
+  float ls[8], hs[8];
+  _mm256_storeu_ps(ls, l);
+  _mm256_storeu_ps(hs, h);
+  float a = 0, b = 0;
+  for (int k = 0; k < 8; k++) {
+    a = ls[k] < a ? ls[k] : a;
+    b = hs[k] > b ? hs[k] : b;
+  }
+  for (; i < n; i++) {
+    a = w[i] < a ? w[i] : a;
+    b = w[i] > b ? w[i] : b;
+  }
+  *lo = a;
+  *hi = b;
+}
+
+/* Division is most of the loop's time (Zen 1 divides 8 floats in ~24 cycles), so the quotient
+   is computed from the reciprocal and corrected (Markstein): y = RN(1/s), q0 = RN(w·y),
+   r = w − s·q0 (exact, by FMA), q = RN(q0 + r·y). With y the correctly rounded reciprocal and q0
+   within an ulp of w/s, q is the correctly rounded quotient RN(w/s) — the division's own bits —
+   when nothing overflows: the caller checks max|w|·|y| <= 2^100 for the whole group, and
+   quotients too small for the correction to be exact (|w/s| < 2^-100) round to the same integer
+   either way. */
+#define QOPT_AVX2_FMA __attribute__((target("avx2,fma")))
+
+QOPT_AVX2_FMA static inline __m256 quotient(__m256 wv, __m256 sv, __m256 yv) {
+  __m256 q0 = _mm256_mul_ps(wv, yv);
+  __m256 r = _mm256_fnmadd_ps(sv, q0, wv);
+  return _mm256_fmadd_ps(r, yv, q0);
+}
+
+/* 8 int32 lanes, each already in [lo, hi] ⊂ [−32768, 32767], as bytes (their low bytes). */
+QOPT_AVX2_FMA static inline void store_codes(__m256i v, int unsigned_range, int8_t *q) {
+  __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  __m128i p8 = unsigned_range ? _mm_packus_epi16(p16, p16) : _mm_packs_epi16(p16, p16);
+  _mm_storel_epi64((__m128i *)q, p8);
+}
+
+/* |s| within [2^-60, 2^60] and every |w|·|1/s| <= 2^100 (amax = max |w| of the group). */
+static inline int moderate(float s, float amax) {
+  float a = s < 0 ? -s : s;
+  return a >= 0x1p-60f && a <= 0x1p60f && amax * (1.0f / a) <= 0x1p100f;
+}
+
+/* After the clamps x lies in [lo, hi] (integers within ±32767), so converting with the default
+   round-to-nearest-even mode (cvtps2dq) is the portable body's (x + magic) − magic followed by
+   truncation. */
+QOPT_AVX2_FMA static void round_before_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
+  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_before_portable(w, n, s, plus, lo, hi, q); return; }
+  __m256 sv = _mm256_set1_ps(s), pv = _mm256_set1_ps(plus), lv = _mm256_set1_ps(lo), hv = _mm256_set1_ps(hi);
+  __m256 yv = _mm256_set1_ps(1.0f / s);
+  int uns = lo >= 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = _mm256_add_ps(quotient(_mm256_loadu_ps(w + i), sv, yv), pv);
+    x = _mm256_max_ps(x, lv);
+    x = _mm256_min_ps(x, hv);
+    store_codes(_mm256_cvtps_epi32(x), uns, q + i);
+  }
+  round_before_portable(w + i, n - i, s, plus, lo, hi, q + i);
+}
+
+QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
+  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_after_portable(w, n, s, plus, lo, hi, q); return; }
+  __m256 sv = _mm256_set1_ps(s), pv = _mm256_set1_ps(plus), lv = _mm256_set1_ps(lo), hv = _mm256_set1_ps(hi);
+  __m256 big = _mm256_set1_ps(4194304.0f), nbig = _mm256_set1_ps(-4194304.0f);
+  __m256 yv = _mm256_set1_ps(1.0f / s);
+  int uns = lo >= 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = quotient(_mm256_loadu_ps(w + i), sv, yv);
+    x = _mm256_max_ps(x, nbig);
+    x = _mm256_min_ps(x, big);
+    __m256 r = _mm256_add_ps(_mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), pv);
+    r = _mm256_max_ps(r, lv);
+    r = _mm256_min_ps(r, hv);
+    store_codes(_mm256_cvttps_epi32(r), uns, q + i);
+  }
+  round_after_portable(w + i, n - i, s, plus, lo, hi, q + i);
+}
+
+static int use_avx2(void) {
+  static int cached = -1;
+  if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+  return cached;
+}
+#else
+static int use_avx2(void) { return 0; }
+#endif
+
+/* ---- entry points ------------------------------------------------------------------------ */
+
+void qopt_int_range(const float *w, size_t n, float *lo, float *hi, int portable) {
+#if defined(__x86_64__)
+  if (!portable && use_avx2()) { range_avx2(w, n, lo, hi); return; }
+#endif
+  range_portable(w, n, lo, hi);
+}
+
+void qopt_int_round_clamp_before(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable) {
+#if defined(__x86_64__)
+  if (!portable && use_avx2()) { round_before_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
+#endif
+  round_before_portable(w, n, s, plus, lo, hi, q);
+}
+
+void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable) {
+#if defined(__x86_64__)
+  if (!portable && use_avx2()) { round_after_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
+#endif
+  round_after_portable(w, n, s, plus, lo, hi, q);
+}
