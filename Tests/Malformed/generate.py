@@ -355,6 +355,17 @@ def main():
     ct("nvfp4-bad-scale", [(base + "_packed", "U8", [F, 4], b"\0" * 4 * F), scale], expect=["model.safetensors", "_scale"])
     ct("bad-quant-method", [packed, scale, shape], config=dict(ct_cfg, quantization_config={"quant_method": "gptq"}),
        expect=["config.json", "quant_method"])
+    # A config.json regex is input too: no back-references (no linear-time matcher), and a
+    # pattern that backtracks exponentially must match in linear time (a test would hang).
+    rx = json.loads(json.dumps(ct_cfg))
+    rx["quantization_config"]["config_groups"]["group_0"]["targets"] = ["re:(a)\\1"]
+    ct("regex-backreference", [packed, scale, shape], config=rx, expect=["config.json", "targets", "back-references"])
+    rx2 = json.loads(json.dumps(ct_cfg))
+    rx2["quantization_config"]["config_groups"]["group_0"]["targets"] = ["re:(m+)+x", "Linear"]
+    rx2["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8, "type": "int", "symmetric": True, "dynamic": False, "strategy": "tensor"}
+    mm = "m" * 40 + ".weight"
+    ct("regex-exponential", [(mm + "_packed", "I32", [F, 1], b"\x11" * 4 * F), (mm + "_scale", "F32", [F, 1], f32(F, 0.1)),
+                             (mm + "_shape", "I64", [2], struct.pack("<qq", F, D))], config=rx2, expect=["config.json", "input_scale"])
     ct("config-not-json", [packed, scale, shape], config=None, expect=["config.json:@"],
        extra={"config.json": b'{"quantization_config": {'})
     ct("truncated-safetensors", st([packed, scale, shape])[:-7], expect=["model.safetensors:@"])
