@@ -1,23 +1,16 @@
 import CQoptCodecs
+import QoptTestSupport
 import Testing
 
 /// The C inner loops of `rtn` (AVX2 body: reciprocal with an FMA correction instead of a
 /// division) against their portable bodies, bit for bit, on groups built to hit the hard cases:
 /// exact half-integer quotients, quotients one ulp either side of them, huge and tiny values,
 /// ±0, NaN and infinities, and scales whose reciprocal is inexact.
-private struct SplitMix {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+private extension SplitMix64 {
   mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }
 
-private func adversarialGroup(_ r: inout SplitMix, scale s: Float, count: Int) -> [Float] {
+private func adversarialGroup(_ r: inout SplitMix64, scale s: Float, count: Int) -> [Float] {
   (0..<count).map { _ in
     let k = Float(Int(r.next() % 40)) - 20
     switch r.next() % 10 {
@@ -32,7 +25,7 @@ private func adversarialGroup(_ r: inout SplitMix, scale s: Float, count: Int) -
 }
 
 @Test func intRoundAVX2MatchesPortable() {
-  var r = SplitMix(state: 42)
+  var r = SplitMix64(seed: 42)
   var mismatches = 0
   for trial in 0..<20_000 {
     let count = 1 + Int(r.next() % 80)

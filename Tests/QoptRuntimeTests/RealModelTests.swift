@@ -88,10 +88,11 @@ private func referenceIds(_ name: String) throws -> [Int] {
     let hf = try ModelImporter.load(path: dir)
     try hf.verify()
     // Provenance differs by design: params say where their bytes came from (`source_type`)
-    // and a GGUF import carries its `general.*` identity; the model itself must be identical.
+    // and a GGUF import carries its `general.*` identity and its own tokenizer records
+    // (`tokenizer_gguf`); the model itself must be identical.
     func strip(_ x: Module) -> String {
       for op in x.allOps { op.attributes["source_type"] = nil }
-      for k in x.attributes.keys where k.hasPrefix("general.") { x.attributes[k] = nil }
+      for k in x.attributes.keys where k.hasPrefix("general.") || k == "tokenizer_gguf" { x.attributes[k] = nil }
       return x.text
     }
     let hfText = strip(hf)

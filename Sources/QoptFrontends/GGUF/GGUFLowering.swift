@@ -57,6 +57,10 @@ public enum GGUFImporter {
       store.set(TokenizerMetadata.carriedBlob, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
     }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
+    if store.contains(TokenizerMetadata.carriedBlob) {
+      // Named by an attribute, so a saved `.ir` keeps it in the sidecar like tokenizer.json.
+      module.attributes["tokenizer_gguf"] = .symbol(TokenizerMetadata.carriedBlob)
+    }
     // The model's identity travels on to what qopt writes (GGUF `general.*` metadata).
     for key in ["general.name", "general.basename", "general.finetune", "general.size_label", "general.license", "general.organization"] {
       if let v = g[key]?.stringValue { module.attributes[key] = .string(v) }
