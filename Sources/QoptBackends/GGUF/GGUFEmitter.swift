@@ -122,9 +122,9 @@ public struct GGUFEmitter: WeightEmitter {
     if t.isDeferred {
       // Decoded on demand (a GGUF import): each row goes from the source blocks straight into
       // the encoder, so no f32 copy of the tensor ever exists.
-      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink) { sr, b in
-        if !t.decodeRows(sr..<(sr + 1), into: b) {
-          t.withF32 { all in b.update(from: all.baseAddress! + sr * cols, count: cols) }  // safe: rows > 0
+      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink) { range, b in
+        if !t.decodeRows(range, into: b) {
+          t.withF32 { all in b.update(from: all.baseAddress! + range.lowerBound * cols, count: range.count * cols) }  // safe: rows > 0
         }
         return UnsafePointer(b)
       }
@@ -133,7 +133,8 @@ public struct GGUFEmitter: WeightEmitter {
     let dtype = t.dtype
     try t.withUnsafeBytes { src in
       nonisolated(unsafe) let s = src
-      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink) { sr, b in
+      try encodeRows(rows: rows, cols: cols, as: type, rowOrder: rowOrder, threads: threads, to: sink, block: 1) { range, b in
+        let sr = range.lowerBound
         switch dtype {
         case .f32:
           if Int(bitPattern: s.baseAddress! + sr * cols * 4) % 4 == 0 {  // safe: non-empty
@@ -162,19 +163,22 @@ public struct GGUFEmitter: WeightEmitter {
     return out
   }
 
-  /// Splits the rows across threads; `row(sourceRow, scratch)` returns the f32 values of a
-  /// source row (in `scratch`, `cols` floats, or in place), which are encoded as output row r.
-  /// Each thread encodes up to `chunkBytes` of output at a time and hands it to `sink`.
+  /// Splits the rows across threads; `row(sourceRows, scratch)` returns the f32 values of a
+  /// range of consecutive source rows (in `scratch`, room for `block` rows, or in place), which
+  /// are encoded as the output rows in order. With a `rowOrder` (Q/K permutation) the source
+  /// rows are asked for one at a time. Each thread encodes up to `chunkBytes` of output at a
+  /// time and hands it to `sink`.
   private static func encodeRows(
     rows: Int, cols: Int, as type: GGMLType, rowOrder: [Int]?, threads: Int, to sink: GGUFTensorEntry.Sink,
-    row: @Sendable (Int, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+    block: Int = 16, row: @Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
   ) throws {
+    let block = rowOrder == nil ? max(1, block) : 1
     let rowBytes = type.byteCount(elements: cols)
     let chunkRows = max(1, chunkBytes / max(rowBytes, 1))
     let workers = max(1, min(threads, rows / 64))
     let failure = Mutex<(any Error)?>(nil)
     DispatchQueue.concurrentPerform(iterations: workers) { w in
-      var buf = [Float](repeating: 0, count: cols)
+      var buf = [Float](repeating: 0, count: cols * block)
       var chunk = [UInt8](repeating: 0, count: min(chunkRows, rows) * rowBytes)
       buf.withUnsafeMutableBufferPointer { b in
         chunk.withUnsafeMutableBytes { c in
@@ -182,9 +186,15 @@ public struct GGUFEmitter: WeightEmitter {
           let end = rows * (w + 1) / workers
           while r < end {
             let n = min(chunkRows, end - r)
-            for k in 0..<n {
-              let values = row(rowOrder?[r + k] ?? r + k, b.baseAddress!)  // safe: cols > 0
-              BlockQuantizers.encode(values, count: cols, as: type, into: c.baseAddress! + k * rowBytes)  // safe: non-empty
+            var k = 0
+            while k < n {
+              let m = min(block, n - k)
+              let source = rowOrder.map { $0[r + k]..<($0[r + k] + 1) } ?? (r + k)..<(r + k + m)
+              let values = row(source, b.baseAddress!)  // safe: cols > 0
+              for j in 0..<m {
+                BlockQuantizers.encode(values + j * cols, count: cols, as: type, into: c.baseAddress! + (k + j) * rowBytes)  // safe: non-empty
+              }
+              k += m
             }
             do {
               try sink(r * rowBytes, UnsafeRawBufferPointer(rebasing: c[0..<(n * rowBytes)]))
