@@ -1,5 +1,9 @@
 import COpenBLAS
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The only place qopt calls OpenBLAS.
 public enum BLAS {
   /// Sets the OpenBLAS thread count explicitly (never left to the environment's default).
@@ -14,8 +18,12 @@ public enum BLAS {
   /// Why: OpenBLAS starts its workers when the library loads, and an idle worker spins on
   /// `sched_yield` for a while before it sleeps. On a two-core machine that spin takes a core
   /// from a command that never multiplies a matrix (an import and emit: ~20 % of its CPU).
+  /// The symbol is OpenBLAS's own (its fork handler uses it; not in cblas.h), looked up at run
+  /// time so a BLAS built without a thread server still links and simply skips this.
   public static func stopIdleThreads() {
-    _ = blas_thread_shutdown_()
+    typealias Shutdown = @convention(c) () -> Int32
+    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }  // RTLD_DEFAULT
+    _ = unsafeBitCast(sym, to: Shutdown.self)()
   }
 
   /// Row-major `C[M, N] = alpha · op(A) · op(B) + beta · C` with leading dimensions given
