@@ -75,18 +75,7 @@ public final class ChildProcess {
     return (t, o, e, rss)
   }
 
-  static func read(_ path: String) -> String {
-    guard let f = fopen(path, "rb") else { return "" }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = fread(&buf, 1, buf.count, f)
-      if n <= 0 { break }
-      bytes += buf[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
-  }
+  static func read(_ path: String) -> String { readTextFile(path) }
 
   static func currentEnvironment() -> [String] {
     var out: [String] = []
@@ -102,4 +91,23 @@ public final class ChildProcess {
 public struct ChildProcessError: Error, CustomStringConvertible {
   public var message: String
   public var description: String { message }
+}
+
+/// Everything left in `f` (a file or a pipe), read to its end.
+public func readToEnd(_ f: UnsafeMutablePointer<FILE>) -> [UInt8] {
+  var bytes: [UInt8] = []
+  var buf = [UInt8](repeating: 0, count: 65536)
+  while true {
+    let n = fread(&buf, 1, buf.count, f)
+    if n <= 0 { break }
+    bytes += buf[0..<n]
+  }
+  return bytes
+}
+
+/// A file's text ("" when it cannot be opened).
+public func readTextFile(_ path: String) -> String {
+  guard let f = fopen(path, "rb") else { return "" }
+  defer { fclose(f) }
+  return String(decoding: readToEnd(f), as: UTF8.self)
 }

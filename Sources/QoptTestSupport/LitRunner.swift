@@ -116,13 +116,7 @@ public struct LitRunner: Sendable {
     close(fd)
     defer { unlink(path) }
     guard let p = popen("bash '\(path)'", "r") else { return (-1, "popen failed") }
-    var bytes: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = fread(&buf, 1, buf.count, p)
-      if n <= 0 { break }
-      bytes += buf[0..<n]
-    }
+    let bytes = readToEnd(p)
     let st = pclose(p)
     let code = (st & 0x7F) == 0 ? (st >> 8) & 0xFF : 128 + (st & 0x7F)
     return (code, String(decoding: bytes, as: UTF8.self))
@@ -131,14 +125,7 @@ public struct LitRunner: Sendable {
   static func readAll(_ path: String) throws -> [UInt8] {
     guard let f = fopen(path, "rb") else { throw LitError.cannotRead(path) }
     defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = fread(&buf, 1, buf.count, f)
-      if n <= 0 { break }
-      out += buf[0..<n]
-    }
-    return out
+    return readToEnd(f)
   }
 
   static func walk(_ dir: String, _ visit: (String) -> Void) {

@@ -28,7 +28,7 @@ import Testing
       let dir = root + "/" + format
       for name in listDirectory(dir).sorted() where name.hasSuffix(".expect") {
         let input = dir + "/" + String(name.dropLast(".expect".count))
-        let expect = readText(dir + "/" + name).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        let expect = readTextFile(dir + "/" + name).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         out.append(Case(format: format, path: input, expect: expect))
       }
     }
@@ -47,7 +47,7 @@ import Testing
     mkdir(tmp, 0o755)
     switch c.format {
     case "pipeline":
-      return [qopt, "-passes=" + readText(c.path), TestPaths.repoRoot + "/IR/examples/tiny-llama.ir"]
+      return [qopt, "-passes=" + readTextFile(c.path), TestPaths.repoRoot + "/IR/examples/tiny-llama.ir"]
     case "safetensors":
       symlink(root + "/safetensors/_config.json", tmp + "/config.json")
       symlink(c.path, tmp + "/model.safetensors")
@@ -78,7 +78,7 @@ import Testing
     // The runner starts every qopt itself: see run_cases.py for why not from this process.
     let r = try ChildProcess.run(["/usr/bin/env", "python3", Self.root + "/run_cases.py", tmp + "/cases.json", tmp + "/results.json"])
     try #require(r.termination == .exited(0), "run_cases.py: \(r.stderr)")
-    let results = try JSON.parse(readText(tmp + "/results.json"))
+    let results = try JSON.parse(readTextFile(tmp + "/results.json"))
     let list = try #require(results["results"]?.arrayValue)
     try #require(list.count == cs.count)
     var failures: [String] = []
@@ -132,18 +132,6 @@ func listDirectory(_ dir: String) -> [String] {
   return out
 }
 
-func readText(_ path: String) -> String {
-  guard let f = fopen(path, "rb") else { return "" }
-  defer { fclose(f) }
-  var bytes: [UInt8] = []
-  var buf = [UInt8](repeating: 0, count: 65536)
-  while true {
-    let n = fread(&buf, 1, buf.count, f)
-    if n <= 0 { break }
-    bytes += buf[0..<n]
-  }
-  return String(decoding: bytes, as: UTF8.self)
-}
 
 func writeBytes(_ path: String, _ bytes: [UInt8]) {
   let f = fopen(path, "wb")
