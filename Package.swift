@@ -36,8 +36,7 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends", "CQoptCodecs"],
-      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends", "CQoptCodecs"]),
 
     // Plugins
     .target(name: "CQoptPlugin"),
@@ -62,7 +61,7 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFrontends", "QoptRuntime", "QoptBackends",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFrontends", "QoptRuntime", "QoptBackends", "QoptExternKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(

@@ -6,7 +6,8 @@
  *   rotates the input by the normalized Walsh–Hadamard matrix H (H = Hᵀ, H·H = I) and the
  *   weight rows by the same H, so the product is unchanged — x·Wᵀ = (x·H)·(W·H)ᵀ — while
  *   outliers are spread across the row (the QuaRot idea: rotated weights quantize better).
- *   The input rotation is a generic op the runtime runs through this library's kernel:
+ *   The input rotation is a generic op the runtime runs through this plugin's kernel, which
+ *   `register_passes` registers by name (the runtime calls nothing else a model names):
  *
  *     %x.rot = "qopt.extern"(%x) {operand_types = [tensor<?x64xf32>],
  *                                 result_type = tensor<?x64xf32>, symbol = "qopt_hadamard_f32"}
@@ -39,11 +40,12 @@ static void fwht(float *v, int64_t n) {
 
 static int is_pow2(int64_t n) { return n >= 2 && (n & (n - 1)) == 0; }
 
-/* -- External kernels (called by the runtime through libffi) ------------------------------ */
+/* -- External kernels (registered below; the runtime calls them through libffi) ------------ */
+/* They need not be exported: the host reaches them through the registered pointer only. */
 
 /* out = x · H along the last dimension. */
-QOPT_PLUGIN_EXPORT int32_t qopt_hadamard_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
-                                             float *out, const int64_t *out_dims, int64_t out_rank) {
+static int32_t qopt_hadamard_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+                                 float *out, const int64_t *out_dims, int64_t out_rank) {
   if (x_rank < 1 || x_rank != out_rank) return 1;
   int64_t count = 1;
   for (int64_t i = 0; i < x_rank; i++) {
@@ -58,8 +60,8 @@ QOPT_PLUGIN_EXPORT int32_t qopt_hadamard_f32(const float *x, const int64_t *x_di
 }
 
 /* out = x. */
-QOPT_PLUGIN_EXPORT int32_t qopt_identity_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
-                                             float *out, const int64_t *out_dims, int64_t out_rank) {
+static int32_t qopt_identity_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+                                 float *out, const int64_t *out_dims, int64_t out_rank) {
   if (x_rank != out_rank) return 1;
   int64_t count = 1;
   for (int64_t i = 0; i < x_rank; i++) {
@@ -191,6 +193,16 @@ static const qopt_option_decl rotate_options[] = {
 static int32_t register_passes(const qopt_host_api *host, qopt_registry *registry) {
   if (host->api_version != QOPT_PLUGIN_API_VERSION || !QOPT_HOST_HAS(host, option_string))
     return QOPT_ERR_FAILED;
+  const qopt_kernel_decl kernels[] = {
+      {.struct_size = sizeof(qopt_kernel_decl), .operand_count = 1, .name = "qopt_hadamard_f32",
+       .fn = (qopt_kernel_fn)qopt_hadamard_f32},
+      {.struct_size = sizeof(qopt_kernel_decl), .operand_count = 1, .name = "qopt_identity_f32",
+       .fn = (qopt_kernel_fn)qopt_identity_f32},
+  };
+  for (int i = 0; i < 2; i++) {
+    int32_t rc = host->register_kernel(registry, &kernels[i]);
+    if (rc != QOPT_OK) return rc;
+  }
   qopt_pass_decl pass = {
       .struct_size = sizeof(qopt_pass_decl),
       .name = "hadamard-rotate",

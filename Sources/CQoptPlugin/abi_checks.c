@@ -7,9 +7,11 @@
 
 _Static_assert(offsetof(qopt_plugin_info, api_version) == 0, "api_version first");
 _Static_assert(offsetof(qopt_plugin_info, struct_size) == 4, "struct_size second");
-_Static_assert(sizeof(qopt_plugin_info) == 32, "qopt_plugin_info v1 size");
+_Static_assert(sizeof(qopt_plugin_info) == 32, "qopt_plugin_info size (v1 and v2)");
 _Static_assert(offsetof(qopt_host_api, struct_size) == 4, "host struct_size second");
 _Static_assert(offsetof(qopt_host_api, register_pass) == 8, "host functions start at 8");
+_Static_assert(offsetof(qopt_host_api, register_kernel) == 16, "v2: register_kernel second");
 _Static_assert(offsetof(qopt_pass_decl, name) == 8, "qopt_pass_decl layout");
+_Static_assert(sizeof(qopt_kernel_decl) == 24, "qopt_kernel_decl v2 size");
 _Static_assert(sizeof(qopt_int_quant) == 64, "qopt_int_quant v1 size");
 

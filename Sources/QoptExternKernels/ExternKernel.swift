@@ -20,7 +20,7 @@ public struct ExternKernelError: DiagnosticError, Sendable {
   public var message: String
   /// The op's location in its `.ir` file, when it was parsed from one.
   public var location: SourceLocation?
-  /// Extra lines, such as the libraries a symbol was looked for in.
+  /// Extra lines, such as the kernels that are registered.
   public var notes: [String]
   public init(_ message: String, at location: SourceLocation?, notes: [String] = []) {
     self.message = message
@@ -30,16 +30,19 @@ public struct ExternKernelError: DiagnosticError, Sendable {
   public var diagnostics: [Diagnostic] { [Diagnostic(.error, message, at: location, notes: notes)] }
 }
 
-/// A call to a C function from a loaded plugin or shared library, made through libffi, as
-/// LLVM's interpreter calls external functions. The IR convention is a generic op:
+/// A call to a C function a loaded plugin registered (`host->register_kernel`), made through
+/// libffi, as LLVM's interpreter calls external functions. The IR convention is a generic op:
 ///
 ///     %y = "qopt.extern"(%x) {symbol = "hadamard_f32", operand_types = [tensor<?x64xf32>],
 ///                             result_type = tensor<?x64xf32>} : (tensor<?x64xf32>) -> tensor<?x64xf32>
 ///
-/// optionally with `library = "path/to/lib.so"` (opened on first use, never closed). The
-/// declared `operand_types` / `result_type` are the kernel's signature: they must match the
-/// op's own types when the call is prepared, and every runtime operand must match its
-/// declared type (dynamic `?` dimensions match any size) before the call. Tensors are f32.
+/// `symbol` is a name in `ExternKernelRegistry`, never a symbol looked up in a library: a model
+/// file can reach only kernels that plugins named on the command line registered, and cannot
+/// name a library to load (the version-1 `library` attribute is refused). The declared
+/// `operand_types` / `result_type` are the kernel's signature: they must match the op's own
+/// types and the registered operand count when the call is prepared, and every runtime operand
+/// must match its declared type (dynamic `?` dimensions match any size) before the call.
+/// Tensors are f32.
 ///
 /// The C function is called as
 ///
@@ -60,19 +63,34 @@ public struct ExternCall: @unchecked Sendable {
   public let resultType: TensorType
   /// The op's location, for errors raised at call time.
   public let location: SourceLocation?
-  /// The library the symbol came from (a plugin path, or `<process>`).
-  public let library: String
+  /// The path of the plugin that registered the kernel.
+  public let plugin: String
   private let address: UnsafeMutableRawPointer
   private let cif: FFICallInterface
 
-  /// Checks `op` against the convention and resolves its symbol; throws a located error.
+  /// Checks `op` against the convention and finds its kernel in the registry; throws a
+  /// located error.
   public init(op: Op) throws(ExternKernelError) {
     let loc = op.location
     let at = loc == nil ? "\(op.path): " : ""
     func fail(_ m: String, notes: [String] = []) -> ExternKernelError { ExternKernelError(at + m, at: loc, notes: notes) }
     guard op.name == ExternCall.opName else { throw fail("'\(op.name)' is not a '\(ExternCall.opName)' op") }
+    guard op.attributes["library"] == nil else {
+      throw fail(
+        "'\(ExternCall.opName)' has a 'library' attribute; a model file cannot name code to load",
+        notes: ["external kernels come only from plugins loaded with -load-pass-plugin, which register them by name"])
+    }
     guard let symbol = op.attributes["symbol"]?.stringValue, !symbol.isEmpty else {
       throw fail("'\(ExternCall.opName)' needs a string attribute 'symbol'")
+    }
+    guard let entry = ExternKernelRegistry.lookup(symbol) else {
+      let known = ExternKernelRegistry.names
+      throw fail(
+        "external kernel '\(symbol)' is not registered",
+        notes: [
+          "only kernels registered by a plugin loaded with -load-pass-plugin can run"
+            + (known.isEmpty ? "; no plugin registered any" : "; registered: \(known.joined(separator: ", "))")
+        ])
     }
     guard let list = op.attributes["operand_types"]?.arrayValue else {
       throw fail("'\(ExternCall.opName)' needs 'operand_types = [tensor<…>, …]' (the kernel's signature)")
@@ -98,15 +116,11 @@ public struct ExternCall: @unchecked Sendable {
     guard resultType.element == .plain(.f32), resultType.isCompatible(with: result.type) else {
       throw fail("kernel '\(symbol)' is declared to return \(Printer.type(resultType)) but the op's result is \(Printer.type(result.type))")
     }
-    if let lib = op.attributes["library"]?.stringValue, !ExternSymbols.paths.contains(lib) {
-      if let reason = ExternSymbols.open(lib) { throw fail("cannot open the library of kernel '\(symbol)': \(reason)") }
+    guard declared.count == entry.operandCount else {
+      throw fail("kernel '\(symbol)' takes \(entry.operandCount) operands (as registered by '\(entry.plugin)') but the op passes \(declared.count)")
     }
-    guard let (address, library) = ExternSymbols.lookup(symbol) else {
-      let searched = ExternSymbols.paths
-      throw fail(
-        "external kernel symbol '\(symbol)' not found",
-        notes: [searched.isEmpty ? "no plugin or library is loaded" : "searched: \(searched.joined(separator: ", "))"])
-    }
+    // safe: a registered address is a non-null function pointer.
+    let address = UnsafeMutableRawPointer(bitPattern: entry.address)!
     guard let cif = FFICallInterface(tensorArguments: declared.count + 1) else {
       throw fail("libffi could not prepare a call to '\(symbol)'")
     }
@@ -114,9 +128,15 @@ public struct ExternCall: @unchecked Sendable {
     self.operandTypes = declared
     self.resultType = resultType
     self.location = loc
-    self.library = library
+    self.plugin = entry.plugin
     self.address = address
     self.cif = cif
+  }
+
+  /// Checks every `qopt.extern` op of `module` (`init(op:)`): run before anything executes,
+  /// so that a model naming an unregistered kernel or a library is refused up front.
+  public static func checkAll(in module: Module) throws(ExternKernelError) {
+    for op in module.allOps where op.name == opName { _ = try ExternCall(op: op) }
   }
 
   /// Calls the kernel on `inputs` after checking them against the declared signature.

@@ -20,6 +20,7 @@ private func makeHostAPI() -> qopt_host_api {
   api.api_version = QOPT_PLUGIN_API_VERSION
   api.struct_size = UInt32(MemoryLayout<qopt_host_api>.stride)
   api.register_pass = { reg, decl in PluginRegistrar.registerPass(reg, decl) }
+  api.register_kernel = { reg, decl in PluginRegistrar.registerKernel(reg, decl) }
 
   // MARK: Walking
   api.function_count = { m in PluginRun.from(m).map { Int64($0.module.functions.count) } ?? -1 }

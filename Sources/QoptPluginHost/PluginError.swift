@@ -16,6 +16,9 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
   /// A pass the plugin registers has the name of a pass already registered (built-in, from
   /// an earlier plugin, or registered twice by this one).
   case duplicatePassName(path: String, name: String)
+  /// An external kernel the plugin registers has a name another function already holds (from
+  /// an earlier plugin, or registered twice by this one).
+  case duplicateKernelName(path: String, name: String)
   /// The entry point returned no usable info, or `register_passes` failed or declared a
   /// malformed pass.
   case registrationFailed(path: String, reason: String)
@@ -24,7 +27,8 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
   public var path: String {
     switch self {
     case .cannotOpen(let p, _), .missingEntryPoint(let p), .apiVersionMismatch(let p, _, _),
-      .structSizeMismatch(let p, _, _), .duplicatePassName(let p, _), .registrationFailed(let p, _):
+      .structSizeMismatch(let p, _, _), .duplicatePassName(let p, _), .duplicateKernelName(let p, _),
+      .registrationFailed(let p, _):
       p
     }
   }
@@ -38,10 +42,14 @@ public enum PluginError: DiagnosticError, Equatable, Sendable {
       "plugin entry point 'qoptGetPassPluginInfo' not found in '\(p)'; is it a qopt pass plugin?"
     case .apiVersionMismatch(let p, let expected, let found):
       "wrong API version on plugin '\(p)': got version \(found), supported version is \(expected)"
+        + (found < expected ? "; rebuild it against this qopt's qopt_plugin.h" : "")
+        + (found == 1 ? " (version 2 registers external kernels with register_kernel)" : "")
     case .structSizeMismatch(let p, let expected, let found):
       "plugin '\(p)' returned a qopt_plugin_info of \(found) bytes; this host needs at least \(expected)"
     case .duplicatePassName(let p, let name):
       "plugin '\(p)' registers pass '\(name)', but a pass with that name is already registered"
+    case .duplicateKernelName(let p, let name):
+      "plugin '\(p)' registers kernel '\(name)', but a kernel with that name is already registered"
     case .registrationFailed(let p, let reason):
       "plugin '\(p)' failed to register its passes: \(reason)"
     }

@@ -6,7 +6,7 @@ import QoptPasses
   import Glibc
 #endif
 
-/// A plugin that loaded: what it called itself and the passes it added.
+/// A plugin that loaded: what it called itself and the passes and kernels it added.
 public struct LoadedPlugin: Sendable, Equatable {
   /// The path it was loaded from.
   public let path: String
@@ -15,9 +15,12 @@ public struct LoadedPlugin: Sendable, Equatable {
   public let version: String
   /// The passes it registered, in registration order.
   public let passes: [String]
+  /// The external kernels it registered, in registration order.
+  public let kernels: [String]
 }
 
-/// Loads pass plugins (`-load-pass-plugin=PATH`) into a `PassRegistry`.
+/// Loads pass plugins (`-load-pass-plugin=PATH`) into a `PassRegistry`, and their external
+/// kernels into the `ExternKernelRegistry`.
 ///
 /// The order is LLVM's `PassPlugin::Load` with the checks a C ABI needs: `dlopen` with
 /// `RTLD_NOW | RTLD_LOCAL` (missing symbols fail now, plugins cannot interpose on each other),
@@ -25,8 +28,8 @@ public struct LoadedPlugin: Sendable, Equatable {
 /// other field is read or any plugin callback runs, then `register_passes`. The library is
 /// never closed: its function pointers stay registered for the life of the process.
 public enum PluginLoader {
-  /// Loads the plugin at `path` and registers its passes in `registry`; on any error the
-  /// registry is unchanged.
+  /// Loads the plugin at `path` and registers its passes in `registry` and its kernels in the
+  /// `ExternKernelRegistry`; on any error both are unchanged.
   @discardableResult
   public static func load(_ path: String, into registry: PassRegistry) throws(PluginError) -> LoadedPlugin {
     guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -58,13 +61,16 @@ public enum PluginLoader {
     guard status == QOPT_OK else {
       throw .registrationFailed(path: path, reason: "register_passes returned status \(status)")
     }
+    if let name = ExternKernelRegistry.clash(in: registrar.kernels) {
+      throw .duplicateKernelName(path: path, name: name)
+    }
     for pass in registrar.passes {
       do { try registry.register(pass) } catch { throw .duplicatePassName(path: path, name: pass.name) }
     }
-    ExternSymbols.add(library: handle, path: path)
+    ExternKernelRegistry.register(registrar.kernels)
     return LoadedPlugin(
       path: path, name: name, version: info.version.map { String(cString: $0) } ?? "",
-      passes: registrar.passes.map(\.name))
+      passes: registrar.passes.map(\.name), kernels: registrar.kernels.map(\.name))
   }
 
   /// Loads every plugin in `paths` in order (the CLI's repeatable `-load-pass-plugin`); the

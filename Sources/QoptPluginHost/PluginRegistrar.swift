@@ -1,15 +1,18 @@
 import CQoptPlugin
+import QoptExternKernels
 import QoptIR
 import QoptPasses
 
-/// Collects the passes a plugin declares during its `register_passes` call (the
-/// `qopt_registry` handle). Nothing reaches the `PassRegistry` until the plugin returned
-/// success and every pass checked out, so a refused plugin leaves no trace.
+/// Collects the passes and external kernels a plugin declares during its `register_passes`
+/// call (the `qopt_registry` handle). Nothing reaches the `PassRegistry` or the
+/// `ExternKernelRegistry` until the plugin returned success and every declaration checked
+/// out, so a refused plugin leaves no trace.
 final class PluginRegistrar {
   let path: String
   /// Names already taken (the registry's, then each accepted pass's).
   private var taken: Set<String>
   private(set) var passes: [Pass] = []
+  private(set) var kernels: [(name: String, entry: ExternKernelRegistry.Entry)] = []
   /// The first problem found; the loader turns it into the plugin's `PluginError`.
   private(set) var failure: PluginError?
 
@@ -34,6 +37,37 @@ final class PluginRegistrar {
     let r = Unmanaged<PluginRegistrar>.fromOpaque(UnsafeRawPointer(reg)).takeUnretainedValue()
     guard let decl else { return r.refuse("register_pass was given a NULL declaration") }
     return r.add(decl)
+  }
+
+  /// The `register_kernel` entry of the host table.
+  static func registerKernel(_ reg: OpaquePointer?, _ decl: UnsafePointer<qopt_kernel_decl>?) -> Int32 {
+    guard let reg, liveRegistrars.contains(UInt(bitPattern: UnsafeRawPointer(reg))) else {
+      return QOPT_ERR_INVALID_ARGUMENT
+    }
+    let r = Unmanaged<PluginRegistrar>.fromOpaque(UnsafeRawPointer(reg)).takeUnretainedValue()
+    guard let decl else { return r.refuse("register_kernel was given a NULL declaration") }
+    return r.addKernel(decl)
+  }
+
+  private func addKernel(_ declPtr: UnsafePointer<qopt_kernel_decl>) -> Int32 {
+    guard declPtr.pointee.struct_size >= UInt32(MemoryLayout<qopt_kernel_decl>.stride) else {
+      return refuse("a qopt_kernel_decl has struct_size \(declPtr.pointee.struct_size), expected \(MemoryLayout<qopt_kernel_decl>.stride)")
+    }
+    let d = declPtr.pointee
+    guard let name = d.name.map({ String(cString: $0) }), ExternKernelRegistry.isValidName(name) else {
+      return refuse("a kernel name must be letters, digits, '_' and '.', found '\(d.name.map { String(cString: $0) } ?? "")'")
+    }
+    guard let fn = d.fn else { return refuse("kernel '\(name)' has no function") }
+    guard (0...ExternKernelRegistry.maxOperands).contains(Int(d.operand_count)) else {
+      return refuse("kernel '\(name)' declares \(d.operand_count) operands; 0...\(ExternKernelRegistry.maxOperands) are supported")
+    }
+    guard !kernels.contains(where: { $0.name == name }) else {
+      if failure == nil { failure = .duplicateKernelName(path: path, name: name) }
+      return QOPT_ERR_FAILED
+    }
+    let address = UInt(bitPattern: unsafeBitCast(fn, to: UnsafeRawPointer.self))
+    kernels.append((name, ExternKernelRegistry.Entry(address: address, operandCount: Int(d.operand_count), plugin: path)))
+    return QOPT_OK
   }
 
   private func refuse(_ reason: String, code: Int32 = QOPT_ERR_INVALID_ARGUMENT) -> Int32 {

@@ -84,14 +84,16 @@ extension PluginRun {
     guard let data, count >= 0, rank >= 0, rank <= QOPT_MAX_RANK, rank == 0 || dims != nil else {
       return QOPT_ERR_INVALID_ARGUMENT
     }
-    var shape: [Int] = []
-    for i in 0..<Int(rank) {
-      // safe: dims is non-nil when rank > 0 (checked above).
-      let d = dims![i]
-      guard d >= 0 else { return QOPT_ERR_INVALID_ARGUMENT }
-      shape.append(Int(d))
+    // safe: dims is non-nil when rank > 0 (checked above).
+    let raw = (0..<Int(rank)).map { dims![$0] }
+    guard let elements = elementCount(raw) else {
+      diagnose(
+        severity: QOPT_SEVERITY_ERROR, op: nil,
+        message: "weight_write_f32 '\(name)': dims \(raw) are negative or their product overflows")
+      return QOPT_ERR_INVALID_ARGUMENT
     }
-    guard shape.reduce(1, *) == Int(count) else { return QOPT_ERR_INVALID_ARGUMENT }
+    let shape = raw.map { Int($0) }
+    guard elements == Int(count) else { return QOPT_ERR_INVALID_ARGUMENT }
     var target: DType
     switch module.weights[name] {
     case .quantized?: return QOPT_ERR_TYPE_MISMATCH
@@ -145,6 +147,19 @@ extension PluginRun {
     return QOPT_OK
   }
 
+  /// The product of plugin-supplied `dims`, or nil when one is negative or the product does
+  /// not fit an `Int`: the host never traps on a plugin's sizes.
+  func elementCount(_ dims: [Int64]) -> Int? {
+    var n = 1
+    for d in dims {
+      guard d >= 0 else { return nil }
+      let (p, overflow) = n.multipliedReportingOverflow(by: Int(d))
+      guard !overflow else { return nil }
+      n = p
+    }
+    return n
+  }
+
   // MARK: - Diagnostics
 
   func diagnose(severity: Int32, op: Op?, message: String) {
@@ -177,6 +192,11 @@ extension PluginRun {
         let dim = result.dims![i]
         guard dim >= -1 else { return nil }
         shape.append(dim < 0 ? nil : Int(dim))
+      }
+      // A static shape whose element count overflows would trap wherever it is sized later.
+      guard elementCount(shape.compactMap { $0.map(Int64.init) }) != nil else {
+        diagnose(severity: QOPT_SEVERITY_ERROR, op: nil, message: "op_create '\(name)': the result's element count overflows")
+        return nil
       }
       type = TensorType(shape, d)
     }

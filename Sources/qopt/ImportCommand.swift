@@ -1,6 +1,8 @@
 import ArgumentParser
 import QoptFrontends
 import QoptIR
+import QoptPasses
+import QoptPluginHost
 
 /// `qopt import SRC -o model.ir`: a checkpoint directory or `.gguf` → `.ir` + sidecar.
 struct ImportCommand: ParsableCommand {
@@ -17,7 +19,13 @@ struct ImportCommand: ParsableCommand {
   @Flag(name: .customLong("keep-quantized", withSingleDash: true), help: "GGUF: keep Q8_0/Q4_0 tensors as quantized IR weights (same codes and scales) instead of decoding them to f32.")
   var keepQuantized = false
 
+  @Option(
+    name: .customLong("load-pass-plugin", withSingleDash: true),
+    help: "Load a pass plugin first, so that an .ir source may name its external kernels (repeatable).")
+  var loadPassPlugin: [String] = []
+
   func run() throws {
+    try PluginLoader.loadAll(loadPassPlugin, into: PassRegistry.builtin())
     guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }
     let module: Module
     if keepQuantized && ModelImporter.kind(of: source) == .gguf {
@@ -26,6 +34,7 @@ struct ImportCommand: ParsableCommand {
     } else {
       module = try ModelImporter.load(path: source)
     }
+    try checkExternKernels(module)
     try module.verify()
     try ModuleIO.save(module, to: output)
   }

@@ -1,3 +1,4 @@
+import QoptExternKernels
 import QoptFrontends
 import QoptIR
 
@@ -7,7 +8,21 @@ import QoptIR
 
 /// Loads whatever qopt accepts as a model input: an `.ir` file (with its sidecar) or `-` for
 /// standard input, a Hugging Face checkpoint directory or a `.gguf` file (imported on the fly).
+/// Its external-kernel ops are checked against the registered kernels before it is returned.
 func loadInput(path: String) throws -> Module {
+  let module = try readInput(path: path)
+  try checkExternKernels(module)
+  return module
+}
+
+/// Refuses a model whose `qopt.extern` ops name a kernel no loaded plugin registered (or a
+/// library to load), with the op's location, before any pass or evaluation runs: a model file
+/// is untrusted input and cannot bring code of its own (docs/trust-model.md).
+func checkExternKernels(_ module: Module) throws {
+  try ExternCall.checkAll(in: module)
+}
+
+private func readInput(path: String) throws -> Module {
   if path == "-" {
     var bytes: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 1 << 16)

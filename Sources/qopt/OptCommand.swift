@@ -115,6 +115,7 @@ struct OptCommand: ParsableCommand {
       for chunk in chunks {
         do {
           let m = try ModuleIO.load(text: chunk, file: input)
+          try checkExternKernels(m)
           try m.verify()
           try manager.run(pipeline, on: m)
           try m.verify()

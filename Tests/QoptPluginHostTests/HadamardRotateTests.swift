@@ -38,7 +38,7 @@ import Testing
     for lin in m.allOps where lin.kind == .linear { #expect(lin.operands[0] === ext.result) }
     #expect(log.contains("remark: hadamard-rotate: inserted 1 rotations (qopt_hadamard_f32), rotated 2 weights"))
     let call = try ExternCall(op: ext)
-    #expect(call.library.hasSuffix("libHadamardRotate.so"))
+    #expect(call.plugin.hasSuffix("libHadamardRotate.so"))
     let rx = try call([x])
     for (name, original) in [("model.layers.0.self_attn.q_proj.weight", q), ("model.layers.0.mlp.down_proj.weight", down)] {
       let rotated = try #require(m.weights.dense(name)).floats()

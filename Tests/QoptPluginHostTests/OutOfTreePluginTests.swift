@@ -28,7 +28,8 @@ import Testing
   private func setUp() throws -> (PassRegistry, Module) {
     let registry = PassRegistry.builtin()
     let loaded = try PluginLoader.load(try Self.library.get(), into: registry)
-    #expect(loaded.passes == ["demo-scale", "demo-quant", "demo-rotate", "demo-fail", "demo-abuse"])
+    #expect(loaded.passes == ["demo-scale", "demo-quant", "demo-rotate", "demo-fail", "demo-abuse", "demo-hostile"])
+    #expect(loaded.kernels == ["demo_identity_f32", "demo_axpy2_f32", "demo_fail_f32"])
     return (registry, try Parser.parse(Self.text, file: "demo.ir"))
   }
 
@@ -102,10 +103,10 @@ import Testing
     #expect(text.contains(#"%rot = "qopt.extern"(%x) {operand_types = [tensor<?x8xf32>], result_type = tensor<?x8xf32>, symbol = "demo_identity_f32"} : (tensor<?x8xf32>) -> tensor<?x8xf32>"#))
     #expect(text.contains("%y = linear %rot, %w"))
     #expect(try Parser.parse(text, file: "round.ir").text == text)
-    // The runtime's view: resolve the symbol in the loaded plugin, check, call.
+    // The runtime's view: find the kernel the plugin registered, check, call.
     let op = try #require(m.allOps.first { $0.name == ExternCall.opName })
     let call = try ExternCall(op: op)
-    #expect(call.library == (try Self.library.get()))
+    #expect(call.plugin == (try Self.library.get()))
     let x = ExternTensor(shape: [3, 8], data: (0..<24).map { Float($0) * 0.25 - 2 })
     #expect(try call([x]) == x)
   }
@@ -115,7 +116,20 @@ import Testing
     try Fixtures.runPipeline("demo-rotate<kernel=demo_missing_f32>", on: m, registry: registry)
     let op = try #require(m.allOps.first { $0.name == ExternCall.opName })
     let error = #expect(throws: ExternKernelError.self) { try ExternCall(op: op) }
-    #expect(error?.message == "@block.0 op #1 'qopt.extern': external kernel symbol 'demo_missing_f32' not found")
+    #expect(error?.message == "@block.0 op #1 'qopt.extern': external kernel 'demo_missing_f32' is not registered")
+  }
+
+  @Test func hostileSizesAreReportedErrorsNotTraps() throws {
+    // Shapes [2^40, 2^40], [2^32, 2^32] (wraps to 0), [-2, -3] and [2^63-1, 2^63-1, 2] for
+    // weight_write_f32, and a [2^40, 2^40] op result: each refused, each an error of the pass.
+    let (registry, m) = try setUp()
+    var log: [String] = []
+    let error = #expect(throws: PassError.self) { log = try Fixtures.runPipeline("demo-hostile", on: m, registry: registry) }
+    #expect(m.attributes["demo.hostile"] == .int(5))
+    #expect(error?.description == "error: demo-hostile: weight_write_f32 'demo.hostile.a': dims [1099511627776, 1099511627776] are negative or their product overflows")
+    #expect(!m.weights.names.contains { $0.hasPrefix("demo.hostile") })
+    #expect(!m.text.contains("demo.big"))
+    _ = log
   }
 }
 

@@ -1,3 +1,4 @@
+import QoptExternKernels
 import QoptIR
 import QoptPasses
 import QoptPluginHost
@@ -60,9 +61,65 @@ import Testing
     let lib = try Fixtures.compilePlugin(PluginSources.minimal(apiVersion: "99u"), name: "badversion")
     let registry = PassRegistry.builtin()
     let error = #expect(throws: PluginError.self) { try PluginLoader.load(lib, into: registry) }
-    #expect(error == .apiVersionMismatch(path: lib, expected: 1, found: 99))
-    #expect(error?.message == "wrong API version on plugin '\(lib)': got version 99, supported version is 1")
+    #expect(error == .apiVersionMismatch(path: lib, expected: 2, found: 99))
+    #expect(error?.message == "wrong API version on plugin '\(lib)': got version 99, supported version is 2")
     #expect(registry.pass(named: "minimal-noop") == nil)
+  }
+
+  @Test func aVersionOnePluginIsRefusedWithTheReason() throws {
+    // Version 1 plugins exported kernels for dlsym; their register_passes must not run.
+    let lib = try Fixtures.compilePlugin(PluginSources.minimal(apiVersion: "1u"), name: "versionone")
+    let registry = PassRegistry.builtin()
+    let error = #expect(throws: PluginError.self) { try PluginLoader.load(lib, into: registry) }
+    #expect(error == .apiVersionMismatch(path: lib, expected: 2, found: 1))
+    #expect(
+      error?.message == "wrong API version on plugin '\(lib)': got version 1, supported version is 2; "
+        + "rebuild it against this qopt's qopt_plugin.h (version 2 registers external kernels with register_kernel)")
+    #expect(registry.pass(named: "minimal-noop") == nil)
+  }
+
+  @Test func registersKernelsByName() throws {
+    let lib = try Fixtures.compilePlugin(PluginSources.minimal(kernels: [("loader_test.ok_f32", 1, "kernel")]), name: "kernelok")
+    let loaded = try PluginLoader.load(lib, into: PassRegistry.builtin())
+    #expect(loaded.kernels == ["loader_test.ok_f32"])
+    let entry = try #require(ExternKernelRegistry.lookup("loader_test.ok_f32"))
+    #expect(entry.operandCount == 1)
+    #expect(entry.plugin == lib)
+    // The same library loaded into another pass registry registers the same function again.
+    #expect(try PluginLoader.load(lib, into: PassRegistry.builtin()).kernels == ["loader_test.ok_f32"])
+  }
+
+  @Test func aKernelNameClashRefusesThePluginWhole() throws {
+    let first = try Fixtures.compilePlugin(PluginSources.minimal(kernels: [("loader_test_clash", 1, "kernel")]), name: "clash1")
+    let second = try Fixtures.compilePlugin(
+      PluginSources.minimal(passName: "second-noop", kernels: [("loader_test_other", 1, "kernel"), ("loader_test_clash", 1, "kernel")]),
+      name: "clash2")
+    try PluginLoader.load(first, into: PassRegistry.builtin())
+    let registry = PassRegistry.builtin()
+    let error = #expect(throws: PluginError.self) { try PluginLoader.load(second, into: registry) }
+    #expect(error == .duplicateKernelName(path: second, name: "loader_test_clash"))
+    #expect(error?.message == "plugin '\(second)' registers kernel 'loader_test_clash', but a kernel with that name is already registered")
+    #expect(registry.pass(named: "second-noop") == nil)
+    #expect(ExternKernelRegistry.lookup("loader_test_other") == nil)
+    #expect(ExternKernelRegistry.lookup("loader_test_clash")?.plugin == first)
+  }
+
+  @Test(arguments: [
+    ("loader_test_twice", 1, "kernel", "twice"),
+    ("sys tem", 1, "kernel", "letters, digits"),
+    ("", 1, "kernel", "letters, digits"),
+    ("loader_test_null", 1, "NULL", "has no function"),
+    ("loader_test_many", 17, "kernel", "declares 17 operands"),
+    ("loader_test_negative", -1, "kernel", "declares -1 operands"),
+  ])
+  func malformedKernelsRefuseThePlugin(_ name: String, _ operands: Int, _ fn: String, _ reason: String) throws {
+    let kernels = name == "loader_test_twice" ? [(name, operands, fn), (name, operands, fn)] : [(name, operands, fn)]
+    let lib = try Fixtures.compilePlugin(PluginSources.minimal(kernels: kernels), name: "badkernel")
+    let registry = PassRegistry.builtin()
+    let error = #expect(throws: PluginError.self) { try PluginLoader.load(lib, into: registry) }
+    #expect(error?.message.contains(reason) == true || error == .duplicateKernelName(path: lib, name: name), "\(String(describing: error))")
+    #expect(registry.pass(named: "minimal-noop") == nil)
+    if !name.isEmpty { #expect(ExternKernelRegistry.lookup(name) == nil) }
   }
 
   @Test func shortInfoStructIsRefused() throws {

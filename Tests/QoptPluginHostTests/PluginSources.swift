@@ -2,16 +2,28 @@
 enum PluginSources {
   /// A minimal plugin whose info struct and pass name are parameters, for the loading
   /// failure cases (wrong ABI version, short struct, name clash, failing registration).
+  /// `kernels` lists (name, operand count, function) for `register_kernel`; the function is
+  /// `kernel` (a valid one-operand kernel) or `NULL`.
   static func minimal(
     apiVersion: String = "QOPT_PLUGIN_API_VERSION", structSize: String = "sizeof(qopt_plugin_info)",
-    passName: String = "minimal-noop", registerStatus: String = "rc"
+    passName: String = "minimal-noop", registerStatus: String = "rc",
+    kernels: [(name: String, operands: Int, fn: String)] = []
   ) -> String {
-    """
+    let registerKernels = kernels.map { k in
+      "  { qopt_kernel_decl k = {sizeof k, \(k.operands), \"\(k.name)\", (qopt_kernel_fn)\(k.fn)}; if (rc == QOPT_OK) rc = host->register_kernel(r, &k); }\n"
+    }.joined()
+    return """
     #include "qopt_plugin.h"
 
     static int32_t run(void *u, const qopt_host_api *host, qopt_module *m, const qopt_options *o) {
       (void)u; (void)host; (void)m; (void)o;
       return QOPT_OK;
+    }
+
+    static int32_t kernel(const float *x, const int64_t *x_dims, int64_t x_rank,
+                          float *out, const int64_t *out_dims, int64_t out_rank) {
+      (void)x; (void)x_dims; (void)x_rank; (void)out; (void)out_dims; (void)out_rank;
+      return 0;
     }
 
     static int32_t reg(const qopt_host_api *host, qopt_registry *r) {
@@ -21,7 +33,8 @@ enum PluginSources {
       d.summary = "does nothing";
       d.run = run;
       int32_t rc = host->register_pass(r, &d);
-      (void)rc;
+      (void)kernel;
+    \(registerKernels)  (void)rc;
       return \(registerStatus);
     }
 
@@ -30,15 +43,17 @@ enum PluginSources {
     """
   }
 
-  /// The out-of-tree plugin of docs/writing-a-plugin.md: three passes over most of the host
-  /// table, plus an external kernel the runtime can call through libffi.
+  /// The out-of-tree plugin of docs/writing-a-plugin.md: passes over most of the host table,
+  /// plus three external kernels it registers for the runtime to call through libffi
+  /// (`demo_identity_f32`, `demo_axpy2_f32` with two operands, `demo_fail_f32`).
   ///
   /// - `demo-scale<factor=2.0;only=…>` multiplies linear weights (all, or one by name) and
   ///   tags each param with `demo.scaled = true`.
   /// - `demo-quant` replaces each linear weight by per-row symmetric 8-bit codes.
   /// - `demo-rotate<kernel=…>` puts an identity `"qopt.extern"` before each linear, calling
-  ///   `demo_identity_f32` from this library (or the kernel named by `kernel`).
+  ///   the registered `demo_identity_f32` (or the kernel named by `kernel`).
   /// - `demo-fail` reports an error at the first linear op.
+  /// - `demo-abuse` hands the host bad handles and arguments, `demo-hostile` hostile sizes.
   static let outOfTree = #"""
     #include <math.h>
     #include <stdio.h>
@@ -47,7 +62,7 @@ enum PluginSources {
     #include "qopt_plugin.h"
 
     /* External kernel: out = x (the identity rotation). */
-    int32_t demo_identity_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+    static int32_t demo_identity_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
                               float *out, const int64_t *out_dims, int64_t out_rank) {
       if (x_rank != 2 || out_rank != 2) return 2;
       int64_t n = out_dims[0] * out_dims[1];
@@ -57,7 +72,7 @@ enum PluginSources {
     }
 
     /* External kernel: out = a + 2 * b, to check argument order. */
-    int32_t demo_axpy2_f32(const float *a, const int64_t *a_dims, int64_t a_rank,
+    static int32_t demo_axpy2_f32(const float *a, const int64_t *a_dims, int64_t a_rank,
                            const float *b, const int64_t *b_dims, int64_t b_rank,
                            float *out, const int64_t *out_dims, int64_t out_rank) {
       (void)b_dims;
@@ -70,7 +85,7 @@ enum PluginSources {
     }
 
     /* External kernel that always fails, to check status reporting. */
-    int32_t demo_fail_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
+    static int32_t demo_fail_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
                           float *out, const int64_t *out_dims, int64_t out_rank) {
       (void)x; (void)x_dims; (void)x_rank; (void)out; (void)out_dims; (void)out_rank;
       return 3;
@@ -231,6 +246,28 @@ enum PluginSources {
       return QOPT_OK;
     }
 
+    /* Hands weight_write_f32 and op_create sizes no tensor can have: negative dims, products
+     * past 2^63 and one that wraps to 0 (2^32 * 2^32). The host must refuse each with an error,
+     * never trap; the number refused goes into the module attribute demo.hostile. */
+    static int32_t run_hostile(void *u, const qopt_host_api *h, qopt_module *m, const qopt_options *o) {
+      (void)u; (void)o;
+      int64_t refused = 0;
+      float one = 1;
+      const int64_t huge[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+      const int64_t wraps[2] = {(int64_t)1 << 32, (int64_t)1 << 32};
+      const int64_t negative[2] = {-2, -3};
+      const int64_t max[3] = {INT64_MAX, INT64_MAX, 2};
+      refused += h->weight_write_f32(m, "demo.hostile.a", &one, 1, 2, huge, QOPT_DTYPE_F32) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->weight_write_f32(m, "demo.hostile.b", &one, 0, 2, wraps, QOPT_DTYPE_F32) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->weight_write_f32(m, "demo.hostile.c", &one, 6, 2, negative, QOPT_DTYPE_F32) == QOPT_ERR_INVALID_ARGUMENT;
+      refused += h->weight_write_f32(m, "demo.hostile.d", &one, 1, 3, max, QOPT_DTYPE_F32) == QOPT_ERR_INVALID_ARGUMENT;
+      qopt_function *f = h->function_at(m, 0);
+      qopt_type_desc t = {QOPT_DTYPE_F32, 2, huge};
+      refused += h->op_create(m, f, NULL, QOPT_INSERT_AT_END, "demo.big", NULL, 0, &t, NULL) == NULL;
+      h->attr_set_int(m, NULL, "demo.hostile", refused);
+      return QOPT_OK;
+    }
+
     static const qopt_option_decl scale_opts[] = {
       {.key = "factor", .kind = QOPT_OPTION_FLOAT, .help = "multiplier", .default_float = 2.0,
        .has_range = 1, .min = -10, .max = 10},
@@ -247,15 +284,25 @@ enum PluginSources {
 
     static int32_t reg(const qopt_host_api *h, qopt_registry *r) {
       if (h->api_version != QOPT_PLUGIN_API_VERSION || !QOPT_HOST_HAS(h, option_string)) return QOPT_ERR_FAILED;
-      qopt_pass_decl d[5] = {
+      qopt_pass_decl d[6] = {
         {sizeof(qopt_pass_decl), "demo-scale", "scale linear weights", scale_opts, 4, run_scale, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-quant", "per-row int8 through weight_set_quantized_int", NULL, 0, run_quant, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-rotate", "identity rotation through an external kernel", rotate_opts, 1, run_rotate, NULL, NULL},
         {sizeof(qopt_pass_decl), "demo-fail", "reports an error", NULL, 0, run_fail, NULL, preserves_all},
         {sizeof(qopt_pass_decl), "demo-abuse", "calls the host with bad arguments", NULL, 0, run_abuse, NULL, NULL},
+        {sizeof(qopt_pass_decl), "demo-hostile", "calls the host with hostile sizes", NULL, 0, run_hostile, NULL, NULL},
       };
-      for (int i = 0; i < 5; i++) {
+      for (int i = 0; i < 6; i++) {
         int32_t rc = h->register_pass(r, &d[i]);
+        if (rc != QOPT_OK) return rc;
+      }
+      qopt_kernel_decl k[3] = {
+        {sizeof(qopt_kernel_decl), 1, "demo_identity_f32", (qopt_kernel_fn)demo_identity_f32},
+        {sizeof(qopt_kernel_decl), 2, "demo_axpy2_f32", (qopt_kernel_fn)demo_axpy2_f32},
+        {sizeof(qopt_kernel_decl), 1, "demo_fail_f32", (qopt_kernel_fn)demo_fail_f32},
+      };
+      for (int i = 0; i < 3; i++) {
+        int32_t rc = h->register_kernel(r, &k[i]);
         if (rc != QOPT_OK) return rc;
       }
       return QOPT_OK;

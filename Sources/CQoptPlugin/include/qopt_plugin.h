@@ -7,7 +7,8 @@
  *
  * qopt (`qopt -load-pass-plugin=PATH`) opens the library with dlopen(RTLD_NOW | RTLD_LOCAL),
  * never unloads it, calls the entry point once, checks `api_version` and `struct_size` of the
- * returned struct BEFORE calling anything else, then calls `register_passes` once. Each pass
+ * returned struct BEFORE calling anything else, then calls `register_passes` once. There the
+ * plugin registers its passes and the external kernels its ops call. Each pass
  * the plugin registers joins the same registry as the built-in passes: `-print-passes` lists
  * it with its options, and `-passes='my-pass<k=2.5>'` parses its options exactly as it does
  * for built-ins (`key=value` separated by `;`, bools also as `key` / `no-key`).
@@ -46,8 +47,13 @@
 extern "C" {
 #endif
 
-/** The ABI version this header describes; the host requires an exact match. */
-#define QOPT_PLUGIN_API_VERSION 1u
+/**
+ * The ABI version this header describes; the host requires an exact match.
+ * Version 2: `register_kernel` follows `register_pass` in `qopt_host_api` (every later host
+ * function moved by one slot) and `qopt_kernel_decl` is new; `qopt.extern` ops call only
+ * registered kernels (version 1 resolved their `symbol` with dlsym, which no longer happens).
+ */
+#define QOPT_PLUGIN_API_VERSION 2u
 
 /** Highest tensor rank the type accessors describe. */
 #define QOPT_MAX_RANK 8
@@ -228,6 +234,24 @@ typedef struct qopt_pass_decl {
   const char *const *preserves;
 } qopt_pass_decl;
 
+/**
+ * An external kernel, as the runtime calls it (see "External kernels" below). The real
+ * signature has `operand_count` (data, dims, rank) triples, then the output's; register it
+ * cast to this type, e.g. `(qopt_kernel_fn)my_kernel_f32`.
+ */
+typedef void (*qopt_kernel_fn)(void);
+
+/** One external kernel to register. Read (and copied) during `register_kernel` only. */
+typedef struct qopt_kernel_decl {
+  /** sizeof(qopt_kernel_decl) as the plugin was compiled. */
+  uint32_t struct_size;
+  /** The number of tensor operands (0 … 16); an op passing another number is refused. */
+  int32_t operand_count;
+  /** The name `qopt.extern` ops give as `symbol`: letters, digits, `_`, `.`; unique. */
+  const char *name;
+  qopt_kernel_fn fn;
+} qopt_kernel_decl;
+
 /* ---------------------------------------------------------------------------------------- */
 /* The host function table.                                                                  */
 
@@ -251,6 +275,12 @@ typedef struct qopt_host_api {
    * QOPT_ERR_FAILED when the name is taken; the host then refuses the whole plugin.
    */
   int32_t (*register_pass)(qopt_registry *registry, const qopt_pass_decl *pass);
+  /**
+   * Registers an external kernel: the only way a `qopt.extern` op can reach code. Fails with
+   * QOPT_ERR_INVALID_ARGUMENT on a malformed declaration and QOPT_ERR_FAILED when another
+   * function already has the name; the host then refuses the whole plugin. (New in version 2.)
+   */
+  int32_t (*register_kernel)(qopt_registry *registry, const qopt_kernel_decl *kernel);
 
   /* -- walking the module ------------------------------------------------------------ */
 
@@ -407,15 +437,20 @@ typedef struct qopt_host_api {
 /* ---------------------------------------------------------------------------------------- */
 /* External kernels.                                                                         */
 /*
- * A plugin that introduces an op can give the runtime its kernel: export a C function and
- * emit a generic op naming it with its signature,
+ * A plugin that introduces an op can give the runtime its kernel: register the C function
+ * with `host->register_kernel` inside `register_passes`, and emit a generic op naming it with
+ * its signature,
  *
  *   %y = "qopt.extern"(%x) {symbol = "hadamard_f32", operand_types = [tensor<?x64xf32>],
  *                           result_type = tensor<?x64xf32>} : (tensor<?x64xf32>) -> tensor<?x64xf32>
  *
- * (optionally `library = "path.so"` when the symbol lives outside the loaded plugins). The
- * runtime checks the declared types against the op and against the runtime shapes, then calls
- * the function through libffi with (data, dims, rank) for each operand and for the output:
+ * `symbol` is a name in the host's kernel registry, never looked up with dlsym: a model file
+ * can call only what a plugin named on the command line registered, and names no library.
+ * An op naming an unregistered kernel (or carrying the version-1 `library` attribute) is an
+ * error when the model is loaded, before anything runs. The runtime checks the declared types
+ * against the op and against the runtime shapes, and the operand count against the registered
+ * one, then calls the function through libffi with (data, dims, rank) for each operand and
+ * for the output:
  *
  *   int32_t hadamard_f32(const float *x, const int64_t *x_dims, int64_t x_rank,
  *                        float *out, const int64_t *out_dims, int64_t out_rank);
