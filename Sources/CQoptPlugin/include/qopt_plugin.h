@@ -367,7 +367,9 @@ typedef struct qopt_host_api {
    * Stores `count` f32 values as the dense weight `name`, rounded to `dtype`
    * (QOPT_DTYPE_F32/_F16/_BF16 or QOPT_DTYPE_KEEP). An existing weight keeps its shape:
    * `rank`/`dims` must match it (QOPT_ERR_TYPE_MISMATCH otherwise); a new weight takes them.
-   * Replacing a quantized weight by dense data is refused (QOPT_ERR_TYPE_MISMATCH).
+   * Replacing a quantized weight by dense data is refused (QOPT_ERR_TYPE_MISMATCH). Negative
+   * dims, or dims whose product overflows int64, are QOPT_ERR_INVALID_ARGUMENT and an error
+   * that fails the pass (the host never traps on a plugin's sizes).
    */
   int32_t (*weight_write_f32)(qopt_module *m, const char *name, const float *data, int64_t count,
                               int32_t rank, const int64_t *dims, int32_t dtype);
@@ -401,8 +403,9 @@ typedef struct qopt_host_api {
    * `"myplugin.rotate"(%a) {…} : (T) -> T` and round-trips) with `operand_count` operands and
    * an optional result of type `result` (NULL: no result), named after `result_name_hint`
    * (NULL: "v"). It goes before or after `anchor`, or at the end of `f` (QOPT_INSERT_*).
-   * Returns the new op, or NULL on invalid arguments. Attributes are set afterwards with
-   * `attr_set_*`.
+   * Returns the new op, or NULL on invalid arguments (a result shape whose element count
+   * overflows is also reported as an error that fails the pass). Attributes are set
+   * afterwards with `attr_set_*`.
    */
   qopt_op *(*op_create)(qopt_module *m, qopt_function *f, qopt_op *anchor, int32_t where,
                         const char *name, qopt_value *const *operands, int64_t operand_count,

@@ -53,6 +53,14 @@ package final class SignRoundLinear {
     }
   }
 
+  /// Where group `g` of row `r` starts in the row-major weights, and its length (the last
+  /// group of a row is short when `groupSize` does not divide `cols`).
+  @inline(__always)
+  private func groupSpan(_ r: Int, _ g: Int) -> (base: Int, count: Int) {
+    let c0 = g * groupSize
+    return (r * cols + c0, min(cols, c0 + groupSize) - c0)
+  }
+
   private var maxqSym: Float { Float(1 << (scheme.bits - 1)) }
   private var maxqAsym: Float { Float((1 << scheme.bits) - 1) }
 
@@ -92,16 +100,19 @@ package final class SignRoundLinear {
         scale[gi] = s
         zero[gi] = zp
         clamped[gi] = isClamped
-        let c0 = g * groupSize, c1 = min(cols, c0 + groupSize)
+        let (base, n) = groupSpan(r, g)
         w.withUnsafeBufferPointer { wb in
           v.withUnsafeBufferPointer { vb in
-            for c in c0..<c1 {
-              let i = r * cols + c
-              var x = wb[i] / s + vb[i]
+            // One entry check per group; the loop then indexes plain pointers, so it carries
+            // no per-element overflow checks and vectorizes (release builds keep checks).
+            precondition(base + n <= wb.count && base + n <= vb.count, "group inside the weights")
+            let wp = wb.baseAddress! + base, vp = vb.baseAddress! + base, op = out + base  // safe: checked above
+            for k in 0..<n {
+              var x = wp[k] / s + vp[k]
               x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
               var q = (x + magic) - magic + zp
               q = q < lo ? lo : (q > hi ? hi : q)
-              out[i] = s * (q - zp)
+              op[k] = s * (q - zp)
             }
           }
         }
@@ -120,20 +131,23 @@ package final class SignRoundLinear {
         let s = scale[gi], zp = zero[gi]
         let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
         var ds: Float = 0, dzp: Float = 0
-        let c0 = g * groupSize, c1 = min(cols, c0 + groupSize)
+        let (base, n) = groupSpan(r, g)
         w.withUnsafeBufferPointer { wb in
           v.withUnsafeBufferPointer { vb in
-            for c in c0..<c1 {
-              let i = r * cols + c
-              let u = wb[i] / s
-              var x = u + vb[i]
+            // As in `qdq`: checked once per group, then plain pointers.
+            precondition(base + n <= wb.count && base + n <= vb.count, "group inside the weights")
+            let wp = wb.baseAddress! + base, vp = vb.baseAddress! + base  // safe: checked above
+            let gp = dw + base, dvp = dv + base
+            for k in 0..<n {
+              let u = wp[k] / s
+              var x = u + vp[k]
               x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
               let pre = (x + magic) - magic + zp
               let inside: Float = (pre >= lo && pre <= hi) ? 1 : 0
               let q = pre < lo ? lo : (pre > hi ? hi : pre)
-              dv[i] = dw[i] * s * inside
-              ds += dw[i] * (q - zp - inside * u)
-              dzp += dw[i] * s * (inside - 1)
+              dvp[k] = gp[k] * s * inside
+              ds += gp[k] * (q - zp - inside * u)
+              dzp += gp[k] * s * (inside - 1)
             }
           }
         }
