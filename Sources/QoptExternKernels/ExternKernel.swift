@@ -158,7 +158,16 @@ public struct ExternCall: @unchecked Sendable {
       }
       outShape.append(first.shape[i])
     }
-    var out = ExternTensor(shape: outShape, data: [Float](repeating: 0, count: outShape.reduce(1, *)))
+    // The declared result type comes from the model file: its size is checked, never trusted.
+    var count = 1
+    for d in outShape {
+      let (p, overflow) = count.multipliedReportingOverflow(by: d)
+      guard !overflow else {
+        throw ExternKernelError("kernel '\(symbol)': result shape \(outShape) has more elements than can be addressed", at: location)
+      }
+      count = p
+    }
+    var out = ExternTensor(shape: outShape, data: [Float](repeating: 0, count: count))
     let status = cif.call(address, inputs: inputs, output: &out)
     guard status == 0 else {
       throw ExternKernelError("external kernel '\(symbol)' failed with status \(status)", at: location)

@@ -105,6 +105,21 @@ import Testing
     #expect(throws: Never.self) { try ExternCall.checkAll(in: good) }
   }
 
+  @Test func aResultShapeThatOverflowsIsAnErrorNotATrap() throws {
+    try loadDemo()
+    let text = """
+      func @f(%a: tensor<?x4xf32>) -> tensor<4294967296x4294967296xf32> {
+        %y = "qopt.extern"(%a) {operand_types = [tensor<?x4xf32>], result_type = tensor<4294967296x4294967296xf32>, symbol = "demo_identity_f32"} : (tensor<?x4xf32>) -> tensor<4294967296x4294967296xf32>
+        return %y : tensor<4294967296x4294967296xf32>
+      }
+
+      """
+    let o = try #require(try Parser.parse(text, file: "big.ir").allOps.first { $0.name == ExternCall.opName })
+    let call = try ExternCall(op: o)
+    let error = #expect(throws: ExternKernelError.self) { try call([ExternTensor(shape: [1, 4], data: [1, 2, 3, 4])]) }
+    #expect(error?.description == "big.ir:2:3: error: kernel 'demo_identity_f32': result shape [4294967296, 4294967296] has more elements than can be addressed")
+  }
+
   @Test func aFailingKernelReportsItsStatus() throws {
     try loadDemo()
     let call = try ExternCall(op: try op(#"operand_types = [tensor<?x4xf32>], result_type = tensor<?x4xf32>, symbol = "demo_fail_f32""#, operands: "%a", types: "tensor<?x4xf32>"))
