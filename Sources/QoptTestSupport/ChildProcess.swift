@@ -24,7 +24,7 @@ public final class ChildProcess {
 
   /// Starts `argv[0]` (an absolute path) with `argv`; stdin is /dev/null.
   public init(_ argv: [String], environment: [String]? = nil) throws {
-    let tag = "/tmp/qopt-child-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    let tag = "\(TestTemporary.root)/qopt-child-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
     outPath = tag + ".out"
     errPath = tag + ".err"
     var actions = posix_spawn_file_actions_t()
@@ -44,6 +44,12 @@ public final class ChildProcess {
     let rc = posix_spawn(&child, argv[0], &actions, nil, &cArgs, &cEnv)
     guard rc == 0 else { throw ChildProcessError(message: "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
     pid = child
+  }
+
+  /// The output files go with the object, also when nobody read them.
+  deinit {
+    unlink(outPath)
+    unlink(errPath)
   }
 
   /// Waits for the child; returns how it ended and its peak RSS in kilobytes (`ru_maxrss`).

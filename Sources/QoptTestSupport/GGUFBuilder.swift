@@ -99,12 +99,9 @@ public struct GGUFBuilder {
 
 /// Tiny checkpoints on disk, derived from `ExampleModel`, for importer tests.
 public enum TinyCheckpoints {
-  /// A unique scratch directory under /tmp.
+  /// A new scratch directory `$TMPDIR/qopt-test-TAG-XXXXXX`; remove it with `removeTree`.
   public static func scratchDirectory(_ tag: String) -> String {
-    var rng = SystemRandomNumberGenerator()
-    let dir = "/tmp/qopt-test-\(tag)-\(rng.next() % 1_000_000_000)"
-    mkdirP(dir)
-    return dir
+    TestTemporary.makeDirectory("test-\(tag)")
   }
 
   /// The example model as a llama GGUF with F32 tensors (Q/K rows in GGUF order).
@@ -188,17 +185,7 @@ func mkdirP(_ path: String) {
 extension TinyCheckpoints {
   /// Deletes a scratch directory tree made by `scratchDirectory` (files and subdirectories).
   public static func removeTree(_ path: String) {
-    guard path.hasPrefix("/tmp/qopt-test-") || path.contains("/qopt-test-") else { return }
-    if let d = opendir(path) {
-      while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name == "." || name == ".." { continue }
-        let child = path + "/" + name
-        var st = stat()
-        if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
-      }
-      closedir(d)
-    }
-    rmdir(path)
+    guard path.contains("/qopt-test-") else { return }
+    TestTemporary.remove(path)
   }
 }

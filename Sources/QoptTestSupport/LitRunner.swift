@@ -63,8 +63,9 @@ public struct LitRunner: Sendable {
     var failures: [String] = []
     let text = String(decoding: (try? LitRunner.readAll(file.path)) ?? [], as: UTF8.self)
     let dir = file.path.split(separator: "/").dropLast().joined(separator: "/")
-    let tmpDir = "/tmp/qopt-lit-\(getpid())/" + file.path.replacingSlashes
-    _ = system("mkdir -p '\(tmpDir)'")
+    // A private scratch directory per file (`%t` lies in it), removed however the file ends.
+    let tmpDir = TestTemporary.makeDirectory("lit")
+    defer { TestTemporary.remove(tmpDir) }
     for run in file.runLines {
       var cmd = substitute(run, file: file.path, dir: (file.path.hasPrefix("/") ? "/" : "") + dir, tmp: tmpDir + "/t")
       var checkArgs: [String]?
@@ -110,7 +111,7 @@ public struct LitRunner: Sendable {
   /// Runs `script` with bash; returns the exit status and stdout (stderr only where the
   /// script redirects it).
   static func shell(_ script: String) -> (Int32, String) {
-    let path = "/tmp/qopt-lit-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).sh"
+    let path = "\(TestTemporary.root)/qopt-lit-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).sh"
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     close(fd)

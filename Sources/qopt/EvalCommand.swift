@@ -16,7 +16,8 @@ struct EvalCommand: ParsableCommand {
     abstract: "Perplexity of a model over a text file or a JSON token-id file.",
     discussion: """
       Non-overlapping windows of -seqlen tokens, the first -windows of them, no BOS; each window
-      predicts its tokens 1…seqlen−1 from its own prefix; ppl = exp(mean NLL).
+      predicts its tokens 1…seqlen−1 from its own prefix; ppl = exp(mean NLL). A -seqlen above
+      the model's max_position_embeddings is an error unless -allow-long-context is given.
       """,
     helpNames: [.customLong("help", withSingleDash: true), .short, .long])
 
@@ -35,6 +36,11 @@ struct EvalCommand: ParsableCommand {
   @Option(name: .customLong("load-pass-plugin", withSingleDash: true), help: "Load a pass plugin first, so its external kernels can run (repeatable).")
   var loadPassPlugin: [String] = []
 
+  @Flag(
+    name: .customLong("allow-long-context", withSingleDash: true),
+    help: "Allow -seqlen above the model's max_position_embeddings (for rope scaling that supports it).")
+  var allowLongContext = false
+
   @Flag(name: .customLong("json", withSingleDash: true), help: "Print one JSON object on stdout.")
   var json = false
 
@@ -52,6 +58,9 @@ struct EvalCommand: ParsableCommand {
     BLAS.setThreads(threads)
     let module = try loadInput(path: model)
     try module.verify()
+    if !allowLongContext, let problem = ContextLength.problem(seqlen: seqlen, module: module, override: "-allow-long-context") {
+      throw RuntimeError("eval: \(problem)")
+    }
     let ids = try EvalData.tokenIds(path: data, module: module)
     // A quantized model is dequantized once and kept (one f32 copy, as a float model holds)
     // instead of once per window.

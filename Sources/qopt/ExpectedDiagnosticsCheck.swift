@@ -2,7 +2,9 @@ import QoptIR
 
 /// `-verify-diagnostics`: every diagnostic the input produces must be announced by a
 /// `// expected-error@+N {{text}}` comment (`@-N`, `@N` or no offset for the same line), and
-/// every announced one must occur, as mlir-opt checks them.
+/// every announced one must occur, as mlir-opt checks them. Diagnostics come from parsing,
+/// verifying and then running the `-passes` pipeline on each chunk, so a pass's located
+/// run-time errors can be checked the same way.
 enum ExpectedDiagnosticsCheck {
   struct Expectation {
     var line: Int
@@ -11,7 +13,9 @@ enum ExpectedDiagnosticsCheck {
     var seen = false
   }
 
-  static func run(path: String, split: Bool) throws {
+  /// Checks the diagnostics of `path` (each `// -----` chunk when `split`); `process` runs the
+  /// pipeline on a chunk that parsed and verified.
+  static func run(path: String, split: Bool, process: (Module) throws -> Void) throws {
     let bytes = try readFile(path)
     guard let text = String(validating: bytes, as: UTF8.self) else {
       throw StorageError(file: path, offset: nil, message: "file is not valid UTF-8")
@@ -22,6 +26,7 @@ enum ExpectedDiagnosticsCheck {
       do {
         let m = try ModuleIO.load(text: chunk, file: path)
         try m.verify()
+        try process(m)
       } catch let e as any DiagnosticError {
         actual += e.diagnostics
       }

@@ -105,7 +105,10 @@ struct OptCommand: ParsableCommand {
     let manager = PassManager(instrumentation: ins, threads: threads) { stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n") }
 
     if verifyDiagnostics {
-      try ExpectedDiagnosticsCheck.run(path: input, split: splitInputFile)
+      try ExpectedDiagnosticsCheck.run(path: input, split: splitInputFile) { m in
+        try manager.run(pipeline, on: m)
+        try m.verify()
+      }
       return
     }
     if splitInputFile {

@@ -2,7 +2,14 @@ import Foundation
 import QoptBackends
 import QoptIR
 import QoptPasses
+import QoptTestSupport
 import Testing
+
+/// The cross-checks against gguf-py run where a Python with gguf and numpy exists (or can be
+/// made under .build/venv); elsewhere they are skipped, saying why.
+let needsGGUFPy: ConditionTrait = .enabled(
+  if: TestPython.withGGUF != nil,
+  "needs a Python with gguf and numpy: python3 lacks them and pip could not install them into .build/venv")
 
 /// Writes `expected.safetensors` for `gguf_crosscheck.py`: per GGUF tensor, qopt's dequantized
 /// weights in GGUF row order, and for float sources the f32 weights that were quantized.
@@ -45,14 +52,15 @@ private func crosscheck(_ module: Module, _ emitter: GGUFEmitter, tag: String) t
   try writeExpected(module, emitter: emitter, to: dir + "/expected.safetensors")
   let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Scripts/gguf_crosscheck.py").path
-  let (status, out) = try runProcess("/usr/bin/env", ["python3", script, dir + "/model.gguf", dir + "/expected.safetensors"])
+  let python = try #require(TestPython.withGGUF)
+  let (status, out) = try runProcess("/usr/bin/env", [python, script, dir + "/model.gguf", dir + "/expected.safetensors"])
   #expect(status == 0, "gguf_crosscheck.py failed:\n\(out)")
   return out
 }
 
 /// Float weights, each default type: bytes equal `gguf.quants.quantize`, values equal the
 /// package's decoder.
-@Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0, .f16, .bf16, .f32])
+@Test(needsGGUFPy, arguments: [GGMLType.q4_0, .q4_1, .q8_0, .f16, .bf16, .f32])
 func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
   let m = SyntheticLlama.make()
   let out = try crosscheck(m, GGUFEmitter(types: GGUFTypeSelection(defaultType: type)), tag: "gguf-\(type.name)")
@@ -60,7 +68,7 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
 }
 
 /// Per-tensor overrides by HF name, GGUF name and regex; bf16 and f16 sources.
-@Test func ggufOverridesAndSourceDTypes() throws {
+@Test(needsGGUFPy) func ggufOverridesAndSourceDTypes() throws {
   for dtype in [DType.f16, .bf16] {
     let m = SyntheticLlama.make(dtype: dtype, tied: true)
     let sel = GGUFTypeSelection(defaultType: .q4_0, overrides: [
@@ -81,7 +89,7 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
 }
 
 /// Weights quantized in the IR are packed exactly: dequantizing the GGUF gives the IR's values.
-@Test func ggufPackedIRWeightsAreExact() throws {
+@Test(needsGGUFPy) func ggufPackedIRWeightsAreExact() throws {
   let m = SyntheticLlama.make()
   SyntheticLlama.quantizeLinears(m, scheme: IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), rule: .fullRange)
   let e = GGUFEmitter()
@@ -104,7 +112,7 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
 }
 
 /// Asymmetric int4 with offsets exact in f16 → q4_1; q4_0 refuses it before writing.
-@Test func ggufAsymmetricInt4() throws {
+@Test(needsGGUFPy) func ggufAsymmetricInt4() throws {
   let m = SyntheticLlama.make()
   for (n, s) in SyntheticLlama.linearNames() {
     let (rows, cols) = (s[0], s[1])
@@ -144,7 +152,7 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
 }
 
 /// Metadata from the module's config attributes and the tokenizer.json blob.
-@Test func ggufMetadataAndTokenizer() throws {
+@Test(needsGGUFPy) func ggufMetadataAndTokenizer() throws {
   let m = SyntheticLlama.make(tied: true)
   var vocab: [(String, JSON)] = []
   for i in 0..<250 { vocab.append(("t\(i)", .int(i))) }
@@ -180,6 +188,7 @@ func ggufFloatWeightsMatchGGUFPy(_ type: GGMLType) throws {
     assert 'output.weight' not in [t.name for t in r.tensors]
     print('ok')
     """
-  let (status, out) = try runProcess("/usr/bin/env", ["python3", "-c", script, dir + "/m.gguf"])
+  let python = try #require(TestPython.withGGUF)
+  let (status, out) = try runProcess("/usr/bin/env", [python, "-c", script, dir + "/m.gguf"])
   #expect(status == 0 && out.contains("ok"), "\(out)")
 }

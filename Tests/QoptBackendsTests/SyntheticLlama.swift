@@ -1,5 +1,6 @@
 import QoptIR
 import QoptPasses
+import QoptTestSupport
 
 /// A tiny llama module built in memory: HF names, config attributes, a `@main` whose ops mark
 /// which weights are Linear and which is the embedding (shapes multiple of 32 so every GGUF
@@ -92,9 +93,7 @@ enum SyntheticLlama {
   }
 }
 
-/// A fresh empty temporary directory for one test.
+/// A fresh empty temporary directory for one test (under $TMPDIR; the test removes it).
 func makeTemporaryDirectory(_ tag: String) -> String {
-  let path = "/tmp/qopt-backends-tests-\(tag)-\(UInt64.random(in: 0...UInt64.max))"
-  _ = mkdirCompat(path)
-  return path
+  TestTemporary.makeDirectory("backends-tests-\(tag)")
 }

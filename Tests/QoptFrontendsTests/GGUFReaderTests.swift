@@ -3,11 +3,13 @@ import QoptIR
 import QoptTestSupport
 import Testing
 
-private func write(_ bytes: [UInt8], _ name: String) throws -> String {
+/// Runs `body` on `bytes` written as file `name` in a scratch directory removed afterwards.
+private func withFile<T>(_ bytes: [UInt8], _ name: String, _ body: (String) throws -> T) throws -> T {
   let dir = TinyCheckpoints.scratchDirectory("gguf")
+  defer { TinyCheckpoints.removeTree(dir) }
   let path = dir + "/" + name
   try TinyCheckpoints.writeBytes(bytes, to: path)
-  return path
+  return try body(path)
 }
 
 private func hex(_ s: String) -> [UInt8] {
@@ -19,15 +21,16 @@ private func hex(_ s: String) -> [UInt8] {
 
 /// Expects opening `bytes` as GGUF to fail with a message naming the file, a byte offset and `needle`.
 private func expectGGUFError(_ bytes: [UInt8], offset: Int? = nil, _ needle: String) throws {
-  let path = try write(bytes, "bad.gguf")
-  do {
-    _ = try GGUFFile(path: path)
-    Issue.record("expected an error containing '\(needle)'")
-  } catch {
-    let text = error.description
-    #expect(text.hasPrefix(path + ":@"), "\(text)")
-    if let offset { #expect(text.hasPrefix("\(path):@\(offset):"), "\(text)") }
-    #expect(text.contains(needle), "\(text)")
+  try withFile(bytes, "bad.gguf") { path in
+    do {
+      _ = try GGUFFile(path: path)
+      Issue.record("expected an error containing '\(needle)'")
+    } catch {
+      let text = "\(error)"
+      #expect(text.hasPrefix(path + ":@"), "\(text)")
+      if let offset { #expect(text.hasPrefix("\(path):@\(offset):"), "\(text)") }
+      #expect(text.contains(needle), "\(text)")
+    }
   }
 }
 
@@ -41,7 +44,7 @@ private func expectGGUFError(_ bytes: [UInt8], offset: Int? = nil, _ needle: Str
     #expect(dataStart == 160)
     #expect(bytes.count == 192)
     #expect(Array(bytes.prefix(24)) == hex("47475546 03000000 0100000000000000 0200000000000000"))
-    let f = try GGUFFile(path: try write(bytes, "min.gguf"))
+    let f = try withFile(bytes, "min.gguf") { try GGUFFile(path: $0) }
     #expect(f.version == 3)
     #expect(f.dataStart == 160)
     #expect(f["llama.block_count"] == .uint(1))

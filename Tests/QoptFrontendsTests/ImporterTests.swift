@@ -39,6 +39,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
   @Test func ggufImportUndoesQKPermutation() throws {
     let m = ExampleModel.make()
     let dir = TinyCheckpoints.scratchDirectory("tiny-gguf")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeBytes(TinyCheckpoints.gguf(m).build().bytes, to: dir + "/tiny.gguf")
     let imported = try ModelImporter.load(path: dir + "/tiny.gguf")
     try imported.verify()
@@ -56,6 +57,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
   @Test func hfDirectoryImportsToTheSameIRAsGGUF() throws {
     let m = ExampleModel.make()
     let dir = TinyCheckpoints.scratchDirectory("tiny-hf")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeBytes(TinyCheckpoints.gguf(m).build().bytes, to: dir + "/tiny.gguf")
     try TinyCheckpoints.writeHF(m, configJSON: tinyConfig.configJSON, to: dir + "/hf")
     let fromGGUF = try ModelImporter.load(path: dir + "/tiny.gguf")
@@ -70,6 +72,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
   @Test func shardedCheckpoint() throws {
     let m = ExampleModel.make()
     let dir = TinyCheckpoints.scratchDirectory("sharded")
+    defer { TinyCheckpoints.removeTree(dir) }
     let names = m.weights.names
     let half = names.count / 2
     var map: [(String, JSON)] = []
@@ -88,6 +91,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
   @Test func bf16WeightsAreConvertedAndRecorded() throws {
     let m = ExampleModel.make()
     let dir = TinyCheckpoints.scratchDirectory("bf16")
+    defer { TinyCheckpoints.removeTree(dir) }
     try SafetensorsWriter.write(m.weights.names.map { n in
       let t = m.weights.dense(n)!
       return SafetensorsEntry(name: n, data: TensorData(floats: t.floats(), shape: t.shape, as: .bf16))
@@ -108,6 +112,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
       }
     }
     let dir = TinyCheckpoints.scratchDirectory("qwen2")
+    defer { TinyCheckpoints.removeTree(dir) }
     let cfg = configText { p in
       setKey(&p, "model_type", .string("qwen2"))
       setKey(&p, "rope_scaling", .object([("rope_type", .string("llama3")), ("factor", .double(8)), ("low_freq_factor", .double(1)), ("high_freq_factor", .double(4)), ("original_max_position_embeddings", .int(8192))]))
@@ -129,6 +134,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
     let m = ExampleModel.make()
     m.weights.set("lm_head.weight", .dense(TensorData(floats: [Float](repeating: 0.01, count: 256 * 64), shape: [256, 64])))
     let dir = TinyCheckpoints.scratchDirectory("untied")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeHF(m, configJSON: configText { setKey(&$0, "tie_word_embeddings", .bool(false)) }, to: dir)
     let imported = try HFImporter.importModel(directory: dir)
     #expect(imported.allOps.contains { $0.paramName == "lm_head.weight" })
@@ -138,12 +144,14 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
 
   @Test func configMissingKey() throws {
     let dir = TinyCheckpoints.scratchDirectory("nokey")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeHF(ExampleModel.make(), configJSON: configText { setKey(&$0, "hidden_size", nil) }, to: dir)
     expectError({ _ = try HFImporter.importModel(directory: dir) }, contains: [dir + "/config.json", "key 'hidden_size'", "llama, mistral, qwen2"])
   }
 
   @Test func unsupportedModelTypeAndRopeScaling() throws {
     let dir = TinyCheckpoints.scratchDirectory("badtype")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeHF(ExampleModel.make(), configJSON: configText { setKey(&$0, "model_type", .string("gpt2")) }, to: dir)
     expectError({ _ = try HFImporter.importModel(directory: dir) }, contains: ["key 'model_type'", "'gpt2'", "llama, mistral, qwen2"])
     try TinyCheckpoints.writeBytes(Array(configText { setKey(&$0, "rope_scaling", .object([("rope_type", .string("yarn")), ("factor", .double(4))])) }.utf8), to: dir + "/config.json")
@@ -154,6 +162,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
     let m = ExampleModel.make()
     m.weights.remove("model.layers.1.mlp.down_proj.weight")
     let dir = TinyCheckpoints.scratchDirectory("missing")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeHF(m, configJSON: tinyConfig.configJSON, to: dir)
     expectError({ _ = try HFImporter.importModel(directory: dir) }, contains: [dir, "model.layers.1.mlp.down_proj.weight"])
   }
@@ -161,6 +170,7 @@ private func setKey(_ pairs: inout [(String, JSON)], _ k: String, _ v: JSON?) {
   /// A single-tensor checkpoint whose safetensors bytes are `bytes`.
   private func badSafetensors(_ bytes: [UInt8], _ needles: [String]) throws {
     let dir = TinyCheckpoints.scratchDirectory("badst")
+    defer { TinyCheckpoints.removeTree(dir) }
     try TinyCheckpoints.writeBytes(Array(tinyConfig.configJSON.utf8), to: dir + "/config.json")
     try TinyCheckpoints.writeBytes(bytes, to: dir + "/model.safetensors")
     expectError({ _ = try HFImporter.importModel(directory: dir) }, contains: [dir + "/model.safetensors:@"] + needles)

@@ -1,13 +1,10 @@
 import QoptIR
+import QoptTestSupport
 import Testing
 
 #if canImport(Glibc)
   import Glibc
 #endif
-
-func tempPath(_ name: String) -> String {
-  "/tmp/qopt-unit-\(getpid())-\(name)"
-}
 
 func writeBytes(_ bytes: [UInt8], to path: String) {
   let f = fopen(path, "wb")!
@@ -17,7 +14,9 @@ func writeBytes(_ bytes: [UInt8], to path: String) {
 
 /// safetensors.md §6: byte layouts produced by the reference package.
 @Test func writerMatchesReferenceExample1() throws {
-  let path = tempPath("ex1.safetensors")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "ex1.safetensors"
   try SafetensorsWriter.write([SafetensorsEntry(name: "a", data: TensorData(floats: [1, 2], shape: [2]))], to: path)
   let bytes = try readFile(path)
   #expect(bytes.count == 72)
@@ -27,7 +26,9 @@ func writeBytes(_ bytes: [UInt8], to path: String) {
 }
 
 @Test func writerMatchesReferenceExample2() throws {
-  let path = tempPath("ex2.safetensors")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "ex2.safetensors"
   var f64: [UInt8] = []
   withUnsafeBytes(of: (1.0 as Double).bitPattern.littleEndian) { f64 += $0 }
   try SafetensorsWriter.write([
@@ -44,7 +45,9 @@ func writeBytes(_ bytes: [UInt8], to path: String) {
 }
 
 @Test func readerRoundTripsAndStaysLazy() throws {
-  let path = tempPath("rt.safetensors")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "rt.safetensors"
   try SafetensorsWriter.write([
     SafetensorsEntry(name: "s", data: TensorData(floats: [3], shape: [])),
     SafetensorsEntry(name: "e", data: TensorData(floats: [], shape: [0, 4])),
@@ -82,7 +85,9 @@ func rawSafetensors(_ header: String, data: [UInt8]) -> [UInt8] {
   (#"{"__metadata__":{"n":1}}"#, 0, "__metadata__ value for 'n' is not a string"),
 ])
 func readerRejects(_ header: String, _ dataBytes: Int, _ message: String) {
-  let path = tempPath("bad-\(abs(header.hashValue)).safetensors")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "bad-\(abs(header.hashValue)).safetensors"
   writeBytes(rawSafetensors(header, data: [UInt8](repeating: 0, count: dataBytes)), to: path)
   #expect {
     _ = try SafetensorsFile(path: path)
@@ -93,10 +98,14 @@ func readerRejects(_ header: String, _ dataBytes: Int, _ message: String) {
 }
 
 @Test func readerRejectsShortFilesAndHugeHeaders() {
-  let short = tempPath("short.safetensors")
+  let shortDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(shortDir) }
+  let short = shortDir + "/" + "short.safetensors"
   writeBytes([1, 2, 3], to: short)
   #expect(throws: StorageError.self) { _ = try SafetensorsFile(path: short) }
-  let huge = tempPath("huge.safetensors")
+  let hugeDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(hugeDir) }
+  let huge = hugeDir + "/" + "huge.safetensors"
   var b: [UInt8] = []
   withUnsafeBytes(of: UInt64(1 << 62).littleEndian) { b += $0 }
   writeBytes(b + [0x7B], to: huge)

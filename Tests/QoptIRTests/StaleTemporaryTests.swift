@@ -1,4 +1,5 @@
 import QoptIR
+import QoptTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,8 +11,8 @@ import Testing
 /// `d_name` copy reading past short directory records (crash input kept as
 /// `Fuzz/corpus/compressed-tensors/regression-dirent-overrun`).
 @Test func staleTemporariesAreThoseOfDeadProcesses() throws {
-  let dir = tempPath("stale-\(getpid())")
-  mkdir(dir, 0o755)
+  let dir = TestTemporary.makeDirectory("unit-stale")
+  defer { TestTemporary.remove(dir) }
   let dead = dir + "/.out.gguf.qopt-tmp-999999999"  // above any pid_max: never alive
   let live = dir + "/.out.gguf.qopt-tmp-\(getppid())"
   for p in [dead, live, dir + "/.other.gguf.qopt-tmp-999999999", dir + "/a"] { writeBytes([1], to: p) }

@@ -12,7 +12,9 @@ import Testing
 
 @Test func savedModuleReloadsWithIdenticalTensors() throws {
   let m = ExampleModel.make()
-  let path = tempPath("example.ir")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "example.ir"
   try ModuleIO.save(m, to: path)
   let back = try ModuleIO.load(path: path)
   try back.verify()
@@ -25,7 +27,9 @@ import Testing
 }
 
 @Test func committedExampleModelIsWhatTheGeneratorMakes() throws {
-  let path = tempPath("gen.ir")
+  let pathDir = TestTemporary.makeDirectory("unit")
+  defer { TestTemporary.remove(pathDir) }
+  let path = pathDir + "/" + "gen.ir"
   try ModuleIO.save(ExampleModel.make(), to: path)
   let root = TestPaths.repoRoot
   #expect(try readFile(path) == readFile(root + "/IR/examples/tiny-llama.ir"))

@@ -16,8 +16,7 @@ import Testing
 
   /// A synthetic model of about 300 MB of f32 weights (written once per test run).
   static let model: String = {
-    let dir = "/tmp/qopt-atomic-\(getpid())"
-    mkdir(dir, 0o755)
+    let dir = TestTemporary.makeSharedDirectory("atomic")
     var c = ExampleModel.Config()
     (c.vocab, c.hidden, c.heads, c.kvHeads, c.headDim, c.ffn, c.blocks) = (8192, 768, 12, 4, 64, 3072, 8)
     let path = dir + "/big.ir"
@@ -75,6 +74,7 @@ import Testing
     let dir = parentDirectory(of: Self.model) + "/" + w.name
     removeTree(dir)
     mkdir(dir, 0o755)
+    defer { removeTree(dir) }
     let input = Self.fingerprint(Self.model)
     // References: the previous output and an uninterrupted run of the current command.
     let ref = dir + "/ref-" + w.output
@@ -123,9 +123,7 @@ import Testing
   /// The state a kill between the two renames of `-o x.ir` leaves, built directly: the loader
   /// refuses it with a message naming the sidecar.
   @Test func mismatchedSidecarIsRefused() throws {
-    let dir = "/tmp/qopt-pair-\(getpid())"
-    removeTree(dir)
-    mkdir(dir, 0o755)
+    let dir = TestTemporary.makeDirectory("pair")
     defer { removeTree(dir) }
     let example = TestPaths.repoRoot + "/IR/examples/tiny-llama.ir"
     _ = try ChildProcess.run([Self.qopt, example, "-o", dir + "/a.ir"])

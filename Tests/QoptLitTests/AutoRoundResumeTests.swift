@@ -27,6 +27,7 @@ private func wait(_ pid: pid_t) -> Int32 {
 /// same command, ends byte-identical to an uninterrupted run.
 @Test func autoRoundResumesAfterKillBitIdentical() throws {
   let dir = TinyCheckpoints.scratchDirectory("autoround-resume")
+  defer { TinyCheckpoints.removeTree(dir) }
   let qopt = TestPaths.binDir + "/qopt"
   let model = TestPaths.repoRoot + "/IR/examples/tiny-llama.ir"
   let ckpt = dir + "/ckpt"

@@ -68,9 +68,7 @@ import Testing
   }
 
   @Test func everyMalformedInputIsALocatedErrorWithinTheMemoryBound() throws {
-    let tmp = "/tmp/qopt-malformed-\(getpid())"
-    removeTree(tmp)
-    mkdir(tmp, 0o755)
+    let tmp = TestTemporary.makeDirectory("malformed")
     defer { removeTree(tmp) }
     let cs = Self.cases + (try Self.generatedCases(in: tmp + "/big"))
     let argvs = cs.enumerated().map { i, c in Self.argv(c, tmp: tmp + "/\(i)") }

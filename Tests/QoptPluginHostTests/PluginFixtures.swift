@@ -28,9 +28,20 @@ enum Fixtures {
     return path
   }
 
-  /// A fresh directory outside the package.
-  static func tempDir() throws -> String {
+  /// One directory under $TMPDIR for every plugin this test process compiles, removed when
+  /// the process exits (the libraries stay loaded, and shared between tests, until then).
+  static let scratchRoot: String? = {
     var template = Array((NSTemporaryDirectory() + "/qopt-plugin-XXXXXX").utf8CString)
+    let dir = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }  // safe: non-empty buffer
+    guard let dir else { return nil }
+    atexit { if let root = Fixtures.scratchRoot { try? FileManager.default.removeItem(atPath: root) } }
+    return String(cString: dir)
+  }()
+
+  /// A fresh directory outside the package (inside `scratchRoot`).
+  static func tempDir() throws -> String {
+    let root = try #require(scratchRoot, "cannot create a temporary directory under \(NSTemporaryDirectory())")
+    var template = Array((root + "/dir-XXXXXX").utf8CString)
     let dir = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }  // safe: non-empty buffer
     return try #require(dir.map { String(cString: $0) })
   }

@@ -51,6 +51,22 @@ private func run(_ n: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Fl
     #expect(abs(t.sin[2 * 32 + 1] - 0.98470300) < 1e-6)
   }
 
+  /// A table grown with `covering` equals one built at that size, and its rows far past 4096
+  /// are the direct computation `cos/sin(Float(p) · inv_freq)`.
+  @Test func ropeTableCoversLongWindows() {
+    let small = RopeTable(headDim: 64, theta: 100000, positions: 16)
+    #expect(small.covering(8).positions == 16)
+    let grown = small.covering(6000)
+    let built = RopeTable(headDim: 64, theta: 100000, positions: 6000)
+    #expect(grown.positions == 6000 && grown.cos == built.cos && grown.sin == built.sin)
+    for p in [4095, 4096, 5000, 5999] {
+      for i in [0, 1, 17, 31] {
+        let a = Float(p) * built.invFreq[i]
+        #expect(grown.cos[p * 32 + i] == cosf(a) && grown.sin[p * 32 + i] == sinf(a), "position \(p), pair \(i)")
+      }
+    }
+  }
+
   @Test func ropeRotatesHalves() {
     let (t, heads, d) = (4, 2, 8)
     let table = RopeTable(headDim: d, theta: 10000, positions: t)

@@ -10,18 +10,16 @@ Exits 1 with a report on the first class of mismatch; prints a summary on succes
 """
 import json
 import struct
-import subprocess
 import sys
 
 try:
     import numpy as np
     import gguf
 except ImportError:
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "gguf", "numpy"])
-    if r.returncode != 0:
-        sys.exit("error: pip could not install gguf numpy (needed for the cross-check)")
-    import numpy as np
-    import gguf
+    # Never installs anything: the Swift tests pick a Python that has the packages (python3,
+    # or a virtual environment under .build/venv they create).
+    sys.exit("error: this check needs the gguf and numpy packages; run it with a Python that has them "
+             "(python3 -m venv .build/venv && .build/venv/bin/pip install gguf numpy)")
 
 from gguf import GGUFReader, quants
 

@@ -7,17 +7,16 @@ qopt imported SOURCE (dequantizing it to f32) and wrote QOPT_OUT with every 2-D 
 This script does the same with the `gguf` package: dequantize each SOURCE tensor, quantize it to
 TYPE with gguf.quants.quantize, and compares names, shapes, types and bytes with QOPT_OUT.
 """
-import subprocess
 import sys
 
 try:
     import numpy as np
     import gguf
 except ImportError:
-    if subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "gguf", "numpy"]).returncode != 0:
-        sys.exit("error: pip could not install gguf numpy")
-    import numpy as np
-    import gguf
+    # Never installs anything: the Swift tests pick a Python that has the packages (python3,
+    # or a virtual environment under .build/venv they create).
+    sys.exit("error: this check needs the gguf and numpy packages; run it with a Python that has them "
+             "(python3 -m venv .build/venv && .build/venv/bin/pip install gguf numpy)")
 
 from gguf import GGUFReader, GGMLQuantizationType, quants
 

@@ -229,7 +229,8 @@ package final class BlockExecutor {
       else { throw PassError(pass: "autoround", "rope_type '\(type)' is not supported", at: op.location) }
       llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
     }
-    return RopeTable(headDim: headDim, theta: theta, positions: 4096, llama3: llama3)
+    // Rows are added by `forward` for the window length it runs (`coverPositions`).
+    return RopeTable(headDim: headDim, theta: theta, positions: 0, llama3: llama3)
   }
 
   /// Width of the block's input and output rows.
@@ -270,10 +271,21 @@ package final class BlockExecutor {
     input.reserve(rows * width[inputSlot])
     input.pointer.update(from: x, count: rows * width[inputSlot])
     acts[inputSlot] = input
+    coverPositions(t)
     for step in steps {
       timed("fwd " + step.kind) { forwardStep(step, samples: samples, tokens: t) }
     }
     return UnsafePointer(act(outputSlot))
+  }
+
+  /// Grows every RoPE table to `t` positions when a window is longer than any run before, so
+  /// the tables always match the run (a window of any length within the model's context).
+  private func coverPositions(_ t: Int) {
+    for (i, step) in steps.enumerated() {
+      if case .rope(let o, let x, let table) = step, table.positions < t {
+        steps[i] = .rope(out: o, x: x, table: table.covering(t))
+      }
+    }
   }
 
   private func forwardStep(_ step: Step, samples: Int, tokens t: Int) {

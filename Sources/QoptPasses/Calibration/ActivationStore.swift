@@ -35,9 +35,11 @@ public final class ActivationStore: @unchecked Sendable {
       inMemory += 1
     } else {
       if fd < 0 {
-        var template = Array("/tmp/qopt-activations-XXXXXX".utf8CString)
+        // In $TMPDIR, as mktemp(1) puts temporary files (/tmp when unset).
+        let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(dir)/qopt-activations-XXXXXX".utf8CString)
         fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // safe: non-empty literal
-        guard fd >= 0 else { throw PassError(pass: "calibrate", "cannot create a spill file in /tmp") }
+        guard fd >= 0 else { throw PassError(pass: "calibrate", "cannot create a spill file in \(dir): \(String(cString: strerror(errno)))") }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }  // safe: as above
       }
       let offset = off_t((samples - inMemory) * n * 4)

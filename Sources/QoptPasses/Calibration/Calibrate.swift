@@ -12,6 +12,9 @@ let calibratePass = Pass(
   "calibrate", summary: "tokenize calibration data and cache the float model's block inputs and linear input statistics",
   details: calibrateDetails, options: CalibrateOptions.self, preserves: [CalibrationAnalysis.name]
 ) { module, options, context in
+  if !options.allowLongContext, let problem = ContextLength.problem(seqlen: options.seqlen, module: module, override: "allow-long-context") {
+    throw PassError(pass: "calibrate", problem)
+  }
   let (data, source) = try CalibrationText.load(options.data)
   let ids = try CalibrationText.tokens(of: data, source: source, module: module)
   let windows = try CalibrationText.windows(ids, samples: options.samples, seqlen: options.seqlen, seed: options.seed, source: source)
@@ -94,6 +97,7 @@ struct CalibrateOptions: PassOptions {
   var stats = true
   var memoryBudgetMB = 1024
   var momentum = 0.9
+  var allowLongContext = false
 
   init() {}
   static let schema: [OptionField<CalibrateOptions>] = [
@@ -104,6 +108,7 @@ struct CalibrateOptions: PassOptions {
     .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
     .int("memory-budget", \.memoryBudgetMB, "MiB of cached block inputs kept in memory; the rest spills to a temporary file", in: 0...1_048_576),
     .double("momentum", \.momentum, "moving-average weight of the old activation range per window (optimum-quanto: 0.9)", in: 0...1),
+    .bool("allow-long-context", \.allowLongContext, "allow seqlen above the model's max_position_embeddings (for rope scaling that supports it)"),
   ]
 }
 
@@ -118,6 +123,10 @@ let calibrateDetails = """
   tokens (for 32 × 512 on calib.txt: 0, 6539, 13078, …, as auto-round's reference samples);
   with `seed ≥ 0`, at offsets drawn uniformly from a generator seeded with it. Fewer tokens
   than one window is an error; if the text is too short for `samples` windows they overlap.
+
+  A `seqlen` above the model's `max_position_embeddings` (module attribute; a GGUF's
+  `llama.context_length`) is an error before any data is read, unless `allow-long-context`
+  is set.
 
   Results are the `calibration` analysis (the first block's inputs, one float forward's
   per-linear input statistics) and module attributes

@@ -48,6 +48,7 @@ extension Kernels {
   public static func ropeBackward(
     dy: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable, dx: UnsafeMutablePointer<Float>
   ) {
+    precondition(t <= table.positions, "rope backward: \(t) rows but the table has \(table.positions) positions")
     let d = table.headDim, half = d / 2
     table.cos.withUnsafeBufferPointer { cb in
       table.sin.withUnsafeBufferPointer { sb in

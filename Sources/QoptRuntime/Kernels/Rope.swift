@@ -26,8 +26,6 @@ public struct RopeTable: Sendable {
   }
 
   public init(headDim d: Int, theta: Double, positions: Int, llama3: Llama3? = nil) {
-    headDim = d
-    self.positions = positions
     let half = d / 2
     var inv = (0..<half).map { i -> Float in
       let e = Float(2 * i) / Float(d)
@@ -45,6 +43,14 @@ public struct RopeTable: Sendable {
         return (1 - smooth) * v / f + smooth * v
       }
     }
+    self.init(headDim: d, invFreq: inv, positions: positions)
+  }
+
+  /// The table of `positions` rows for frequencies `inv` (one per rotated pair).
+  init(headDim d: Int, invFreq inv: [Float], positions: Int) {
+    headDim = d
+    self.positions = positions
+    let half = d / 2
     invFreq = inv
     var c = [Float](repeating: 0, count: positions * half)
     var s = [Float](repeating: 0, count: positions * half)
@@ -58,6 +64,13 @@ public struct RopeTable: Sendable {
     cos = c
     sin = s
   }
+
+  /// This table if it has at least `n` positions, else the same frequencies over `n`
+  /// positions (identical values in the rows both have). Callers size tables from the run's
+  /// window length: a table read past its last row would read other memory.
+  public func covering(_ n: Int) -> RopeTable {
+    n <= positions ? self : RopeTable(headDim: headDim, invFreq: invFreq, positions: n)
+  }
 }
 
 extension Kernels {
@@ -67,6 +80,7 @@ extension Kernels {
   public static func rope(
     _ x: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable, into y: UnsafeMutablePointer<Float>
   ) {
+    precondition(t <= table.positions, "rope: \(t) rows but the table has \(table.positions) positions")
     let d = table.headDim, half = d / 2
     table.cos.withUnsafeBufferPointer { cb in
       table.sin.withUnsafeBufferPointer { sb in
