@@ -502,8 +502,8 @@ let autoRoundDetails = """
      per group (start 1, clamped to [0, 1] before each use); its weight is replaced by
      `scale · clamp(round(w/scale + V), …)` with the full-range signed scale
      (`max_v / 2^(b−1)`, `max_v` = `+β·|min|` or `−α·max`, whichever magnitude is larger,
-     rounded to `scale-dtype`, magnitude ≥ 1e-5, ≥ 1e-8 for f32 scales) or, with `no-sym`, the asymmetric scale and
-     zero point; rounding passes gradients straight through;
+     rounded to `scale-dtype`, magnitude ≥ 1e-5, ≥ 1e-8 for f32 scales) or, with `no-sym`,
+     the asymmetric scale and zero point; rounding passes gradients straight through;
   3. `iters` SignSGD steps `p ← p − lr_t · sign(∂L/∂p)` with `lr_t = lr · (1 − t/iters)` on
      mini-batches of `batch-size` samples drawn from a shuffled permutation (`seed`); L is the
      mean squared error between the block's output on the quantized inputs (the previous
