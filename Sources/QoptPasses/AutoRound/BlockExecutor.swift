@@ -244,6 +244,16 @@ package final class BlockExecutor {
     return RopeTable(headDim: headDim, theta: theta, positions: 4096, llama3: llama3)
   }
 
+  /// Width of the block's input and output rows.
+  package var hiddenWidth: Int { width[inputSlot] }
+
+  /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
+  package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
+    weightSlotByName[name].flatMap { weights[$0]?.pointer }
+  }
+
+  func weightShape(_ name: String) -> [Int]? { weightSlotByName[name].flatMap { shapes[$0] } }
+
   /// Replaces the input quantization of the linears reading weight `name` (a recalibrated
   /// static scale).
   package func setInputQuantization(_ q: InputQuantization, forWeight name: String) {
@@ -257,16 +267,6 @@ package final class BlockExecutor {
     guard quantizeInputs, inputQuantization[o] != nil, let q = quantizedInputs[o] else { return act(x) }
     return q.pointer
   }
-
-  /// Width of the block's input and output rows.
-  package var hiddenWidth: Int { width[inputSlot] }
-
-  /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
-  package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
-    weightSlotByName[name].flatMap { weights[$0]?.pointer }
-  }
-
-  func weightShape(_ name: String) -> [Int]? { weightSlotByName[name].flatMap { shapes[$0] } }
 
   /// The linear weights of the block in op order.
   var linearWeightNames: [String] {
