@@ -81,7 +81,9 @@ func autoRoundBench(
   for bi in 0..<min(blocks, c.numHiddenLayers) {
     guard let fn = module.function(named: "block.\(bi)") else { break }
     let exec = try BlockExecutor(function: fn, module: module)
-    let y = run.forwardAll(exec, x, samples: n, tokens: t)
+    let xs = ActivationStore.from(x, tokens: t, width: d)
+    let ys = ActivationStore(tokens: t, width: d, budgetBytes: .max)
+    try run.forwardAll(exec, xs, into: ys)
     var linears: [SignRoundLinear] = []
     for op in fn.body where op.kind == .linear {
       guard let name = op.operands[1].definingOp?.paramName, let w = module.weights.dense(name) else { continue }
@@ -90,7 +92,7 @@ func autoRoundBench(
     exec.trainable = Set(linears.map(\.name))
     exec.profile = [:]
     let t0 = monotonicSeconds()
-    let report = run.tune(exec, linears, x: x, y: y, samples: n, tokens: t, per: t * d, block: bi)
+    let report = try run.tune(exec, linears, x: xs, y: ys, block: bi)
     let secs = monotonicSeconds() - t0
     for (k, v) in exec.profile ?? [:] { profile[k, default: 0] += v }
     profile["(total)", default: 0] += secs
@@ -99,7 +101,7 @@ func autoRoundBench(
     table2.append([
       "\(bi)", fmt(secs, 1), fmt(secs / Double(iters), 2), fmt(achieved, 1), fmt(report.firstLoss * 1e3, 4), fmt(report.bestLoss * 1e3, 4),
     ])
-    x = y
+    x = try ys.all()
   }
   sgemmBest = max(sgemmBest, (0..<3).map { _ in sgemmRate() }.max() ?? 1)
   let mean = perBlock.reduce(0, +) / Double(max(1, perBlock.count))

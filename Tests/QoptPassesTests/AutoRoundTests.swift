@@ -158,7 +158,7 @@ func signRoundStartIsRTN(_ symmetric: Bool) {
   let samples = (0..<5).map { s in (0..<12).map { Float(s * 100 + $0) } }
   for s in samples { try s.withUnsafeBufferPointer { try store.append($0.baseAddress!) } }
   #expect(store.samples == 5 && store.spilled == 3)
-  #expect(store.all() == samples.flatMap { $0 })
+  #expect(try store.all() == samples.flatMap { $0 })
 }
 
 /// A pipeline whose calibration inputs all spill gives the same result as one in memory.

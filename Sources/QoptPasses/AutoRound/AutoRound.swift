@@ -67,9 +67,10 @@ package struct AutoRoundOptions: PassOptions {
     return (iters >= 1000 && bits <= 3 ? 2 : 1) / Float(iters)
   }
 
-  /// Every option that changes the result, for checkpoint fingerprints.
-  var fingerprint: String {
-    "scheme=\(quantScheme);iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
+  /// Every option that changes the result, and the thread count (it changes the float
+  /// summation order), for checkpoint fingerprints.
+  func fingerprint(threads: Int) -> String {
+    "threads=\(threads);scheme=\(quantScheme);iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
       + "minmax-tuning=\(minmaxTuning);batch-size=\(batchSize);seed=\(seed);quanted-input=\(quantedInput);use-best=\(useBest);"
       + "scale-dtype=\(scaleDType);targets=\(targets.joined(separator: ","));ignore=\(ignore.joined(separator: ","))"
   }
@@ -125,24 +126,33 @@ package final class AutoRoundRun {
 
     let calib = try context.analysis(CalibrationAnalysis.self)
     let t = calib.seqlen
-    let n = calib.windows.count
-    var xFp = calib.blockInputs.all()
-    var xQ: [Float]? = nil
+    let budget = calib.memoryBudget
+    let newStore = { ActivationStore(tokens: t, width: calib.blockInputs.width, budget: budget) }
+    var xFp = calib.blockInputs
+    var xQ: ActivationStore? = nil
     var reports: [BlockReport] = []
+    var inputScales: [(String, Float)] = []
     var start = 0
     let checkpoint = options.checkpointDir.isEmpty ? nil : try AutoRoundCheckpoint(
-      directory: options.checkpointDir, model: modelFingerprint(), data: calib.fingerprint, options: options.fingerprint)
-    if let checkpoint, let resumed = try checkpoint.resume(floatsPerSet: xFp.count) {
+      directory: options.checkpointDir, model: modelFingerprint(), data: calib.fingerprint,
+      options: options.fingerprint(threads: context.threads))
+    if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
       for i in 0..<resumed.next {
         for (name, q) in try checkpoint.loadBlock(i, scheme: scheme) {
           guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
           apply(name, param, q)
         }
       }
+      for (name, value) in resumed.inputScales {
+        guard setInputScale(name, value, in: model.blocks) else {
+          throw PassError(pass: "autoround", "checkpoint holds an input scale for \(name), whose linear has no static input quantization in this module")
+        }
+      }
       start = resumed.next
       xFp = resumed.xFp
       xQ = resumed.xQ
       reports = resumed.reports
+      inputScales = resumed.inputScales
       progress("autoround: resuming at block \(start)/\(model.blocks.count) from \(options.checkpointDir)")
     }
 
@@ -152,15 +162,19 @@ package final class AutoRoundRun {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
       let exec = try BlockExecutor(function: f, module: module)
-      let per = t * exec.hiddenWidth
-      // 1. Reference output of the float block on float inputs (also the next float input).
-      let y = forwardAll(exec, xFp, samples: n, tokens: t)
-      // 2. Tune on the quantized inputs (the float ones for the first block).
+      // 1. Reference output of the float block on float inputs (also the next float input),
+      //    with float activations, as auto-round computes it.
+      let y = newStore()
+      try forwardAll(exec, xFp, into: y)
+      // 2. Tune on the quantized inputs (the float ones for the first block), with every
+      //    linear input quantized as the runtime will (static scales first calibrated on them).
+      let xTune = xQ ?? xFp
+      inputScales += try calibrateInputScales(exec, f, on: xTune)
+      exec.quantizeInputs = true
       let targets = blockTargets(f, paramByName)
       let linears = try makeLinears(f, targets)
       exec.trainable = Set(linears.map(\.name))
-      let xTune = xQ ?? xFp
-      var report = tune(exec, linears, x: xTune, y: y, samples: n, tokens: t, per: per, block: bi)
+      var report = try tune(exec, linears, x: xTune, y: y, block: bi)
       // 3. Write back the best codes and scales; the executor now runs the quantized block.
       for (l, (name, param)) in zip(linears, targets) {
         let q = l.finalize()
@@ -169,7 +183,12 @@ package final class AutoRoundRun {
       }
       exec.trainable = []
       // 4. Propagate: quantized outputs become the next block's tuning inputs.
-      xQ = options.quantedInput ? forwardAll(exec, xTune, samples: n, tokens: t) : nil
+      xQ = nil
+      if options.quantedInput {
+        let next = newStore()
+        try forwardAll(exec, xTune, into: next)
+        xQ = next
+      }
       xFp = y
       report.index = bi
       report.seconds = monotonicSeconds() - t0
@@ -182,7 +201,7 @@ package final class AutoRoundRun {
       if let checkpoint {
         try checkpoint.save(
           block: bi, weights: linears.map { ($0.name, module.weights.quantized($0.name)!) },  // safe: just applied
-          xFp: xFp, xQ: xQ, reports: reports)
+          xFp: xFp, xQ: xQ, inputScales: inputScales, reports: reports)
       }
     }
     let what = options.quantScheme == "nvfp4" ? "NVFP4" : "W\(options.bits) group \(options.groupSize) \(options.sym ? "sym" : "asym")"
@@ -255,29 +274,71 @@ package final class AutoRoundRun {
     }
   }
 
-  /// The block on all samples, `batchSize` at a time.
-  package func forwardAll(_ exec: BlockExecutor, _ x: [Float], samples n: Int, tokens t: Int) -> [Float] {
-    let per = t * exec.hiddenWidth
-    var y = [Float](repeating: 0, count: n * per)
-    let b = max(1, min(options.batchSize, n))
-    x.withUnsafeBufferPointer { xp in
-      y.withUnsafeMutableBufferPointer { yp in
-        var s = 0
-        while s < n {
-          let m = min(b, n - s)
-          let out = exec.forward(xp.baseAddress! + s * per, samples: m, tokens: t)  // safe: n > 0
-          (yp.baseAddress! + s * per).update(from: out, count: m * per)  // safe: as above
-          s += m
-        }
-      }
+  /// Static input scales from the inputs tuning sees (auto-round's `act_max` hooks on the
+  /// quantized-input path): the float block runs on `x` and every linear with a static
+  /// (`input_scale`) or NVFP4 (`input_global_scale`) input quantization gets the scale of the
+  /// largest |input| it saw, `amax / 448` or `amax / 127.5`, or `448·6 / amax`; the op and the
+  /// executor both take it. Returns (weight name, scale) for checkpoints.
+  private func calibrateInputScales(_ exec: BlockExecutor, _ f: Function, on x: ActivationStore) throws -> [(String, Float)] {
+    let linears = f.body.filter { $0.kind == .linear && ($0.inputQuantization.map { $0.mode != .dynamic } ?? false) }
+    guard !linears.isEmpty else { return [] }
+    var amax: [String: Float] = [:]
+    exec.quantizeInputs = false
+    exec.linearInputHook = { name, p, rows, cols in
+      var m = amax[name] ?? 0
+      for i in 0..<(rows * cols) { let a = abs(p[i]); m = a > m ? a : m }
+      amax[name] = m
     }
-    return y
+    defer { exec.linearInputHook = nil }
+    try forwardAll(exec, x, into: nil)
+    var out: [(String, Float)] = []
+    for op in linears {
+      guard let name = op.operands[1].definingOp?.paramName, let a = amax[name], let q = op.inputQuantization else { continue }
+      let value = q.kind == .nvfp4 ? NVFP4Quantizer.globalScale(amax: a) : InputQuantization.scale(min: -a, max: a, kind: q.kind)
+      _ = setInputScale(name, value, in: [f])
+      if let updated = op.inputQuantization { exec.setInputQuantization(updated, forWeight: name) }
+      out.append((name, value))
+    }
+    return out
   }
 
-  /// The SignSGD loop of autoround.md §5 for one block.
-  package func tune(
-    _ exec: BlockExecutor, _ linears: [any TunableLinear], x: [Float], y: [Float], samples n: Int, tokens t: Int, per: Int, block: Int
-  ) -> BlockReport {
+  /// Sets the static input scale (or NVFP4 input global scale) of the linears in `functions`
+  /// reading weight `name`; false when none has a static input quantization.
+  private func setInputScale(_ name: String, _ value: Float, in functions: [Function]) -> Bool {
+    var found = false
+    for f in functions {
+      for op in f.body where op.kind == .linear && op.operands[1].definingOp?.paramName == name {
+        guard var q = op.inputQuantization, q.mode != .dynamic else { continue }
+        if q.kind == .nvfp4 { q = .nvfp4(globalScale: value) } else { q.scale = value }
+        for (k, v) in q.attributes { context?.setAttribute(k, v, on: op) }
+        found = true
+      }
+    }
+    return found
+  }
+
+  /// The block on all samples of `x`, `batchSize` at a time; the outputs are appended to `out`
+  /// when given. Holds one batch of inputs at a time.
+  package func forwardAll(_ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?) throws {
+    let n = x.samples, per = x.sampleFloats
+    let b = max(1, min(options.batchSize, n))
+    var buffer = [Float](repeating: 0, count: b * per)
+    try buffer.withUnsafeMutableBufferPointer { xp in
+      var s = 0
+      while s < n {
+        let m = min(b, n - s)
+        try x.read(s..<(s + m), into: xp.baseAddress!)  // safe: n > 0
+        let y = exec.forward(xp.baseAddress!, samples: m, tokens: x.tokens)  // safe: as above
+        try out?.append(y, samples: m)
+        s += m
+      }
+    }
+  }
+
+  /// The SignSGD loop of autoround.md §5 for one block: inputs `x`, targets `y` (same sample
+  /// count), each mini-batch read from them.
+  package func tune(_ exec: BlockExecutor, _ linears: [any TunableLinear], x: ActivationStore, y: ActivationStore, block: Int) throws -> BlockReport {
+    let n = x.samples, t = x.tokens, per = x.sampleFloats
     let iters = options.iters
     let lr = options.effectiveLR
     let minmaxLR = options.minmaxLR.map { Float($0) } ?? lr
@@ -293,18 +354,8 @@ package final class AutoRoundRun {
     var snapshot = linears.map(\.parameters)
     for it in 0..<iters {
       let idx = sampler.next()
-      xb.withUnsafeMutableBufferPointer { xp in
-        yb.withUnsafeMutableBufferPointer { yp in
-          x.withUnsafeBufferPointer { xs in
-            y.withUnsafeBufferPointer { ys in
-              for (j, i) in idx.enumerated() {
-                (xp.baseAddress! + j * per).update(from: xs.baseAddress! + i * per, count: per)  // safe: non-empty
-                (yp.baseAddress! + j * per).update(from: ys.baseAddress! + i * per, count: per)  // safe: non-empty
-              }
-            }
-          }
-        }
-      }
+      try xb.withUnsafeMutableBufferPointer { try x.read(idx, into: $0.baseAddress!) }  // safe: non-empty
+      try yb.withUnsafeMutableBufferPointer { try y.read(idx, into: $0.baseAddress!) }  // safe: non-empty
       exec.timed("quantize-dequantize weights") {
         for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
       }
@@ -355,8 +406,8 @@ package final class AutoRoundRun {
     return BlockReport(index: block, firstLoss: first, bestLoss: best, bestIteration: bestIter, seconds: 0)
   }
 
-  /// A hash of the module's structure and weights (names, shapes, bytes), to refuse resuming a
-  /// checkpoint made from another model.
+  /// A hash of the module's weights (names, shapes, bytes) and its linears' input quantization,
+  /// to refuse resuming a checkpoint made from another model.
   func modelFingerprint() -> String {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     func mix(_ x: UInt64) { h = (h ^ x) &* 0x0000_0100_0000_01b3 }
@@ -370,6 +421,13 @@ package final class AutoRoundRun {
           for i in stride(from: 0, to: words, by: 1) { mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
           for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
         }
+      }
+    }
+    // The linears' input quantization (as `quantize-activations` left it) changes the result too.
+    for f in module.functions {
+      for op in f.body where op.kind == .linear {
+        guard let q = op.inputQuantization else { continue }
+        for b in "\(op.operands[1].definingOp?.paramName ?? "")\(q)".utf8 { mix(UInt64(b)) }
       }
     }
     let s = String(h, radix: 16)
@@ -444,8 +502,8 @@ let autoRoundDetails = """
      per group (start 1, clamped to [0, 1] before each use); its weight is replaced by
      `scale · clamp(round(w/scale + V), …)` with the full-range signed scale
      (`max_v / 2^(b−1)`, `max_v` = `+β·|min|` or `−α·max`, whichever magnitude is larger,
-     rounded to `scale-dtype`, magnitude ≥ 1e-5) or, with `no-sym`, the asymmetric scale and
-     zero point; rounding passes gradients straight through;
+     rounded to `scale-dtype`, magnitude ≥ 1e-5, ≥ 1e-8 for f32 scales) or, with `no-sym`,
+     the asymmetric scale and zero point; rounding passes gradients straight through;
   3. `iters` SignSGD steps `p ← p − lr_t · sign(∂L/∂p)` with `lr_t = lr · (1 − t/iters)` on
      mini-batches of `batch-size` samples drawn from a shuffled permutation (`seed`); L is the
      mean squared error between the block's output on the quantized inputs (the previous
@@ -455,13 +513,25 @@ let autoRoundDetails = """
   5. the quantized block's outputs on its tuning inputs become the next block's inputs.
 
   Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is plain RTN and
-  identical to `rtn<scale-rule=full-range>` with the same bits and group size. Prints one line
-  per block to stderr (losses at the first and best iteration, seconds, ETA) and a summary.
+  identical to `rtn<scale-rule=full-range>` with the same bits and group size
+  (`scheme=nvfp4`: to `rtn<scheme=nvfp4>,fuse-scales`). Prints one line per block to stderr
+  (losses at the first and best iteration, seconds, ETA) and a summary.
 
-  `checkpoint-dir=DIR`: after each block the pass writes the block's codes and scales and the
-  next block's inputs there; running the same command again resumes after the last finished
-  block and ends bit-identical to an uninterrupted run (same `-threads`). A checkpoint made
-  with another model, other calibration data or other options is refused with the reason.
+  Activation quantization: linears that carry `input_*` attributes (`quantize-activations`
+  earlier in the pipeline) quantize their inputs while tuning exactly as the runtime does, with
+  a straight-through gradient, so the loss is the quantized model's block error. Static scales
+  (`input_scale`, and `input_global_scale` of NVFP4 inputs) are recomputed per block, before
+  tuning, from the largest |input| each linear sees when the float block runs on the tuning
+  inputs (auto-round's `act_max` on the quantized-input path); the float reference output is
+  computed with float activations. `iters=0` leaves them as they are.
+
+  `checkpoint-dir=DIR`: after each block the pass writes the block's codes and scales, the
+  static input scales set so far and the next block's inputs there; running the same command
+  again resumes after the last finished block and ends bit-identical to an uninterrupted run.
+  A checkpoint made with another model, other calibration data, other options or another
+  `-threads` is refused with the reason.
   Memory: one block's weights, gradients and activations (`batch-size · seqlen` rows per
-  value) plus three copies of the calibration activations.
+  value), plus the cached activations (the block's float inputs and targets, the quantized
+  inputs of this block and the next) within `calibrate`'s `memory-budget`; what does not fit
+  is spilled to a temporary file and read back one sample at a time.
   """

@@ -8,8 +8,8 @@ import QoptIR
 ///
 /// - `DIR/block.N.bin`: the finished block N's quantized weights (codes, scales, zero points);
 /// - `DIR/inputs.bin`: the next block's float and quantized inputs;
-/// - `DIR/state.txt`: fingerprints (model, data, options), the next block index and the
-///   per-block report lines. Written last, so a kill at any point leaves either the previous
+/// - `DIR/state.txt`: fingerprints (model, data, options and threads), the next block index,
+///   the per-block report lines and the static input scales set so far. Written last, so a kill at any point leaves either the previous
 ///   consistent state or the new one (every file is written to a temporary name and renamed).
 ///
 /// Nothing random carries over between blocks (each block's sampler is seeded from the seed
@@ -22,9 +22,10 @@ package struct AutoRoundCheckpoint {
 
   struct Resumed {
     var next: Int
-    var xFp: [Float]
-    var xQ: [Float]?
+    var xFp: ActivationStore
+    var xQ: ActivationStore?
     var reports: [BlockReport]
+    var inputScales: [(String, Float)]
   }
 
   package init(directory: String, model: String, data: String, options: String) throws {
@@ -39,14 +40,23 @@ package struct AutoRoundCheckpoint {
 
   private var statePath: String { directory + "/state.txt" }
 
-  /// The saved state, or nil when the directory holds none. Refuses one made differently.
-  func resume(floatsPerSet: Int) throws -> Resumed? {
+  /// The saved state, or nil when the directory holds none. Refuses one made differently. The
+  /// saved activations (`samples` per set) are read a sample at a time into `newStore()`s.
+  func resume(samples: Int, newStore: () -> ActivationStore) throws -> Resumed? {
     guard fileExists(statePath) else { return nil }
     let text = String(decoding: try readFile(statePath), as: UTF8.self)
     var fields: [String: String] = [:]
     var reports: [BlockReport] = []
+    var inputScales: [(String, Float)] = []
     for line in text.split(separator: "\n") {
-      if line.hasPrefix("block ") {
+      if line.hasPrefix("input-scale ") {
+        // "input-scale NAME VALUE"; the name may hold spaces, the value does not.
+        let rest = line.dropFirst("input-scale ".count)
+        guard let sp = rest.lastIndex(of: " "), let v = Float(rest[rest.index(after: sp)...]), v.isFinite, v > 0 else {
+          throw StorageError(file: statePath, offset: nil, message: "malformed line '\(line)'")
+        }
+        inputScales.append((String(rest[..<sp]), v))
+      } else if line.hasPrefix("block ") {
         let p = line.split(separator: " ")
         guard p.count == 6, let i = Int(p[1]), let a = Double(p[2]), let b = Double(p[3]), let it = Int(p[4]), let s = Double(p[5]) else {
           throw StorageError(file: statePath, offset: nil, message: "malformed line '\(line)'")
@@ -71,20 +81,40 @@ package struct AutoRoundCheckpoint {
     }
     guard let nextText = fields["next"], let next = Int(nextText) else { throw StorageError(file: statePath, offset: nil, message: "missing 'next='") }
     let path = directory + "/inputs.bin"
-    let bytes = try readFile(path)
     let hasQ = fields["quantized-inputs"] == "true"
-    let need = floatsPerSet * 4 * (hasQ ? 2 : 1)
-    guard bytes.count == need else {
-      throw StorageError(file: path, offset: bytes.count, message: "expected \(need) bytes of activations, found \(bytes.count)")
+    let xFp = newStore(), xQ = hasQ ? newStore() : nil
+    let per = xFp.sampleFloats
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw StorageError(file: path, offset: nil, message: "cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var st = stat()
+    let need = samples * per * 4 * (hasQ ? 2 : 1)
+    guard fstat(fd, &st) == 0, Int(st.st_size) == need else {
+      throw StorageError(file: path, offset: Int(st.st_size), message: "expected \(need) bytes of activations, found \(st.st_size)")
     }
-    let floats = bytes.withUnsafeBytes { raw in (0..<(bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
-    let xFp = Array(floats[0..<floatsPerSet])
-    let xQ = hasQ ? Array(floats[floatsPerSet...]) : nil
-    return Resumed(next: next, xFp: xFp, xQ: xQ, reports: reports)
+    var sample = [Float](repeating: 0, count: per)
+    for (k, store) in [xFp, xQ].compactMap({ $0 }).enumerated() {
+      for i in 0..<samples {
+        let offset = (k * samples + i) * per * 4
+        try sample.withUnsafeMutableBytes { raw in
+          var done = 0
+          while done < raw.count {
+            let got = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))  // safe: per > 0
+            guard got > 0 else { throw StorageError(file: path, offset: offset + done, message: "read failed") }
+            done += got
+          }
+        }
+        try sample.withUnsafeBufferPointer { try store.append($0.baseAddress!) }  // safe: as above
+      }
+    }
+    return Resumed(next: next, xFp: xFp, xQ: xQ, reports: reports, inputScales: inputScales)
   }
 
   /// Writes block `block`'s weights, the next inputs, then the state naming block + 1.
-  func save(block: Int, weights: [(String, QuantizedTensor)], xFp: [Float], xQ: [Float]?, reports: [BlockReport]) throws {
+  func save(
+    block: Int, weights: [(String, QuantizedTensor)], xFp: ActivationStore, xQ: ActivationStore?,
+    inputScales: [(String, Float)], reports: [BlockReport]
+  ) throws {
     var out: [UInt8] = Array("QOPTAR1\n".utf8)
     func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { out += $0 } }
     u32(weights.count)
@@ -104,12 +134,18 @@ package struct AutoRoundCheckpoint {
       if nvfp4 { withUnsafeBytes(of: (q.globalScale?.floats().first ?? 1).bitPattern.littleEndian) { out += $0 } }
     }
     try write(directory + "/block.\(block).bin", out)
-    var inputs: [UInt8] = []
-    inputs.reserveCapacity((xFp.count + (xQ?.count ?? 0)) * 4)
-    xFp.withUnsafeBytes { inputs += $0 }
-    xQ?.withUnsafeBytes { inputs += $0 }
-    try write(directory + "/inputs.bin", inputs)
+    // The activations a sample at a time, never all in memory at once.
+    let inputs = try AtomicFileWriter(path: directory + "/inputs.bin")
+    var sample = [Float](repeating: 0, count: xFp.sampleFloats)
+    for store in [xFp, xQ].compactMap({ $0 }) {
+      for i in 0..<store.samples {
+        try sample.withUnsafeMutableBufferPointer { try store.read(i, into: $0.baseAddress!) }  // safe: non-empty
+        try sample.withUnsafeBytes { try inputs.write($0) }
+      }
+    }
+    try inputs.commit()
     var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\nquantized-inputs=\(xQ != nil)\n"
+    for (name, value) in inputScales { state += "input-scale \(name) \(value)\n" }
     for r in reports { state += "block \(r.index) \(r.firstLoss) \(r.bestLoss) \(r.bestIteration) \(r.seconds)\n" }
     try write(statePath, Array(state.utf8))
   }

@@ -83,8 +83,16 @@ package final class BlockExecutor {
   private var weightGrads: [String: FloatStorage] = [:]
   private(set) var rows = 0
   private(set) var tokens = 0
-  /// Called with (weight name of a linear, its input rows, width) during `forward` when set.
+  /// Called with (weight name of a linear, its input rows, width) during `forward` when set
+  /// (the input before any activation quantization).
   var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
+  /// When true, each linear with `input_*` attributes fake-quantizes its input before the
+  /// matmul exactly as the runtime does (`Kernels.fakeQuantize`), and the backward pass treats
+  /// that quantization as the identity (straight-through): ∂L/∂x = ∂L/∂x̂, while ∂L/∂W uses x̂.
+  package var quantizeInputs = false
+  /// Each quantized-input linear's settings and its x̂ buffer, keyed by its output slot.
+  private var inputQuantization: [Int: InputQuantization] = [:]
+  private var quantizedInputs: [Int: FloatStorage] = [:]
   /// When non-nil, seconds spent per step kind ("fwd linear", "bwd attention", …), for the
   /// benchmark's "where the time goes" table.
   package var profile: [String: Double]?
@@ -158,6 +166,10 @@ package final class BlockExecutor {
         }
         let o = slot(op.result!)  // safe: linear has a result
         width[o] = shape[0]
+        switch InputQuantization.parse(op.attributes) {
+        case .success(let q): inputQuantization[o] = q
+        case .failure(let e): throw PassError(pass: "autoround", e.message, at: op.location)
+        }
         steps.append(.linear(out: o, x: x, w: w, bias: b))
       case .rope?:
         let x = try use(op, 0)
@@ -243,6 +255,20 @@ package final class BlockExecutor {
 
   func weightShape(_ name: String) -> [Int]? { weightSlotByName[name].flatMap { shapes[$0] } }
 
+  /// Replaces the input quantization of the linears reading weight `name` (a recalibrated
+  /// static scale).
+  package func setInputQuantization(_ q: InputQuantization, forWeight name: String) {
+    guard let ws = weightSlotByName[name] else { return }
+    for case .linear(let o, _, let w, _) in steps where w == ws && inputQuantization[o] != nil { inputQuantization[o] = q }
+  }
+
+  /// The input a linear multiplies: `x` itself, or its fake-quantized copy when inputs are
+  /// quantized (computed by `forward`).
+  private func linearInput(out o: Int, x: Int) -> UnsafeMutablePointer<Float> {
+    guard quantizeInputs, inputQuantization[o] != nil, let q = quantizedInputs[o] else { return act(x) }
+    return q.pointer
+  }
+
   /// The linear weights of the block in op order.
   var linearWeightNames: [String] {
     var out: [String] = []
@@ -297,7 +323,15 @@ package final class BlockExecutor {
       if let hook = linearInputHook, let name = weightSlotByName.first(where: { $0.value == w })?.key {
         hook(name, act(x), rows, width[x])
       }
-      Kernels.linear(act(x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
+      if quantizeInputs, let q = inputQuantization[o] {
+        let n = rows * width[x]
+        let buffer = quantizedInputs[o] ?? FloatStorage(count: n)
+        buffer.reserve(n)
+        quantizedInputs[o] = buffer
+        buffer.pointer.update(from: act(x), count: n)
+        Kernels.fakeQuantize(buffer.pointer, rows: rows, columns: width[x], q)
+      }
+      Kernels.linear(linearInput(out: o, x: x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
     case .rope(let o, let x, let table):
       let wd = width[x]
       let (xp, op) = (act(x), act(o))
@@ -389,7 +423,7 @@ package final class BlockExecutor {
         let g = weightGrads[name] ?? FloatStorage(count: n)
         weightGrads[name] = g
         timed("bwd linear dW") {
-          Kernels.linearBackwardWeight(dy: go, rows: rows, outFeatures: width[o], input: act(x), inFeatures: width[x], dw: g.pointer)
+          Kernels.linearBackwardWeight(dy: go, rows: rows, outFeatures: width[o], input: linearInput(out: o, x: x), inFeatures: width[x], dw: g.pointer)
         }
         out[name] = UnsafePointer(g.pointer)
       }

@@ -68,7 +68,7 @@ package final class SignRoundLinear {
   /// to [0, 1] in place first (auto-round clamps before every use).
   package func qdq(into out: UnsafeMutablePointer<Float>) {
     let st = scheme.scaleType
-    let thresh = roundFloat(1e-5, to: st)
+    let thresh = IntQuantizer.scaleThreshold(st)
     let magic: Float = 12_582_912
     for i in alpha.indices {
       alpha[i] = min(max(alpha[i], 0), 1)

@@ -5,10 +5,13 @@ import QoptIR
 /// clipping factor α per group of 16; the global scale is fixed before tuning (fused across the
 /// linears that read the same input, as auto-round's `update_fused_layer_global_scales`).
 ///
-///     s_g = e4m3(clamp(gs · (α · amax_16 · (1/6)), ±448))      (straight through e4m3)
-///     os  = 1 / (s_g · (1/gs))                                  (0 when s_g = 0)
-///     w_qdq = E2M1(clamp(w · os + V, −6, 6)) · (1/os)           (straight through E2M1)
+///     s_g  = e4m3(clamp(gs · ((α · amax_16) / 6), ±448)), an exact 0 → 0.125   (straight through e4m3)
+///     step = s_g / gs
+///     w_qdq = E2M1(clamp(w / step + V, −6, 6)) · step                          (straight through E2M1)
 ///
+/// These are `rtn<scheme=nvfp4>`'s operations in its order (`NVFP4Quantizer`: divide by the
+/// step, `amax / 6`, zero scales stored as 0.125), so with V = 0 and α = 1 the codes and scales
+/// are the RTN ones bit for bit, and `w_qdq` is exactly what the runtime dequantizes from them.
 /// β is carried for the shared interface but unused (auto-round uses only `max_scale` here).
 /// Memory: 2 floats per weight plus O(groups).
 package final class SignRoundNVFP4: TunableLinear {
@@ -22,9 +25,9 @@ package final class SignRoundNVFP4: TunableLinear {
   private let gamax: [Float]
   package var v: [Float]
   package var alpha: [Float], beta: [Float]
-  /// Per group state of the last `qdq`: the e4m3 scale byte, `os`, and whether the scale was
-  /// inside the ±448 clamp (no gradient through it otherwise).
-  private var scaleByte: [UInt8], os: [Float], inClamp: [Bool]
+  /// Per group state of the last `qdq`: the e4m3 scale byte, the step `s_g / gs`, and whether
+  /// the scale depends on α (inside the ±448 clamp and not a zero replaced by 0.125).
+  private var scaleByte: [UInt8], steps: [Float], tunableScale: [Bool]
 
   /// `cols` must be a multiple of 16 (checked by the pass).
   package init(name: String, weights: [Float], rows: Int, cols: Int, globalScale: Float) {
@@ -46,8 +49,8 @@ package final class SignRoundNVFP4: TunableLinear {
     alpha = [Float](repeating: 1, count: groups)
     beta = alpha
     scaleByte = [UInt8](repeating: 0, count: groups)
-    os = [Float](repeating: 0, count: groups)
-    inClamp = [Bool](repeating: true, count: groups)
+    steps = [Float](repeating: 0, count: groups)
+    tunableScale = [Bool](repeating: true, count: groups)
   }
 
   /// The global scale of a weight on its own: `448 · 6 · (1/amax)` (auto-round's
@@ -56,59 +59,52 @@ package final class SignRoundNVFP4: TunableLinear {
     weights.withUnsafeBufferPointer { NVFP4Quantizer.globalScale(amax: NVFP4Quantizer.amax($0)) }
   }
 
-  private static let sixth = Float(1.0 / 6.0)
-
-  @inline(__always) private static func recip(_ x: Float) -> Float { x == 0 ? 0 : 1 / x }
-
   /// E2M1 rounding of a value already clamped to ±6 (ties to even, as `cast_to_fp4`).
   @inline(__always) private static func fp4(_ c: Float) -> Float { e2m1ToFloat(floatToE2M1(c)) }
 
+  /// `w / step + V` clamped to ±6; a V of 0 adds nothing (so −0 keeps its sign bit, as in rtn).
+  @inline(__always) private static func scaled(_ w: Float, _ step: Float, _ v: Float) -> Float {
+    let x = w / step
+    return min(max(v == 0 ? x : x + v, -6), 6)
+  }
+
   package func qdq(into out: UnsafeMutablePointer<Float>) {
-    let gs = globalScale, ig = Self.recip(gs)
+    let gs = globalScale
     for gi in alpha.indices {
       alpha[gi] = min(max(alpha[gi], 0), 1)
       beta[gi] = min(max(beta[gi], 0), 1)
-      let pre = gs * ((gamax[gi] * alpha[gi]) * Self.sixth)
-      inClamp[gi] = pre >= -448 && pre <= 448
-      let sb = floatToE4M3(min(max(pre, -448), 448))
+      let pre = gs * ((gamax[gi] * alpha[gi]) / 6)
+      var sb = floatToE4M3(min(max(pre, -448), 448))
+      let zero = sb == 0 || sb == 0x80
+      if zero { sb = 0x20 }  // an exact zero scale becomes 0.125, as rtn stores it
       scaleByte[gi] = sb
-      let o = Self.recip(e4m3ToFloat(sb) * ig)
-      os[gi] = o
-      let r = Self.recip(o)
+      tunableScale[gi] = !zero && pre >= -448 && pre <= 448
+      let step = e4m3ToFloat(sb) / gs
+      steps[gi] = step
       let base = gi * Self.group
       for i in base..<(base + Self.group) {
-        let c = min(max(w[i] * o + v[i], -6), 6)
-        out[i] = Self.fp4(c) * r
+        out[i] = Self.fp4(Self.scaled(w[i], step, v[i])) * step
       }
     }
   }
 
   package func backward(dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
-    let gs = globalScale, ig = Self.recip(gs)
     for gi in alpha.indices {
-      let o = os[gi]
+      let step = steps[gi]
       let base = gi * Self.group
       dBeta[gi] = 0
-      guard o != 0 else {
-        // A zero scale: the group is all zeros whatever V is; nothing flows back.
-        for i in base..<(base + Self.group) { dv[i] = 0 }
-        dAlpha[gi] = 0
-        continue
-      }
-      let r = 1 / o
-      var dos: Float = 0
+      var dstep: Float = 0
       for i in base..<(base + Self.group) {
-        let u = w[i] * o + v[i]
+        let u = w[i] / step + v[i]
         let inside: Float = (u >= -6 && u <= 6) ? 1 : 0
         let q = Self.fp4(min(max(u, -6), 6))
-        dv[i] = dw[i] * r * inside
-        // out = q(w·os + V) · (1/os): ∂out/∂os = inside · w · (1/os) − q / os².
-        dos += dw[i] * (inside * w[i] * r - q * r * r)
+        dv[i] = dw[i] * step * inside
+        // out = q(w/step + V) · step: ∂out/∂step = q − inside · w / step.
+        dstep += dw[i] * (q - inside * w[i] / step)
       }
-      // os = 1/(s·ig): ∂os/∂s = −os² · ig; s passes straight through e4m3 inside the clamp;
-      // pre = gs · (amax · α · 1/6).
-      let ds = dos * (-o * o * ig)
-      dAlpha[gi] = inClamp[gi] ? ds * gs * Self.sixth * gamax[gi] : 0
+      // step = s/gs, s passes straight through e4m3 inside the clamp, pre = gs · (amax · α / 6):
+      // ∂step/∂α = amax / 6.
+      dAlpha[gi] = tunableScale[gi] ? dstep * gamax[gi] / 6 : 0
     }
   }
 
@@ -121,27 +117,21 @@ package final class SignRoundNVFP4: TunableLinear {
   }
 
   /// E2M1 codes, E4M3 group scales and the global scale, laid out as `rtn<scheme=nvfp4>`
-  /// stores them. A group whose scale rounds to 0 dequantizes to zeros in the tuning forward;
-  /// it is stored as codes 0 with scale 0.125, as compressed-tensors stores zero groups.
+  /// stores them (the codes of the `qdq` forward, so they dequantize to exactly its values).
   package func finalize() -> QuantizedTensor {
     var scratch = [Float](repeating: 0, count: rows * cols)
     scratch.withUnsafeMutableBufferPointer { qdq(into: $0.baseAddress!) }  // safe: weights are non-empty
     var codes = [Int8](repeating: 0, count: rows * cols)
-    var scales = scaleByte
     for gi in alpha.indices {
-      let o = os[gi]
+      let step = steps[gi]
       let base = gi * Self.group
-      if o == 0 {
-        scales[gi] = 0x20
-        continue
-      }
       for i in base..<(base + Self.group) {
-        codes[i] = Int8(bitPattern: floatToE2M1(min(max(w[i] * o + v[i], -6), 6)))
+        codes[i] = Int8(bitPattern: floatToE2M1(Self.scaled(w[i], step, v[i])))
       }
     }
     return QuantizedTensor(
       scheme: .nvfp4(group: Self.group), codes: TensorData(int8: codes, shape: [rows, cols]),
-      scale: TensorData(dtype: .f8e4m3, shape: [rows, groupsPerRow], bytes: scales),
+      scale: TensorData(dtype: .f8e4m3, shape: [rows, groupsPerRow], bytes: scaleByte),
       globalScale: TensorData(floats: [globalScale], shape: [1]))
   }
 

@@ -41,12 +41,16 @@ let calibratePass = Pass(
     }
   }
 
-  // Per-linear input statistics from the float blocks, `batch` samples at a time.
+  // Per-linear input statistics from the float blocks, block by block, `batch` samples at a
+  // time: each block's outputs go to a store of their own (within the budget, spilling the
+  // rest) and become the next block's inputs.
   var stats: [String: CalibrationData.ChannelStats] = [:]
   if options.stats {
-    var x = store.all()
+    var x = store
     let batch = 8
-    for f in model.blocks {
+    let n = seqlen * width
+    var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
+    for (bi, f) in model.blocks.enumerated() {
       let exec = try BlockExecutor(function: f, module: module)
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
@@ -61,16 +65,19 @@ let calibratePass = Pass(
         }
         stats[name] = s
       }
-      let n = seqlen * width
+      // The last block's outputs are not needed.
+      let next = bi + 1 < model.blocks.count ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
       var s0 = 0
       while s0 < windows.count {
         let b = min(batch, windows.count - s0)
-        x.withUnsafeMutableBufferPointer { xp in
-          let y = exec.forward(xp.baseAddress! + s0 * n, samples: b, tokens: seqlen)  // safe: non-empty
-          (xp.baseAddress! + s0 * n).update(from: y, count: b * n)  // safe: as above
+        try buffer.withUnsafeMutableBufferPointer { xp in
+          try x.read(s0..<(s0 + b), into: xp.baseAddress!)  // safe: non-empty
+          let y = exec.forward(xp.baseAddress!, samples: b, tokens: seqlen)  // safe: as above
+          try next?.append(y, samples: b)
         }
         s0 += b
       }
+      if let next { x = next }
     }
     for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
   }
@@ -106,7 +113,7 @@ struct CalibrateOptions: PassOptions {
     .int("seqlen", \.seqlen, "tokens per window", in: 2...1_000_000),
     .int("seed", \.seed, "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed", in: -1...Int.max),
     .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
-    .int("memory-budget", \.memoryBudgetMB, "MiB of cached block inputs kept in memory; the rest spills to a temporary file", in: 0...1_048_576),
+    .int("memory-budget", \.memoryBudgetMB, "MiB of cached activations kept in memory (calibrate's block inputs and outputs, autoround's targets and quantized inputs, together); the rest spills to a temporary file read back a sample at a time", in: 0...1_048_576),
     .double("momentum", \.momentum, "moving-average weight of the old activation range per window (optimum-quanto: 0.9)", in: 0...1),
     .bool("allow-long-context", \.allowLongContext, "allow seqlen above the model's max_position_embeddings (for rope scaling that supports it)"),
   ]

@@ -42,6 +42,8 @@ public final class CalibrationData: @unchecked Sendable {
   public let seqlen: Int
   /// Input rows of the first block, one sample per window.
   public let blockInputs: ActivationStore
+  /// The `memory-budget` the cached activations share (later passes' stores draw on it too).
+  public var memoryBudget: MemoryBudget { blockInputs.budget }
   /// Keyed by weight name of the linear reading the input.
   public let linearStats: [String: ChannelStats]
   /// `data hash/samples/seqlen/seed`, also stored as module attributes.

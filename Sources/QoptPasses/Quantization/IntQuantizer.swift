@@ -25,6 +25,12 @@ public struct IntQuantizer: Sendable {
     self.rule = rule
   }
 
+  /// auto-round's `q_scale_thresh`, the smallest scale magnitude of the full-range rules: 1e-5
+  /// (rounded to the scale dtype) for f16/bf16 scales, 1e-8 for f32 scales (autoround.md §3).
+  static func scaleThreshold(_ scaleType: DType) -> Float {
+    scaleType == .f32 ? 1e-8 : roundFloat(1e-5, to: scaleType)
+  }
+
   /// Rows a worker asks its row source for at once.
   static let rowBlock = 16
 
@@ -115,7 +121,7 @@ public struct IntQuantizer: Sendable {
       let wminAbs = -lo
       let maxv = hi < wminAbs ? wminAbs : -hi
       var s = roundFloat(maxv / maxq, to: st)
-      let thresh = roundFloat(1e-5, to: st)
+      let thresh = IntQuantizer.scaleThreshold(st)
       s = s < 0 ? Swift.min(s, -thresh) : Swift.max(s, thresh)
       roundDivided(w, by: s, plus: 0, into: q, clampBefore: nil, clampAfter: (-maxq, maxq - 1), wmax: Swift.max(-lo, hi))
       return (s, 0)
@@ -124,7 +130,7 @@ public struct IntQuantizer: Sendable {
       let maxq = Float((1 << scheme.bits) - 1)
       let half = Float(1 << (scheme.bits - 1))
       var s = roundFloat((hi - lo) / maxq, to: st)
-      s = Swift.max(s, roundFloat(1e-5, to: st))
+      s = Swift.max(s, IntQuantizer.scaleThreshold(st))
       let zp = (-lo / s).rounded(.toNearestOrEven)
       // round(w/s) + zp, clamped to [0, maxq], then shifted by −half: clamp in the shifted range.
       roundDivided(w, by: s, plus: zp - half, into: q, clampBefore: nil, clampAfter: (-half, maxq - half), wmax: Swift.max(-lo, hi))

@@ -110,8 +110,8 @@ let rtnDetails = """
   - `full-range` (auto-round `quant_tensor_rtn_sym`, llama.cpp): per group, the weight of
     largest magnitude maps to −2^(b−1); the scale is signed (`max_v / 2^(b−1)` with
     `max_v = −max` when the positive side is larger), rounded to the scale dtype (f16 by
-    default, as auto-round stores it), magnitude at least 1e-5; codes
-    `clamp(round_half_even(w / scale), −2^(b−1), 2^(b−1) − 1)`. Asymmetric: auto-round
+    default, as auto-round stores it), magnitude at least 1e-5 (1e-8 with `scale-dtype=f32`);
+    codes `clamp(round_half_even(w / scale), −2^(b−1), 2^(b−1) − 1)`. Asymmetric: auto-round
     `quant_tensor_asym` (`scale = (max − min) / (2^b − 1)`, `zp = round(−min / scale)`), codes
     stored shifted by −2^(b−1) so that every scheme dequantizes the same way.
   - `minmax` (compressed-tensors `calculate_qparams`, llmcompressor): symmetric
