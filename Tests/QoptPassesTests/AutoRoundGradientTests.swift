@@ -151,7 +151,7 @@ private struct NVFP4Surrogate: Surrogate {
   }
 }
 
-/// The quantizer under test for one linear, with random parameters away from every kink.
+/// The quantizer of every linear of the block in one gradient check.
 enum GradientCheckQuantizer: CustomStringConvertible, Sendable {
   case int(bits: Int, symmetric: Bool, group: Int, scale: DType)
   case nvfp4
