@@ -46,7 +46,10 @@ struct EmitOptions: ParsableArguments {
 
   /// The format `-emit` names, or the one `-o`'s extension implies (nil: IR).
   func resolvedFormat(output: String) throws -> String? {
-    if let format { return format }
+    if let format {
+      if let why = OutputName.conflict(format: format, output: output) { throw ValidationError("-o \(output): \(why)") }
+      return format
+    }
     switch OutputName.format(of: output) {
     case .ir: return nil
     case .gguf: return "gguf"

@@ -15,6 +15,17 @@ enum OutputName {
       "cannot tell the output format from the name; use NAME.ir or NAME.gguf, or -emit=compressed-tensors or -emit=safetensors for a directory")
   }
 
+  /// Why `-emit=format -o path` contradicts itself (a GGUF file named `.ir`, a directory named
+  /// `.gguf`), or nil when the name fits the format.
+  static func conflict(format: String, output path: String) -> String? {
+    let gguf = format == "gguf" || format.hasPrefix("gguf:")
+    switch self.format(of: path) {
+    case .ir: return "the name says IR but -emit=\(format) writes \(gguf ? "a GGUF file" : "a directory")"
+    case .gguf where !gguf: return "the name says GGUF but -emit=\(format) writes a directory"
+    default: return nil
+    }
+  }
+
   /// The command recorded in an output directory's manifest: the arguments as typed, without
   /// `-o PATH` (the manifest lives in that directory), so the same command run into two
   /// directories writes the same bytes.
