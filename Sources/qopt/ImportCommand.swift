@@ -17,6 +17,13 @@ struct ImportCommand: ParsableCommand {
   @Flag(name: .customLong("keep-quantized", withSingleDash: true), help: "GGUF: keep Q8_0/Q4_0 tensors as quantized IR weights (same codes and scales) instead of decoding them to f32.")
   var keepQuantized = false
 
+  func validate() throws {
+    // Import writes IR; a .gguf or directory name would hold IR text under a promise it breaks.
+    guard OutputName.format(of: output) == .ir else {
+      throw ValidationError("-o \(output): import writes IR; name it NAME.ir (for other formats: qopt \(source) -emit=... -o \(output))")
+    }
+  }
+
   func run() throws {
     guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }
     let module: Module
