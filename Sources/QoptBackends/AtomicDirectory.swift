@@ -11,15 +11,23 @@ import QoptIR
 /// existing target aside, renames the temporary directory into place and then deletes the old
 /// one, so readers see either the old output or the complete new one. Dropping the value
 /// without committing deletes the temporary directory.
+///
+/// An existing target is replaced only when `OutputDirectory.checkReplaceable` allows it
+/// (empty, or every file listed in the `qopt-manifest.json` that `commit` writes), or with
+/// `force`.
 final class AtomicDirectory {
   let path: String
   let temporaryPath: String
+  let force: Bool
   private var committed = false
+  /// The files written so far, listed in the manifest.
+  private(set) var written: [String] = []
 
-  init(path: String) throws(BackendError) {
+  init(path: String, force: Bool = false) throws(BackendError) {
     var p = path
     while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
     self.path = p
+    self.force = force
     let dir = parentDirectory(of: p)
     let base = String(p.split(separator: "/").last ?? "out")
     temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).qopt-tmp-\(getpid())"
@@ -31,6 +39,7 @@ final class AtomicDirectory {
       if !fileExists(p) && rename(old, p) == 0 { continue }
       removeTree(old)
     }
+    try OutputDirectory.checkReplaceable(p, force: force)
     guard mkdir(temporaryPath, 0o755) == 0 else {
       throw BackendError(output: p, "cannot create directory '\(temporaryPath)': \(String(cString: strerror(errno)))")
     }
@@ -41,7 +50,10 @@ final class AtomicDirectory {
   }
 
   /// The path of `name` inside the temporary directory.
-  func file(_ name: String) -> String { temporaryPath + "/" + name }
+  func file(_ name: String) -> String {
+    if !written.contains(name) { written.append(name) }
+    return temporaryPath + "/" + name
+  }
 
   /// Writes a small file whole.
   func write(_ name: String, _ bytes: [UInt8]) throws {
@@ -50,8 +62,18 @@ final class AtomicDirectory {
     try out.commit()
   }
 
+  /// Writes the manifest (`format`, the command that made the output, every file written),
+  /// then renames the directory into place.
+  func commit(format: String, command: [String]) throws {
+    let files = written
+    try write(OutputDirectory.manifestName, OutputDirectory.manifest(format: format, command: command, files: files))
+    try commit()
+  }
+
   /// Renames the directory into place, replacing an existing output.
   func commit() throws(BackendError) {
+    // Checked again: the directory may have gained files while the output was being written.
+    try OutputDirectory.checkReplaceable(path, force: force)
     var aside: String?
     if fileExists(path) {
       let old = temporaryPath.replacingOccurrences(of: ".qopt-tmp-", with: ".qopt-old-")

@@ -13,12 +13,22 @@ enum LlamaLowering {
   /// The weight-store name of the tokenizer (tokenizer.json bytes as a `u8` tensor); the module
   /// attribute `tokenizer` refers to it so that saving keeps it in the sidecar.
   static let tokenizerWeight = "tokenizer.json"
+  static let tokenizerConfigFile = "tokenizer_config.json"
+  static let generationConfigFile = "generation_config.json"
+  /// The serving files a checkpoint directory carries beside tokenizer.json (special tokens,
+  /// chat template, generation defaults), each named by a module attribute so a saved `.ir`
+  /// keeps it and every directory backend writes it back.
+  static let servingFiles: [(attribute: String, file: String)] = [
+    ("tokenizer_config", tokenizerConfigFile), ("generation_config", generationConfigFile),
+    ("special_tokens_map", "special_tokens_map.json"), ("chat_template", "chat_template.jinja"),
+  ]
 
   static func lower(
     _ c: LlamaConfig, store: WeightStore, sourceTypes: [String: String], file: String
   ) throws(FrontendError) -> Module {
     let module = Module(attributes: c.attributes, weights: store)
     if store.contains(tokenizerWeight) { module.attributes["tokenizer"] = .symbol(tokenizerWeight) }
+    for (attribute, file) in servingFiles where store.contains(file) { module.attributes[attribute] = .symbol(file) }
     let D = c.hiddenSize
     let act = TensorType([nil, D], .f32)
 

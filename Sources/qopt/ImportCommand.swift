@@ -24,6 +24,13 @@ struct ImportCommand: ParsableCommand {
     help: "Load a pass plugin first, so that an .ir source may name its external kernels (repeatable).")
   var loadPassPlugin: [String] = []
 
+  func validate() throws {
+    // Import writes IR; a .gguf or directory name would hold IR text under a promise it breaks.
+    guard OutputName.format(of: output) == .ir else {
+      throw ValidationError("-o \(output): import writes IR; name it NAME.ir (for other formats: qopt \(source) -emit=... -o \(output))")
+    }
+  }
+
   func run() throws {
     try PluginLoader.loadAll(loadPassPlugin, into: PassRegistry.builtin())
     guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }

@@ -11,15 +11,16 @@ import QoptPluginHost
 struct OptCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "opt", abstract: "Run a pass pipeline over a model (the default command).",
+    usage: "qopt [-passes=PIPELINE] [<options>] IN [-o OUT]",
     helpNames: [.customLong("help", withSingleDash: true), .short, .long])
 
-  @Argument(help: "Input: an .ir file, or - for standard input.")
+  @Argument(help: "Input: an .ir file (with its .safetensors sidecar), - for standard input, a .gguf file, or a Hugging Face or compressed-tensors checkpoint directory.")
   var input: String = "-"
 
   @Option(name: .customLong("passes", withSingleDash: true), help: "Pipeline, e.g. 'rtn<bits=4;group-size=128>,verify'.")
   var passes: String?
 
-  @Option(name: .customShort("o"), help: "Write the result here (an .ir file plus its .safetensors sidecar).")
+  @Option(name: .customShort("o"), help: "Write the result here: NAME.ir (plus its .safetensors sidecar) or NAME.gguf; a directory with -emit=compressed-tensors or -emit=safetensors.")
   var output: String?
 
   @Option(
@@ -124,7 +125,7 @@ struct OptCommand: ParsableCommand {
           try m.verify()
           outputs.append(Printer().print(m))
         } catch let e as any DiagnosticError {
-          stderrWrite(e.description + "\n")
+          stderrWrite(CommandLineConventions.render(e) + "\n")
           failed = true
         }
       }
@@ -132,6 +133,9 @@ struct OptCommand: ParsableCommand {
       if failed { throw ExitCode(1) }
       return
     }
+    // A directory output that would destroy files qopt did not write is refused before the
+    // input is read and any pass runs.
+    if let output { try emit.preflight(output: output) }
     var io: [(String, Double)] = []
     var t0 = now()
     let module = try loadInput(path: input)
@@ -140,7 +144,7 @@ struct OptCommand: ParsableCommand {
     try manager.run(pipeline, on: module)
     try module.verify()
     t0 = now()
-    if let emitter = try emit.emitter(threads: threads), let output {
+    if let output, let emitter = try emit.emitter(threads: threads, output: output) {
       try emitter.emit(module, to: output)
       io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {

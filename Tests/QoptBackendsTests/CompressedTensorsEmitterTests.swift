@@ -1,3 +1,4 @@
+import Foundation
 import QoptBackends
 import QoptIR
 import QoptPasses
@@ -20,7 +21,7 @@ private func header(_ path: String) throws -> [String: (String, [Int])] {
   defer { removePath(dir) }
   try CompressedTensorsEmitter().emit(m, to: dir + "/out")
   #expect(listDirectory(dir) == ["out"])
-  #expect(listDirectory(dir + "/out") == ["config.json", "model.safetensors"])
+  #expect(listDirectory(dir + "/out") == ["config.json", "model.safetensors", "qopt-manifest.json"])
   let h = try header(dir + "/out/model.safetensors")
   #expect(h["model.embed_tokens.weight"]! == ("F32", [256, 64]))
   #expect(h["model.layers.0.input_layernorm.weight"]! == ("F32", [64]))
@@ -136,20 +137,35 @@ func ctRoundTrip(_ scheme: IntScheme, _ rule: ScaleRule) throws {
   #expect { try CompressedTensorsEmitter().check(m3, output: "x") } throws: { "\($0)".contains("3-bit codes") }
 }
 
-/// An existing output is replaced whole; a failing emit leaves it untouched.
+/// An existing output is replaced whole only when qopt wrote it (or with `force`); a failing
+/// emit leaves it untouched.
 @Test func ctAtomicReplace() throws {
   let dir = makeTemporaryDirectory("ct-atomic")
   defer { removePath(dir) }
   let out = dir + "/out"
+  let own = ["config.json", "model.safetensors", "qopt-manifest.json"]
   _ = mkdirCompat(out + "/sub")
-  try CompressedTensorsEmitter().emit(SyntheticLlama.make(), to: out)
-  #expect(listDirectory(out) == ["config.json", "model.safetensors"])
+  // A directory holding something qopt did not write is refused, naming it.
+  #expect { try CompressedTensorsEmitter().emit(SyntheticLlama.make(), to: out) } throws: {
+    "\($0)".contains("'\(out)/sub' was not written by qopt") && "\($0)".contains("-force")
+  }
+  #expect(listDirectory(out) == ["sub"])
+  try CompressedTensorsEmitter(force: true, command: ["qopt", "test"]).emit(SyntheticLlama.make(), to: out)
+  #expect(listDirectory(out) == own)
   #expect(listDirectory(dir) == ["out"])
+  // qopt's own output is replaced without force.
+  try CompressedTensorsEmitter(command: ["qopt", "test"]).emit(SyntheticLlama.make(), to: out)
+  #expect(listDirectory(out) == own)
   let bad = SyntheticLlama.make()
   SyntheticLlama.quantizeLinears(bad, scheme: IntScheme(bits: 2, symmetric: true, granularity: .group(32), scaleType: .f16), rule: .fullRange)
   #expect(throws: BackendError.self) { try CompressedTensorsEmitter().emit(bad, to: out) }
-  #expect(listDirectory(out) == ["config.json", "model.safetensors"])
+  #expect(listDirectory(out) == own)
   #expect(listDirectory(dir) == ["out"])
+  // Checked on its own, as the CLI does before any pass runs.
+  #expect(throws: Never.self) { try OutputDirectory.checkReplaceable(out, force: false) }
+  #expect(FileManager.default.createFile(atPath: out + "/NOTES.md", contents: Data("x".utf8)))
+  #expect { try OutputDirectory.checkReplaceable(out, force: false) } throws: { "\($0)".contains("NOTES.md' is not one of the files qopt wrote there") }
+  #expect(throws: Never.self) { try OutputDirectory.checkReplaceable(out, force: true) }
 }
 
 @Test func shardSizes() {

@@ -21,7 +21,9 @@ import Testing
     let listing = try FormatListing(path: TestPaths.shared + "/data/formats/\(listingName).md")
     let dir = TinyCheckpoints.scratchDirectory("listing-\(listingName)")
     defer { TinyCheckpoints.removeTree(dir) }
-    let status = system("'\(TestPaths.binDir)/qopt' -passes='\(pipeline)' '\(model)' -emit=compressed-tensors -o '\(dir)/out' 2>/dev/null")
+    // The listings come from llmcompressor run on the float32 model (anchors.md): unquantized
+    // tensors in f32 as there (by default qopt writes a GGUF source's float tensors as f16).
+    let status = system("'\(TestPaths.binDir)/qopt' -passes='\(pipeline)' '\(model)' -emit=compressed-tensors -dense-dtype=f32 -o '\(dir)/out' 2>/dev/null")
     try #require(status == 0, "qopt exited with \(status)")
 
     let config = try JSON.parse(readFile(dir + "/out/config.json"))

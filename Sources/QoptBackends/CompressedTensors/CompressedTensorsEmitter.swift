@@ -15,12 +15,24 @@ import QoptIR
 /// int8 weights of a linear with int8 inputs (W8A8) likewise as I8 codes; a static input
 /// scale becomes `X.input_scale`. Layout: reference/compressed-tensors.md §2, §4, §5.
 public struct CompressedTensorsEmitter: WeightEmitter {
-  public var formatName: String { "compressed-tensors" }
+  public var formatName: String { dequantize ? "safetensors" : "compressed-tensors" }
   /// Shards above this many bytes of tensor data (transformers' default 5 GB, decimal).
   public var maxShardSize: Int
+  /// The dtype of unquantized tensors (`source`: the checkpoint's own precision).
+  public var denseDType: DenseDType
+  /// Replace an existing directory even when it holds files qopt did not write.
+  public var force: Bool
+  /// The command line recorded in the output's `qopt-manifest.json`.
+  public var command: [String]
+  /// Write a plain float checkpoint: quantized weights dequantized, no quantization_config
+  /// (`-emit=safetensors`, see `SafetensorsEmitter`).
+  var dequantize = false
 
-  public init(maxShardSize: Int = 5_000_000_000) {
+  public init(maxShardSize: Int = 5_000_000_000, denseDType: DenseDType = .source, force: Bool = false, command: [String] = []) {
     self.maxShardSize = maxShardSize
+    self.denseDType = denseDType
+    self.force = force
+    self.command = command
   }
 
   public func check(_ module: Module, output: String) throws(BackendError) {
@@ -29,13 +41,15 @@ public struct CompressedTensorsEmitter: WeightEmitter {
 
   public func emit(_ module: Module, to output: String) throws {
     // vLLM merges q/k/v and gate/up into one GEMM: their NVFP4 global scales must agree.
-    if let problem = module.nvfp4FusionProblems().first {
+    if !dequantize, let problem = module.nvfp4FusionProblems().first {
       throw BackendError(output: output, problem.message + " (vLLM would rescale the other shards wrongly)")
     }
     let p = try plan(module, output: output)
-    let dir = try AtomicDirectory(path: output)
+    let dir = try AtomicDirectory(path: output, force: force)
     var config = ModelConfig(module).json
-    if let q = p.quantizationConfig, let pairs = config.setting("quantization_config", q).objectPairs {
+    if let d = p.modelDType.flatMap(DenseDType.torchName) { config = config.setting("torch_dtype", .string(d)) }
+    if let q = p.quantizationConfig { config = config.setting("quantization_config", q) }
+    if let pairs = config.objectPairs {
       config = .object(pairs.sorted { $0.0 < $1.0 })  // transformers writes config.json with sorted keys
     }
     try dir.write("config.json", Array((config.pretty + "\n").utf8))
@@ -51,7 +65,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       // safe: files lists dense blobs only (ModelWeights).
       try dir.write(name, module.weights.dense(name)!.bytes)
     }
-    try dir.commit()
+    try dir.commit(format: formatName, command: command)
   }
 
   // MARK: - Planning (everything checked before anything is written)
@@ -60,6 +74,8 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     var entries: [SafetensorsEntry] = []
     var quantizationConfig: JSON?
     var files: [String] = []
+    /// The dtype the embedding table is written in: config.json's `torch_dtype`.
+    var modelDType: DType?
   }
 
   func plan(_ module: Module, output: String) throws(BackendError) -> Plan {
@@ -67,6 +83,8 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     var plan = Plan()
     var groups: [(scheme: QuantizationConfig.GroupScheme, modules: [String])] = []
     var ignore: [String] = []
+    let sourceTypes = DenseDType.sourceTypes(module)
+    let fallback = DenseDType.fallback(ModelConfig(module).json)
     // The GGUF importer's tokenizer records serve GGUF output; a directory gets tokenizer.json.
     for name in weights.files where name != TokenizerMetadata.carriedBlob {
       guard !name.contains("/") else { throw BackendError(output: output, tensor: name, "file blob names must not contain '/'") }
@@ -76,13 +94,21 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       guard let entry = module.weights[name] else { continue }
       switch entry {
       case .dense(let t):
-        if weights.inputQuantization[name] != nil {
+        if !dequantize && weights.inputQuantization[name] != nil {
           throw BackendError(output: output, tensor: name, "the linear reading it quantizes its input but the weight is not quantized; compressed-tensors W8A8 needs 8-bit weights (run rtn first)")
         }
-        plan.entries.append(Self.streamed(name, t))
+        let dtype = t.dtype.isFloat && t.dtype != .f8e4m3 ? denseDType.resolve(sourceType: sourceTypes[name], current: t.dtype, fallback: fallback) : t.dtype
+        plan.entries.append(dtype == t.dtype ? Self.streamed(name, t) : Self.converted(name, t, to: dtype))
+        if weights.embedding.contains(name) && plan.modelDType == nil { plan.modelDType = dtype }
         if weights.linear.contains(name) {
           ignore.append(weights.embedding.contains(name) ? "lm_head" : moduleName(ofWeight: name))
         }
+      case .quantized(let q) where dequantize:
+        let dtype = denseDType.resolve(sourceType: sourceTypes[name], current: .f32, fallback: fallback)
+        plan.entries.append(SafetensorsEntry(name: name, dtype: dtype, shape: q.shape) {
+          TensorData(floats: q.dequantized(), shape: q.shape, as: dtype)
+        })
+        if weights.embedding.contains(name) && plan.modelDType == nil { plan.modelDType = dtype }
       case .quantized(let q):
         let key: QuantizationConfig.GroupScheme
         let input = weights.inputQuantization[name]
@@ -152,6 +178,14 @@ public struct CompressedTensorsEmitter: WeightEmitter {
       return t.withUnsafeBytes { src in
         TensorData.build(dtype: t.dtype, shape: t.shape) { dst in dst.copyMemory(from: src) }
       }
+    }
+  }
+
+  /// A float tensor rounded to `dtype` (the source's precision) as it is written.
+  static func converted(_ name: String, _ t: TensorData, to dtype: DType) -> SafetensorsEntry {
+    SafetensorsEntry(name: name, dtype: dtype, shape: t.shape) {
+      defer { t.releasePages() }
+      return TensorData(floats: t.floats(), shape: t.shape, as: dtype)
     }
   }
 

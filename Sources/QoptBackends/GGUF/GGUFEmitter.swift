@@ -66,6 +66,7 @@ public struct GGUFEmitter: WeightEmitter {
     }
     var tensors: [PlannedTensor] = []
     var seen = Set<String>()
+    let sourceTypes = DenseDType.sourceTypes(module)
     // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order
     // llama.cpp's converter writes — so the file does not depend on how the store was built.
     for hf in weights.tensors.sorted() {
@@ -73,7 +74,7 @@ public struct GGUFEmitter: WeightEmitter {
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
       let gguf = LlamaTensorNames.gguf(hf)
       guard seen.insert(gguf).inserted else { throw fail("two tensors map to the GGUF name '\(gguf)'") }
-      var type = types.type(hf: hf, gguf: gguf, entry: entry)
+      var type = types.type(hf: hf, gguf: gguf, entry: entry, sourceType: sourceTypes[hf])
       let shape = entry.shape
       switch entry {
       case .dense(let d):

@@ -5,7 +5,10 @@ import QoptIR
 /// llama.cpp's converter keeps them.
 public struct GGUFTypeSelection: Sendable {
   /// The default for 2-D tensors; nil = `auto`: quantized weights take the smallest type that
-  /// holds them exactly, float weights keep their dtype.
+  /// holds them exactly, float weights the type of the checkpoint they came from (a Q4_1 or
+  /// Q8_0 embedding table of a GGUF source stays Q4_1 or Q8_0, a bf16 one bf16; a source type
+  /// GGUF output cannot hold, such as Q6_K, becomes Q8_0), so `-emit=gguf` never inflates an
+  /// embedding table to f32 that was not f32 to begin with.
   public var defaultType: GGMLType?
   /// `(pattern, type)` in command-line order; the last match wins.
   public var overrides: [(pattern: String, type: GGMLType)]
@@ -24,8 +27,9 @@ public struct GGUFTypeSelection: Sendable {
     return (pattern, t)
   }
 
-  /// The type for a tensor named `hf` (`gguf` in the file) with `entry`'s shape and kind.
-  func type(hf: String, gguf: String, entry: WeightStore.Entry) -> GGMLType {
+  /// The type for a tensor named `hf` (`gguf` in the file) with `entry`'s shape and kind, read
+  /// from a checkpoint that stored it as `sourceType` (nil: built in memory).
+  func type(hf: String, gguf: String, entry: WeightStore.Entry, sourceType: String? = nil) -> GGMLType {
     for (p, t) in overrides.reversed() where Self.matches(p, hf) || Self.matches(p, gguf) { return t }
     if entry.shape.count < 2 { return .f32 }
     if let d = defaultType { return d }
@@ -37,6 +41,10 @@ public struct GGUFTypeSelection: Sendable {
       }
       return .f32
     case .dense(let t):
+      if let sourceType {
+        if let s = GGMLType(name: sourceType.lowercased()) { return s }
+        if !["f32", "f16", "bf16"].contains(sourceType.lowercased()) { return .q8_0 }
+      }
       switch t.dtype {
       case .f16: return .f16
       case .bf16: return .bf16

@@ -53,6 +53,12 @@ public enum GGUFImporter {
     if let tok = try GGUFTokenizerJSON.synthesize(g) {
       store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [tok.count], bytes: tok)))
     }
+    for (name, bytes) in [
+      (LlamaLowering.tokenizerConfigFile, GGUFServingFiles.tokenizerConfig(g, contextLength: config.maxPositionEmbeddings)),
+      (LlamaLowering.generationConfigFile, GGUFServingFiles.generationConfig(g)),
+    ] {
+      if let bytes { store.set(name, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes))) }
+    }
     if let kv = tokenizerRecords(g) {
       store.set(TokenizerMetadata.carriedBlob, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
     }

@@ -5,8 +5,9 @@ import QoptIR
 /// `model.safetensors.index.json`) → IR, for the Llama family: llama, mistral, qwen2.
 ///
 /// f32 tensors stay memory-mapped from the checkpoint; f16/bf16 ones are converted to owned f32
-/// one tensor at a time. tokenizer.json, when present, is stored as the `tokenizer.json` u8
-/// weight so the `.ir` sidecar carries it.
+/// one tensor at a time. tokenizer.json and the serving files beside it (tokenizer_config.json,
+/// generation_config.json, …), when present, are stored as u8 weights of the same names so the
+/// `.ir` sidecar carries them and directory backends write them back.
 public enum HFImporter {
   public static func importModel(directory dir: String) throws(FrontendError) -> Module {
     let configPath = dir + "/config.json"
@@ -22,11 +23,12 @@ public enum HFImporter {
       store.set(name, .dense(try asF32(data, name: name, file: file, supported: "F32, F16, BF16")))
       sourceTypes[name] = data.dtype.rawValue
     }
-    let tokPath = dir + "/tokenizer.json"
-    if fileExists(tokPath) {
+    for name in [LlamaLowering.tokenizerWeight] + LlamaLowering.servingFiles.map(\.file) {
+      let path = dir + "/" + name
+      guard fileExists(path) else { continue }
       let bytes: [UInt8]
-      do { bytes = try readFile(tokPath) } catch { throw FrontendError(error) }
-      store.set(LlamaLowering.tokenizerWeight, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes)))
+      do { bytes = try readFile(path) } catch { throw FrontendError(error) }
+      store.set(name, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes)))
     }
     return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
   }
@@ -49,7 +51,7 @@ public enum HFImporter {
     for name in read.weights.names {
       guard let e = read.weights[name] else { continue }
       let model = name.hasPrefix("model.") || name == "lm_head.weight"
-      guard model || name == LlamaLowering.tokenizerWeight else { continue }
+      guard model || name == LlamaLowering.tokenizerWeight || LlamaLowering.servingFiles.contains(where: { $0.file == name }) else { continue }
       guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
       switch e {
       case .quantized:

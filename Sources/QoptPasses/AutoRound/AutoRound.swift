@@ -110,7 +110,7 @@ package final class AutoRoundRun {
       throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }
     let model = try ModelBlocks(module: module, pass: "autoround")
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround")
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround", remark: { context.remark($0) })
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
 
     // iters=0 is RTN: no data, no block forward.

@@ -22,7 +22,7 @@ let quantizeActivationsPass = Pass(
   if mode == .static && strategy == .token && kind != .nvfp4 {
     throw PassError(pass: pass, "strategy=token needs mode=dynamic (one scale per token cannot be calibrated; use strategy=tensor)")
   }
-  let selected = Set(try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: pass).map(\.1))
+  let selected = Set(try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: pass, remark: { context.remark($0) }).map(\.1))
   var calibration: CalibrationData?
   if mode == .static || kind == .nvfp4 {
     do { calibration = try context.analysis(CalibrationAnalysis.self) } catch {

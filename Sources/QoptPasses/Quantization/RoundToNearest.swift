@@ -15,7 +15,7 @@ let roundToNearestPass = Pass(
   module, options, context in
   let scheme = try options.scheme(pass: "rtn")
   let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
-  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn")
+  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn", remark: { context.remark($0) })
   for (param, name) in selected {
     guard let weight = module.weights.dense(name), let result = param.result else {
       if module.weights.quantized(name) != nil { continue }  // already quantized: leave it

@@ -16,7 +16,10 @@ struct WeightTargets {
   var ignore: [String]
 
   /// The selected weights as `(param op, weight name)`, each weight once, in module order.
-  func select(in module: Module, pass: String) throws -> [(Op, String)] {
+  ///
+  /// `ignore=lm_head` on a model whose output head is tied to the embedding table (nothing is
+  /// named lm_head) is in nearly every recipe; it gets a `remark`, not an error.
+  func select(in module: Module, pass: String, remark: (String) -> Void = { _ in }) throws -> [(Op, String)] {
     let tables = Set(module.allOps.filter { $0.kind == .embedding }.compactMap { $0.operands[1].definingOp?.paramName })
     var candidates: [(Op, String)] = []
     var seen = Set<String>()
@@ -44,6 +47,11 @@ struct WeightTargets {
     for ig in ignore where !usedIgnore.contains(ig) {
       // An ignore that matches a head or embedding not otherwise targeted is still meaningful.
       let anywhere = try module.allOps.compactMap(\.paramName).contains { try matches(ig, $0) }
+      let namesHead = try matches(ig, "lm_head.weight")
+      if !anywhere && namesHead && candidates.contains(where: { tables.contains($0.1) }) {
+        remark("\(pass): ignore pattern '\(ig)' matches no weight: the output head is tied to the embedding table, which Linear never selects")
+        continue
+      }
       if !anywhere { throw PassError(pass: pass, "ignore pattern '\(ig)' matches no weight") }
     }
     for t in targets where t != "Linear" && !usedTargets.contains(t) {
