@@ -63,6 +63,9 @@ struct OptCommand: ParsableCommand {
   @Option(name: .customLong("threads", withSingleDash: true), help: "Worker threads for passes and matrix work.")
   var threads: Int = defaultThreads()
 
+  @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
+  var quiet = false
+
   @OptionGroup var emit: EmitOptions
 
   func validate() throws {
@@ -72,6 +75,8 @@ struct OptCommand: ParsableCommand {
   }
 
   func run() throws {
+    let started = now()
+    if quiet { Progress.shared.style = .quiet }
     let registry = PassRegistry.builtin()
     // Plugins join the registry before anything reads it; a failed load throws a PluginError
     // (exit 1) before any pass runs.
@@ -133,10 +138,14 @@ struct OptCommand: ParsableCommand {
     let module = try loadInput(path: input)
     try module.verify()
     io.append(("import " + input, now() - t0))
+    // Before any pass: a pipeline whose result the output format refuses, or a pass that would
+    // change nothing, fails here in a second rather than after the work.
+    let emitter = try emit.emitter(threads: threads)
+    try Preflight.check(pipeline, module, emitter: output == nil ? nil : emitter)
     try manager.run(pipeline, on: module)
     try module.verify()
     t0 = now()
-    if let emitter = try emit.emitter(threads: threads), let output {
+    if let emitter, let output {
       try emitter.emit(module, to: output)
       io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {
@@ -148,6 +157,9 @@ struct OptCommand: ParsableCommand {
     // With -time-passes, reading the input and writing the output are timed too: on a large
     // checkpoint they are most of the run.
     if timePasses { stderrWrite(timingReport(io, title: "Input and output timing report")) }
+    if let output, !quiet {
+      stderrWrite(RunSummary.text(module, output: output, format: emitter?.formatName ?? "ir", seconds: now() - started))
+    }
   }
 }
 

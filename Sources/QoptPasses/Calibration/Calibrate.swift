@@ -43,7 +43,10 @@ let calibratePass = Pass(
   if options.stats {
     var x = store.all()
     let batch = 8
-    for f in model.blocks {
+    let phase = Progress.shared.phase("calibrate: float forward, block", total: model.blocks.count)
+    defer { phase.close() }
+    for (bi, f) in model.blocks.enumerated() {
+      phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
@@ -89,7 +92,7 @@ let calibratePass = Pass(
 struct CalibrateOptions: PassOptions {
   var data = ""
   var samples = 32
-  var seqlen = 128
+  var seqlen = 256
   var seed = -1
   var stats = true
   var memoryBudgetMB = 1024
