@@ -82,12 +82,14 @@ public final class Progress: Sendable {
       self.total = max(1, total)
     }
 
-    /// `done` of `total` steps finished; `detail` follows the count on the status line.
-    public func step(_ done: Int, _ detail: String = "") {
+    /// `done` of `total` steps finished; `detail` follows the count on the status line. The
+    /// ETA is this phase's remaining steps at its rate so far, unless `eta` gives one (e.g.
+    /// for the whole run a phase belongs to).
+    public func step(_ done: Int, _ detail: String = "", eta: Double? = nil) {
       let elapsed = Progress.seconds() - start
-      let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+      let left = eta ?? (done > 0 ? elapsed / Double(done) * Double(total - done) : .nan)
       let pct = Int(Double(done) / Double(total) * 100)
-      reporter.status("\(name): \(done)/\(total) (\(pct)%)\(detail.isEmpty ? "" : "  " + detail)  \(Progress.duration(elapsed)) elapsed, ETA \(done > 0 ? Progress.duration(eta) : "?")")
+      reporter.status("\(name) \(done)/\(total) (\(pct)%)\(detail.isEmpty ? "" : "  " + detail)  \(Progress.duration(elapsed)) elapsed, ETA \(Progress.duration(left))")
     }
 
     /// Seconds since the phase started.

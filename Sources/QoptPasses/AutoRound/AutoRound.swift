@@ -184,13 +184,13 @@ package final class AutoRoundRun {
       exec.trainable = Set(linears.map(\.name))
       let xTune = xQ ?? xFp
       let iters = options.iters
-      let blockPhase = Progress.shared.phase("autoround: block \(bi + 1)/\(total)", total: iters)
+      let blockPhase = Progress.shared.phase("autoround: block \(bi + 1)/\(total), iteration", total: iters)
       let finished = bi - start
       onIteration = { it, loss in
         let spent = monotonicSeconds() - runStart - blockPhase.elapsed
         let perBlock = finished > 0 ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
         let left = perBlock * Double(total - bi) - blockPhase.elapsed
-        blockPhase.step(it, "loss \(fmt(loss))  run ETA \(Progress.duration(max(0, left)))")
+        blockPhase.step(it, "loss \(fmt(loss))", eta: max(0, left))
       }
       var report = tune(exec, linears, x: xTune, y: y, samples: n, tokens: t, per: per, block: bi)
       // 3. Write back the best codes and scales; the executor now runs the quantized block.
@@ -489,7 +489,8 @@ let autoRoundDetails = """
 
   Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is plain RTN and
   identical to `rtn<scale-rule=full-range>` with the same bits and group size. Prints one line
-  per block to stderr (losses at the first and best iteration, seconds, ETA) and a summary.
+  per block to stderr (losses at the first and best iteration, seconds, ETA) and a summary; on
+  a terminal a status line also shows the iteration, its loss and the run's ETA.
 
   `checkpoint-dir=DIR`: after each block the pass writes the block's codes and scales and the
   next block's inputs there; running the same command again resumes after the last finished
