@@ -18,5 +18,7 @@ public struct SafetensorsEmitter: WeightEmitter {
   }
 
   public func check(_ module: Module, output: String) throws(BackendError) { try base.check(module, output: output) }
+  /// Every scheme: quantized weights are written dequantized.
+  public func refusal(name: String, shape: [Int], scheme: QuantScheme) -> String? { nil }
   public func emit(_ module: Module, to output: String) throws { try base.emit(module, to: output) }
 }

@@ -11,6 +11,10 @@ public protocol WeightEmitter {
   var formatName: String { get }
   /// Throws the first tensor the format cannot represent, naming it and the reason.
   func check(_ module: Module, output: String) throws(BackendError)
+  /// Why the format cannot hold a 2-D weight `name` of `shape` quantized as `scheme`, or nil
+  /// if it can: the format's rule, asked before any pass runs (`PipelinePlan`), so a pipeline
+  /// whose result cannot be written fails in a second instead of after the work.
+  func refusal(name: String, shape: [Int], scheme: QuantScheme) -> String?
   /// Checks, then writes `module` to `output` atomically (temporary name, then rename).
   func emit(_ module: Module, to output: String) throws
 }

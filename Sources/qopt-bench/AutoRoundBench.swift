@@ -87,7 +87,7 @@ func autoRoundBench(
     var linears: [SignRoundLinear] = []
     for op in fn.body where op.kind == .linear {
       guard let name = op.operands[1].definingOp?.paramName, let w = module.weights.dense(name) else { continue }
-      linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: options.scheme))
+      linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: options.scheme(columns: w.shape[1])))
     }
     exec.trainable = Set(linears.map(\.name))
     exec.profile = [:]

@@ -63,13 +63,6 @@ struct EmitOptions: ParsableArguments {
     try OutputDirectory.checkReplaceable(output, force: force)
   }
 
-  /// The emitter `-emit` names, without looking at `-o` (nil: IR, or a format only `-o`'s
-  /// name gives; `emitter(threads:output:)` resolves that).
-  func emitter(threads: Int) throws -> (any WeightEmitter)? {
-    guard format != nil else { return nil }
-    return try emitter(threads: threads, output: "")
-  }
-
   /// The emitter for `-o output`, or nil when the output is IR.
   func emitter(threads: Int, output: String) throws -> (any WeightEmitter)? {
     guard let format = try resolvedFormat(output: output) else {

@@ -66,14 +66,13 @@ struct EvalCommand: ParsableCommand {
     // instead of once per window.
     let quantized = module.weights.names.contains { module.weights.quantized($0) != nil }
     let interpreter = Interpreter(module: module, policy: quantized ? .keepAll : .perUse)
-    let tty = isatty(2) != 0
-    let start = monotonicSeconds()
+    // A status line with ETA on a terminal; the result lines below close the phase.
+    var phase: Progress.Phase?
     let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) { done, total in
-      guard tty else { return }
-      let elapsed = monotonicSeconds() - start
-      let eta = Int((elapsed / Double(done) * Double(total - done)).rounded())
-      stderrWrite("\r\u{1B}[Kwindow \(done)/\(total), ETA \(eta / 60)m\(eta % 60)s" + (done == total ? "\n" : ""))
+      if phase == nil { phase = Progress.shared.phase("eval: window", total: total) }
+      phase?.step(done)
     }
+    phase?.close()
     let rss = peakRSSMegabytes()
     if json {
       let obj: JSON = .object([

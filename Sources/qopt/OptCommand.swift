@@ -64,6 +64,9 @@ struct OptCommand: ParsableCommand {
   @Option(name: .customLong("threads", withSingleDash: true), help: "Worker threads for passes and matrix work.")
   var threads: Int = defaultThreads()
 
+  @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
+  var quiet = false
+
   @OptionGroup var emit: EmitOptions
 
   func validate() throws {
@@ -73,6 +76,8 @@ struct OptCommand: ParsableCommand {
   }
 
   func run() throws {
+    let started = now()
+    if quiet { Progress.shared.style = .quiet }
     let registry = PassRegistry.builtin()
     // Plugins join the registry before anything reads it; a failed load throws a PluginError
     // (exit 1) before any pass runs.
@@ -141,10 +146,14 @@ struct OptCommand: ParsableCommand {
     let module = try loadInput(path: input)
     try module.verify()
     io.append(("import " + input, now() - t0))
+    // Before any pass: a pipeline whose result the output format refuses, or a pass that would
+    // change nothing, fails here in a second rather than after the work.
+    let emitter = try output.flatMap { try emit.emitter(threads: threads, output: $0) }
+    try Preflight.check(pipeline, module, emitter: emitter)
     try manager.run(pipeline, on: module)
     try module.verify()
     t0 = now()
-    if let output, let emitter = try emit.emitter(threads: threads, output: output) {
+    if let emitter, let output {
       try emitter.emit(module, to: output)
       io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {
@@ -156,6 +165,9 @@ struct OptCommand: ParsableCommand {
     // With -time-passes, reading the input and writing the output are timed too: on a large
     // checkpoint they are most of the run.
     if timePasses { stderrWrite(timingReport(io, title: "Input and output timing report")) }
+    if let output, !quiet {
+      stderrWrite(RunSummary.text(module, output: output, format: emitter?.formatName ?? "ir", seconds: now() - started))
+    }
   }
 }
 

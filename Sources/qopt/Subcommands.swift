@@ -6,5 +6,6 @@ enum QoptSubcommands {
     OptCommand.self,
     ImportCommand.self,
     EvalCommand.self,
+    GenerateCommand.self,
   ]
 }

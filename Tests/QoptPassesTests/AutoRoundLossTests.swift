@@ -57,8 +57,8 @@ func autoRoundLowersEveryBlocksLossBelowRTN(_ scheme: String) throws {
   for bi in 0..<2 {
     let f = try #require(m.function(named: "block.\(bi)"))
     let exec = try BlockExecutor(function: f, module: m)
-    let per = t * exec.hiddenWidth
-    let y = run.forwardAll(exec, xFp, samples: n, tokens: t)
+    let width = exec.hiddenWidth
+    let y = try forwardAll(run, exec, xFp, tokens: t)
     var linears: [any TunableLinear] = []
     for op in f.body where op.kind == .linear {
       let name = try #require(op.operands[1].definingOp?.paramName)
@@ -66,25 +66,33 @@ func autoRoundLowersEveryBlocksLossBelowRTN(_ scheme: String) throws {
       if scheme == "nvfp4" {
         linears.append(SignRoundNVFP4(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], globalScale: SignRoundNVFP4.globalScale(of: w.floats())))
       } else {
-        linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: opts.scheme))
+        linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: opts.scheme(columns: w.shape[1])))
       }
     }
-    func lossOnAllSamples() -> Double {
+    func lossOnAllSamples() throws -> Double {
       for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: block weights
-      let out = run.forwardAll(exec, xQ, samples: n, tokens: t)
+      let out = try forwardAll(run, exec, xQ, tokens: t)
       return out.withUnsafeBufferPointer { meanSquaredError($0.baseAddress!, y) }  // safe: non-empty
     }
-    let rtn = lossOnAllSamples()
+    let rtn = try lossOnAllSamples()
     exec.trainable = Set(linears.map(\.name))
-    let report = run.tune(exec, linears, x: xQ, y: y, samples: n, tokens: t, per: per, block: bi)
+    let report = try run.tune(
+      exec, linears, x: .from(xQ, tokens: t, width: width), y: .from(y, tokens: t, width: width), block: bi)
     exec.trainable = []
-    let tuned = lossOnAllSamples()
+    let tuned = try lossOnAllSamples()
     #expect(report.bestLoss < report.firstLoss, "\(scheme) block \(bi): best \(report.bestLoss) vs first \(report.firstLoss)")
     #expect(report.bestIteration > 0, "\(scheme) block \(bi): no iteration improved on the first")
     #expect(tuned < 0.5 * rtn, "\(scheme) block \(bi): all-sample loss \(tuned) after tuning vs \(rtn) for RTN")
-    xQ = run.forwardAll(exec, xQ, samples: n, tokens: t)
+    xQ = try forwardAll(run, exec, xQ, tokens: t)
     xFp = y
   }
+}
+
+/// The block on every sample of `x` (`tokens` rows each), through the pass's batching.
+private func forwardAll(_ run: AutoRoundRun, _ exec: BlockExecutor, _ x: [Float], tokens t: Int) throws -> [Float] {
+  let out = ActivationStore(tokens: t, width: exec.hiddenWidth, budgetBytes: Int.max)
+  try run.forwardAll(exec, .from(x, tokens: t, width: exec.hiddenWidth), into: out)
+  return try out.all()
 }
 
 /// Mean KL(float ‖ quantized) of the next-token distributions over `ids`.

@@ -281,7 +281,13 @@ public enum CompressedTensorsReader {
     guard scale.shape.count == 2, scale.shape[0] == rows else { throw fail("scale shape \(scale.shape) does not match \(rows) rows") }
     let groups = scale.shape[1]
     guard groups >= 1 && groups <= cols else { throw fail("scale has \(groups) groups per row for \(cols) columns") }
-    let a = args.first { $0.bits == bits && $0.symmetric == (zp == nil) }
+    // Among the config's schemes of this width and symmetry (a model may mix group sizes, e.g.
+    // 128 where it divides the row and 64 elsewhere), the one the scale's shape fits.
+    let fitting = args.filter { $0.bits == bits && $0.symmetric == (zp == nil) }
+    // A group that divides the row exactly first (on a 64-wide row, 64 rather than 128).
+    func fits(_ a: Args) -> Bool { a.granularity.groupsPerRow(columns: cols) == groups }
+    func divides(_ a: Args) -> Bool { if case .group(let n) = a.granularity { cols % n == 0 } else { true } }
+    let a = fitting.first { fits($0) && divides($0) } ?? fitting.first(where: fits) ?? fitting.first
     let gran: Granularity = a?.granularity ?? (groups == 1 ? .channel : .group((cols + groups - 1) / groups))
     guard gran.groupsPerRow(columns: cols) == groups else { throw fail("\(groups) scale groups do not match the config's scheme") }
     let scheme = IntScheme(bits: bits, symmetric: zp == nil, granularity: gran, scaleType: scale.dtype)

@@ -12,22 +12,36 @@ import QoptRuntime
 /// IR exactly as `rtn` writes them, and the quantized block's outputs feed the next block.
 let autoRoundPass = Pass(
   "autoround", summary: "AutoRound (SignSGD over rounding offsets and clipping) block by block",
-  details: autoRoundDetails, options: AutoRoundOptions.self
+  details: autoRoundDetails, options: AutoRoundOptions.self,
+  plan: { module, options, plan in
+    if options.quantScheme == "int" && options.groupSize == 0 {
+      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+    }
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround")
+    try plan.requireFloat(selected.map(\.1), pass: "autoround", each: true)
+    for (_, name) in selected {
+      guard let w = plan[name], w.shape.count == 2 else { continue }
+      let s: QuantScheme = options.quantScheme == "nvfp4" ? .nvfp4(group: SignRoundNVFP4.group) : .int(options.scheme(columns: w.shape[1]))
+      plan.quantize(name, as: s, by: "autoround")
+    }
+  }
 ) { module, options, context in
   try AutoRoundRun(module: module, options: options, context: context).run()
 }
 
-/// Options of `autoround` (defaults: the reference's W4A16 recipe).
+/// Options of `autoround` (defaults: the reference's W4A16 recipe at auto-round-light's 50
+/// iterations, with `group-size=auto`; docs/autoround.md says why).
 package struct AutoRoundOptions: PassOptions {
-  package var iters = 200
+  package var iters = 50
   var quantScheme = "int"
   var lr: Double?
   var minmaxLR: Double?
   var bits = 4
-  var groupSize = 128
+  /// nil: `auto` (`GroupSizeChoice`).
+  var groupSize: Int? = nil
   var sym = true
   var minmaxTuning = true
-  var batchSize = 8
+  var batchSize = 4
   var seed = 42
   var quantedInput = true
   var useBest = true
@@ -44,7 +58,7 @@ package struct AutoRoundOptions: PassOptions {
     .optionalDouble("minmax-lr", \.minmaxLR, "step size of the clipping factors; auto: lr", in: 0...10),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric full-range signed scale (auto-round quant_tensor_sym); no-sym: asymmetric with zero point"),
-    .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel", in: -1...65536),
+    .groupSize("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel; auto: 128 where it divides the row, else 64 or 32, else per channel", in: -1...65536),
     .bool("minmax-tuning", \.minmaxTuning, "tune the per-group clipping factors α, β"),
     .int("batch-size", \.batchSize, "calibration samples per step", in: 1...65536),
     .int("seed", \.seed, "seed of the mini-batch sampler", in: 0...Int.max),
@@ -56,8 +70,11 @@ package struct AutoRoundOptions: PassOptions {
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone"),
   ]
 
-  package var scheme: IntScheme {
-    IntScheme(bits: bits, symmetric: sym, granularity: groupSize == -1 ? .channel : .group(groupSize), scaleType: DType(rawValue: scaleDType) ?? .f16)
+  /// The integer scheme of a weight whose rows have `columns` weights.
+  package func scheme(columns: Int) -> IntScheme {
+    IntScheme(
+      bits: bits, symmetric: sym, granularity: GroupSizeChoice.granularity(explicit: groupSize, columns: columns),
+      scaleType: DType(rawValue: scaleDType) ?? .f16)
   }
 
   /// The V step size (autoround.md §5 `_lr_for_bits`).
@@ -70,7 +87,7 @@ package struct AutoRoundOptions: PassOptions {
   /// Every option that changes the result, and the thread count (it changes the float
   /// summation order), for checkpoint fingerprints.
   func fingerprint(threads: Int) -> String {
-    "threads=\(threads);scheme=\(quantScheme);iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize);sym=\(sym);"
+    "threads=\(threads);scheme=\(quantScheme);iters=\(iters);lr=\(effectiveLR);minmax-lr=\(minmaxLR.map { "\($0)" } ?? "lr");bits=\(bits);group-size=\(groupSize.map(String.init) ?? "auto");sym=\(sym);"
       + "minmax-tuning=\(minmaxTuning);batch-size=\(batchSize);seed=\(seed);quanted-input=\(quantedInput);use-best=\(useBest);"
       + "scale-dtype=\(scaleDType);targets=\(targets.joined(separator: ","));ignore=\(ignore.joined(separator: ","))"
   }
@@ -90,6 +107,9 @@ package final class AutoRoundRun {
   let module: Module
   let options: AutoRoundOptions
   let context: PassContext?
+  /// Called after each tuning iteration with the iterations done and that iteration's loss
+  /// (the terminal progress line).
+  package var onIteration: ((Int, Double) -> Void)?
 
   init(module: Module, options: AutoRoundOptions, context: PassContext?) {
     self.module = module
@@ -105,13 +125,16 @@ package final class AutoRoundRun {
   func run() throws {
     guard let context else { return }
     BLAS.setThreads(context.threads)
-    let scheme = options.scheme
     if options.quantScheme == "int" && options.groupSize == 0 {
       throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }
     let model = try ModelBlocks(module: module, pass: "autoround")
     let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround", remark: { context.remark($0) })
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+    if options.groupSize == nil && options.quantScheme == "int" {
+      let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
+      context.remark("autoround: " + GroupSizeChoice.summary(columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
+    }
 
     // iters=0 is RTN: no data, no block forward.
     if options.iters == 0 {
@@ -138,7 +161,7 @@ package final class AutoRoundRun {
       options: options.fingerprint(threads: context.threads))
     if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
       for i in 0..<resumed.next {
-        for (name, q) in try checkpoint.loadBlock(i, scheme: scheme) {
+        for (name, q) in try checkpoint.loadBlock(i, scheme: options.scheme(columns:)) {
           guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
           apply(name, param, q)
         }
@@ -174,6 +197,15 @@ package final class AutoRoundRun {
       let targets = blockTargets(f, paramByName)
       let linears = try makeLinears(f, targets)
       exec.trainable = Set(linears.map(\.name))
+      let iters = options.iters
+      let blockPhase = Progress.shared.phase("autoround: block \(bi + 1)/\(total), iteration", total: iters)
+      let finished = bi - start
+      onIteration = { it, loss in
+        let spent = monotonicSeconds() - runStart - blockPhase.elapsed
+        let perBlock = finished > 0 ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
+        let left = perBlock * Double(total - bi) - blockPhase.elapsed
+        blockPhase.step(it, "loss \(fmt(loss))", eta: max(0, left))
+      }
       var report = try tune(exec, linears, x: xTune, y: y, block: bi)
       // 3. Write back the best codes and scales; the executor now runs the quantized block.
       for (l, (name, param)) in zip(linears, targets) {
@@ -204,7 +236,7 @@ package final class AutoRoundRun {
           xFp: xFp, xQ: xQ, inputScales: inputScales, reports: reports)
       }
     }
-    let what = options.quantScheme == "nvfp4" ? "NVFP4" : "W\(options.bits) group \(options.groupSize) \(options.sym ? "sym" : "asym")"
+    let what = options.quantScheme == "nvfp4" ? "NVFP4" : "W\(options.bits) group \(options.groupSize.map(String.init) ?? "auto") \(options.sym ? "sym" : "asym")"
     var table = "autoround summary (\(options.iters) iters, \(what)):\n"
     table += "  block   first loss    best loss  best iter  seconds\n"
     for r in reports {
@@ -227,7 +259,7 @@ package final class AutoRoundRun {
     guard let t = module.weights.dense(name), t.shape.count == 2 else {
       throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
     }
-    return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme)
+    return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme(columns: t.shape[1]))
   }
 
   /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
@@ -383,6 +415,7 @@ package final class AutoRoundRun {
         bestIter = it
         snapshot = linears.map(\.parameters)
       }
+      onIteration?(it + 1, loss)
       let grads = dy.withUnsafeBufferPointer { exec.backward($0.baseAddress!) }  // safe: non-empty
       let factor = 1 - Float(it) / Float(iters)
       exec.timed("SignSGD gradients + step") {
@@ -466,9 +499,9 @@ struct IndexSampler {
   }
 }
 
+/// A closing line on stderr (silenced by `-quiet`).
 func progress(_ line: String) {
-  let bytes = Array((line.hasSuffix("\n") ? line : line + "\n").utf8)
-  _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+  Progress.shared.line(line)
 }
 
 private func fmt(_ x: Double) -> String {
@@ -515,7 +548,8 @@ let autoRoundDetails = """
   Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is plain RTN and
   identical to `rtn<scale-rule=full-range>` with the same bits and group size
   (`scheme=nvfp4`: to `rtn<scheme=nvfp4>,fuse-scales`). Prints one line per block to stderr
-  (losses at the first and best iteration, seconds, ETA) and a summary.
+  (losses at the first and best iteration, seconds, ETA) and a summary; on a terminal a
+  status line also shows the iteration, its loss and the run's ETA.
 
   Activation quantization: linears that carry `input_*` attributes (`quantize-activations`
   earlier in the pipeline) quantize their inputs while tuning exactly as the runtime does, with

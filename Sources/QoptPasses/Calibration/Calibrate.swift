@@ -50,7 +50,10 @@ let calibratePass = Pass(
     let batch = 8
     let n = seqlen * width
     var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
+    let phase = Progress.shared.phase("calibrate: float forward, block", total: model.blocks.count)
+    defer { phase.close() }
     for (bi, f) in model.blocks.enumerated() {
+      phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
@@ -99,7 +102,7 @@ let calibratePass = Pass(
 struct CalibrateOptions: PassOptions {
   var data = ""
   var samples = 32
-  var seqlen = 128
+  var seqlen = 256
   var seed = -1
   var stats = true
   var memoryBudgetMB = 1024

@@ -14,18 +14,24 @@ public struct Pass: Sendable {
   /// changes nothing).
   public let preserves: [String]
   public let options: [OptionInfo]
+  /// What the pass does to weight types, for the check that runs before the pipeline
+  /// (`PipelinePlan`): declared next to the pass, from its options alone.
+  let planRule: PlanRule
   let makeOptions: @Sendable ([(key: String, value: String?, column: Int)]) throws(PipelineError) -> any PassOptions
   let body: @Sendable (Module, any PassOptions, PassContext) throws -> Void
 
   /// A pass over the whole module.
   public init<O: PassOptions>(
     _ name: String, summary: String, details: String = "", options: O.Type, preserves: [String] = [],
+    plan: (@Sendable (Module, O, inout WeightPlan) throws -> Void)? = nil,
     run: @escaping @Sendable (Module, O, PassContext) throws -> Void
   ) {
     self.name = name
     self.summary = summary
     self.details = details
     self.preserves = preserves
+    // safe: makeOptions builds every options value this pass receives as an O.
+    self.planRule = plan.map { f -> PlanRule in .predicts { m, o, p in try f(m, o as! O, &p) } } ?? .keepsWeightTypes
     let defaults = O()
     self.options = O.schema.map { OptionInfo(key: $0.key, help: $0.help, valueSyntax: $0.valueSyntax, defaultValue: $0.value(in: defaults)) }
     self.makeOptions = { (items) throws(PipelineError) in
@@ -70,6 +76,8 @@ public struct Pass: Sendable {
     self.details = details
     self.preserves = preserves
     self.options = options
+    // A plugin may quantize anything: nothing after it can be predicted.
+    self.planRule = .unknown
     self.makeOptions = parse
     self.body = run
   }

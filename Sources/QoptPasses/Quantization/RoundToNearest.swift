@@ -10,18 +10,33 @@ import QoptIR
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
 /// A `param` carrying `{qopt.bits = N}` is quantized at N bits instead of `bits`.
 let roundToNearestPass = Pass(
-  "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self
+  "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self,
+  plan: { module, options, plan in
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn")
+    try plan.requireFloat(selected.map(\.1), pass: "rtn")
+    for (param, name) in selected {
+      guard let w = plan[name], w.scheme == nil, w.shape.count == 2 else { continue }
+      plan.quantize(name, as: try options.predicted(columns: w.shape[1], param: param, dtype: module.weights.dense(name)?.dtype), by: "rtn")
+    }
+  }
 ) {
   module, options, context in
-  let scheme = try options.scheme(pass: "rtn")
   let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
   let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn", remark: { context.remark($0) })
+  // A pass over weights that are all quantized already would change nothing: refuse it.
+  try WeightPlan(module).requireFloat(selected.map(\.1), pass: "rtn")
+  var autoChosen: [(columns: Int, granularity: Granularity)] = []
+  defer {
+    if !autoChosen.isEmpty { context.remark("rtn: " + GroupSizeChoice.summary(autoChosen)) }
+  }
   for (param, name) in selected {
     guard let weight = module.weights.dense(name), let result = param.result else {
-      if module.weights.quantized(name) != nil { continue }  // already quantized: leave it
+      if module.weights.quantized(name) != nil { continue }  // quantized earlier: leave it
       throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has no data in the weight store", at: param.location)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    let scheme = try options.scheme(pass: "rtn", columns: cols)
+    if options.groupSize == nil && options.scheme != "nvfp4" { autoChosen.append((cols, scheme.granularity)) }
     if options.scheme == "fp8" {
       let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
       context.setWeight(name, .quantized(q))
@@ -68,7 +83,8 @@ let roundToNearestPass = Pass(
 package struct RTNOptions: PassOptions {
   package var bits = 4
   package var sym = true
-  package var groupSize = 128
+  /// nil: `auto` (`GroupSizeChoice`).
+  package var groupSize: Int? = nil
   package var scheme = "int"
   var scaleRule = ScaleRule.fullRange.rawValue
   var scaleDType = "auto"
@@ -80,28 +96,42 @@ package struct RTNOptions: PassOptions {
     .choice("scheme", \.scheme, ["int", "nvfp4", "fp8"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
-    .int("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor", in: -1...65536),
+    .groupSize("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor; auto: 128 where it divides the row, else 64 or 32, else per channel (fp8: per channel)", in: -1...65536),
     .choice("scale-rule", \.scaleRule, ScaleRule.allCases.map(\.rawValue), "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
     .choice("scale-dtype", \.scaleDType, ["auto", "f32", "f16", "bf16"], "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone (each must match)"),
   ]
 
-  func scheme(pass: String) throws -> IntScheme {
-    let g: Granularity = switch groupSize {
-    case -1: .channel
-    case 0: .tensor
-    default: .group(groupSize)
-    }
-    if groupSize < -1 { throw PassError(pass: pass, "group-size must be -1, 0 or positive") }
+  /// The integer scheme (or, for fp8, the granularity) for a row of `columns` weights.
+  func scheme(pass: String, columns: Int) throws -> IntScheme {
+    if let g = groupSize, g < -1 { throw PassError(pass: pass, "group-size must be -1, 0 or positive") }
+    let g = GroupSizeChoice.granularity(explicit: groupSize, columns: columns, scheme: scheme)
     return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: DType(rawValue: scaleDType) ?? .f16)
+  }
+
+  /// The type a weight of `columns` columns will get (for the check before the pipeline).
+  func predicted(columns: Int, param: Op, dtype: DType?) throws -> QuantScheme {
+    var s = try scheme(pass: "rtn", columns: columns)
+    switch scheme {
+    case "fp8": return .fp8(s.granularity)
+    case "nvfp4": return .nvfp4(group: NVFP4Quantizer.groupSize)
+    default:
+      if let b = param.attributes["qopt.bits"]?.intValue { s.bits = b }
+      let rule = ScaleRule(rawValue: scaleRule) ?? .fullRange
+      if scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (dtype ?? .f32) }
+      return .int(s)
+    }
   }
 }
 
 let rtnDetails = """
   Replaces each selected weight by integer codes, one scale per group of `group-size` weights
   along a row (`-1`: one per row, `0`: one per tensor; a group size that does not divide the
-  row leaves a short last group, as auto-round does). The weight's type then shows the scheme,
+  row leaves a short last group, as auto-round does). The default `auto` takes 128 where it
+  divides the row, else the largest of 64 and 32 that does, else one scale per row, so every
+  backend loads the result; a remark says what it chose per row length. A pass whose selected
+  weights are all quantized already is refused (it would change nothing). The weight's type then shows the scheme,
   e.g. `tensor<576x576x!q.int<4, sym, group=64, scale=f16>>`, and it dequantizes as
   `scale · (code − zero_point)`.
 
@@ -127,7 +157,7 @@ let rtnDetails = """
   `global_scale` attribute; run `fuse-scales` to give fused sets one global scale.
 
   `scheme=fp8` (compressed-tensors `float-quantized`): `scale = amax / 448` per tensor
-  (`group-size=0`), row (`-1`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
+  (`group-size=0`), row (`-1`, and `auto`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
   nearest even; f32 scales.
 
   Per-weight widths: a selected `param` carrying `{qopt.bits = N}` (set by an earlier pass,

@@ -1,0 +1,132 @@
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Progress of the long phases (calibration forward, autoround blocks, eval, import, emit) on
+/// standard error.
+///
+/// On a terminal a phase shows one line rewritten in place (steps done, detail, ETA); otherwise
+/// (a log file, a pipe, a lit test) nothing is written while a phase runs and each phase ends
+/// in at most one line, so logs stay short. `-quiet` silences all of it.
+public final class Progress: Sendable {
+  public enum Style: Sendable {
+    case quiet
+    /// One line per finished phase (stderr is not a terminal).
+    case lines
+    /// A rewritten status line while a phase runs, then its closing line.
+    case terminal
+  }
+
+  /// The process-wide reporter the CLI configures.
+  public static let shared = Progress()
+
+  private struct State {
+    var style: Style = isatty(2) == 1 ? .terminal : .lines
+    var statusShown = false
+    var lastStatus = 0.0
+  }
+  private let state = Mutex(State())
+
+  public init() {}
+
+  public var style: Style {
+    get { state.withLock { $0.style } }
+    set { state.withLock { $0.style = newValue } }
+  }
+
+  /// A closing line (printed unless quiet; on a terminal it replaces the status line).
+  public func line(_ text: String) {
+    state.withLock { s in
+      guard s.style != .quiet else { return }
+      let clear = s.statusShown ? "\r\u{1b}[K" : ""
+      s.statusShown = false
+      Self.write(clear + (text.hasSuffix("\n") ? text : text + "\n"))
+    }
+  }
+
+  /// Clears the status line (a phase whose closing line is printed elsewhere).
+  public func clearStatus() {
+    state.withLock { s in
+      if s.statusShown { Self.write("\r\u{1b}[K") }
+      s.statusShown = false
+    }
+  }
+
+  /// A transient status line: terminal only, at most ten updates a second.
+  public func status(_ text: String) {
+    state.withLock { s in
+      guard s.style == .terminal else { return }
+      let t = Self.seconds()
+      guard t - s.lastStatus >= 0.1 else { return }
+      s.lastStatus = t
+      s.statusShown = true
+      Self.write("\r\u{1b}[K" + text)
+    }
+  }
+
+  /// Starts a phase of `total` steps; `step` reports progress, `end` its closing line.
+  public func phase(_ name: String, total: Int) -> Phase { Phase(reporter: self, name: name, total: total) }
+
+  /// A running phase: steps done with rate-based ETA.
+  public final class Phase: @unchecked Sendable {
+    let reporter: Progress
+    public let name: String
+    public let total: Int
+    public let start = Progress.seconds()
+
+    init(reporter: Progress, name: String, total: Int) {
+      self.reporter = reporter
+      self.name = name
+      self.total = max(1, total)
+    }
+
+    /// `done` of `total` steps finished; `detail` follows the count on the status line. The
+    /// ETA is this phase's remaining steps at its rate so far, unless `eta` gives one (e.g.
+    /// for the whole run a phase belongs to).
+    public func step(_ done: Int, _ detail: String = "", eta: Double? = nil) {
+      let elapsed = Progress.seconds() - start
+      let left = eta ?? (done > 0 ? elapsed / Double(done) * Double(total - done) : .nan)
+      let pct = Int(Double(done) / Double(total) * 100)
+      reporter.status("\(name) \(done)/\(total) (\(pct)%)\(detail.isEmpty ? "" : "  " + detail)  \(Progress.duration(elapsed)) elapsed, ETA \(Progress.duration(left))")
+    }
+
+    /// Seconds since the phase started.
+    public var elapsed: Double { Progress.seconds() - start }
+
+    /// Ends the phase without a line of its own (its result is reported elsewhere).
+    public func close() { reporter.clearStatus() }
+
+    /// Ends the phase with `text`, or "NAME: done in T" without one.
+    public func end(_ text: String? = nil) {
+      reporter.line(text ?? "\(name): done in \(Progress.duration(elapsed))")
+    }
+  }
+
+  /// `42.3 s`, `12 min 5 s`, `1 h 02 min`.
+  public static func duration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "?" }
+    if s < 60 { return "\(Int(s * 10) / 10).\(Int(s * 10) % 10) s" }
+    let t = Int(s.rounded())
+    if t < 3600 { return "\(t / 60) min \(t % 60) s" }
+    let m = (t % 3600) / 60
+    return "\(t / 3600) h \(m < 10 ? "0" : "")\(m) min"
+  }
+
+  static func seconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+  }
+
+  private static func write(_ s: String) {
+    var bytes = Array(s.utf8)
+    var done = 0
+    while done < bytes.count {
+      let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + done, $0.count - done) }  // safe: non-empty
+      if n <= 0 { return }
+      done += n
+    }
+  }
+}
