@@ -63,11 +63,17 @@ let autoRoundDetails = """
   inputs (auto-round's `act_max` on the quantized-input path); the float reference output is
   computed with float activations. `iters=0` leaves them as they are.
 
-  `checkpoint-dir=DIR`: after each block the pass writes the block's codes and scales, the
-  static input scales set so far and the next block's inputs there; running the same command
-  again resumes after the last finished block and ends bit-identical to an uninterrupted run.
-  A checkpoint made with another model, other calibration data, other options or another
-  `-threads` is refused with the reason.
+  Checkpoints: after each block the pass saves the block's codes and scales, the static input
+  scales set so far and the next block's inputs (each file renamed into place, the state
+  last). With `-o OUT` it does so by default in `OUT.qopt-resume/autoround`, deleted once the
+  output is written; Ctrl-C (or SIGTERM) exits 130 (143) with no output and prints the blocks
+  kept and the command that resumes. `checkpoint-dir=DIR` checkpoints in DIR instead (kept
+  after success). Running the same command again resumes after the last finished block and
+  ends bit-identical to an uninterrupted run. A checkpoint made with another model, other
+  calibration data, other options or another `-threads` is refused with the reason (a
+  default one: add `-fresh` to start over; `-no-checkpoint` keeps none). The checkpoint
+  holds two sets of `samples × seqlen × hidden` f32 inputs (four while a block is saved)
+  and one byte per quantized weight.
   Memory: one block's weights, gradients and activations (`batch-size · seqlen` rows per
   value), plus the cached activations (the block's float inputs and targets, the quantized
   inputs of this block and the next) within `calibrate`'s `memory-budget`; what does not fit

@@ -36,7 +36,7 @@ package struct AutoRoundOptions: PassOptions {
     .bool("quanted-input", \.quantedInput, "tune each block on the previous quantized block's outputs (auto-round enable_quanted_input)"),
     .bool("use-best", \.useBest, "keep the parameters of the lowest-loss iteration (otherwise the last)"),
     .choice("scale-dtype", \.scaleDType, ["f16", "f32", "bf16"], "scale precision (auto-round default f16)"),
-    .string("checkpoint-dir", \.checkpointDir, "directory for per-block checkpoints; a rerun of the same command resumes there"),
+    .string("checkpoint-dir", \.checkpointDir, "directory for per-block checkpoints, kept after success (default: OUT.qopt-resume/autoround beside -o OUT, removed after success); a rerun of the same command resumes there"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone"),
   ]

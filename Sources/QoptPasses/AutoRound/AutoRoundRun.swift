@@ -62,9 +62,22 @@ package final class AutoRoundRun {
     var reports: [BlockReport] = []
     var inputScales: [(String, Float)] = []
     var start = 0
-    let checkpoint = options.checkpointDir.isEmpty ? nil : try AutoRoundCheckpoint(
-      directory: options.checkpointDir, model: modelFingerprint(), data: calib.fingerprint,
-      options: options.fingerprint(threads: context.threads))
+    // The explicit `checkpoint-dir`, else the default one beside the output (`-o OUT`:
+    // `OUT.qopt-resume/autoround`), which the CLI removes once the output is written.
+    let explicit = !options.checkpointDir.isEmpty
+    let directory = explicit ? options.checkpointDir : context.defaultCheckpointDirectory
+    let checkpoint = try directory.map {
+      try AutoRoundCheckpoint(
+        directory: $0, model: modelFingerprint(), data: calib.fingerprint,
+        options: options.fingerprint(threads: context.threads),
+        wayOut: explicit ? "remove the directory or use another checkpoint-dir" : "add -fresh to discard it and start over (or remove the directory)")
+    }
+    defer { checkpoint?.discardIfEmpty() }
+    let total = model.blocks.count
+    func kept(_ done: Int) {
+      guard let directory else { return }
+      context.checkpointSaved(BlockCheckpointProgress(pass: "autoround", directory: directory, done: done, total: total, isDefault: !explicit))
+    }
     if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
       for i in 0..<resumed.next {
         for (name, q) in try checkpoint.loadBlock(i, scheme: options.scheme(columns:)) {
@@ -82,10 +95,12 @@ package final class AutoRoundRun {
       xQ = resumed.xQ
       reports = resumed.reports
       inputScales = resumed.inputScales
-      progress("autoround: resuming at block \(start)/\(model.blocks.count) from \(options.checkpointDir)")
+      progress("autoround: resuming at block \(start)/\(total) from \(checkpoint.directory)")
+    } else if let directory {
+      progress("autoround: keeping finished blocks in \(directory)\(explicit ? "" : " (removed once the output is written)")")
     }
+    kept(start)
 
-    let total = model.blocks.count
     let runStart = monotonicSeconds()
     for bi in start..<total {
       let t0 = monotonicSeconds()
@@ -140,6 +155,7 @@ package final class AutoRoundRun {
         try checkpoint.save(
           block: bi, weights: linears.map { ($0.name, module.weights.quantized($0.name)!) },  // safe: just applied
           xFp: xFp, xQ: xQ, inputScales: inputScales, reports: reports)
+        kept(bi + 1)
       }
     }
     progress(summaryTable(reports))
