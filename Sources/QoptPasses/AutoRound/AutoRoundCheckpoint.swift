@@ -26,8 +26,6 @@ package struct AutoRoundCheckpoint {
   let options: String
   /// What the refusal of a checkpoint made differently tells the user to do.
   let wayOut: String
-  /// The directories `init` created, deepest last (`discardIfEmpty` removes them again).
-  private let created: [String]
 
   struct Resumed {
     var next: Int
@@ -46,8 +44,15 @@ package struct AutoRoundCheckpoint {
     self.data = data
     self.options = options
     self.wayOut = wayOut
-    // The directory and any missing parent (`OUT.qopt-resume/autoround`), made before the
-    // first block so that an unwritable place fails before the work.
+    // An unwritable place fails here, before the work: the directory (and any missing
+    // parent, `OUT.qopt-resume/autoround`) is made and, until the first block is saved,
+    // removed again, so a run stopped before then leaves nothing behind.
+    for d in try makeDirectories().reversed() { rmdir(d) }
+  }
+
+  /// Makes the directory and its missing parents; returns the ones it made, outermost first.
+  @discardableResult
+  private func makeDirectories() throws -> [String] {
     var missing: [String] = []
     var p = directory
     while !p.isEmpty && p != "/" && !fileExists(p) {
@@ -57,13 +62,7 @@ package struct AutoRoundCheckpoint {
     for d in missing where mkdir(d, 0o755) != 0 {
       throw PassError(pass: "autoround", "cannot create checkpoint directory \(d): \(String(cString: strerror(errno)))")
     }
-    created = missing
-  }
-
-  /// Removes the directories `init` created if they hold nothing (a run that failed before
-  /// its first block leaves no empty checkpoint behind).
-  func discardIfEmpty() {
-    for d in created.reversed() { rmdir(d) }
+    return missing
   }
 
   /// Whether a file named `name` is one a checkpoint writes (what `BlockCheckpoints.remove`
@@ -158,6 +157,7 @@ package struct AutoRoundCheckpoint {
     block: Int, weights: [(String, QuantizedTensor)], xFp: ActivationStore, xQ: ActivationStore?,
     inputScales: [(String, Float)], reports: [BlockReport]
   ) throws {
+    try makeDirectories()
     var out: [UInt8] = Array("QOPTAR1\n".utf8)
     func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { out += $0 } }
     u32(weights.count)

@@ -72,7 +72,6 @@ package final class AutoRoundRun {
         options: options.fingerprint(threads: context.threads),
         wayOut: explicit ? "remove the directory or use another checkpoint-dir" : "add -fresh to discard it and start over (or remove the directory)")
     }
-    defer { checkpoint?.discardIfEmpty() }
     let total = model.blocks.count
     func kept(_ done: Int) {
       guard let directory else { return }
