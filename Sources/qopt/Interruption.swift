@@ -45,9 +45,14 @@ enum Interruption {
   static func setMessage(_ text: String) {
     let bytes = Array(text.utf8)
     let stride = MemoryLayout<Int>.size
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: stride + bytes.count, alignment: MemoryLayout<Int>.alignment)
+    let buffer = UnsafeMutableRawPointer.allocate(
+      byteCount: stride + bytes.count, alignment: MemoryLayout<Int>.alignment)
     buffer.storeBytes(of: bytes.count, as: Int.self)
-    if !bytes.isEmpty { bytes.withUnsafeBytes { (buffer + stride).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }  // safe: non-empty
+    if !bytes.isEmpty {
+      bytes.withUnsafeBytes {
+        (buffer + stride).copyMemory(from: $0.baseAddress!, byteCount: $0.count)  // safe: non-empty
+      }
+    }
     message.store(UInt(bitPattern: buffer), ordering: .releasing)
   }
 

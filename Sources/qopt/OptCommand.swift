@@ -67,10 +67,14 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
   var quiet = false
 
-  @Flag(name: .customLong("fresh", withSingleDash: true), help: "Discard the checkpoint an interrupted run kept beside -o (OUT.qopt-resume) and start over.")
+  @Flag(
+    name: .customLong("fresh", withSingleDash: true),
+    help: "Discard the checkpoint an interrupted run kept beside -o (OUT.qopt-resume); start over.")
   var fresh = false
 
-  @Flag(name: .customLong("no-checkpoint", withSingleDash: true), help: "Keep no checkpoint beside -o: an interrupted block-wise pass (autoround) starts over.")
+  @Flag(
+    name: .customLong("no-checkpoint", withSingleDash: true),
+    help: "Keep no checkpoint beside -o: an interrupted autoround starts over.")
   var noCheckpoint = false
 
   @OptionGroup var emit: EmitOptions
@@ -80,7 +84,8 @@ struct OptCommand: ParsableCommand {
     if output != nil && splitInputFile { throw ValidationError("-o cannot be combined with -split-input-file") }
     try emit.validate(output: output)
     if output == nil && (fresh || noCheckpoint) {
-      throw ValidationError("-fresh and -no-checkpoint apply to the checkpoint kept beside -o OUT; without -o there is none")
+      let why = "-fresh and -no-checkpoint apply to the checkpoint kept beside -o OUT"
+      throw ValidationError(why + "; without -o there is none")
     }
   }
 
@@ -151,7 +156,8 @@ struct OptCommand: ParsableCommand {
     // input is read and any pass runs.
     if let output { try emit.preflight(output: output) }
     // Block-wise passes checkpoint beside the output; Ctrl-C says what is kept and how to resume.
-    let resume = ResumePoint(output: noCheckpoint ? nil : output, arguments: CommandLine.arguments)
+    let resume = ResumePoint(
+      output: noCheckpoint ? nil : output, arguments: CommandLine.arguments)
     manager.checkpoints = try resume.start(fresh: fresh)
     var io: [(String, Double)] = []
     var t0 = now()

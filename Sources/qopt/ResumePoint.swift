@@ -34,9 +34,14 @@ final class ResumePoint: Sendable {
   /// installed. Returns the pass manager's checkpoint settings.
   func start(fresh: Bool) throws -> BlockCheckpoints {
     if fresh, let root, let left = BlockCheckpoints.remove(root: root) {
-      throw ResumeError(message: "-fresh: cannot remove \(root): it holds \(left), which qopt did not write; move it away or remove the directory yourself")
+      throw ResumeError(
+        message:
+          "-fresh: cannot remove \(root): it holds \(left), which qopt did not write; move it away or remove the directory yourself"
+      )
     }
-    let kept = root.flatMap { fileExists($0) ? keptMessage("the checkpoint in \($0) is kept") : nil }
+    let kept = root.flatMap {
+      fileExists($0) ? keptMessage("the checkpoint in \($0) is kept") : nil
+    }
     Interruption.install(message: kept ?? "qopt: interrupted\n")
     return BlockCheckpoints(root: root) { [self] p in
       if p.isDefault { usedRoot.store(true, ordering: .relaxed) }
@@ -51,7 +56,9 @@ final class ResumePoint: Sendable {
   /// warning when a file qopt did not write keeps the directory.
   func finish() -> String? {
     Interruption.setMessage("qopt: interrupted after the output was written\n")
-    guard let root, usedRoot.load(ordering: .relaxed), let left = BlockCheckpoints.remove(root: root) else { return nil }
+    guard let root, usedRoot.load(ordering: .relaxed),
+      let left = BlockCheckpoints.remove(root: root)
+    else { return nil }
     return "warning: kept \(root): it holds \(left), which qopt did not write\n"
   }
 
@@ -63,11 +70,15 @@ final class ResumePoint: Sendable {
 /// `s` as one shell word: unchanged when it holds only characters no shell treats specially,
 /// otherwise (or with `force`) in single quotes (a quote inside written `'\''`).
 func shellQuoted(_ s: String, force: Bool = false) -> String {
-  let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { c in
-    (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || "-_./=:,+@%".unicodeScalars.contains(c)
-  }
+  let plain =
+    !s.isEmpty
+    && s.unicodeScalars.allSatisfy { c in
+      (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
+        || "-_./=:,+@%".unicodeScalars.contains(c)
+    }
   if plain && !force { return s }
-  return "'" + s.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+  return "'" + s.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''")
+    + "'"
 }
 
 /// A default checkpoint that cannot be handled as asked.

@@ -20,11 +20,15 @@ import Testing
 
   /// Starts `arguments`, waits until the default checkpoint holds a finished block, sends
   /// `signal`; returns how the run ended and its stderr.
-  func interrupt(_ argv: [String], checkpoint: String, with signal: Int32) throws -> (ChildProcess.Termination, String, Bool) {
+  func interrupt(
+    _ argv: [String], checkpoint: String, with signal: Int32
+  ) throws -> (ChildProcess.Termination, String, Bool) {
     let child = try ChildProcess(argv)
     var sent = false
     for _ in 0..<6000 {
-      if String(decoding: (try? readFile(checkpoint + "/state.txt")) ?? [], as: UTF8.self).contains("next=1") {
+      if String(decoding: (try? readFile(checkpoint + "/state.txt")) ?? [], as: UTF8.self).contains(
+        "next=1")
+      {
         child.kill(signal)
         sent = true
         break
@@ -47,23 +51,30 @@ import Testing
 
     // Ctrl-C once the first of the two blocks is kept.
     let checkpoint = resumed + ".qopt-resume/autoround"
-    let (ended, stderr, sent) = try interrupt(arguments(resumed), checkpoint: checkpoint, with: SIGINT)
+    let (ended, stderr, sent) = try interrupt(
+      arguments(resumed), checkpoint: checkpoint, with: SIGINT)
     #expect(sent, "the first block's checkpoint never appeared")
     #expect(ended == .exited(130), "\(stderr)")
-    #expect(stderr.contains("qopt: interrupted; autoround kept 1/2 blocks in \(checkpoint)"), "\(stderr)")
+    #expect(
+      stderr.contains("qopt: interrupted; autoround kept 1/2 blocks in \(checkpoint)"), "\(stderr)")
     #expect(!fileExists(resumed), "an interrupted run left an output")
     #expect(fileExists(checkpoint + "/state.txt"))
 
     // The printed command, run as printed (through a shell), resumes and finishes.
     let lines = stderr.split(separator: "\n")
-    let marker = try #require(lines.firstIndex { $0 == "qopt: to resume, run the same command:" }, "\(stderr)")
+    let marker = try #require(
+      lines.firstIndex { $0 == "qopt: to resume, run the same command:" }, "\(stderr)")
     let command = String(try #require(lines.dropFirst(marker + 1).first).dropFirst(2))
     #expect(command.contains("'-passes=\(pipeline)'"), "\(command)")
     let rerun = try ChildProcess.run(["/bin/sh", "-c", command])
     #expect(rerun.termination == .exited(0), "\(rerun.stderr)")
-    #expect(rerun.stderr.contains("autoround: resuming at block 1/2 from \(checkpoint)"), "\(rerun.stderr)")
+    #expect(
+      rerun.stderr.contains("autoround: resuming at block 1/2 from \(checkpoint)"),
+      "\(rerun.stderr)")
     #expect(try readFile(full) == readFile(resumed))
-    #expect(try readFile(full.replacingSuffix(".ir", ".safetensors")) == readFile(resumed.replacingSuffix(".ir", ".safetensors")))
+    #expect(
+      try readFile(full.replacingSuffix(".ir", ".safetensors"))
+        == readFile(resumed.replacingSuffix(".ir", ".safetensors")))
     #expect(!fileExists(resumed + ".qopt-resume"), "the checkpoint outlived the resumed run")
   }
 
@@ -73,7 +84,8 @@ import Testing
     let dir = TinyCheckpoints.scratchDirectory("interrupt-term")
     defer { TinyCheckpoints.removeTree(dir) }
     let out = dir + "/out.ir"
-    let (ended, stderr, sent) = try interrupt(arguments(out), checkpoint: out + ".qopt-resume/autoround", with: SIGTERM)
+    let (ended, stderr, sent) = try interrupt(
+      arguments(out), checkpoint: out + ".qopt-resume/autoround", with: SIGTERM)
     #expect(sent)
     #expect(ended == .exited(143), "\(stderr)")
     #expect(stderr.contains("autoround kept 1/2 blocks"), "\(stderr)")

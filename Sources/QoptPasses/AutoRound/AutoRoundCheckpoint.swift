@@ -60,7 +60,8 @@ package struct AutoRoundCheckpoint {
       p = parentDirectory(of: p)
     }
     for d in missing where mkdir(d, 0o755) != 0 {
-      throw PassError(pass: "autoround", "cannot create checkpoint directory \(d): \(String(cString: strerror(errno)))")
+      let why = String(cString: strerror(errno))
+      throw PassError(pass: "autoround", "cannot create checkpoint directory \(d): \(why)")
     }
     return missing
   }
@@ -188,12 +189,14 @@ package struct AutoRoundCheckpoint {
       }
     }
     try inputs.commit()
-    var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\ninputs=\(inputsName)\nquantized-inputs=\(xQ != nil)\n"
+    var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\n"
+    state += "inputs=\(inputsName)\nquantized-inputs=\(xQ != nil)\n"
     for (name, value) in inputScales { state += "input-scale \(name) \(value)\n" }
     for r in reports { state += "block \(r.index) \(r.firstLoss) \(r.bestLoss) \(r.bestIteration) \(r.seconds)\n" }
     try write(statePath, Array(state.utf8))
     // The inputs no state names any more.
-    for name in directoryEntries(directory) where name != inputsName && name.hasPrefix("inputs.") && Self.isOwnFile(name) {
+    for name in directoryEntries(directory)
+    where name != inputsName && name.hasPrefix("inputs.") && Self.isOwnFile(name) {
       unlink(directory + "/" + name)
     }
   }

@@ -70,12 +70,16 @@ package final class AutoRoundRun {
       try AutoRoundCheckpoint(
         directory: $0, model: modelFingerprint(), data: calib.fingerprint,
         options: options.fingerprint(threads: context.threads),
-        wayOut: explicit ? "remove the directory or use another checkpoint-dir" : "add -fresh to discard it and start over (or remove the directory)")
+        wayOut: explicit
+          ? "remove the directory or use another checkpoint-dir"
+          : "add -fresh to discard it and start over (or remove the directory)")
     }
     let total = model.blocks.count
     func kept(_ done: Int) {
       guard let directory else { return }
-      context.checkpointSaved(BlockCheckpointProgress(pass: "autoround", directory: directory, done: done, total: total, isDefault: !explicit))
+      context.checkpointSaved(
+        BlockCheckpointProgress(
+          pass: "autoround", directory: directory, done: done, total: total, isDefault: !explicit))
     }
     if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
       for i in 0..<resumed.next {
@@ -96,7 +100,8 @@ package final class AutoRoundRun {
       inputScales = resumed.inputScales
       progress("autoround: resuming at block \(start)/\(total) from \(checkpoint.directory)")
     } else if let directory {
-      progress("autoround: keeping finished blocks in \(directory)\(explicit ? "" : " (removed once the output is written)")")
+      let removal = explicit ? "" : " (removed once the output is written)"
+      progress("autoround: keeping finished blocks in \(directory)\(removal)")
     }
     kept(start)
 

@@ -17,7 +17,9 @@ public struct BlockCheckpoints: Sendable {
   /// precomputes its interrupt message from it).
   public var onSaved: @Sendable (BlockCheckpointProgress) -> Void
 
-  public init(root: String? = nil, onSaved: @escaping @Sendable (BlockCheckpointProgress) -> Void = { _ in }) {
+  public init(
+    root: String? = nil, onSaved: @escaping @Sendable (BlockCheckpointProgress) -> Void = { _ in }
+  ) {
     self.root = root
     self.onSaved = onSaved
   }
@@ -41,7 +43,11 @@ public struct BlockCheckpoints: Sendable {
         continue
       }
       for file in directoryEntries(sub) {
-        if AutoRoundCheckpoint.isOwnFile(file) { unlink(sub + "/" + file) } else { foreign = foreign ?? sub + "/" + file }
+        if AutoRoundCheckpoint.isOwnFile(file) {
+          unlink(sub + "/" + file)
+        } else {
+          foreign = foreign ?? sub + "/" + file
+        }
       }
       rmdir(sub)
     }

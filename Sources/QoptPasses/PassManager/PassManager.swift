@@ -32,7 +32,8 @@ public struct PassManager {
       let context = PassContext(
         module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
         debug: { m in if debug { self.log("qopt-pm: \(name): \(m)") } })
-      context.defaultCheckpointDirectory = checkpoints.directory(pass: name, occurrence: occurrences[name] ?? 1)
+      context.defaultCheckpointDirectory = checkpoints.directory(
+        pass: name, occurrence: occurrences[name] ?? 1)
       context.checkpointSaved = checkpoints.onSaved
       let t0 = now()
       try inv.pass.body(module, inv.options, context)
