@@ -67,12 +67,26 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
   var quiet = false
 
+  @Flag(
+    name: .customLong("fresh", withSingleDash: true),
+    help: "Discard the checkpoint an interrupted run kept beside -o (OUT.qopt-resume); start over.")
+  var fresh = false
+
+  @Flag(
+    name: .customLong("no-checkpoint", withSingleDash: true),
+    help: "Keep no checkpoint beside -o: an interrupted autoround starts over.")
+  var noCheckpoint = false
+
   @OptionGroup var emit: EmitOptions
 
   func validate() throws {
     if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
     if output != nil && splitInputFile { throw ValidationError("-o cannot be combined with -split-input-file") }
     try emit.validate(output: output)
+    if output == nil && (fresh || noCheckpoint) {
+      let why = "-fresh and -no-checkpoint apply to the checkpoint kept beside -o OUT"
+      throw ValidationError(why + "; without -o there is none")
+    }
   }
 
   func run() throws {
@@ -108,7 +122,7 @@ struct OptCommand: ParsableCommand {
     ins.verifyEach = verifyEach
     ins.timePasses = timePasses
     ins.debugPassManager = debugPassManager
-    let manager = PassManager(instrumentation: ins, threads: threads) { stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n") }
+    var manager = PassManager(instrumentation: ins, threads: threads) { stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n") }
 
     if verifyDiagnostics {
       try ExpectedDiagnosticsCheck.run(path: input, split: splitInputFile) { m in
@@ -141,6 +155,10 @@ struct OptCommand: ParsableCommand {
     // A directory output that would destroy files qopt did not write is refused before the
     // input is read and any pass runs.
     if let output { try emit.preflight(output: output) }
+    // Block-wise passes checkpoint beside the output; Ctrl-C says what is kept and how to resume.
+    let resume = ResumePoint(
+      output: noCheckpoint ? nil : output, arguments: CommandLine.arguments)
+    manager.checkpoints = try resume.start(fresh: fresh)
     var io: [(String, Double)] = []
     var t0 = now()
     let module = try loadInput(path: input)
@@ -162,6 +180,7 @@ struct OptCommand: ParsableCommand {
     } else {
       print(Printer().print(module), terminator: "")
     }
+    if let warning = resume.finish() { stderrWrite(warning) }
     // With -time-passes, reading the input and writing the output are timed too: on a large
     // checkpoint they are most of the run.
     if timePasses { stderrWrite(timingReport(io, title: "Input and output timing report")) }

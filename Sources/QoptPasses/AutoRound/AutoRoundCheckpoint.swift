@@ -7,10 +7,15 @@ import QoptIR
 /// Per-block checkpoints of `autoround<checkpoint-dir=DIR>`:
 ///
 /// - `DIR/block.N.bin`: the finished block N's quantized weights (codes, scales, zero points);
-/// - `DIR/inputs.bin`: the next block's float and quantized inputs;
+/// - `DIR/inputs.N.bin`: block N's float and quantized inputs (N the next block);
 /// - `DIR/state.txt`: fingerprints (model, data, options and threads), the next block index,
-///   the per-block report lines and the static input scales set so far. Written last, so a kill at any point leaves either the previous
-///   consistent state or the new one (every file is written to a temporary name and renamed).
+///   the inputs file, the per-block report lines and the static input scales set so far.
+///
+/// Every file is written under a temporary name and renamed into place, and `state.txt` is
+/// renamed last: a kill at any point leaves either the previous consistent state or the new
+/// one. The inputs file is named after its block so that the new inputs never replace the
+/// ones the previous state names; the old file is deleted once the new state is in place
+/// (while a block is saved the disk holds both sets).
 ///
 /// Nothing random carries over between blocks (each block's sampler is seeded from the seed
 /// and the block index), so these files are the whole state.
@@ -19,6 +24,8 @@ package struct AutoRoundCheckpoint {
   let model: String
   let data: String
   let options: String
+  /// What the refusal of a checkpoint made differently tells the user to do.
+  let wayOut: String
 
   struct Resumed {
     var next: Int
@@ -28,14 +35,50 @@ package struct AutoRoundCheckpoint {
     var inputScales: [(String, Float)]
   }
 
-  package init(directory: String, model: String, data: String, options: String) throws {
+  package init(
+    directory: String, model: String, data: String, options: String,
+    wayOut: String = "remove the directory or use another checkpoint-dir"
+  ) throws {
     self.directory = directory
     self.model = model
     self.data = data
     self.options = options
-    if !fileExists(directory) && mkdir(directory, 0o755) != 0 {
-      throw PassError(pass: "autoround", "cannot create checkpoint directory \(directory)")
+    self.wayOut = wayOut
+    // An unwritable place fails here, before the work: the directory (and any missing
+    // parent, `OUT.qopt-resume/autoround`) is made and, until the first block is saved,
+    // removed again, so a run stopped before then leaves nothing behind.
+    for d in try makeDirectories().reversed() { rmdir(d) }
+  }
+
+  /// Makes the directory and its missing parents; returns the ones it made, outermost first.
+  @discardableResult
+  private func makeDirectories() throws -> [String] {
+    var missing: [String] = []
+    var p = directory
+    while !p.isEmpty && p != "/" && !fileExists(p) {
+      missing.insert(p, at: 0)
+      p = parentDirectory(of: p)
     }
+    for d in missing where mkdir(d, 0o755) != 0 {
+      let why = String(cString: strerror(errno))
+      throw PassError(pass: "autoround", "cannot create checkpoint directory \(d): \(why)")
+    }
+    return missing
+  }
+
+  /// Whether a file named `name` is one a checkpoint writes (what `BlockCheckpoints.remove`
+  /// may delete): `state.txt`, `inputs.bin` (older checkpoints), `inputs.N.bin`,
+  /// `block.N.bin`, and the temporaries `.NAME.qopt-tmp-PID` of those.
+  static func isOwnFile(_ name: String) -> Bool {
+    if name == "state.txt" || name == "inputs.bin" { return true }
+    if name.hasPrefix("."), let r = name.firstRange(of: ".qopt-tmp-") {
+      return isOwnFile(String(name[name.index(after: name.startIndex)..<r.lowerBound]))
+    }
+    for prefix in ["inputs.", "block."] where name.hasPrefix(prefix) && name.hasSuffix(".bin") {
+      let middle = name.dropFirst(prefix.count).dropLast(4)
+      return !middle.isEmpty && middle.allSatisfy(\.isNumber)
+    }
+    return false
   }
 
   private var statePath: String { directory + "/state.txt" }
@@ -76,11 +119,11 @@ package struct AutoRoundCheckpoint {
           let diff = Set(a.keys).union(b.keys).sorted().filter { a[$0] != b[$0] }.map { "\(a[$0] ?? $0 + " unset") → \(b[$0] ?? $0 + " unset")" }
           what = "options (\(diff.joined(separator: ", ")))"
         }
-        throw PassError(pass: "autoround", "checkpoint in \(directory) was made with a different \(what); remove the directory or use another checkpoint-dir")
+        throw PassError(pass: "autoround", "checkpoint in \(directory) was made with a different \(what); \(wayOut)")
       }
     }
     guard let nextText = fields["next"], let next = Int(nextText) else { throw StorageError(file: statePath, offset: nil, message: "missing 'next='") }
-    let path = directory + "/inputs.bin"
+    let path = directory + "/" + (fields["inputs"] ?? "inputs.bin")
     let hasQ = fields["quantized-inputs"] == "true"
     let xFp = newStore(), xQ = hasQ ? newStore() : nil
     let per = xFp.sampleFloats
@@ -115,6 +158,7 @@ package struct AutoRoundCheckpoint {
     block: Int, weights: [(String, QuantizedTensor)], xFp: ActivationStore, xQ: ActivationStore?,
     inputScales: [(String, Float)], reports: [BlockReport]
   ) throws {
+    try makeDirectories()
     var out: [UInt8] = Array("QOPTAR1\n".utf8)
     func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { out += $0 } }
     u32(weights.count)
@@ -135,7 +179,8 @@ package struct AutoRoundCheckpoint {
     }
     try write(directory + "/block.\(block).bin", out)
     // The activations a sample at a time, never all in memory at once.
-    let inputs = try AtomicFileWriter(path: directory + "/inputs.bin")
+    let inputsName = "inputs.\(block + 1).bin"
+    let inputs = try AtomicFileWriter(path: directory + "/" + inputsName)
     var sample = [Float](repeating: 0, count: xFp.sampleFloats)
     for store in [xFp, xQ].compactMap({ $0 }) {
       for i in 0..<store.samples {
@@ -144,10 +189,16 @@ package struct AutoRoundCheckpoint {
       }
     }
     try inputs.commit()
-    var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\nquantized-inputs=\(xQ != nil)\n"
+    var state = "model=\(model)\ndata=\(data)\noptions=\(options)\nnext=\(block + 1)\n"
+    state += "inputs=\(inputsName)\nquantized-inputs=\(xQ != nil)\n"
     for (name, value) in inputScales { state += "input-scale \(name) \(value)\n" }
     for r in reports { state += "block \(r.index) \(r.firstLoss) \(r.bestLoss) \(r.bestIteration) \(r.seconds)\n" }
     try write(statePath, Array(state.utf8))
+    // The inputs no state names any more.
+    for name in directoryEntries(directory)
+    where name != inputsName && name.hasPrefix("inputs.") && Self.isOwnFile(name) {
+      unlink(directory + "/" + name)
+    }
   }
 
   /// Block `block`'s weights as written by `save`.

@@ -12,6 +12,12 @@ public final class PassContext {
   let emit: (Diagnostic) -> Void
   let debugLog: (String) -> Void
   public private(set) var changed = false
+  /// Where a block-wise pass keeps its checkpoint when its options name none (nil: nowhere),
+  /// and whom it tells about each saved block (`BlockCheckpoints`).
+  public internal(set) var defaultCheckpointDirectory: String?
+  public internal(set) var checkpointSaved: @Sendable (BlockCheckpointProgress) -> Void = {
+    _ in
+  }
 
   init(module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void, debug: @escaping (String) -> Void = { _ in }) {
     self.module = module

@@ -5,6 +5,8 @@ import QoptIR
 public struct PassManager {
   public var instrumentation: Instrumentation
   public var threads: Int
+  /// Default checkpoints of block-wise passes (none unless the caller sets a root).
+  public var checkpoints = BlockCheckpoints()
   let log: (String) -> Void
 
   public init(instrumentation: Instrumentation = Instrumentation(), threads: Int = 2, log: @escaping (String) -> Void) {
@@ -19,8 +21,10 @@ public struct PassManager {
     let analyses = AnalysisManager(log: { if debug { self.log("qopt-pm: \($0)") } })
     let dumpPrinter = Printer(inlineWeightLimit: 0)
     var timings: [(String, Double)] = []
+    var occurrences: [String: Int] = [:]
     for inv in pipeline {
       let name = inv.pass.name
+      occurrences[name, default: 0] += 1
       if ins.printBeforeAll || ins.printBefore.contains(name) {
         log("// *** IR Dump Before \(name) ***\n" + dumpPrinter.print(module))
       }
@@ -28,6 +32,9 @@ public struct PassManager {
       let context = PassContext(
         module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
         debug: { m in if debug { self.log("qopt-pm: \(name): \(m)") } })
+      context.defaultCheckpointDirectory = checkpoints.directory(
+        pass: name, occurrence: occurrences[name] ?? 1)
+      context.checkpointSaved = checkpoints.onSaved
       let t0 = now()
       try inv.pass.body(module, inv.options, context)
       timings.append((name, now() - t0))

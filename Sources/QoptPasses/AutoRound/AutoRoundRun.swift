@@ -1,0 +1,317 @@
+import QoptIR
+import QoptRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// The block-by-block driver of `autoround`: reference outputs, tuning, write-back,
+// propagation to the next block and the per-block checkpoint.
+
+/// One run of the pass over a module.
+package final class AutoRoundRun {
+  let module: Module
+  let options: AutoRoundOptions
+  let context: PassContext?
+  /// Called after each tuning iteration with the iterations done and that iteration's loss
+  /// (the terminal progress line).
+  package var onIteration: ((Int, Double) -> Void)?
+
+  init(module: Module, options: AutoRoundOptions, context: PassContext?) {
+    self.module = module
+    self.options = options
+    self.context = context
+  }
+
+  /// A run without a pass context, for benchmarks that call `tune` on one block.
+  package convenience init(module: Module, options: AutoRoundOptions) {
+    self.init(module: module, options: options, context: nil)
+  }
+
+  func run() throws {
+    guard let context else { return }
+    BLAS.setThreads(context.threads)
+    if options.quantScheme == "int" && options.groupSize == 0 {
+      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+    }
+    let model = try ModelBlocks(module: module, pass: "autoround")
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround", remark: { context.remark($0) })
+    let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+    if options.groupSize == nil && options.quantScheme == "int" {
+      let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
+      context.remark("autoround: " + GroupSizeChoice.summary(columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
+    }
+
+    // iters=0 is RTN: no data, no block forward.
+    if options.iters == 0 {
+      for f in model.blocks {
+        let targets = blockTargets(f, paramByName)
+        for (l, (name, param)) in zip(try makeLinears(f, targets), targets) {
+          apply(name, param, l.finalize())
+        }
+      }
+      return
+    }
+
+    let calib = try context.analysis(CalibrationAnalysis.self)
+    let t = calib.seqlen
+    let budget = calib.memoryBudget
+    let newStore = { ActivationStore(tokens: t, width: calib.blockInputs.width, budget: budget) }
+    var xFp = calib.blockInputs
+    var xQ: ActivationStore? = nil
+    var reports: [BlockReport] = []
+    var inputScales: [(String, Float)] = []
+    var start = 0
+    // The explicit `checkpoint-dir`, else the default one beside the output (`-o OUT`:
+    // `OUT.qopt-resume/autoround`), which the CLI removes once the output is written.
+    let explicit = !options.checkpointDir.isEmpty
+    let directory = explicit ? options.checkpointDir : context.defaultCheckpointDirectory
+    let checkpoint = try directory.map {
+      try AutoRoundCheckpoint(
+        directory: $0, model: modelFingerprint(), data: calib.fingerprint,
+        options: options.fingerprint(threads: context.threads),
+        wayOut: explicit
+          ? "remove the directory or use another checkpoint-dir"
+          : "add -fresh to discard it and start over (or remove the directory)")
+    }
+    let total = model.blocks.count
+    func kept(_ done: Int) {
+      guard let directory else { return }
+      context.checkpointSaved(
+        BlockCheckpointProgress(
+          pass: "autoround", directory: directory, done: done, total: total, isDefault: !explicit))
+    }
+    if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
+      for i in 0..<resumed.next {
+        for (name, q) in try checkpoint.loadBlock(i, scheme: options.scheme(columns:)) {
+          guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
+          apply(name, param, q)
+        }
+      }
+      for (name, value) in resumed.inputScales {
+        guard setInputScale(name, value, in: model.blocks) else {
+          throw PassError(pass: "autoround", "checkpoint holds an input scale for \(name), whose linear has no static input quantization in this module")
+        }
+      }
+      start = resumed.next
+      xFp = resumed.xFp
+      xQ = resumed.xQ
+      reports = resumed.reports
+      inputScales = resumed.inputScales
+      progress("autoround: resuming at block \(start)/\(total) from \(checkpoint.directory)")
+    } else if let directory {
+      let removal = explicit ? "" : " (removed once the output is written)"
+      progress("autoround: keeping finished blocks in \(directory)\(removal)")
+    }
+    kept(start)
+
+    let runStart = monotonicSeconds()
+    for bi in start..<total {
+      let t0 = monotonicSeconds()
+      let f = model.blocks[bi]
+      let exec = try BlockExecutor(function: f, module: module)
+      // 1. Reference output of the float block on float inputs (also the next float input),
+      //    with float activations, as auto-round computes it.
+      let y = newStore()
+      try forwardAll(exec, xFp, into: y)
+      // 2. Tune on the quantized inputs (the float ones for the first block), with every
+      //    linear input quantized as the runtime will (static scales first calibrated on them).
+      let xTune = xQ ?? xFp
+      inputScales += try calibrateInputScales(exec, f, on: xTune)
+      exec.quantizeInputs = true
+      let targets = blockTargets(f, paramByName)
+      let linears = try makeLinears(f, targets)
+      exec.trainable = Set(linears.map(\.name))
+      let iters = options.iters
+      let blockPhase = Progress.shared.phase("autoround: block \(bi + 1)/\(total), iteration", total: iters)
+      let finished = bi - start
+      onIteration = { it, loss in
+        let spent = monotonicSeconds() - runStart - blockPhase.elapsed
+        let perBlock = finished > 0 ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
+        let left = perBlock * Double(total - bi) - blockPhase.elapsed
+        blockPhase.step(it, "loss \(lossText(loss))", eta: max(0, left))
+      }
+      var report = try tune(exec, linears, x: xTune, y: y, block: bi)
+      // 3. Write back the best codes and scales; the executor now runs the quantized block.
+      for (l, (name, param)) in zip(linears, targets) {
+        let q = l.finalize()
+        apply(name, param, q)
+        if let p = exec.weightPointer(name) { l.qdq(into: p) }
+      }
+      exec.trainable = []
+      // 4. Propagate: quantized outputs become the next block's tuning inputs.
+      xQ = nil
+      if options.quantedInput {
+        let next = newStore()
+        try forwardAll(exec, xTune, into: next)
+        xQ = next
+      }
+      xFp = y
+      report.index = bi
+      report.seconds = monotonicSeconds() - t0
+      reports.append(report)
+      let done = bi - start + 1
+      let eta = (monotonicSeconds() - runStart) / Double(done) * Double(total - bi - 1)
+      progress(
+        "autoround: block \(bi + 1)/\(total)  loss \(lossText(report.firstLoss)) -> best \(lossText(report.bestLoss)) (iter \(report.bestIteration))  "
+          + "\(String(format1: report.seconds)) s  ETA \(String(format1: eta)) s")
+      if let checkpoint {
+        try checkpoint.save(
+          block: bi, weights: linears.map { ($0.name, module.weights.quantized($0.name)!) },  // safe: just applied
+          xFp: xFp, xQ: xQ, inputScales: inputScales, reports: reports)
+        kept(bi + 1)
+      }
+    }
+    progress(summaryTable(reports))
+  }
+
+  /// The selected linear weights read in `f`, in op order.
+  private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
+    var out: [(String, Op)] = []
+    for op in f.body where op.kind == .linear {
+      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil, !out.contains(where: { $0.0 == name }) else { continue }
+      out.append((name, p))
+    }
+    return out
+  }
+
+  private func makeLinear(_ name: String, _ param: Op) throws -> SignRoundLinear {
+    guard let t = module.weights.dense(name), t.shape.count == 2 else {
+      throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+    }
+    return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme(columns: t.shape[1]))
+  }
+
+  /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
+  /// tuning: each weight's own, then the minimum over the linears that read the same value
+  /// (q/k/v, gate/up), as auto-round's `update_fused_layer_global_scales`.
+  private func makeLinears(_ f: Function, _ targets: [(String, Op)]) throws -> [any TunableLinear] {
+    guard options.quantScheme == "nvfp4" else { return try targets.map { try makeLinear($0.0, $0.1) } }
+    var weights: [String: TensorData] = [:]
+    for (name, param) in targets {
+      guard let t = module.weights.dense(name), t.shape.count == 2 else {
+        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+      }
+      guard t.shape[1] % SignRoundNVFP4.group == 0 else {
+        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) has \(t.shape[1]) columns; nvfp4 needs a multiple of 16", at: param.location)
+      }
+      weights[name] = t
+    }
+    var floats: [String: [Float]] = [:]
+    var gs: [String: Float] = [:]
+    for (name, t) in weights {
+      floats[name] = t.floats()
+      gs[name] = SignRoundNVFP4.globalScale(of: floats[name]!)  // safe: just set
+    }
+    var byInput: [(Value, [String])] = []
+    for op in f.body where op.kind == .linear {
+      guard let n = op.operands[1].definingOp?.paramName, gs[n] != nil else { continue }
+      if let i = byInput.firstIndex(where: { $0.0 === op.operands[0] }) { byInput[i].1.append(n) } else { byInput.append((op.operands[0], [n])) }
+    }
+    for (_, names) in byInput where names.count > 1 {
+      let shared = names.compactMap { gs[$0] }.min() ?? 1
+      for n in names { gs[n] = shared }
+    }
+    return targets.map { name, _ in
+      let t = weights[name]!  // safe: every target was checked above
+      return SignRoundNVFP4(name: name, weights: floats[name]!, rows: t.shape[0], cols: t.shape[1], globalScale: gs[name]!)  // safe: as above
+    }
+  }
+
+  private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor) {
+    context?.setWeight(name, .quantized(q))
+    if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(q.scheme))) }
+    if case .nvfp4 = q.scheme, let g = q.globalScale?.floats().first {
+      context?.setAttribute("global_scale", .float(Double(g)), on: param)
+    }
+  }
+
+  /// Static input scales from the inputs tuning sees (auto-round's `act_max` hooks on the
+  /// quantized-input path): the float block runs on `x` and every linear with a static
+  /// (`input_scale`) or NVFP4 (`input_global_scale`) input quantization gets the scale of the
+  /// largest |input| it saw, `amax / 448` or `amax / 127.5`, or `448·6 / amax`; the op and the
+  /// executor both take it. Returns (weight name, scale) for checkpoints.
+  private func calibrateInputScales(_ exec: BlockExecutor, _ f: Function, on x: ActivationStore) throws -> [(String, Float)] {
+    let linears = f.body.filter { $0.kind == .linear && ($0.inputQuantization.map { $0.mode != .dynamic } ?? false) }
+    guard !linears.isEmpty else { return [] }
+    var amax: [String: Float] = [:]
+    exec.quantizeInputs = false
+    exec.linearInputHook = { name, p, rows, cols in
+      var m = amax[name] ?? 0
+      for i in 0..<(rows * cols) { let a = abs(p[i]); m = a > m ? a : m }
+      amax[name] = m
+    }
+    defer { exec.linearInputHook = nil }
+    try forwardAll(exec, x, into: nil)
+    var out: [(String, Float)] = []
+    for op in linears {
+      guard let name = op.operands[1].definingOp?.paramName, let a = amax[name], let q = op.inputQuantization else { continue }
+      let value = q.kind == .nvfp4 ? NVFP4Quantizer.globalScale(amax: a) : InputQuantization.scale(min: -a, max: a, kind: q.kind)
+      _ = setInputScale(name, value, in: [f])
+      if let updated = op.inputQuantization { exec.setInputQuantization(updated, forWeight: name) }
+      out.append((name, value))
+    }
+    return out
+  }
+
+  /// Sets the static input scale (or NVFP4 input global scale) of the linears in `functions`
+  /// reading weight `name`; false when none has a static input quantization.
+  private func setInputScale(_ name: String, _ value: Float, in functions: [Function]) -> Bool {
+    var found = false
+    for f in functions {
+      for op in f.body where op.kind == .linear && op.operands[1].definingOp?.paramName == name {
+        guard var q = op.inputQuantization, q.mode != .dynamic else { continue }
+        if q.kind == .nvfp4 { q = .nvfp4(globalScale: value) } else { q.scale = value }
+        for (k, v) in q.attributes { context?.setAttribute(k, v, on: op) }
+        found = true
+      }
+    }
+    return found
+  }
+
+  /// The block on all samples of `x`, `batchSize` at a time; the outputs are appended to `out`
+  /// when given. Holds one batch of inputs at a time.
+  package func forwardAll(_ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?) throws {
+    let n = x.samples, per = x.sampleFloats
+    let b = max(1, min(options.batchSize, n))
+    var buffer = [Float](repeating: 0, count: b * per)
+    try buffer.withUnsafeMutableBufferPointer { xp in
+      var s = 0
+      while s < n {
+        let m = min(b, n - s)
+        try x.read(s..<(s + m), into: xp.baseAddress!)  // safe: n > 0
+        let y = exec.forward(xp.baseAddress!, samples: m, tokens: x.tokens)  // safe: as above
+        try out?.append(y, samples: m)
+        s += m
+      }
+    }
+  }
+
+  /// A hash of the module's weights (names, shapes, bytes) and its linears' input quantization,
+  /// to refuse resuming a checkpoint made from another model.
+  func modelFingerprint() -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ x: UInt64) { h = (h ^ x) &* 0x0000_0100_0000_01b3 }
+    for name in module.weights.names {
+      for b in name.utf8 { mix(UInt64(b)) }
+      guard let e = module.weights[name] else { continue }
+      for d in e.shape { mix(UInt64(d)) }
+      if case .dense(let t) = e {
+        t.withUnsafeBytes { raw in
+          let words = raw.count / 8
+          for i in stride(from: 0, to: words, by: 1) { mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+          for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
+        }
+      }
+    }
+    // The linears' input quantization (as `quantize-activations` left it) changes the result too.
+    for f in module.functions {
+      for op in f.body where op.kind == .linear {
+        guard let q = op.inputQuantization else { continue }
+        for b in "\(op.operands[1].definingOp?.paramName ?? "")\(q)".utf8 { mix(UInt64(b)) }
+      }
+    }
+    let s = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+  }
+}
