@@ -87,11 +87,10 @@ let calibratePass = Pass(
 
   let hash = fnv1a64(data)
   let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
-  module.attributes["calib.data_hash"] = .string(hash)
-  module.attributes["calib.samples"] = .int(windows.count)
-  module.attributes["calib.seqlen"] = .int(seqlen)
-  module.attributes["calib.seed"] = .int(options.seed)
-  context.markChanged()
+  context.setModuleAttribute("calib.data_hash", .string(hash))
+  context.setModuleAttribute("calib.samples", .int(windows.count))
+  context.setModuleAttribute("calib.seqlen", .int(seqlen))
+  context.setModuleAttribute("calib.seed", .int(options.seed))
   context.analyses.set(
     CalibrationAnalysis.self,
     CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, fingerprint: fingerprint))

@@ -64,6 +64,18 @@ public final class PassContext {
     module.weights.set(name, entry)
   }
 
+  /// Removes the weight `name` from the store (nothing may read it any more).
+  public func removeWeight(_ name: String) {
+    markChanged()
+    module.weights.remove(name)
+  }
+
+  /// Sets (or, with nil, removes) a module attribute.
+  public func setModuleAttribute(_ key: String, _ value: Attribute?) {
+    markChanged()
+    module.attributes[key] = value
+  }
+
   /// Sets an attribute on an op.
   public func setAttribute(_ key: String, _ value: Attribute?, on op: Op) {
     markChanged()
