@@ -63,7 +63,8 @@ public final class Interpreter {
         let w = try self.weight(env[ObjectIdentifier(op.operands[1])], op)
       else { throw RuntimeError("lm_head operands are not an activation and a weight", at: op) }
       let b = op.operands.count > 2 ? try self.weight(env[ObjectIdentifier(op.operands[2])], op) : nil
-      out = (try self.inputActivation(h, of: op), w, b)
+      guard case .linear(let q) = try ExecutableOp(op) else { throw RuntimeError("lm_head is not a linear", at: op) }
+      out = (self.inputActivation(h, q), w, b)
       return true
     }
     guard let out else { throw RuntimeError("@main stopped before its lm_head") }
@@ -140,12 +141,7 @@ public final class Interpreter {
 
   /// A linear's input after its `input_*` activation quantization (a fake-quantized copy), or
   /// `x` itself when it has none.
-  private func inputActivation(_ x: Tensor, of op: Op) throws(RuntimeError) -> Tensor {
-    let q: InputQuantization?
-    switch InputQuantization.parse(op.attributes) {
-    case .success(let v): q = v
-    case .failure(let e): throw RuntimeError(e.message, at: op)
-    }
+  private func inputActivation(_ x: Tensor, _ q: InputQuantization?) -> Tensor {
     guard let q, x.count > 0 else { return x }
     var y = x
     y.data.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: x.rows, columns: x.columns, q) }  // safe: non-empty
@@ -160,16 +156,9 @@ public final class Interpreter {
     return w
   }
 
-  private func ropeTable(_ op: Op, headDim: Int, positions: Int) throws(RuntimeError) -> RopeTable {
-    let theta = op.attributes["theta"]?.doubleValue ?? 10000
-    var llama3: RopeTable.Llama3?
-    if let type = op.attributes["rope_type"]?.stringValue, type != "default" {
-      guard type == "llama3", let f = op.attributes["factor"]?.doubleValue,
-        let lo = op.attributes["low_freq_factor"]?.doubleValue, let hi = op.attributes["high_freq_factor"]?.doubleValue,
-        let orig = op.attributes["original_max_position_embeddings"]?.intValue
-      else { throw RuntimeError("rope_type '\(type)' is not supported (supported: default, llama3 with its four parameters)", at: op) }
-      llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
-    }
+  /// A RoPE table of at least `positions` rows, shared by every rope op with the same
+  /// frequencies.
+  private func ropeTable(headDim: Int, theta: Double, llama3: RopeTable.Llama3?, positions: Int) -> RopeTable {
     let key = "\(headDim)/\(theta)/\(String(describing: llama3))"
     if let t = ropeTables[key], t.positions >= positions { return t }
     let t = RopeTable(headDim: headDim, theta: theta, positions: max(positions, 512), llama3: llama3)
@@ -184,16 +173,12 @@ public final class Interpreter {
       }
       return v
     }
-    func intAttr(_ k: String) throws(RuntimeError) -> Int {
-      guard let v = op.attributes[k]?.intValue, v > 0 else { throw RuntimeError("needs a positive integer attribute '\(k)'", at: op) }
-      return v
-    }
-    switch op.kind {
-    case .param?:
-      guard let name = op.paramName else { throw RuntimeError("param without a name", at: op) }
+    let decoded = try ExecutableOp(op)
+    switch decoded {
+    case .param(let name):
       return .weight(try resolve(name, op))
 
-    case .embedding?:
+    case .embedding:
       guard case .ids(let ids) = try operand(0) else { throw RuntimeError("ids must be i32 token ids", at: op) }
       guard let table = try weight(try operand(1), op), table.shape.count == 2 else { throw RuntimeError("table must be a 2-D weight", at: op) }
       let (v, d) = (table.shape[0], table.shape[1])
@@ -204,16 +189,15 @@ public final class Interpreter {
         ids.withUnsafeBufferPointer { Kernels.embedding($0.baseAddress!, count: ids.count, table: table.pointer, columns: d, into: y) }  // safe: count checked by Tensor fill only when non-empty
       })
 
-    case .rmsNorm?:
+    case .rmsNorm(let eps):
       let x = try tensor(try operand(0), op, "input")
       guard let w = try weight(try operand(1), op), w.count == x.columns else { throw RuntimeError("weight length must equal the input's last dimension", at: op) }
-      let eps = Float(op.attributes["eps"]?.doubleValue ?? 1e-6)
       return .tensor(Tensor(shape: x.shape) { y in
         x.data.withUnsafeBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: x.rows, columns: x.columns, weight: w.pointer, eps: eps, into: y) }  // safe: non-empty when filled
       })
 
-    case .linear?:
-      let x = try inputActivation(tensor(try operand(0), op, "input"), of: op)
+    case .linear(let q):
+      let x = inputActivation(try tensor(try operand(0), op, "input"), q)
       guard let w = try weight(try operand(1), op), w.shape.count == 2, w.shape[1] == x.columns else {
         throw RuntimeError("weight must be [out, \(x.columns)]", at: op)
       }
@@ -227,18 +211,16 @@ public final class Interpreter {
         }
       })
 
-    case .rope?:
+    case .rope(let d, let theta, let llama3):
       let x = try tensor(try operand(0), op, "input")
-      let d = try intAttr("head_dim")
       guard x.shape.count == 2, d % 2 == 0, x.columns % d == 0 else { throw RuntimeError("input must be [tokens, heads*\(d)]", at: op) }
-      let table = try ropeTable(op, headDim: d, positions: x.rows)
+      let table = ropeTable(headDim: d, theta: theta, llama3: llama3, positions: x.rows)
       return .tensor(Tensor(shape: x.shape) { y in
         x.data.withUnsafeBufferPointer { Kernels.rope($0.baseAddress!, rows: x.rows, heads: x.columns / d, table: table, into: y) }  // safe: non-empty when filled
       })
 
-    case .attention?:
+    case .attention(let h, let kvh, let d):
       let q = try tensor(try operand(0), op, "q"), k = try tensor(try operand(1), op, "k"), v = try tensor(try operand(2), op, "v")
-      let h = try intAttr("heads"), kvh = try intAttr("kv_heads"), d = try intAttr("head_dim")
       guard h % kvh == 0, q.columns == h * d, k.columns == kvh * d, v.columns == kvh * d, q.rows == k.rows, k.rows == v.rows else {
         throw RuntimeError("q, k, v shapes do not match heads=\(h), kv_heads=\(kvh), head_dim=\(d)", at: op)
       }
@@ -253,16 +235,16 @@ public final class Interpreter {
         }
       })
 
-    case .silu?:
+    case .silu:
       let x = try tensor(try operand(0), op, "input")
       return .tensor(Tensor(shape: x.shape) { y in
         x.data.withUnsafeBufferPointer { Kernels.silu($0.baseAddress!, count: x.count, into: y) }  // safe: non-empty when filled
       })
 
-    case .mul?, .add?:
+    case .mul, .add:
       let a = try tensor(try operand(0), op, "lhs"), b = try tensor(try operand(1), op, "rhs")
       guard a.shape == b.shape else { throw RuntimeError("operand shapes \(a.shape) and \(b.shape) differ", at: op) }
-      let isMul = op.kind == .mul
+      let isMul = if case .mul = decoded { true } else { false }
       return .tensor(Tensor(shape: a.shape) { y in
         a.data.withUnsafeBufferPointer { ap in
           b.data.withUnsafeBufferPointer { bp in
@@ -272,20 +254,20 @@ public final class Interpreter {
         }
       })
 
-    case .call?:
-      guard let callee = op.callee, let f = module.function(named: callee) else { throw RuntimeError("calls an unknown function", at: op) }
+    case .call(let callee):
+      guard let f = module.function(named: callee) else { throw RuntimeError("calls an unknown function", at: op) }
       var args: [RuntimeValue] = []
       for i in op.operands.indices { args.append(try operand(i)) }
       return try call(f, args)
 
-    case .dequantize?:
+    case .dequantize:
       guard let w = try weight(try operand(0), op) else { throw RuntimeError("input must be a weight", at: op) }
       return .weight(w)
 
-    case .quantize?, .return?:
+    case .return:
       throw RuntimeError("the runtime does not execute '\(op.name)'", at: op)
 
-    case nil where op.name == ExternCall.opName:
+    case .extern:
       // An op a plugin introduced, executed by the plugin's C kernel through libffi.
       var inputs: [ExternTensor] = []
       for i in op.operands.indices {
@@ -302,9 +284,6 @@ public final class Interpreter {
         e.location = error.location
         throw e
       }
-
-    case nil:
-      throw RuntimeError("the runtime cannot execute op '\(op.name)'", at: op)
     }
   }
 }

@@ -1,5 +1,6 @@
 import QoptIR
 import QoptPasses
+import QoptRuntime
 import QoptTestSupport
 import Testing
 

@@ -80,14 +80,14 @@ public final class ActivationStore: @unchecked Sendable {
       let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
       var template = Array("\(dir)/qopt-activations-XXXXXX".utf8CString)
       fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // safe: non-empty literal
-      guard fd >= 0 else { throw PassError(pass: "calibrate", "cannot create a spill file in \(dir): \(String(cString: strerror(errno)))") }
+      guard fd >= 0 else { throw PassError("cannot create a spill file in \(dir): \(String(cString: strerror(errno)))") }
       template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }  // safe: as above
     }
     var done = 0
     let raw = UnsafeRawPointer(p)
     while done < n * 4 {
       let w = pwrite(fd, raw + done, n * 4 - done, off_t((samples - memory.count) * n * 4 + done))
-      guard w > 0 else { throw PassError(pass: "calibrate", "writing the activation spill file failed: \(String(cString: strerror(errno)))") }
+      guard w > 0 else { throw PassError("writing the activation spill file failed: \(String(cString: strerror(errno)))") }
       done += w
     }
   }
@@ -104,7 +104,7 @@ public final class ActivationStore: @unchecked Sendable {
     let raw = UnsafeMutableRawPointer(out)
     while done < n * 4 {
       let got = pread(fd, raw + done, n * 4 - done, off_t((i - memory.count) * n * 4 + done))
-      guard got > 0 else { throw PassError(pass: "calibrate", "reading the activation spill file failed: \(got < 0 ? String(cString: strerror(errno)) : "unexpected end of file")") }
+      guard got > 0 else { throw PassError("reading the activation spill file failed: \(got < 0 ? String(cString: strerror(errno)) : "unexpected end of file")") }
       done += got
     }
   }

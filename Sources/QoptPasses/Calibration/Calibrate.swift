@@ -13,13 +13,13 @@ let calibratePass = Pass(
   details: calibrateDetails, options: CalibrateOptions.self, preserves: [CalibrationAnalysis.name]
 ) { module, options, context in
   if !options.allowLongContext, let problem = ContextLength.problem(seqlen: options.seqlen, module: module, override: "allow-long-context") {
-    throw PassError(pass: "calibrate", problem)
+    throw context.error(problem)
   }
   let (data, source) = try CalibrationText.load(options.data)
   let ids = try CalibrationText.tokens(of: data, source: source, module: module)
   let windows = try CalibrationText.windows(ids, samples: options.samples, seqlen: options.seqlen, seed: options.seed, source: source)
   let seqlen = windows.first?.count ?? options.seqlen
-  let model = try ModelBlocks(module: module, pass: "calibrate")
+  let model = try ModelBlocks(module: module)
   BLAS.setThreads(context.threads)
 
   // Block-0 inputs: the embedding rows of every window.
@@ -29,7 +29,7 @@ let calibratePass = Pass(
   var row = [Float](repeating: 0, count: seqlen * width)
   for w in windows {
     if let bad = w.first(where: { $0 < 0 || Int($0) >= table.rows }) {
-      throw PassError(pass: "calibrate", "token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
+      throw context.error("token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
     }
     try row.withUnsafeMutableBufferPointer { rp in
       w.withUnsafeBufferPointer { ip in
@@ -87,15 +87,14 @@ let calibratePass = Pass(
 
   let hash = fnv1a64(data)
   let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
-  module.attributes["calib.data_hash"] = .string(hash)
-  module.attributes["calib.samples"] = .int(windows.count)
-  module.attributes["calib.seqlen"] = .int(seqlen)
-  module.attributes["calib.seed"] = .int(options.seed)
-  context.markChanged()
+  context.setModuleAttribute("calib.data_hash", .string(hash))
+  context.setModuleAttribute("calib.samples", .int(windows.count))
+  context.setModuleAttribute("calib.seqlen", .int(seqlen))
+  context.setModuleAttribute("calib.seed", .int(options.seed))
   context.analyses.set(
     CalibrationAnalysis.self,
     CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, fingerprint: fingerprint))
-  context.remark("calibrate: \(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")")
+  context.remark("\(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")")
 }
 
 /// Options of `calibrate`.
@@ -214,11 +213,11 @@ package enum CalibrationText {
     switch tokens {
     case .windows(let ws):
       let short = ws.prefix(samples).firstIndex { $0.count < seqlen }
-      if let short { throw PassError(pass: "calibrate", "window \(short) of \(source) has \(ws[short].count) tokens, fewer than seqlen=\(seqlen)") }
+      if let short { throw PassError("window \(short) of \(source) has \(ws[short].count) tokens, fewer than seqlen=\(seqlen)") }
       return ws.prefix(samples).map { Array($0.prefix(seqlen)) }
     case .flat(let ids):
       guard ids.count >= seqlen else {
-        throw PassError(pass: "calibrate", "\(source) has \(ids.count) tokens, fewer than one window of seqlen=\(seqlen)")
+        throw PassError("\(source) has \(ids.count) tokens, fewer than one window of seqlen=\(seqlen)")
       }
       let last = ids.count - seqlen
       var rng = SplitMix64(seed: UInt64(max(seed, 0)))

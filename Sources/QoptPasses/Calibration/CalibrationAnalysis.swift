@@ -63,6 +63,7 @@ public final class CalibrationData: @unchecked Sendable {
 public enum CalibrationAnalysis: Analysis {
   public static let name = "calibration"
   public static func compute(_ module: Module, _ analyses: AnalysisManager) throws -> CalibrationData {
-    throw PassError(pass: "calibration", "no calibration data: put 'calibrate' before this pass in -passes (e.g. -passes=calibrate,autoround)")
+    // Named after the pass that asked for the analysis (`PassError.naming`).
+    throw PassError("no calibration data: put 'calibrate' before this pass in -passes (e.g. -passes=calibrate,autoround)")
   }
 }

@@ -9,7 +9,8 @@ struct ModelBlocks {
   /// The `embedding` op whose output feeds the first block.
   let embedding: Op
 
-  init(module: Module, pass: String) throws {
+  /// `pass` names the errors; without it, the pass manager names them after the running pass.
+  init(module: Module, pass: String = "") throws {
     self.module = module
     guard let main = module.function(named: "main") else { throw PassError(pass: pass, "the module has no @main") }
     let calls = main.body.filter { $0.kind == .call }
@@ -34,7 +35,7 @@ struct ModelBlocks {
   /// The embedding table as f32 `[rows, columns]`.
   func embeddingTable() throws -> (values: [Float], rows: Int, columns: Int) {
     guard let p = embedding.operands[1].definingOp, let name = p.paramName, let entry = module.weights[name], entry.shape.count == 2 else {
-      throw PassError(pass: "calibrate", "the embedding table is not a 2-D param", at: embedding.location)
+      throw PassError("the embedding table is not a 2-D param", at: embedding.location)
     }
     let values: [Float]
     switch entry {

@@ -21,7 +21,6 @@ let deadCodeEliminationPass = Pass("dce", summary: "erase unused ops and unrefer
   }
   let referenced = Set(module.allOps.compactMap(\.paramName))
   for name in module.weights.names where !referenced.contains(name) {
-    module.weights.remove(name)
-    context.markChanged()
+    context.removeWeight(name)
   }
 }

@@ -1,9 +1,14 @@
 import QoptIR
+import QoptRuntime
 
 /// Everything a pass may touch besides its options: the module's analyses, the builder
 /// entry points, weight updates, diagnostics and run-wide settings. All mutations go through
-/// here so the manager knows whether the module changed.
+/// here so the manager knows whether the module changed, and every diagnostic is made here so
+/// it names the pass that reports it (`error(_:)`, `remark(_:)`): a pass never writes its own
+/// name.
 public final class PassContext {
+  /// The name of the running pass, as the pipeline spells it.
+  public let pass: String
   public let module: Module
   public let analyses: AnalysisManager
   /// Worker threads a pass may use (the `-threads` option).
@@ -19,7 +24,11 @@ public final class PassContext {
     _ in
   }
 
-  init(module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void, debug: @escaping (String) -> Void = { _ in }) {
+  init(
+    pass: String, module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void,
+    debug: @escaping (String) -> Void = { _ in }
+  ) {
+    self.pass = pass
     self.module = module
     self.analyses = analyses
     self.threads = threads
@@ -61,6 +70,18 @@ public final class PassContext {
     module.weights.set(name, entry)
   }
 
+  /// Removes the weight `name` from the store (nothing may read it any more).
+  public func removeWeight(_ name: String) {
+    markChanged()
+    module.weights.remove(name)
+  }
+
+  /// Sets (or, with nil, removes) a module attribute.
+  public func setModuleAttribute(_ key: String, _ value: Attribute?) {
+    markChanged()
+    module.attributes[key] = value
+  }
+
   /// Sets an attribute on an op.
   public func setAttribute(_ key: String, _ value: Attribute?, on op: Op) {
     markChanged()
@@ -78,16 +99,42 @@ public final class PassContext {
     try analyses.get(a, for: module)
   }
 
-  /// Reports a remark (informational) or warning; errors are thrown as `PassError`.
+  /// Reports a remark (informational) or warning as given; errors are thrown (`error(_:)`).
   public func diagnose(_ d: Diagnostic) { emit(d) }
 
+  /// Reports an informational remark, `<pass>: message` (a message that already starts with
+  /// the pass name is left as it is).
   public func remark(_ message: String, at op: Op? = nil) {
-    emit(Diagnostic(.remark, message, at: op?.location))
+    emit(Diagnostic(.remark, named(message), at: op?.location))
+  }
+
+  /// Reports a warning, `<pass>: message`: something the pass left as it is.
+  public func warning(_ message: String, at location: SourceLocation? = nil) {
+    emit(Diagnostic(.warning, named(message), at: location))
+  }
+
+  /// The error to throw when the pass fails, named after the pass: `throw context.error("…")`.
+  public func error(_ message: String, at location: SourceLocation? = nil) -> PassError {
+    PassError(pass: pass, message, at: location)
+  }
+
+  /// The error to throw when the pass fails at `op` (located at it).
+  public func error(_ message: String, at op: Op) -> PassError {
+    PassError(pass: pass, message, at: op.location)
+  }
+
+  private func named(_ message: String) -> String {
+    message.hasPrefix("\(pass): ") ? message : "\(pass): \(message)"
   }
 }
 
-/// A pass failed; rendered like every other located error.
+/// A pass failed; rendered like every other located error, `<pass>: message`.
+///
+/// Passes make theirs with `context.error(_:)`. Code shared by several passes, which does not
+/// know which one it runs in, throws one without a pass (`PassError(_:at:)`); the pass manager
+/// names it after the running pass (`PassError.naming`).
 public struct PassError: DiagnosticError, Sendable {
+  /// The pass that failed; empty until the pass manager names it.
   public var pass: String
   public var message: String
   public var location: SourceLocation?
@@ -98,5 +145,24 @@ public struct PassError: DiagnosticError, Sendable {
     self.location = location
   }
 
-  public var diagnostics: [Diagnostic] { [Diagnostic(.error, "\(pass): \(message)", at: location)] }
+  /// An error from shared code that the pass manager names after the running pass.
+  public init(_ message: String, at location: SourceLocation? = nil) {
+    self.init(pass: "", message, at: location)
+  }
+
+  public var diagnostics: [Diagnostic] { [Diagnostic(.error, pass.isEmpty ? message : "\(pass): \(message)", at: location)] }
+
+  /// Runs `body` on behalf of pass `pass` and rethrows the errors that name no pass as its
+  /// own: a `PassError` from shared code, and a `RuntimeError` from the runtime's executors
+  /// (`BlockExecutor` in `calibrate` and `autoround`).
+  static func naming<T>(_ pass: String, _ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch var e as PassError where e.pass.isEmpty {
+      e.pass = pass
+      throw e
+    } catch let e as RuntimeError {
+      throw PassError(pass: pass, e.message, at: e.location)
+    }
+  }
 }

@@ -30,13 +30,13 @@ public struct PassManager {
       }
       if debug { log("qopt-pm: running pass: \(name)") }
       let context = PassContext(
-        module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
+        pass: name, module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
         debug: { m in if debug { self.log("qopt-pm: \(name): \(m)") } })
       context.defaultCheckpointDirectory = checkpoints.directory(
         pass: name, occurrence: occurrences[name] ?? 1)
       context.checkpointSaved = checkpoints.onSaved
       let t0 = now()
-      try inv.pass.body(module, inv.options, context)
+      try PassError.naming(name) { try inv.pass.body(module, inv.options, context) }
       timings.append((name, now() - t0))
       if context.changed {
         analyses.invalidate(except: inv.pass.preserves)

@@ -31,6 +31,8 @@ public struct WeightPlan: Sendable {
 
   public private(set) var weights: [Weight] = []
   private var index: [String: Int] = [:]
+  /// The pass whose prediction is running (set by `PipelinePlan.check`).
+  public internal(set) var pass = ""
 
   /// Every weight read by a `param` op, with its type in the input.
   public init(_ module: Module) {
@@ -44,6 +46,11 @@ public struct WeightPlan: Sendable {
 
   public subscript(name: String) -> Weight? { index[name].map { weights[$0] } }
 
+  /// Records that the pass whose prediction is running will quantize `name` as `scheme`.
+  public mutating func quantize(_ name: String, as scheme: QuantScheme) {
+    quantize(name, as: scheme, by: pass)
+  }
+
   /// Records that `pass` will quantize `name` as `scheme`.
   public mutating func quantize(_ name: String, as scheme: QuantScheme, by pass: String) {
     guard let i = index[name] else { return }
@@ -54,7 +61,8 @@ public struct WeightPlan: Sendable {
   /// Refuses a pass that would change nothing: every weight it selects is already quantized
   /// (by the input or an earlier pass), and the pass quantizes float weights only. With `each`,
   /// any selected weight that is already quantized is refused (a pass that cannot skip one).
-  public func requireFloat(_ names: [String], pass: String, each: Bool = false) throws {
+  /// `pass` names the error; without it, the pass manager names it after the running pass.
+  public func requireFloat(_ names: [String], pass: String = "", each: Bool = false) throws {
     let quantized = names.compactMap { n in self[n].flatMap { w in w.scheme.map { (w, $0) } } }
     guard let (w, s) = quantized.first, each || quantized.count == names.count else { return }
     let origin = w.producer.map { "by '\($0)' earlier in the pipeline" } ?? "in the input"
@@ -100,7 +108,9 @@ public enum PipelinePlan {
     for inv in pipeline {
       switch inv.pass.planRule {
       case .keepsWeightTypes: continue
-      case .predicts(let f): try f(module, inv.options, &plan)
+      case .predicts(let f):
+        plan.pass = inv.pass.name
+        try PassError.naming(inv.pass.name) { try f(module, inv.options, &plan) }
       case .unknown: return plan  // a plugin: what follows cannot be predicted
       }
     }

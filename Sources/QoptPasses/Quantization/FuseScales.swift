@@ -29,7 +29,7 @@ let fuseScalesPass = Pass(
     sawNVFP4 = true
     let setName = "\(g.function.name):\(index)"
     guard members.count == params.count else {
-      context.diagnose(Diagnostic(.warning, "fuse-scales: set \(setName) {\(g.weightNames.joined(separator: ", "))} mixes NVFP4 with other schemes; left as it is", at: g.linears[0].location))
+      context.warning("set \(setName) {\(g.weightNames.joined(separator: ", "))} mixes NVFP4 with other schemes; left as it is", at: g.linears[0].location)
       continue
     }
     let scales = members.map { $0.2.globalScale?.floats().first ?? 1 }

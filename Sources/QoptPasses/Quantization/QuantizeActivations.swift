@@ -14,20 +14,18 @@ let quantizeActivationsPass = Pass(
   "quantize-activations", summary: "8-bit input activation quantization of linears (int8 or fp8, static or dynamic)",
   details: quantizeActivationsDetails, options: QuantizeActivationsOptions.self, preserves: [CalibrationAnalysis.name]
 ) { module, options, context in
-  let pass = "quantize-activations"
   // safe: the options schema only admits these words.
   let kind = InputQuantization.Kind(rawValue: options.type)!
   let mode = InputQuantization.Mode(rawValue: options.mode)!
   let strategy = InputQuantization.Strategy(rawValue: options.strategy)!
   if mode == .static && strategy == .token && kind != .nvfp4 {
-    throw PassError(pass: pass, "strategy=token needs mode=dynamic (one scale per token cannot be calibrated; use strategy=tensor)")
+    throw context.error("strategy=token needs mode=dynamic (one scale per token cannot be calibrated; use strategy=tensor)")
   }
-  let selected = Set(try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: pass, remark: { context.remark($0) }).map(\.1))
+  let selected = Set(try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, context: context).map(\.1))
   var calibration: CalibrationData?
   if mode == .static || kind == .nvfp4 {
     do { calibration = try context.analysis(CalibrationAnalysis.self) } catch {
-      throw PassError(
-        pass: pass,
+      throw context.error(
         "\(kind == .nvfp4 ? "type=nvfp4 (a calibrated global scale)" : "mode=static") needs calibrated activation ranges: put 'calibrate' before this pass in -passes, with no pass that changes weights in between (e.g. -passes='calibrate,quantize-activations<mode=static;strategy=tensor>,rtn')")
     }
   }
@@ -37,7 +35,7 @@ let quantizeActivationsPass = Pass(
     var q = InputQuantization(kind: kind, mode: mode, strategy: strategy)
     if kind == .nvfp4, let calibration {
       guard let s = calibration.linearStats[name], s.tokens > 0 else {
-        throw PassError(pass: pass, "no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op.location)
+        throw context.error("no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op)
       }
       // gs = 448·6 / amax, amax = max(|min|, |max|) of the calibrated input (llmcompressor's
       // static_minmax); linears reading one value see the same range, hence the same gs.
@@ -45,7 +43,7 @@ let quantizeActivationsPass = Pass(
       q = .nvfp4(globalScale: NVFP4Quantizer.globalScale(amax: amax))
     } else if let calibration {
       guard let s = calibration.linearStats[name], s.tokens > 0 else {
-        throw PassError(pass: pass, "no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op.location)
+        throw context.error("no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op)
       }
       q.scale = options.observer == "minmax"
         ? InputQuantization.scale(min: s.min, max: s.max, kind: kind)
@@ -57,7 +55,7 @@ let quantizeActivationsPass = Pass(
     count += 1
   }
   let how = kind == .nvfp4 ? "local per group of 16" : "\(mode.rawValue) per \(strategy.rawValue)"
-  context.remark("quantize-activations: \(count) linear inputs → \(kind.rawValue) \(how)")
+  context.remark("\(count) linear inputs → \(kind.rawValue) \(how)")
 }
 
 /// Options of `quantize-activations`.

@@ -12,30 +12,30 @@ import QoptIR
 let roundToNearestPass = Pass(
   "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self,
   plan: { module, options, plan in
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn")
-    try plan.requireFloat(selected.map(\.1), pass: "rtn")
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module)
+    try plan.requireFloat(selected.map(\.1))
     for (param, name) in selected {
       guard let w = plan[name], w.scheme == nil, w.shape.count == 2 else { continue }
-      plan.quantize(name, as: try options.predicted(columns: w.shape[1], param: param, dtype: module.weights.dense(name)?.dtype), by: "rtn")
+      plan.quantize(name, as: try options.predicted(columns: w.shape[1], param: param, dtype: module.weights.dense(name)?.dtype))
     }
   }
 ) {
   module, options, context in
   let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
-  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn", remark: { context.remark($0) })
+  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, context: context)
   // A pass over weights that are all quantized already would change nothing: refuse it.
-  try WeightPlan(module).requireFloat(selected.map(\.1), pass: "rtn")
+  try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass)
   var autoChosen: [(columns: Int, granularity: Granularity)] = []
   defer {
-    if !autoChosen.isEmpty { context.remark("rtn: " + GroupSizeChoice.summary(autoChosen)) }
+    if !autoChosen.isEmpty { context.remark(GroupSizeChoice.summary(autoChosen)) }
   }
   for (param, name) in selected {
     guard let weight = module.weights.dense(name), let result = param.result else {
       if module.weights.quantized(name) != nil { continue }  // quantized earlier: leave it
-      throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has no data in the weight store", at: param.location)
+      throw context.error("weight \(Printer.symbol(name)) has no data in the weight store", at: param)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
-    let scheme = try options.scheme(pass: "rtn", columns: cols)
+    let scheme = try options.scheme(columns: cols)
     if options.groupSize == nil && options.scheme != "nvfp4" { autoChosen.append((cols, scheme.granularity)) }
     if options.scheme == "fp8" {
       let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
@@ -45,7 +45,7 @@ let roundToNearestPass = Pass(
     }
     if options.scheme == "nvfp4" {
       guard cols % NVFP4Quantizer.groupSize == 0 else {
-        throw PassError(pass: "rtn", "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param.location)
+        throw context.error("weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param)
       }
       var q = weight.withF32 { NVFP4Quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
       q.source = weight  // kept for fuse-scales, which re-derives codes under a shared global scale
@@ -58,7 +58,7 @@ let roundToNearestPass = Pass(
     // A per-weight width chosen earlier in the pipeline (e.g. by a bit-width plugin pass).
     if let attr = param.attributes["qopt.bits"] {
       guard let bits = attr.intValue, (2...8).contains(bits) else {
-        throw PassError(pass: "rtn", "'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param.location)
+        throw context.error("'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param)
       }
       s.bits = bits
     }
@@ -104,15 +104,15 @@ package struct RTNOptions: PassOptions {
   ]
 
   /// The integer scheme (or, for fp8, the granularity) for a row of `columns` weights.
-  func scheme(pass: String, columns: Int) throws -> IntScheme {
-    if let g = groupSize, g < -1 { throw PassError(pass: pass, "group-size must be -1, 0 or positive") }
+  func scheme(columns: Int) throws -> IntScheme {
+    if let g = groupSize, g < -1 { throw PassError("group-size must be -1, 0 or positive") }
     let g = GroupSizeChoice.granularity(explicit: groupSize, columns: columns, scheme: scheme)
     return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: DType(rawValue: scaleDType) ?? .f16)
   }
 
   /// The type a weight of `columns` columns will get (for the check before the pipeline).
   func predicted(columns: Int, param: Op, dtype: DType?) throws -> QuantScheme {
-    var s = try scheme(pass: "rtn", columns: columns)
+    var s = try scheme(columns: columns)
     switch scheme {
     case "fp8": return .fp8(s.granularity)
     case "nvfp4": return .nvfp4(group: NVFP4Quantizer.groupSize)

@@ -19,7 +19,14 @@ struct WeightTargets {
   ///
   /// `ignore=lm_head` on a model whose output head is tied to the embedding table (nothing is
   /// named lm_head) is in nearly every recipe; it gets a `remark`, not an error.
-  func select(in module: Module, pass: String, remark: (String) -> Void = { _ in }) throws -> [(Op, String)] {
+  func select(in module: Module, context: PassContext) throws -> [(Op, String)] {
+    try select(in: module, remark: { context.remark($0) })
+  }
+
+  /// As `select(in:context:)`, outside a pass run (a pass's `plan:`); `pass` names the errors
+  /// and remarks, or the pass manager names the errors when it is empty.
+  func select(in module: Module, pass: String = "", remark: (String) -> Void = { _ in }) throws -> [(Op, String)] {
+    func named(_ m: String) -> String { pass.isEmpty ? m : "\(pass): \(m)" }
     let tables = Set(module.allOps.filter { $0.kind == .embedding }.compactMap { $0.operands[1].definingOp?.paramName })
     var candidates: [(Op, String)] = []
     var seen = Set<String>()
@@ -34,11 +41,11 @@ struct WeightTargets {
       let module = moduleName(name)
       let isHead = tables.contains(name) || module.hasSuffix("lm_head") || module == "output"
       let hit = try targets.first { t in
-        t == "Linear" ? !isHead : try matches(t, name)
+        t == "Linear" ? !isHead : try matches(t, name, pass: pass)
       }
       guard let hit else { continue }
       usedTargets.insert(hit)
-      if let ig = try ignore.first(where: { try matches($0, name) }) {
+      if let ig = try ignore.first(where: { try matches($0, name, pass: pass) }) {
         usedIgnore.insert(ig)
         continue
       }
@@ -46,10 +53,10 @@ struct WeightTargets {
     }
     for ig in ignore where !usedIgnore.contains(ig) {
       // An ignore that matches a head or embedding not otherwise targeted is still meaningful.
-      let anywhere = try module.allOps.compactMap(\.paramName).contains { try matches(ig, $0) }
-      let namesHead = try matches(ig, "lm_head.weight")
+      let anywhere = try module.allOps.compactMap(\.paramName).contains { try matches(ig, $0, pass: pass) }
+      let namesHead = try matches(ig, "lm_head.weight", pass: pass)
       if !anywhere && namesHead && candidates.contains(where: { tables.contains($0.1) }) {
-        remark("\(pass): ignore pattern '\(ig)' matches no weight: the output head is tied to the embedding table, which Linear never selects")
+        remark(named("ignore pattern '\(ig)' matches no weight: the output head is tied to the embedding table, which Linear never selects"))
         continue
       }
       if !anywhere { throw PassError(pass: pass, "ignore pattern '\(ig)' matches no weight") }
@@ -65,11 +72,13 @@ struct WeightTargets {
     weight.hasSuffix(".weight") ? String(weight.dropLast(7)) : weight
   }
 
-  func matches(_ pattern: String, _ name: String) throws -> Bool {
+  /// Whether `pattern` selects weight `name`; a bad `re:` pattern is an error of the pass
+  /// that `select` runs for.
+  func matches(_ pattern: String, _ name: String, pass: String = "") throws -> Bool {
     if pattern.hasPrefix("re:") {
       let re: NamePattern
       do { re = try NamePattern(String(pattern.dropFirst(3))) } catch {
-        throw PassError(pass: "targets", "\(error)")
+        throw PassError(pass: pass, "\(error)")
       }
       return re.matchesPrefix(name) || re.matchesPrefix(moduleName(name))
     }

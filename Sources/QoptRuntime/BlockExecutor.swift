@@ -1,32 +1,10 @@
 import Dispatch
 import QoptIR
-import QoptRuntime
 
-/// A contiguous f32 buffer with a stable address, reused across iterations.
-final class FloatStorage: @unchecked Sendable {
-  private(set) var pointer: UnsafeMutablePointer<Float>
-  private(set) var count: Int
-  init(count: Int) {
-    self.count = count
-    pointer = .allocate(capacity: max(count, 1))
-  }
-  init(_ values: [Float]) {
-    count = values.count
-    pointer = .allocate(capacity: max(count, 1))
-    values.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.update(from: b, count: count) } }
-  }
-  /// Makes room for `n` floats (contents undefined when it grows).
-  func reserve(_ n: Int) {
-    guard n > count else { return }
-    pointer.deallocate()
-    pointer = .allocate(capacity: n)
-    count = n
-  }
-  func zero(_ n: Int) { pointer.update(repeating: 0, count: n) }
-  var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
-  deinit { pointer.deallocate() }
-}
-
+/// The runtime's forward and reverse execution of one function, for the passes that train or
+/// observe a block (`calibrate`, `autoround`); `Interpreter` runs whole models forward. Both
+/// decode ops with `ExecutableOp` and share `Kernels`.
+///
 /// Runs one `@block.N` function (ops in order) forward over `B` samples of `T` tokens at once,
 /// keeping every intermediate for a backward pass from `∂L/∂Y` to the gradients of its linear
 /// weights. Linears run as one sgemm over all `B·T` rows; RoPE and attention run per sample
@@ -64,7 +42,7 @@ package final class BlockExecutor {
     }
   }
 
-  let function: Function
+  package let function: Function
   private(set) var steps: [Step] = []
   private var slotOf: [ObjectIdentifier: Int] = [:]
   private var slotCount = 0
@@ -85,7 +63,7 @@ package final class BlockExecutor {
   private(set) var tokens = 0
   /// Called with (weight name of a linear, its input rows, width) during `forward` when set
   /// (the input before any activation quantization).
-  var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
+  package var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
   /// When true, each linear with `input_*` attributes fake-quantizes its input before the
   /// matmul exactly as the runtime does (`Kernels.fakeQuantize`), and the backward pass treats
   /// that quantization as the identity (straight-through): ∂L/∂x = ∂L/∂x̂, while ∂L/∂W uses x̂.
@@ -99,7 +77,7 @@ package final class BlockExecutor {
 
   /// Runs `body`, adding its wall time to `profile[key]` when profiling.
   @inline(__always)
-  func timed(_ key: @autoclosure () -> String, _ body: () -> Void) {
+  package func timed(_ key: @autoclosure () -> String, _ body: () -> Void) {
     guard profile != nil else { return body() }
     let t0 = monotonicSeconds()
     body()
@@ -107,10 +85,12 @@ package final class BlockExecutor {
   }
 
   /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
-  package init(function: Function, module: Module) throws {
+  /// Ops are decoded by `ExecutableOp`, as the interpreter decodes them; errors are
+  /// `RuntimeError`s located at the op, which the pass that asked names (`PassManager`).
+  package init(function: Function, module: Module) throws(RuntimeError) {
     self.function = function
     guard function.arguments.count == 1 else {
-      throw PassError(pass: "autoround", "@\(function.name) must take one activation argument")
+      throw RuntimeError("@\(function.name) must take one activation argument")
     }
     func slot(_ v: Value) -> Int {
       if let s = slotOf[ObjectIdentifier(v)] { return s }
@@ -122,30 +102,24 @@ package final class BlockExecutor {
     }
     inputSlot = slot(function.arguments[0])
     width[inputSlot] = function.arguments[0].type.shape.last.flatMap { $0 } ?? 0
-    func use(_ op: Op, _ i: Int) throws -> Int {
+    func use(_ op: Op, _ i: Int) throws(RuntimeError) -> Int {
       guard i < op.operands.count, let s = slotOf[ObjectIdentifier(op.operands[i])] else {
-        throw PassError(pass: "autoround", "operand #\(i) of '\(op.name)' is undefined", at: op.location)
+        throw RuntimeError("operand #\(i) is missing or undefined", at: op)
       }
       return s
     }
-    func intAttr(_ op: Op, _ k: String) throws -> Int {
-      guard let v = op.attributes[k]?.intValue, v > 0 else {
-        throw PassError(pass: "autoround", "'\(op.name)' needs a positive integer attribute '\(k)'", at: op.location)
-      }
-      return v
-    }
     for op in function.body {
-      switch op.kind {
-      case .param?:
-        guard let name = op.paramName, let r = op.result, let entry = module.weights[name] else {
-          throw PassError(pass: "autoround", "param without weight data", at: op.location)
+      switch try ExecutableOp(op) {
+      case .param(let name):
+        guard let r = op.result, let entry = module.weights[name] else {
+          throw RuntimeError("weight \(Printer.symbol(name)) is not in the weight store", at: op)
         }
         let s = slot(r)
         let floats: [Float]
         switch entry {
         case .dense(let t): floats = t.floats()
         case .quantized(let q):
-          guard case .int = q.scheme else { throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) has a non-integer scheme", at: op.location) }
+          guard case .int = q.scheme else { throw RuntimeError("weight \(Printer.symbol(name)) has a non-integer scheme", at: op) }
           floats = q.dequantized()
         }
         weights[s] = FloatStorage(floats)
@@ -153,54 +127,50 @@ package final class BlockExecutor {
         width[s] = floats.count
         weightSlotByName[name] = s
         steps.append(.param(slot: s, name: name))
-      case .rmsNorm?:
+      case .rmsNorm(let eps):
         let x = try use(op, 0), w = try use(op, 1)
         let o = slot(op.result!)  // safe: rms_norm has a result (verifier)
         width[o] = width[x]
-        steps.append(.rmsNorm(out: o, x: x, w: w, eps: Float(op.attributes["eps"]?.doubleValue ?? 1e-6)))
-      case .linear?:
+        steps.append(.rmsNorm(out: o, x: x, w: w, eps: eps))
+      case .linear(let q):
         let x = try use(op, 0), w = try use(op, 1)
         let b = op.operands.count > 2 ? try use(op, 2) : nil
         guard let shape = shapes[w], shape.count == 2, shape[1] == width[x] else {
-          throw PassError(pass: "autoround", "linear weight must be a [out, \(width[x])] param", at: op.location)
+          throw RuntimeError("weight must be a [out, \(width[x])] param", at: op)
         }
         let o = slot(op.result!)  // safe: linear has a result
         width[o] = shape[0]
-        switch InputQuantization.parse(op.attributes) {
-        case .success(let q): inputQuantization[o] = q
-        case .failure(let e): throw PassError(pass: "autoround", e.message, at: op.location)
-        }
+        inputQuantization[o] = q
         steps.append(.linear(out: o, x: x, w: w, bias: b))
-      case .rope?:
+      case .rope(let d, let theta, let llama3):
         let x = try use(op, 0)
-        let d = try intAttr(op, "head_dim")
         let o = slot(op.result!)  // safe: rope has a result
         width[o] = width[x]
-        let table = try BlockExecutor.ropeTable(op, headDim: d)
+        // Rows are added by `forward` for the window length it runs (`coverPositions`).
+        let table = RopeTable(headDim: d, theta: theta, positions: 0, llama3: llama3)
         steps.append(.rope(out: o, x: x, table: table))
-      case .attention?:
+      case .attention(let h, let kvh, let d):
         let q = try use(op, 0), k = try use(op, 1), v = try use(op, 2)
-        let h = try intAttr(op, "heads"), kvh = try intAttr(op, "kv_heads"), d = try intAttr(op, "head_dim")
         guard h % kvh == 0, width[q] == h * d, width[k] == kvh * d, width[v] == kvh * d else {
-          throw PassError(pass: "autoround", "q, k, v widths do not match the attention attributes", at: op.location)
+          throw RuntimeError("q, k, v widths do not match heads=\(h), kv_heads=\(kvh), head_dim=\(d)", at: op)
         }
         let o = slot(op.result!)  // safe: attention has a result
         width[o] = width[q]
         steps.append(.attention(out: o, q: q, k: k, v: v, heads: h, kvHeads: kvh, headDim: d))
-      case .silu?:
+      case .silu:
         let x = try use(op, 0)
         let o = slot(op.result!)  // safe: silu has a result
         width[o] = width[x]
         steps.append(.silu(out: o, x: x))
-      case .mul?, .add?:
+      case .mul, .add:
         let a = try use(op, 0), b = try use(op, 1)
         let o = slot(op.result!)  // safe: binary ops have a result
         width[o] = width[a]
         steps.append(op.kind == .mul ? .mul(out: o, a: a, b: b) : .add(out: o, a: a, b: b))
-      case .return?:
+      case .return:
         outputSlot = try use(op, 0)
-      default:
-        throw PassError(pass: "autoround", "the block executor cannot run '\(op.name)'", at: op.location)
+      case .embedding, .call, .dequantize, .extern:
+        throw RuntimeError("the block executor cannot run '\(op.name)'", at: op)
       }
     }
     acts = [FloatStorage?](repeating: nil, count: slotCount)
@@ -229,20 +199,6 @@ package final class BlockExecutor {
       }
     }
     for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil }
-  }
-
-  static func ropeTable(_ op: Op, headDim: Int) throws -> RopeTable {
-    let theta = op.attributes["theta"]?.doubleValue ?? 10000
-    var llama3: RopeTable.Llama3?
-    if let type = op.attributes["rope_type"]?.stringValue, type != "default" {
-      guard type == "llama3", let f = op.attributes["factor"]?.doubleValue,
-        let lo = op.attributes["low_freq_factor"]?.doubleValue, let hi = op.attributes["high_freq_factor"]?.doubleValue,
-        let orig = op.attributes["original_max_position_embeddings"]?.intValue
-      else { throw PassError(pass: "autoround", "rope_type '\(type)' is not supported", at: op.location) }
-      llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
-    }
-    // Rows are added by `forward` for the window length it runs (`coverPositions`).
-    return RopeTable(headDim: headDim, theta: theta, positions: 0, llama3: llama3)
   }
 
   /// Width of the block's input and output rows.
