@@ -15,7 +15,8 @@ public enum TokenizerMetadata {
     let carried = module.attributes.filter { $0.key.hasPrefix("tokenizer.") }
     if !carried.isEmpty { return (carried.compactMap { k, v in value(v, key: k).map { (k, $0) } }, nil) }
     if let blob = module.weights.dense(GGUFTokenizerRecords.blobName) {
-      return ([], try RawMetadata(ggufWithoutTensors: blob.bytes, file: output, blob: GGUFTokenizerRecords.blobName))
+      let name = GGUFTokenizerRecords.blobName
+      return ([], try RawMetadata(ggufWithoutTensors: blob.bytes, file: output, blob: name))
     }
     guard let blob = module.weights.dense("tokenizer.json") else { return ([], nil) }
     let values = try fromTokenizerJSON(blob.bytes, tokenizerConfig: module.weights.dense("tokenizer_config.json")?.bytes,

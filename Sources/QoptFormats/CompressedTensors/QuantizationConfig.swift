@@ -129,7 +129,9 @@ package enum QuantizationConfig {
   /// One config group per distinct scheme (`group_0`, …); a single group targets `Linear`,
   /// several list their module names. The top-level format is the groups' common format, or
   /// `mixed-precision`.
-  package static func make(groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]) -> JSON {
+  package static func make(
+    groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]
+  ) -> JSON {
     var cg: [(String, JSON)] = []
     let formats = Set(groups.map(\.scheme.format))
     let format = formats.count == 1 ? formats.first ?? "pack-quantized" : "mixed-precision"

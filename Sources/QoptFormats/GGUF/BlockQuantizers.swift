@@ -21,7 +21,8 @@ public enum BlockQuantizers {
     case .q8_0: qopt_encode_q8_0(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
     case .q4_0: qopt_encode_q4_0(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
     case .q4_1: qopt_encode_q4_1(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
-    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")  // the backend writes only those
+    // The backend writes only the writable types.
+    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")
     }
   }
 
@@ -89,7 +90,8 @@ public enum BlockQuantizers {
           y[32 * b + j + 16] = d * Float(q >> 4) + m
         }
       }
-    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")  // GGUFDequant decodes the rest
+    // GGUFDequant decodes the other types.
+    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")
     }
     return y
   }
