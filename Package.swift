@@ -5,7 +5,9 @@ let package = Package(
   name: "qopt",
   products: [
     .executable(name: "qopt", targets: ["qopt"]),
+    .library(name: "QoptSupport", targets: ["QoptSupport"]),
     .library(name: "QoptIR", targets: ["QoptIR"]),
+    .library(name: "QoptFormats", targets: ["QoptFormats"]),
     .library(name: "QoptPasses", targets: ["QoptPasses"]),
     .library(name: "QoptFrontends", targets: ["QoptFrontends"]),
     .library(name: "QoptRuntime", targets: ["QoptRuntime"]),
@@ -20,11 +22,18 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
   ],
   targets: [
+    // Support: diagnostics, JSON, name patterns, mapped files, progress (no qopt dependencies).
+    .target(name: "QoptSupport"),
+
     // IR
-    .target(name: "QoptIR"),
+    .target(name: "QoptIR", dependencies: ["QoptSupport"]),
+
+    // Formats: one home per file format (GGUF, compressed-tensors, tokenizer.json), read and
+    // written here; frontends lower them into IR, backends raise IR into them.
+    .target(name: "QoptFormats", dependencies: ["QoptIR", "CQoptCodecs"]),
 
     // I/O
-    .target(name: "QoptFrontends", dependencies: ["QoptIR", "QoptBackends", "CQoptCodecs"]),
+    .target(name: "QoptFrontends", dependencies: ["QoptIR", "QoptFormats"]),
 
     // Runtime
     .systemLibrary(
@@ -36,7 +45,7 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFrontends", "CQoptCodecs"]),
+      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFormats", "CQoptCodecs"]),
 
     // Plugins
     .target(name: "CQoptPlugin"),
@@ -55,17 +64,17 @@ let package = Package(
     // I/O
     // GGUF block encoders with AVX2 bodies chosen at run time (Swift builds for baseline x86-64).
     .target(name: "CQoptCodecs"),
-    .target(name: "QoptBackends", dependencies: ["QoptIR", "CQoptCodecs"]),
+    .target(name: "QoptBackends", dependencies: ["QoptIR", "QoptFormats", "CQoptCodecs"]),
 
     // CLI
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFrontends", "QoptRuntime", "QoptBackends", "QoptExternKernels",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFormats", "QoptFrontends", "QoptRuntime", "QoptBackends", "QoptExternKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
-      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFrontends", "QoptBackends", "CQoptKernels"]),
+      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "CQoptKernels"]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
@@ -73,14 +82,14 @@ let package = Package(
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),
     .testTarget(
-      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFrontends", "QoptBackends", "QoptPasses", "QoptTestSupport"]),
-    .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptTestSupport"]),
+      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "QoptPasses", "QoptTestSupport"]),
+    .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptFormats", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",
       dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),
     .testTarget(
       name: "QoptBackendsTests",
-      dependencies: ["QoptBackends", "CQoptCodecs", "QoptPasses", "QoptTestSupport"]),
+      dependencies: ["QoptBackends", "QoptFormats", "CQoptCodecs", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
       dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),

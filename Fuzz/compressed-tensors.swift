@@ -1,5 +1,5 @@
-// fuzz-modules: QoptIR CQoptCodecs QoptBackends
-import QoptBackends
+// fuzz-modules: QoptSupport QoptIR CQoptCodecs QoptFormats
+import QoptFormats
 import QoptIR
 
 #if canImport(Glibc)

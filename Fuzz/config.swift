@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR CQoptCodecs QoptBackends QoptFrontends
+// fuzz-modules: QoptSupport QoptIR CQoptCodecs QoptFormats QoptFrontends
 import QoptFrontends
 import QoptIR
 

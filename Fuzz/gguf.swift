@@ -1,4 +1,5 @@
-// fuzz-modules: QoptIR CQoptCodecs QoptBackends QoptFrontends
+// fuzz-modules: QoptSupport QoptIR CQoptCodecs QoptFormats QoptFrontends
+import QoptFormats
 import QoptFrontends
 import QoptIR
 

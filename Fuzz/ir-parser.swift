@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR
+// fuzz-modules: QoptSupport QoptIR
 import QoptIR
 
 /// IR text → parse → verify → print → parse: nothing may trap, and a module that parses must

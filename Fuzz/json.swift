@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR
+// fuzz-modules: QoptSupport QoptIR
 import QoptIR
 
 /// Bytes → the JSON parser (config.json, tokenizer.json, safetensors headers all go through it).

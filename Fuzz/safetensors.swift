@@ -1,4 +1,4 @@
-// fuzz-modules: QoptIR
+// fuzz-modules: QoptSupport QoptIR
 import QoptIR
 
 #if canImport(Glibc)

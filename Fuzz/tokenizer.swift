@@ -1,5 +1,5 @@
-// fuzz-modules: QoptIR CQoptCodecs QoptBackends QoptFrontends
-import QoptFrontends
+// fuzz-modules: QoptSupport QoptIR CQoptCodecs QoptFormats
+import QoptFormats
 import QoptIR
 
 /// Bytes → `tokenizer.json` → the BPE tokenizer loader (vocab, merges, added tokens,

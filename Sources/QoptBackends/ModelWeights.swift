@@ -56,8 +56,3 @@ struct ModelWeights {
     return ["json", "txt", "model", "jinja", "tiktoken", "yaml", "py", "gguf"].contains(String(ext))
   }
 }
-
-/// `model.layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj`.
-func moduleName(ofWeight name: String) -> String {
-  name.hasSuffix(".weight") ? String(name.dropLast(7)) : name
-}

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// The configuration of a Llama-family decoder (llama, mistral, qwen2), as Hugging Face's

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// Lowers a Llama-family configuration plus its weights (HF names, already in `store`) to the
@@ -100,13 +101,5 @@ enum LlamaLowering {
     b.ret(logits)
     module.append(main)
     return module
-  }
-}
-
-extension Module {
-  /// The tokenizer.json bytes the frontend stored with the model, if any.
-  public var tokenizerJSON: [UInt8]? {
-    guard let name = attributes["tokenizer"]?.symbolValue, let t = weights.dense(name) else { return nil }
-    return t.bytes
   }
 }

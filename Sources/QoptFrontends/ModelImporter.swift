@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// One entry point for every model input qopt accepts: a checkpoint directory, a `.gguf`

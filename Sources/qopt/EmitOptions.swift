@@ -1,5 +1,6 @@
 import ArgumentParser
 import QoptBackends
+import QoptFormats
 
 /// `-emit=FORMAT` and its options: write the result in a packed format instead of `.ir`.
 ///
@@ -88,13 +89,13 @@ struct EmitOptions: ParsableArguments {
       var sel = GGUFTypeSelection()
       if parts.count == 2 {
         guard let t = GGMLType(name: parts[1]) else {
-          throw ValidationError("-emit=gguf:\(parts[1]): unknown type (valid: \(GGMLType.allCases.map(\.name).joined(separator: ", ")))")
+          throw ValidationError("-emit=gguf:\(parts[1]): unknown type (valid: \(GGMLType.writable.map(\.name).joined(separator: ", ")))")
         }
         sel.defaultType = t
       }
       for o in ggufTypeOverrides {
         guard let parsed = GGUFTypeSelection.parseOverride(o) else {
-          throw ValidationError("-gguf-type-override=\(o): expected NAME_OR_RE:TYPE with TYPE one of \(GGMLType.allCases.map(\.name).joined(separator: ", "))")
+          throw ValidationError("-gguf-type-override=\(o): expected NAME_OR_RE:TYPE with TYPE one of \(GGMLType.writable.map(\.name).joined(separator: ", "))")
         }
         sel.overrides.append(parsed)
       }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import QoptFormats
 import QoptFrontends
 import QoptIR
 import QoptPasses

@@ -1,5 +1,6 @@
 import CQoptCodecs
 import QoptBackends
+import QoptFormats
 import QoptIR
 import QoptTestSupport
 import Testing

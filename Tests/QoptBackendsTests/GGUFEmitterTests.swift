@@ -1,5 +1,6 @@
 import Foundation
 import QoptBackends
+import QoptFormats
 import QoptIR
 import QoptPasses
 import QoptTestSupport

@@ -1,4 +1,5 @@
 import QoptBackends
+import QoptFormats
 import QoptIR
 import QoptPasses
 import QoptTestSupport

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptFrontends
 import QoptIR
 import QoptTestSupport
@@ -47,7 +48,7 @@ private func expectGGUFError(_ bytes: [UInt8], offset: Int? = nil, _ needle: Str
     let f = try withFile(bytes, "min.gguf") { try GGUFFile(path: $0) }
     #expect(f.version == 3)
     #expect(f.dataStart == 160)
-    #expect(f["llama.block_count"] == .uint(1))
+    #expect(f["llama.block_count"] == .u32(1))
     #expect(f.tensors.count == 1)
     #expect(f.tensors[0].dims == [3, 2])
     #expect(f.tensors[0].shape == [2, 3])

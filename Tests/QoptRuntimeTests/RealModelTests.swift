@@ -1,4 +1,5 @@
 import QoptBackends
+import QoptFormats
 import QoptFrontends
 import QoptIR
 import QoptRuntime
@@ -103,8 +104,8 @@ private func referenceIds(_ name: String) throws -> [Int] {
     #expect(hfText == strip(again))
     // A GGUF import also keeps the source's tokenizer records (`tokenizer.gguf`) for GGUF output;
     // an HF directory has tokenizer.json only.
-    #expect(m.weights.dense(TokenizerMetadata.carriedBlob) != nil)
-    for name in m.weights.names where name != TokenizerMetadata.carriedBlob && !servingFiles.contains(where: { name == $0 + ".json" }) {
+    #expect(m.weights.dense(GGUFTokenizerRecords.blobName) != nil)
+    for name in m.weights.names where name != GGUFTokenizerRecords.blobName && !servingFiles.contains(where: { name == $0 + ".json" }) {
       let a = try #require(m.weights.dense(name)), b = try #require(hf.weights.dense(name))
       #expect(a.isIdentical(to: b), "\(name)")
     }

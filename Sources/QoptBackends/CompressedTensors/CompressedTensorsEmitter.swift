@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// Writes a Hugging Face model directory in the compressed-tensors formats vLLM and
@@ -86,7 +87,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     let sourceTypes = DenseDType.sourceTypes(module)
     let fallback = DenseDType.fallback(ModelConfig(module).json)
     // The GGUF importer's tokenizer records serve GGUF output; a directory gets tokenizer.json.
-    for name in weights.files where name != TokenizerMetadata.carriedBlob {
+    for name in weights.files where name != GGUFTokenizerRecords.blobName {
       guard !name.contains("/") else { throw BackendError(output: output, tensor: name, "file blob names must not contain '/'") }
       plan.files.append(name)
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import QoptFormats
 import QoptIR
 import Synchronization
 

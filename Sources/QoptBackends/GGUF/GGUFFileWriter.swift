@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 import Synchronization
 

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// Which ggml type each tensor gets: a default for 2-D weights, per-tensor overrides matched

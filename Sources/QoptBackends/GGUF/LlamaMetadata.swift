@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// `general.*` and `llama.*` metadata from the module's configuration (reference/gguf.md §2–§3).

@@ -1,3 +1,4 @@
+import QoptFormats
 /// Hugging Face llama tensor names → GGUF names (reference/gguf.md §3).
 package enum LlamaTensorNames {
   private static let global: [String: String] = [

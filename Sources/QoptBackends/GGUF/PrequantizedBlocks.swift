@@ -1,4 +1,5 @@
 import Dispatch
+import QoptFormats
 import QoptIR
 
 /// Packs integer weights the IR already quantized into ggml blocks without requantizing, when

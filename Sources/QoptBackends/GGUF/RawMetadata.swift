@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// GGUF metadata records kept as the bytes they were read as (key, type id, value), to be

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// `tokenizer.*` metadata (reference/gguf.md §5), from whichever source the module carries:
@@ -5,19 +6,17 @@ import QoptIR
 /// 1. module attributes named `tokenizer.ggml.*` / `tokenizer.chat_template`, written back with
 ///    their GGUF types;
 /// 2. else a `tokenizer.gguf` blob — the source GGUF's own `tokenizer.*` records, which the GGUF
-///    importer keeps — copied record for record (`RawMetadata`);
+///    importer keeps (`GGUFTokenizerRecords`) — copied record for record (`RawMetadata`);
 /// 3. else a `tokenizer.json` blob (byte-level BPE → `gpt2`), with special tokens and the chat
 ///    template from a `tokenizer_config.json` blob;
 /// 4. else nothing (the file is still valid GGUF; llama.cpp then needs a vocabulary elsewhere).
 public enum TokenizerMetadata {
-  /// The weight-store name of the carried GGUF tokenizer records: a GGUF file with no tensors.
-  public static let carriedBlob = "tokenizer.gguf"
-
   static func make(_ module: Module, config: ModelConfig, output: String) throws(BackendError) -> (values: [(String, GGUFValue)], raw: RawMetadata?) {
     let carried = module.attributes.filter { $0.key.hasPrefix("tokenizer.") }
     if !carried.isEmpty { return (carried.compactMap { k, v in value(v, key: k).map { (k, $0) } }, nil) }
-    if let blob = module.weights.dense(carriedBlob) {
-      return ([], try RawMetadata(ggufWithoutTensors: blob.bytes, file: output, blob: carriedBlob))
+    if let blob = module.weights.dense(GGUFTokenizerRecords.blobName) {
+      let name = GGUFTokenizerRecords.blobName
+      return ([], try RawMetadata(ggufWithoutTensors: blob.bytes, file: output, blob: name))
     }
     guard let blob = module.weights.dense("tokenizer.json") else { return ([], nil) }
     let values = try fromTokenizerJSON(blob.bytes, tokenizerConfig: module.weights.dense("tokenizer_config.json")?.bytes,

@@ -1,5 +1,5 @@
 import Dispatch
-import QoptBackends
+import QoptFormats
 import QoptIR
 
 #if canImport(Glibc)
@@ -60,12 +60,12 @@ public enum GGUFImporter {
       if let bytes { store.set(name, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes))) }
     }
     if let kv = tokenizerRecords(g) {
-      store.set(TokenizerMetadata.carriedBlob, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
+      store.set(GGUFTokenizerRecords.blobName, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
     }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
-    if store.contains(TokenizerMetadata.carriedBlob) {
+    if store.contains(GGUFTokenizerRecords.blobName) {
       // Named by an attribute, so a saved `.ir` keeps it in the sidecar like tokenizer.json.
-      module.attributes["tokenizer_gguf"] = .symbol(TokenizerMetadata.carriedBlob)
+      module.attributes["tokenizer_gguf"] = .symbol(GGUFTokenizerRecords.blobName)
     }
     // The model's identity travels on to what qopt writes (GGUF `general.*` metadata).
     for key in ["general.name", "general.basename", "general.finetune", "general.size_label", "general.license", "general.organization"] {
@@ -254,8 +254,10 @@ public enum GGUFImporter {
       guard let v = g["llama." + k] else { return dv }
       guard let x = v.doubleValue else { throw fail("llama." + k, "must be a number") }
       // f32 metadata: keep the shortest decimal that reads back to the same f32 (1e-05, not 9.9999997e-06).
-      if case .float = v { return Double("\(Float(x))") ?? x }
-      return x
+      switch v {
+      case .f32, .f64: return Double("\(Float(x))") ?? x
+      default: return x
+      }
     }
     if let t = g["llama.rope.scaling.type"]?.stringValue, t != "none" {
       throw fail("llama.rope.scaling.type", "rope scaling '\(t)' is not supported (supported: none; llama3 scaling via config.json)")

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// The Hugging Face files a serving stack reads beside tokenizer.json, built from a GGUF's

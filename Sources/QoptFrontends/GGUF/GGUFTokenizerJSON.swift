@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// Builds a Hugging Face tokenizer.json from a GGUF's `tokenizer.ggml.*` keys, so one

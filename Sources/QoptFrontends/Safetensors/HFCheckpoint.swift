@@ -1,4 +1,4 @@
-import QoptBackends
+import QoptFormats
 import QoptIR
 
 /// A Hugging Face checkpoint directory (config.json + `model.safetensors`, or shards listed in

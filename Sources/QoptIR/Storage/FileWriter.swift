@@ -141,11 +141,6 @@ public func readFile(_ path: String) throws(StorageError) -> [UInt8] {
   return Array(f.all)
 }
 
-/// `Array.withUnsafeBytes` for a body with a typed error (the standard one only rethrows `any Error`).
-@inlinable func withBytes<R, E: Error>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-  try a.withUnsafeBytes { p in Result { () throws(E) -> R in try body(p) } }.get()
-}
-
 /// The temporaries `.BASE.qopt-KIND-PID` beside `path` whose process is gone (a qopt killed
 /// while writing leaves its temporary behind; the next write of the same output removes it).
 /// A live PID, even one reused by another program, keeps its file.

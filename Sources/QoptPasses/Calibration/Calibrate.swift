@@ -1,4 +1,4 @@
-import QoptFrontends
+import QoptFormats
 import QoptIR
 import QoptRuntime
 

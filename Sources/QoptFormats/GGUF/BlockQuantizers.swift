@@ -21,10 +21,12 @@ public enum BlockQuantizers {
     case .q8_0: qopt_encode_q8_0(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
     case .q4_0: qopt_encode_q4_0(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
     case .q4_1: qopt_encode_q4_1(x, count / 32, out.assumingMemoryBound(to: UInt8.self))
+    // The backend writes only the writable types.
+    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")
     }
   }
 
-  @inline(__always) static func storeF16(_ v: Float, _ p: UnsafeMutableRawPointer) {
+  @inline(__always) package static func storeF16(_ v: Float, _ p: UnsafeMutableRawPointer) {
     p.storeBytes(of: halfBits(v).littleEndian, as: UInt16.self)
   }
 
@@ -88,6 +90,8 @@ public enum BlockQuantizers {
           y[32 * b + j + 16] = d * Float(q >> 4) + m
         }
       }
+    // GGUFDequant decodes the other types.
+    default: preconditionFailure("\(type.name) is not a GGMLType.writable type")
     }
     return y
   }

@@ -6,89 +6,6 @@ import QoptIR
   import Musl
 #endif
 
-/// A metadata value of a GGUF file. (Not `indirect`: arrays already hold their elements out of
-/// line, and boxing every case cost one allocation per vocabulary entry.)
-public enum GGUFValue: Hashable, Sendable {
-  case uint(UInt64)
-  case int(Int64)
-  case float(Double)
-  case bool(Bool)
-  case string(String)
-  case array([GGUFValue])
-
-  public var intValue: Int? {
-    switch self {
-    case .uint(let v): v <= UInt64(Int.max) ? Int(v) : nil
-    case .int(let v): Int(v)
-    default: nil
-    }
-  }
-  public var doubleValue: Double? {
-    switch self {
-    case .float(let v): v
-    case .uint(let v): Double(v)
-    case .int(let v): Double(v)
-    default: nil
-    }
-  }
-  public var stringValue: String? {
-    if case .string(let s) = self { return s }
-    return nil
-  }
-  public var boolValue: Bool? {
-    if case .bool(let b) = self { return b }
-    return nil
-  }
-  public var arrayValue: [GGUFValue]? {
-    if case .array(let a) = self { return a }
-    return nil
-  }
-}
-
-/// The ggml tensor types qopt knows by id (`GGML_QUANT_SIZES`); only some can be decoded.
-public enum GGMLType: UInt32, Sendable, CaseIterable {
-  case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
-  case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
-  case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30
-
-  /// Elements per block and bytes per block.
-  public var blockLayout: (elements: Int, bytes: Int) {
-    switch self {
-    case .f32: (1, 4)
-    case .f16, .bf16: (1, 2)
-    case .q4_0: (32, 18)
-    case .q4_1: (32, 20)
-    case .q5_0: (32, 22)
-    case .q5_1: (32, 24)
-    case .q8_0: (32, 34)
-    case .q8_1: (32, 36)
-    case .q2_K: (256, 84)
-    case .q3_K: (256, 110)
-    case .q4_K: (256, 144)
-    case .q5_K: (256, 176)
-    case .q6_K: (256, 210)
-    case .q8_K: (256, 292)
-    case .i8: (1, 1)
-    case .i16: (1, 2)
-    case .i32: (1, 4)
-    case .i64, .f64: (1, 8)
-    }
-  }
-
-  /// The lowercase name recorded as a param's `source_type` (`q4_1`, `f16`, …).
-  public var name: String {
-    switch self {
-    case .q2_K: "q2_k"
-    case .q3_K: "q3_k"
-    case .q4_K: "q4_k"
-    case .q5_K: "q5_k"
-    case .q6_K: "q6_k"
-    case .q8_K: "q8_k"
-    default: "\(self)"
-    }
-  }
-}
-
 /// One entry of the tensor-info table.
 public struct GGUFTensorInfo: Sendable {
   public var name: String
@@ -165,7 +82,7 @@ public struct GGUFFile {
     if let i = meta.firstIndex(where: { $0.key == "general.alignment" }) {
       // safe: the key was recorded when read.
       let at = keyOffsets["general.alignment"]!
-      guard case .uint(let a) = meta[i].value, a > 0, a <= 1 << 30, a & (a - 1) == 0 else {
+      guard let a = meta[i].value.unsignedValue, a > 0, a <= 1 << 30, a & (a - 1) == 0 else {
         throw FrontendError(file: path, offset: at, "general.alignment must be a power of two u32")
       }
       alignment = Int(a)
@@ -319,13 +236,13 @@ struct ByteReader {
 
   mutating func value(type: UInt32, typeOffset: Int, depth: Int) throws(FrontendError) -> GGUFValue {
     switch type {
-    case 0: return .uint(UInt64(try u8()))
-    case 1: return .int(Int64(Int8(bitPattern: try u8())))
-    case 2: return .uint(UInt64(try u16()))
-    case 3: return .int(Int64(Int16(bitPattern: try u16())))
-    case 4: return .uint(UInt64(try u32()))
-    case 5: return .int(Int64(Int32(bitPattern: try u32())))
-    case 6: return .float(Double(Float(bitPattern: try u32())))
+    case 0: return .u8(try u8())
+    case 1: return .i8(Int8(bitPattern: try u8()))
+    case 2: return .u16(try u16())
+    case 3: return .i16(Int16(bitPattern: try u16()))
+    case 4: return .u32(try u32())
+    case 5: return .i32(Int32(bitPattern: try u32()))
+    case 6: return .f32(Float(bitPattern: try u32()))
     case 7:
       let at = pos
       let b = try u8()
@@ -340,10 +257,10 @@ struct ByteReader {
       var out: [GGUFValue] = []
       out.reserveCapacity(n)
       for _ in 0..<n { out.append(try value(type: et, typeOffset: etOffset, depth: depth + 1)) }
-      return .array(out)
-    case 10: return .uint(try u64())
-    case 11: return .int(Int64(bitPattern: try u64()))
-    case 12: return .float(Double(bitPattern: try u64()))
+      return .array(elementType: et, out)
+    case 10: return .u64(try u64())
+    case 11: return .i64(Int64(bitPattern: try u64()))
+    case 12: return .f64(Double(bitPattern: try u64()))
     default:
       throw FrontendError(file: path, offset: typeOffset, "unknown metadata value type \(type)")
     }

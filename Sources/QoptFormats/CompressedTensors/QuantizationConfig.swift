@@ -3,11 +3,11 @@ import QoptIR
 /// The `quantization_config` object of a compressed-tensors config.json, written with the keys
 /// and values compressed-tensors 0.19.0 writes (reference/compressed-tensors.md §1): keys in
 /// sorted order, `QuantizationArgs` with the reference field set.
-enum QuantizationConfig {
-  static let version = "0.19.0"
+package enum QuantizationConfig {
+  package static let version = "0.19.0"
 
   /// The `weights` QuantizationArgs of an integer weight-only scheme.
-  static func weightArgs(_ s: IntScheme) -> JSON {
+  package static func weightArgs(_ s: IntScheme) -> JSON {
     let (groupSize, strategy): (JSON, String) = switch s.granularity {
     case .group(let g): (.int(g), "group")
     case .channel: (.int(-1), "channel")
@@ -30,7 +30,7 @@ enum QuantizationConfig {
   }
 
   /// The `weights` QuantizationArgs of NVFP4A16 (reference/compressed-tensors.md §1, §6).
-  static let nvfp4WeightArgs: JSON = .object([
+  package static let nvfp4WeightArgs: JSON = .object([
     ("actorder", .null),
     ("block_structure", .null),
     ("dynamic", .bool(false)),
@@ -46,7 +46,7 @@ enum QuantizationConfig {
   ])
 
   /// The `weights` QuantizationArgs of FP8 E4M3 weights (the weight half of FP8_DYNAMIC).
-  static func fp8WeightArgs(_ g: Granularity) -> JSON {
+  package static func fp8WeightArgs(_ g: Granularity) -> JSON {
     let (groupSize, strategy): (JSON, String) = switch g {
     case .group(let n): (.int(n), "group")
     case .channel: (.null, "channel")
@@ -62,7 +62,7 @@ enum QuantizationConfig {
 
   /// The `weights` QuantizationArgs of int8 `int-quantized` weights (the weight half of W8A8,
   /// data/formats/w8a8-int8.md: per channel with `group_size` null).
-  static func int8WeightArgs(_ g: Granularity) -> JSON {
+  package static func int8WeightArgs(_ g: Granularity) -> JSON {
     .object([
       ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(false)), ("group_size", .null),
       ("num_bits", .int(8)), ("observer", .string("memoryless_minmax")), ("observer_kwargs", .object([])),
@@ -73,7 +73,7 @@ enum QuantizationConfig {
 
   /// The `input_activations` QuantizationArgs of an 8-bit input quantization (its scale
   /// ignored): dynamic ones have no observer, static ones llmcompressor's `static_minmax`.
-  static func inputArgs(_ q: InputQuantization) -> JSON {
+  package static func inputArgs(_ q: InputQuantization) -> JSON {
     .object([
       ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(q.mode == .dynamic)), ("group_size", .null),
       ("num_bits", .int(8)), ("observer", q.mode == .dynamic ? .null : .string("static_minmax")),
@@ -84,7 +84,7 @@ enum QuantizationConfig {
 
   /// The `input_activations` QuantizationArgs of NVFP4 inputs (W4A4, the `NVFP4` preset):
   /// a static global scale, group scales computed at run time (`dynamic: "local"`).
-  static let nvfp4InputArgs: JSON = .object([
+  package static let nvfp4InputArgs: JSON = .object([
     ("actorder", .null), ("block_structure", .null), ("dynamic", .string("local")), ("group_size", .int(16)),
     ("num_bits", .int(4)), ("observer", .string("static_minmax")), ("observer_kwargs", .object([])),
     ("scale_dtype", .string("torch.float8_e4m3fn")), ("strategy", .string("tensor_group")), ("symmetric", .bool(true)),
@@ -94,14 +94,14 @@ enum QuantizationConfig {
   /// A config group's scheme: integer pack-quantized, NVFP4 (weights only, or W4A4), FP8 weights (with or without FP8
   /// input activations), or int8 weights with int8 input activations (W8A8). Input settings
   /// are kept without their scale, so linears differing only in static scales share a group.
-  enum GroupScheme: Hashable {
+  package enum GroupScheme: Hashable {
     case int(IntScheme)
     case nvfp4
     case nvfp4a4
     case fp8(Granularity, InputQuantization?)
     case int8(Granularity, InputQuantization)
 
-    var format: String {
+    package var format: String {
       switch self {
       case .int: "pack-quantized"
       case .nvfp4, .nvfp4a4: "nvfp4-pack-quantized"
@@ -109,7 +109,7 @@ enum QuantizationConfig {
       case .int8: "int-quantized"
       }
     }
-    var weights: JSON {
+    package var weights: JSON {
       switch self {
       case .int(let s): QuantizationConfig.weightArgs(s)
       case .nvfp4, .nvfp4a4: QuantizationConfig.nvfp4WeightArgs
@@ -117,7 +117,7 @@ enum QuantizationConfig {
       case .int8(let g, _): QuantizationConfig.int8WeightArgs(g)
       }
     }
-    var inputActivations: JSON {
+    package var inputActivations: JSON {
       switch self {
       case .int, .nvfp4, .fp8(_, nil): .null
       case .nvfp4a4: QuantizationConfig.nvfp4InputArgs
@@ -129,7 +129,9 @@ enum QuantizationConfig {
   /// One config group per distinct scheme (`group_0`, …); a single group targets `Linear`,
   /// several list their module names. The top-level format is the groups' common format, or
   /// `mixed-precision`.
-  static func make(groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]) -> JSON {
+  package static func make(
+    groups: [(scheme: GroupScheme, modules: [String])], ignore: [String]
+  ) -> JSON {
     var cg: [(String, JSON)] = []
     let formats = Set(groups.map(\.scheme.format))
     let format = formats.count == 1 ? formats.first ?? "pack-quantized" : "mixed-precision"
@@ -163,7 +165,7 @@ enum QuantizationConfig {
 
 extension JSON {
   /// An IR attribute as a config.json value (`nil` for types, which have no JSON form).
-  init?(attribute a: Attribute) {
+  package init?(attribute a: Attribute) {
     switch a {
     case .int(let v): self = .int(v)
     case .float(let v): self = .double(v)
@@ -181,14 +183,14 @@ extension JSON {
   }
 
   /// `self` (an object) with `key` set, replacing an existing value in place.
-  func setting(_ key: String, _ value: JSON) -> JSON {
+  package func setting(_ key: String, _ value: JSON) -> JSON {
     guard var pairs = objectPairs else { return self }
     if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
     return .object(pairs)
   }
 
   /// `self` (an object) without `key`.
-  func removing(_ key: String) -> JSON {
+  package func removing(_ key: String) -> JSON {
     guard let pairs = objectPairs else { return self }
     return .object(pairs.filter { $0.0 != key })
   }
