@@ -21,7 +21,7 @@ let roundToNearestPass = Pass(
   }
 ) {
   module, options, context in
-  let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
+  let rule = options.scaleRule
   let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "rtn", remark: { context.remark($0) })
   // A pass over weights that are all quantized already would change nothing: refuse it.
   try WeightPlan(module).requireFloat(selected.map(\.1), pass: "rtn")
@@ -86,7 +86,7 @@ package struct RTNOptions: PassOptions {
   /// nil: `auto` (`GroupSizeChoice`).
   package var groupSize: Int? = nil
   package var scheme = "int"
-  var scaleRule = ScaleRule.fullRange.rawValue
+  var scaleRule = ScaleRule.fullRange
   var scaleDType = "auto"
   var targets = ["Linear"]
   package var ignore: [String] = []
@@ -97,7 +97,7 @@ package struct RTNOptions: PassOptions {
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .groupSize("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor; auto: 128 where it divides the row, else 64 or 32, else per channel (fp8: per channel)", in: -1...65536),
-    .choice("scale-rule", \.scaleRule, ScaleRule.allCases.map(\.rawValue), "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
+    .choice("scale-rule", \.scaleRule, "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
     .choice("scale-dtype", \.scaleDType, ["auto", "f32", "f16", "bf16"], "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone (each must match)"),
@@ -118,7 +118,7 @@ package struct RTNOptions: PassOptions {
     case "nvfp4": return .nvfp4(group: NVFP4Quantizer.groupSize)
     default:
       if let b = param.attributes["qopt.bits"]?.intValue { s.bits = b }
-      let rule = ScaleRule(rawValue: scaleRule) ?? .fullRange
+      let rule = scaleRule
       if scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (dtype ?? .f32) }
       return .int(s)
     }
