@@ -152,7 +152,7 @@ static int32_t run_act_clip(void *user_data, const qopt_host_api *host, qopt_mod
     return QOPT_ERR_NOT_AVAILABLE;
   }
   char msg[200];
-  snprintf(msg, sizeof msg, "act-clip: clipped %lld of %lld groups in %lld linear weights (%s)",
+  snprintf(msg, sizeof msg, "clipped %lld of %lld groups in %lld linear weights (%s)",
            (long long)clipped, (long long)groups, (long long)linears, weighting ? weighting : "mean-sq");
   host->diagnose(m, QOPT_SEVERITY_REMARK, NULL, msg);
   return QOPT_OK;
@@ -181,7 +181,7 @@ static int32_t run_weight_stats(void *user_data, const qopt_host_api *host, qopt
     if (release) host->view_release(m, w.data);
   }
   char msg[200];
-  snprintf(msg, sizeof msg, "weight-stats: %lld of %lld weights, %lld values, absmax %.6g, rms %.6g", (long long)read,
+  snprintf(msg, sizeof msg, "%lld of %lld weights, %lld values, absmax %.6g, rms %.6g", (long long)read,
            (long long)n, (long long)values, absmax, values ? sqrt(sq / (double)values) : 0.0);
   host->diagnose(m, QOPT_SEVERITY_REMARK, NULL, msg);
   return QOPT_OK;

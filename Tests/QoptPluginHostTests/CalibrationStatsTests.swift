@@ -125,7 +125,7 @@ import Testing
     let prefix = try Fixtures.tempDir()
     _ = try Fixtures.run("/bin/mkdir", ["-p", prefix + "/bin", prefix + "/include/qopt"], in: prefix)
     try "/* header */\n".write(toFile: prefix + "/include/qopt/qopt_plugin.h", atomically: true, encoding: .utf8)
-    #expect(try PluginHeaders.directory(forExecutable: prefix + "/bin/qopt") == prefix + "/bin/../include/qopt")
+    #expect(try PluginHeaders.directory(forExecutable: prefix + "/bin/qopt") == prefix + "/include/qopt")
   }
 
   @Test func findsTheSourceTreeOfABuildTreeBinary() throws {
@@ -137,6 +137,6 @@ import Testing
     let dir = try Fixtures.tempDir()
     let error = #expect(throws: PluginHeadersError.self) { try PluginHeaders.directory(forExecutable: dir + "/bin/qopt") }
     let text = error?.description ?? ""
-    #expect(text.hasPrefix("error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/bin/../include/qopt, \(dir)/bin/Sources/CQoptPlugin/include"))
+    #expect(text.hasPrefix("error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/include/qopt, \(dir)/bin/Sources/CQoptPlugin/include"))
   }
 }
