@@ -18,14 +18,15 @@ import QoptIR
 public enum PluginHeaders {
   public static let header = "qopt_plugin.h"
 
-  /// The directories searched for the binary at `executable`, in order.
+  /// The directories searched for the binary at `executable`, in order: the installed
+  /// layout, then, for a binary in a SwiftPM build folder (`.build/<config>/qopt` or
+  /// `.build/<triple>/<config>/qopt`), the checkout that folder belongs to.
   public static func candidates(forExecutable executable: String) -> [String] {
-    var dir = parent(executable)
+    let dir = parent(executable)
     var out = [parent(dir) + "/include/qopt"]
-    // A build tree: walk up to the checkout holding Sources/CQoptPlugin.
-    while dir != "/" && !dir.isEmpty {
-      out.append(dir + "/Sources/CQoptPlugin/include")
-      dir = parent(dir)
+    for build in [parent(dir), parent(parent(dir))] where build.hasSuffix("/.build") {
+      out.append(parent(build) + "/Sources/CQoptPlugin/include")
+      break
     }
     return out
   }
@@ -57,6 +58,6 @@ public struct PluginHeadersError: DiagnosticError, Sendable {
   public var executable: String
   public var searched: [String]
   public var diagnostics: [Diagnostic] {
-    [Diagnostic(.error, "cannot find \(PluginHeaders.header) for \(executable); looked in \(searched.prefix(2).joined(separator: ", "))\(searched.count > 2 ? " and the source trees above it" : "") (install with scripts/install PREFIX)")]
+    [Diagnostic(.error, "cannot find \(PluginHeaders.header) for \(executable); looked in \(searched.joined(separator: ", ")) (install with scripts/install PREFIX)")]
   }
 }

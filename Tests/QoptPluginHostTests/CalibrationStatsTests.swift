@@ -129,14 +129,17 @@ import Testing
   }
 
   @Test func findsTheSourceTreeOfABuildTreeBinary() throws {
-    let exe = Fixtures.repoRoot + "/.build/x86_64-unknown-linux-gnu/release/qopt"
-    #expect(try PluginHeaders.directory(forExecutable: exe) == Fixtures.repoRoot + "/Sources/CQoptPlugin/include")
+    for exe in ["/.build/x86_64-unknown-linux-gnu/release/qopt", "/.build/release/qopt"] {
+      #expect(try PluginHeaders.directory(forExecutable: Fixtures.repoRoot + exe) == Fixtures.repoRoot + "/Sources/CQoptPlugin/include")
+    }
+    // Only a SwiftPM build folder counts: a binary elsewhere under the checkout finds nothing.
+    #expect(PluginHeaders.candidates(forExecutable: Fixtures.repoRoot + "/.build/tmp/x/bin/qopt") == [Fixtures.repoRoot + "/.build/tmp/x/include/qopt"])
   }
 
   @Test func saysWhereItLookedWhenThereIsNone() throws {
     let dir = try Fixtures.tempDir()
     let error = #expect(throws: PluginHeadersError.self) { try PluginHeaders.directory(forExecutable: dir + "/bin/qopt") }
     let text = error?.description ?? ""
-    #expect(text.hasPrefix("error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/include/qopt, \(dir)/bin/Sources/CQoptPlugin/include"))
+    #expect(text == "error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/include/qopt (install with scripts/install PREFIX)")
   }
 }
