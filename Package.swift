@@ -17,6 +17,7 @@ let package = Package(
     .library(name: "ClipOutliers", type: .dynamic, targets: ["ClipOutliers"]),
     .library(name: "BitWidthRule", type: .dynamic, targets: ["BitWidthRule"]),
     .library(name: "HadamardRotate", type: .dynamic, targets: ["HadamardRotate"]),
+    .library(name: "ActClip", type: .dynamic, targets: ["ActClip"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -59,6 +60,9 @@ let package = Package(
     .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
     .target(
       name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
+      linkerSettings: [.linkedLibrary("m")]),
+    .target(
+      name: "ActClip", dependencies: ["CQoptPlugin"], path: "Plugins/ActClip", publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
 
     // I/O

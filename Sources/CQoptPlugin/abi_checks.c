@@ -15,3 +15,8 @@ _Static_assert(offsetof(qopt_pass_decl, name) == 8, "qopt_pass_decl layout");
 _Static_assert(sizeof(qopt_kernel_decl) == 24, "qopt_kernel_decl v2 size");
 _Static_assert(sizeof(qopt_int_quant) == 64, "qopt_int_quant v1 size");
 
+/* Appended within version 2 (view_release, weight_count, weight_name): the slots before them
+ * stay where the first version-2 header put them. */
+_Static_assert(offsetof(qopt_host_api, option_string) == 400, "v2: option_string slot");
+_Static_assert(offsetof(qopt_host_api, view_release) == 408, "v2: view_release appended");
+_Static_assert(sizeof(qopt_host_api) == 432, "v2: qopt_host_api size");

@@ -198,9 +198,17 @@ private func makeHostAPI() -> qopt_host_api {
     return r.setQuantized(name, q)
   }
   api.calibration_stats = { m, o, s, out in
-    // TODO(#6): answer from the `calibrate` pass's analysis once it exists.
-    guard let r = PluginRun.from(m), r.op(o) != nil, s != nil, out != nil else { return QOPT_ERR_INVALID_ARGUMENT }
-    return QOPT_ERR_NOT_AVAILABLE
+    guard let r = PluginRun.from(m), let op = r.op(o), let stat = str(s), let out else { return QOPT_ERR_INVALID_ARGUMENT }
+    return r.calibrationStats(op, stat, into: out)
+  }
+  api.view_release = { m, data in
+    guard let r = PluginRun.from(m), let data else { return QOPT_ERR_INVALID_ARGUMENT }
+    return r.release(UnsafeRawPointer(data)) ? QOPT_OK : QOPT_ERR_NOT_FOUND
+  }
+  api.weight_count = { m in PluginRun.from(m).map { Int64($0.module.weights.count) } ?? -1 }
+  api.weight_name = { m, i in
+    guard let r = PluginRun.from(m), i >= 0, i < r.module.weights.names.count else { return nil }
+    return r.cString(r.module.weights.names[Int(i)])
   }
   api.diagnose = { m, sev, o, msg in
     guard let r = PluginRun.from(m) else { return }
@@ -250,15 +258,15 @@ private func makeHostAPI() -> qopt_host_api {
   api.option_int = { o, k in
     guard let r = PluginRun.from(o), let key = str(k) else { return 0 }
     switch r.options.values[key] {
-    case .int(let v)?: return v
-    case .float(let v)?: return Int64(exactly: v.rounded(.towardZero)) ?? 0
+    case .int(let v)?: return Int64(v)
+    case .number(let v)?: return Int64(exactly: v.rounded(.towardZero)) ?? 0
     default: return 0
     }
   }
   api.option_float = { o, k in
     guard let r = PluginRun.from(o), let key = str(k) else { return 0 }
     switch r.options.values[key] {
-    case .float(let v)?: return v
+    case .number(let v)?: return v
     case .int(let v)?: return Double(v)
     default: return 0
     }

@@ -2,83 +2,25 @@ import CQoptPlugin
 import QoptPasses
 
 /// One option a plugin pass declared (`qopt_option_decl`), copied out of the plugin's memory
-/// at registration.
+/// at registration. It is parsed by the same parser as a built-in option
+/// (`parsePassOptions(_:schema:into:pass:)`), from the same `OptionKind`, so values, ranges and
+/// messages match the built-ins'.
 struct PluginOption: Sendable {
-  enum Kind: Sendable, Equatable {
-    case int, float, bool, string
-    case choice([String])
-  }
-
   var key: String
-  var kind: Kind
+  var kind: OptionKind
   var help: String
-  var defaultValue: PluginOptionValue
-  /// Valid range of an int or float option.
-  var range: ClosedRange<Double>?
+  var defaultValue: OptionValue
 
-  /// The value syntax `-print-passes` shows, as built-in options write it.
-  var valueSyntax: String {
-    switch kind {
-    case .int: range.map { "int in \(Int64($0.lowerBound))...\(Int64($0.upperBound))" } ?? "int"
-    case .float: range.map { "number in \($0.lowerBound)...\($0.upperBound)" } ?? "number"
-    case .bool: "bool"
-    case .string: "string"
-    case .choice(let c): c.joined(separator: "|")
-    }
+  /// The field the shared parser fills: the value goes into the run's dictionary.
+  var field: OptionField<PluginOptionValues> {
+    let key = key
+    return OptionField(
+      key: key, help: help, kind: kind, apply: { o, v in o.values[key] = v },
+      render: { $0.values[key]?.text ?? "" })
   }
 
   var info: OptionInfo {
-    OptionInfo(key: key, help: help, valueSyntax: valueSyntax, defaultValue: defaultValue.text)
-  }
-
-  /// Parses a pipeline value (`nil` for a bare key); throws the message tail the pipeline
-  /// error appends after "option 'k' of pass 'p' ".
-  func parse(_ text: String?) throws(OptionValueError) -> PluginOptionValue {
-    switch kind {
-    case .int:
-      guard let text, let v = Int64(text) else { throw OptionValueError("expects an integer, found '\(text ?? "")'") }
-      if let range, !range.contains(Double(v)) {
-        throw OptionValueError("must be in \(Int64(range.lowerBound))...\(Int64(range.upperBound)), found \(v)")
-      }
-      return .int(v)
-    case .float:
-      guard let text, let v = Double(text), v.isFinite else { throw OptionValueError("expects a number, found '\(text ?? "")'") }
-      if let range, !range.contains(v) {
-        throw OptionValueError("must be in \(range.lowerBound)...\(range.upperBound), found \(text)")
-      }
-      return .float(v)
-    case .bool:
-      switch text {
-      case nil, "true", "1": return .bool(true)
-      case "false", "0": return .bool(false)
-      default: throw OptionValueError("expects true or false, found '\(text ?? "")'")
-      }
-    case .string:
-      guard let text else { throw OptionValueError("expects a value") }
-      return .string(text)
-    case .choice(let choices):
-      guard let text, choices.contains(text) else {
-        throw OptionValueError("must be one of \(choices.joined(separator: ", ")), found '\(text ?? "")'")
-      }
-      return .string(text)
-    }
-  }
-}
-
-/// A parsed option value of a plugin pass.
-enum PluginOptionValue: Sendable, Equatable {
-  case int(Int64)
-  case float(Double)
-  case bool(Bool)
-  case string(String)
-
-  var text: String {
-    switch self {
-    case .int(let v): String(v)
-    case .float(let v): "\(v)"
-    case .bool(let v): v ? "true" : "false"
-    case .string(let v): v
-    }
+    OptionInfo(key: key, help: help, valueSyntax: kind.valueSyntax, defaultValue: defaultValue.text)
   }
 }
 
@@ -86,36 +28,17 @@ enum PluginOptionValue: Sendable, Equatable {
 /// unless the pipeline set it). The schema lives in the `PluginOption`s, so this type's own
 /// static schema is empty.
 struct PluginOptionValues: PassOptions {
-  var values: [String: PluginOptionValue] = [:]
+  var values: [String: OptionValue] = [:]
   init() {}
   static let schema: [OptionField<PluginOptionValues>] = []
 
-  /// Parses pipeline items against `declared`, with the same rules and messages as built-in
-  /// passes: unknown keys (with a suggestion), `no-key` for bools, typed values and ranges.
+  /// Parses pipeline items against `declared` with the parser every pass uses.
   static func parse(
     _ items: [(key: String, value: String?, column: Int)], declared: [PluginOption], pass: String
   ) throws(PipelineError) -> PluginOptionValues {
     var o = PluginOptionValues()
     for d in declared { o.values[d.key] = d.defaultValue }
-    for item in items {
-      let isNo = item.key.hasPrefix("no-") && !declared.contains { $0.key == item.key }
-      let key = isNo ? String(item.key.dropFirst(3)) : item.key
-      guard let field = declared.first(where: { $0.key == key }) else {
-        let keys = declared.map(\.key)
-        var m = "unknown option '\(item.key)' for pass '\(pass)'"
-        if let s = closestMatch(to: item.key, in: keys) { m += "; did you mean '\(s)'?" }
-        m += keys.isEmpty ? " (it takes no options)" : " (valid options: \(keys.joined(separator: ", ")))"
-        throw PipelineError(m, column: item.column)
-      }
-      if isNo && (field.kind != .bool || item.value != nil) {
-        throw PipelineError("'no-' applies only to bool options without a value: '\(item.key)'", column: item.column)
-      }
-      do {
-        o.values[key] = try field.parse(isNo ? "false" : item.value)
-      } catch {
-        throw PipelineError("option '\(key)' of pass '\(pass)' \(error.message)", column: item.column)
-      }
-    }
+    try parsePassOptions(items, schema: declared.map(\.field), into: &o, pass: pass)
     return o
   }
 }
@@ -138,18 +61,26 @@ extension PluginOption {
       }
       range = d.min...d.max
     }
-    self.range = range
     let defString = d.default_string.map { String(cString: $0) } ?? ""
     switch d.kind {
     case QOPT_OPTION_INT:
-      kind = .int
-      defaultValue = .int(d.default_int)
-      if let range, !range.contains(Double(d.default_int)) {
+      // An int range is whole numbers within Int's range (the bounds round inwards).
+      let ints = try range.map { r throws(OptionValueError) -> ClosedRange<Int> in
+        let lo = r.lowerBound.rounded(.up), hi = r.upperBound.rounded(.down)
+        guard lo <= hi, lo >= -9.2e18, hi <= 9.2e18 else {
+          throw OptionValueError("option '\(k)' has an invalid integer range \(r.lowerBound)...\(r.upperBound)")
+        }
+        return Int(lo)...Int(hi)
+      }
+      kind = .int(ints)
+      defaultValue = .int(Int(d.default_int))
+      if let ints, !ints.contains(Int(d.default_int)) {
         throw OptionValueError("option '\(k)' has default \(d.default_int) outside its range")
       }
     case QOPT_OPTION_FLOAT:
-      kind = .float
-      defaultValue = .float(d.default_float)
+      kind = .number(range)
+      guard d.default_float.isFinite else { throw OptionValueError("option '\(k)' has a default that is not finite") }
+      defaultValue = .number(d.default_float)
       if let range, !range.contains(d.default_float) {
         throw OptionValueError("option '\(k)' has default \(d.default_float) outside its range")
       }

@@ -60,7 +60,11 @@ extension PluginRun {
     let buffer = floatBuffer(shape.reduce(1, *))
     switch entry {
     case .dense(let t):
-      t.readFloats(into: buffer)
+      // A weight decoded on first use (a GGUF import) is decoded straight into the view, so
+      // a read-only pass does not leave a decoded f32 copy behind in the weight store.
+      if !(shape.count == 2 && buffer.count > 0 && t.decodeRows(0..<shape[0], into: buffer.baseAddress!)) {  // safe: count > 0
+        t.readFloats(into: buffer)
+      }
     case .quantized(let q):
       guard shape.count == 2 else { return QOPT_ERR_TYPE_MISMATCH }
       _ = buffer.initialize(from: q.dequantized())

@@ -29,7 +29,9 @@ final class PluginRun {
   private var values: [Value] = []
   private var valueIndex: [ObjectIdentifier: Int] = [:]
   private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
-  private var buffers: [UnsafeMutableRawPointer] = []
+  /// Float buffers lent to the plugin (weight and statistics views), until `release` or the
+  /// end of the run.
+  private var buffers: Set<UnsafeMutableRawPointer> = []
 
   init(module: Module, context: PassContext, options: PluginOptionValues, passName: String) {
     self.module = module
@@ -114,8 +116,16 @@ final class PluginRun {
   /// `count` floats owned by this run.
   func floatBuffer(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
     let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-    buffers.append(raw)
+    buffers.insert(raw)
     return UnsafeMutableBufferPointer(start: raw.bindMemory(to: Float.self, capacity: max(count, 1)), count: count)
+  }
+
+  /// Frees a buffer `floatBuffer` lent (`view_release`); false when `data` is not one this
+  /// run still lends, so a double release or a foreign pointer is refused, not freed.
+  func release(_ data: UnsafeRawPointer) -> Bool {
+    guard let raw = buffers.remove(UnsafeMutableRawPointer(mutating: data)) else { return false }
+    raw.deallocate()
+    return true
   }
 
   // MARK: - Liveness

@@ -5,6 +5,7 @@ enum Benchmarks {
     ("emit", { runEmitBench() }),
     ("eval", runEvalBench),
     ("kernels", runKernelsBench),
+    ("plugin", { runPluginBench() }),
     ("rtn", runRTNBench),
   ]
 }

@@ -239,14 +239,14 @@ private func emitBenchWriteLargeCheckpoint(_ base: String, bytes: Int) throws ->
 
 // MARK: - Processes, clocks, files
 
-private struct EmitBenchChild { var status: Int32; var wall: Double; var rssMiB: Double }
+struct EmitBenchChild { var status: Int32; var wall: Double; var rssMiB: Double }
 
 /// Runs `exe args` under `/usr/bin/time` and returns its exit status, wall time and peak RSS.
 ///
 /// Not `wait4`'s own ru_maxrss: a child spawned with vfork semantics inherits the parent's
 /// high-water mark at exec (this process holds the 135M-shaped module), so the figure comes
 /// from `time`, whose own children start from its small footprint.
-private func emitBenchRun(_ exe: String, _ args: [String]) -> EmitBenchChild {
+func emitBenchRun(_ exe: String, _ args: [String]) -> EmitBenchChild {
   let rssFile = "/tmp/qopt-emit-bench-rss-\(getpid())"
   defer { unlink(rssFile) }
   let hasTime = fileExists("/usr/bin/time")
@@ -274,7 +274,7 @@ extension String {
 }
 
 /// `x` with `digits` decimals (no Foundation).
-private func emitBenchFormat(_ x: Double, _ digits: Int) -> String {
+func emitBenchFormat(_ x: Double, _ digits: Int) -> String {
   var p = 1.0
   for _ in 0..<digits { p *= 10 }
   let v = (x * p).rounded() / p
@@ -293,7 +293,7 @@ private func emitBenchClock() -> Double {
   return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-private func emitBenchExecutableDirectory() -> String {
+func emitBenchExecutableDirectory() -> String {
   var buf = [CChar](repeating: 0, count: 4096)
   let n = readlink("/proc/self/exe", &buf, buf.count - 1)
   guard n > 0 else { return "." }

@@ -34,6 +34,9 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("print-pass-docs", withSingleDash: true), help: "Print docs/passes.md (the pass reference) and exit.")
   var printPassDocs = false
 
+  @Flag(name: .customLong("print-plugin-include-dir", withSingleDash: true), help: "Print the directory holding qopt_plugin.h (for cc -I when building a plugin) and exit.")
+  var printPluginIncludeDir = false
+
   @Flag(name: .customLong("print-after-all", withSingleDash: true), help: "Print the IR to stderr after every pass.")
   var printAfterAll = false
 
@@ -92,6 +95,10 @@ struct OptCommand: ParsableCommand {
   func run() throws {
     let started = now()
     if quiet { Progress.shared.style = .quiet }
+    if printPluginIncludeDir {
+      print(try PluginHeaders.directory(forExecutable: PluginHeaders.currentExecutable()))
+      return
+    }
     let registry = PassRegistry.builtin()
     // Plugins join the registry before anything reads it; a failed load throws a PluginError
     // (exit 1) before any pass runs.

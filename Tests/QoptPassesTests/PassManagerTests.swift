@@ -11,6 +11,14 @@ import Testing
   #expect(p[1].column == 50)
 }
 
+@Test func choicesParseIntoTypedValues() throws {
+  let p = try PipelineParser.parse("rtn<scheme=fp8>", registry: .builtin())
+  #expect((p[0].options as? RTNOptions)?.scheme == .fp8)
+  #expect((try PipelineParser.parse("rtn", registry: .builtin())[0].options as? RTNOptions)?.scheme == .int)
+  let listed = try #require(PassRegistry.builtin().pass(named: "rtn")?.options.first { $0.key == "scheme" })
+  #expect(listed.valueSyntax == "int|nvfp4|fp8" && listed.defaultValue == "int")
+}
+
 @Test(arguments: [
   ("rtm", 1, "did you mean 'rtn'"), ("rtn<bits=1>", 5, "must be in 2...8"), ("rtn<group-size=x>", 5, "expects an integer"),
   ("verify<x=1>", 8, "it takes no options"), ("rtn,", 5, "expected a pass name after ','"), ("rtn<sym=maybe>", 5, "expects true or false"),

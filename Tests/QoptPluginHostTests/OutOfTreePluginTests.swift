@@ -69,7 +69,7 @@ import Testing
     #expect(type.map(Printer.type) == "tensor<2x8x!q.int<8, sym, channel, scale=f32>>")
     let maxErr = zip(q.dequantized(), Self.weights).map { abs($0 - $1) }.max() ?? 1
     #expect(maxErr <= 3.0 / 127 / 2 + 1e-6)
-    // The statistics accessor is a stub until `calibrate` exists; the remark is located at the linear.
+    // No calibrate in the pipeline: no statistics, and the remark is located at the linear.
     #expect(log.contains("demo.ir:5:3: remark: demo-quant: no calibration statistics; using weights only"))
   }
 

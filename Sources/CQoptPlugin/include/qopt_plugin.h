@@ -52,6 +52,10 @@ extern "C" {
  * Version 2: `register_kernel` follows `register_pass` in `qopt_host_api` (every later host
  * function moved by one slot) and `qopt_kernel_decl` is new; `qopt.extern` ops call only
  * registered kernels (version 1 resolved their `symbol` with dlsym, which no longer happens).
+ * Later in version 2, `view_release`, `weight_count` and `weight_name` were appended to
+ * `qopt_host_api` and `calibration_stats` started answering: a plugin built against the
+ * first version-2 header loads and runs unchanged, and a plugin using the appended functions
+ * checks `QOPT_HOST_HAS(host, view_release)` to run on a host that predates them.
  */
 #define QOPT_PLUGIN_API_VERSION 2u
 
@@ -381,10 +385,22 @@ typedef struct qopt_host_api {
   int32_t (*weight_set_quantized_int)(qopt_module *m, const char *name, const qopt_int_quant *q);
 
   /**
-   * Calibration statistics of the activation `stat` ("absmax", "mean_sq", …) feeding `op`.
-   * Always QOPT_ERR_NOT_AVAILABLE in this version: qopt has no `calibrate` pass yet. Plugins
-   * must handle that result (fall back to weight-only rules); a later host fills `*out`
-   * without an ABI change.
+   * Calibration statistics of the input of the linear `op` (or of the linear reading the
+   * weight of the `param` op `op`), as `calibrate` measured them on the float model:
+   *
+   *   "absmax"      per input channel max |x|        rank 1, [in_features]
+   *   "mean_sq"     per input channel mean x²        rank 1, [in_features]
+   *   "tokens"      token rows observed (exact below 2^24)  rank 1, [1]
+   *   "input_rows"  the input rows themselves        rank 2, [tokens, in_features]
+   *
+   * "input_rows" exists only for the linears `calibrate<keep-inputs=NAMES>` named (weight
+   * names, `re:` patterns or `Linear`); they share calibrate's `memory-budget` and spill past
+   * it. The view is lent like a weight view (free it early with `view_release`).
+   * QOPT_ERR_NOT_AVAILABLE when no `calibrate` ran earlier in the pipeline, it ran with
+   * `no-stats`, a pass in between dropped its results, or (for "input_rows") the linear was
+   * not kept; QOPT_ERR_NOT_FOUND for an unknown `stat`; QOPT_ERR_INVALID_ARGUMENT when `op` is
+   * neither a linear nor a param. A plugin handles NOT_AVAILABLE (fall back to weight-only
+   * rules, or fail with a diagnostic that says to run `calibrate` first).
    */
   int32_t (*calibration_stats)(qopt_module *m, qopt_op *op, const char *stat, qopt_f32_view *out);
 
@@ -431,6 +447,24 @@ typedef struct qopt_host_api {
   int32_t (*option_bool)(const qopt_options *o, const char *key);
   /** STRING or CHOICE option `key`; NULL if unknown. Borrowed until the run returns. */
   const char *(*option_string)(const qopt_options *o, const char *key);
+
+  /* -- appended in version 2 (check with QOPT_HOST_HAS) --------------------------------- */
+
+  /**
+   * Frees the buffer behind a view the host lent during this run (`weight_read_f32`,
+   * `calibration_stats`), before the run ends: `data` is the view's `data`. A pass that reads
+   * every weight once keeps one weight in memory at a time instead of all of them.
+   * QOPT_ERR_NOT_FOUND when `data` is not a live lent buffer (already released, or never
+   * lent); nothing is freed then. The view must not be read afterwards.
+   */
+  int32_t (*view_release)(qopt_module *m, const float *data);
+  /** The number of weights in the module's weight store, -1 for a bad handle. */
+  int64_t (*weight_count)(qopt_module *m);
+  /**
+   * The name of weight `index` (0 ≤ index < weight_count, in store order), for
+   * `weight_read_f32`; NULL out of range. Enumerates weights without walking `param` ops.
+   */
+  const char *(*weight_name)(qopt_module *m, int64_t index);
 } qopt_host_api;
 
 /** Whether the host table provides `field` (it may be older than this header). */

@@ -45,6 +45,11 @@ let calibratePass = Pass(
   // time: each block's outputs go to a store of their own (within the budget, spilling the
   // rest) and become the next block's inputs.
   var stats: [String: CalibrationData.ChannelStats] = [:]
+  // The linears whose input rows are kept for plugins (`calibration_stats` "input_rows").
+  let keep = Set(try WeightTargets(targets: options.keepInputs, ignore: []).select(in: module, pass: "calibrate").map(\.1))
+  if !keep.isEmpty && !options.stats { throw PassError(pass: "calibrate", "keep-inputs needs stats (drop no-stats)") }
+  var kept: [String: ActivationStore] = [:]
+  var keepError: (any Error)?
   if options.stats {
     var x = store
     let batch = 8
@@ -67,6 +72,11 @@ let calibratePass = Pass(
           r0 += n
         }
         stats[name] = s
+        if keep.contains(name), keepError == nil {
+          let rowsStore = kept[name] ?? ActivationStore(tokens: seqlen, width: cols, budget: store.budget)
+          do { try rowsStore.append(p, samples: rows / seqlen) } catch { keepError = error }
+          kept[name] = rowsStore
+        }
       }
       // The last block's outputs are not needed.
       let next = bi + 1 < model.blocks.count ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
@@ -81,6 +91,7 @@ let calibratePass = Pass(
         s0 += b
       }
       if let next { x = next }
+      if let keepError { throw keepError }
     }
     for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
   }
@@ -93,7 +104,7 @@ let calibratePass = Pass(
   context.setModuleAttribute("calib.seed", .int(options.seed))
   context.analyses.set(
     CalibrationAnalysis.self,
-    CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, fingerprint: fingerprint))
+    CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, linearInputs: kept, fingerprint: fingerprint))
   context.remark("\(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")")
 }
 
@@ -107,6 +118,7 @@ struct CalibrateOptions: PassOptions {
   var memoryBudgetMB = 1024
   var momentum = 0.9
   var allowLongContext = false
+  var keepInputs: [String] = []
 
   init() {}
   static let schema: [OptionField<CalibrateOptions>] = [
@@ -118,6 +130,7 @@ struct CalibrateOptions: PassOptions {
     .int("memory-budget", \.memoryBudgetMB, "MiB of cached activations kept in memory (calibrate's block inputs and outputs, autoround's targets and quantized inputs, together); the rest spills to a temporary file read back a sample at a time", in: 0...1_048_576),
     .double("momentum", \.momentum, "moving-average weight of the old activation range per window (optimum-quanto: 0.9)", in: 0...1),
     .bool("allow-long-context", \.allowLongContext, "allow seqlen above the model's max_position_embeddings (for rope scaling that supports it)"),
+    .list("keep-inputs", \.keepInputs, "Linear, names or re: regexes of weights whose linears' input rows are kept for plugins (calibration_stats \"input_rows\"); they share memory-budget"),
   ]
 }
 

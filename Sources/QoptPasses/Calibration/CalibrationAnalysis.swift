@@ -46,14 +46,21 @@ public final class CalibrationData: @unchecked Sendable {
   public var memoryBudget: MemoryBudget { blockInputs.budget }
   /// Keyed by weight name of the linear reading the input.
   public let linearStats: [String: ChannelStats]
+  /// The input rows of the linears `calibrate<keep-inputs=…>` named, keyed like `linearStats`
+  /// (one sample per window, `seqlen` rows each); plugins read them as "input_rows".
+  public let linearInputs: [String: ActivationStore]
   /// `data hash/samples/seqlen/seed`, also stored as module attributes.
   public let fingerprint: String
 
-  init(windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore, linearStats: [String: ChannelStats], fingerprint: String) {
+  init(
+    windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore, linearStats: [String: ChannelStats],
+    linearInputs: [String: ActivationStore] = [:], fingerprint: String
+  ) {
     self.windows = windows
     self.seqlen = seqlen
     self.blockInputs = blockInputs
     self.linearStats = linearStats
+    self.linearInputs = linearInputs
     self.fingerprint = fingerprint
   }
 }

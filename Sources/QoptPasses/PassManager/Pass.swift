@@ -36,25 +36,7 @@ public struct Pass: Sendable {
     self.options = O.schema.map { OptionInfo(key: $0.key, help: $0.help, valueSyntax: $0.valueSyntax, defaultValue: $0.value(in: defaults)) }
     self.makeOptions = { (items) throws(PipelineError) in
       var o = O()
-      for item in items {
-        let key = item.key.hasPrefix("no-") && !O.schema.contains { $0.key == item.key } ? String(item.key.dropFirst(3)) : item.key
-        let negated = key != item.key
-        guard let field = O.schema.first(where: { $0.key == key }) else {
-          let keys = O.schema.map(\.key)
-          var m = "unknown option '\(item.key)' for pass '\(name)'"
-          if let s = closestMatch(to: item.key, in: keys) { m += "; did you mean '\(s)'?" }
-          m += keys.isEmpty ? " (it takes no options)" : " (valid options: \(keys.joined(separator: ", ")))"
-          throw PipelineError(m, column: item.column)
-        }
-        if negated && (field.valueSyntax != "bool" || item.value != nil) {
-          throw PipelineError("'no-' applies only to bool options without a value: '\(item.key)'", column: item.column)
-        }
-        do {
-          try field.parse(&o, negated ? "false" : item.value)
-        } catch {
-          throw PipelineError("option '\(key)' of pass '\(name)' \((error as? OptionValueError)?.message ?? "\(error)")", column: item.column)
-        }
-      }
+      try parsePassOptions(items, schema: O.schema, into: &o, pass: name)
       return o
     }
     self.body = { module, options, context in

@@ -61,15 +61,13 @@ extension OptionField {
   /// `group-size`: `auto` (nil, `GroupSizeChoice`), -1 per channel, 0 per tensor or a size.
   static func groupSize(_ key: String, _ path: WritableKeyPath<O, Int?> & Sendable, _ help: String, in range: ClosedRange<Int>) -> OptionField {
     OptionField(
-      key: key, help: help, valueSyntax: "auto or int in \(range.lowerBound)...\(range.upperBound)",
-      parse: { (o: inout O, s: String?) throws(OptionValueError) in
-        if s == "auto" {
-          o[keyPath: path] = nil
-          return
+      key: key, help: help, kind: .autoOrInt(range),
+      apply: { o, v in
+        switch v {
+        case .int(let n): o[keyPath: path] = n
+        case .auto: o[keyPath: path] = nil
+        default: break
         }
-        guard let s, let v = Int(s) else { throw OptionValueError("expects an integer or auto, found '\(s ?? "")'") }
-        guard range.contains(v) else { throw OptionValueError("must be auto or in \(range.lowerBound)...\(range.upperBound), found \(v)") }
-        o[keyPath: path] = v
       }, render: { $0[keyPath: path].map(String.init) ?? "auto" })
   }
 }

@@ -14,10 +14,7 @@ let quantizeActivationsPass = Pass(
   "quantize-activations", summary: "8-bit input activation quantization of linears (int8 or fp8, static or dynamic)",
   details: quantizeActivationsDetails, options: QuantizeActivationsOptions.self, preserves: [CalibrationAnalysis.name]
 ) { module, options, context in
-  // safe: the options schema only admits these words.
-  let kind = InputQuantization.Kind(rawValue: options.type)!
-  let mode = InputQuantization.Mode(rawValue: options.mode)!
-  let strategy = InputQuantization.Strategy(rawValue: options.strategy)!
+  let (kind, mode, strategy) = (options.type, options.mode, options.strategy)
   if mode == .static && strategy == .token && kind != .nvfp4 {
     throw context.error("strategy=token needs mode=dynamic (one scale per token cannot be calibrated; use strategy=tensor)")
   }
@@ -39,13 +36,13 @@ let quantizeActivationsPass = Pass(
       }
       // gs = 448·6 / amax, amax = max(|min|, |max|) of the calibrated input (llmcompressor's
       // static_minmax); linears reading one value see the same range, hence the same gs.
-      let amax = options.observer == "minmax" ? Swift.max(abs(s.min), abs(s.max)) : s.movingAbsMax
+      let amax = options.observer == .minmax ? Swift.max(abs(s.min), abs(s.max)) : s.movingAbsMax
       q = .nvfp4(globalScale: NVFP4Quantizer.globalScale(amax: amax))
     } else if let calibration {
       guard let s = calibration.linearStats[name], s.tokens > 0 else {
         throw context.error("no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op)
       }
-      q.scale = options.observer == "minmax"
+      q.scale = options.observer == .minmax
         ? InputQuantization.scale(min: s.min, max: s.max, kind: kind)
         : InputQuantization.scale(min: -s.movingAbsMax, max: s.movingAbsMax, kind: kind)
     }
@@ -60,19 +57,22 @@ let quantizeActivationsPass = Pass(
 
 /// Options of `quantize-activations`.
 struct QuantizeActivationsOptions: PassOptions {
-  var type = "int8"
-  var mode = "dynamic"
-  var strategy = "token"
-  var observer = "minmax"
+  var type = InputQuantization.Kind.int8
+  var mode = InputQuantization.Mode.dynamic
+  var strategy = InputQuantization.Strategy.token
+  var observer = Observer.minmax
   var targets = ["Linear"]
   var ignore: [String] = []
 
+  /// Where a static range comes from.
+  enum Observer: String, Sendable { case minmax, movingAverage = "moving-average" }
+
   init() {}
   static let schema: [OptionField<QuantizeActivationsOptions>] = [
-    .choice("type", \.type, ["int8", "fp8", "nvfp4"], "int8: symmetric codes in [-128, 127], scale amax/127.5; fp8: E4M3, scale amax/448; nvfp4 (W4A4): E2M1 codes, E4M3 scales per 16 computed at run time under a calibrated global scale 448·6/amax (needs calibrate; mode and strategy do not apply)"),
-    .choice("mode", \.mode, ["dynamic", "static"], "dynamic: scales computed at run time; static: one calibrated scale per linear (needs calibrate)"),
-    .choice("strategy", \.strategy, ["token", "tensor"], "one scale per token row or per input tensor (static needs tensor)"),
-    .choice("observer", \.observer, ["minmax", "moving-average"], "static range: min/max over all calibration tokens, or the moving average over windows (calibrate's momentum)"),
+    .choice("type", \.type, [.int8, .fp8, .nvfp4], "int8: symmetric codes in [-128, 127], scale amax/127.5; fp8: E4M3, scale amax/448; nvfp4 (W4A4): E2M1 codes, E4M3 scales per 16 computed at run time under a calibrated global scale 448·6/amax (needs calibrate; mode and strategy do not apply)"),
+    .choice("mode", \.mode, [.dynamic, .static], "dynamic: scales computed at run time; static: one calibrated scale per linear (needs calibrate)"),
+    .choice("strategy", \.strategy, [.token, .tensor], "one scale per token row or per input tensor (static needs tensor)"),
+    .choice("observer", \.observer, [.minmax, .movingAverage], "static range: min/max over all calibration tokens, or the moving average over windows (calibrate's momentum)"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights whose linears get quantized inputs"),
     .list("ignore", \.ignore, "names or re: regexes of weights whose linears keep float inputs (each must match)"),
   ]

@@ -21,7 +21,7 @@ let roundToNearestPass = Pass(
   }
 ) {
   module, options, context in
-  let rule = ScaleRule(rawValue: options.scaleRule) ?? .fullRange
+  let rule = options.scaleRule
   let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, context: context)
   // A pass over weights that are all quantized already would change nothing: refuse it.
   try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass)
@@ -36,14 +36,14 @@ let roundToNearestPass = Pass(
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     let scheme = try options.scheme(columns: cols)
-    if options.groupSize == nil && options.scheme != "nvfp4" { autoChosen.append((cols, scheme.granularity)) }
-    if options.scheme == "fp8" {
+    if options.groupSize == nil && options.scheme != .nvfp4 { autoChosen.append((cols, scheme.granularity)) }
+    if options.scheme == .fp8 {
       let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
       context.setWeight(name, .quantized(q))
       context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
       continue
     }
-    if options.scheme == "nvfp4" {
+    if options.scheme == .nvfp4 {
       guard cols % NVFP4Quantizer.groupSize == 0 else {
         throw context.error("weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param)
       }
@@ -62,7 +62,7 @@ let roundToNearestPass = Pass(
       }
       s.bits = bits
     }
-    if options.scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
+    if options.scaleDType == .auto { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
     let quantizer = IntQuantizer(scheme: s, rule: rule)
     let q: QuantizedTensor
     if weight.decodesRows, s.granularity != .tensor {
@@ -79,26 +79,35 @@ let roundToNearestPass = Pass(
   }
 }
 
+/// What `rtn` writes: integer codes, NVFP4 or FP8.
+package enum RTNScheme: String, Sendable, CaseIterable { case int, nvfp4, fp8 }
+
+/// The scale precision of `rtn`: `auto` (by the scale rule) or a float dtype.
+enum ScaleDTypeChoice: String, Sendable, CaseIterable {
+  case auto, f32, f16, bf16
+  var dtype: DType? { DType(rawValue: rawValue) }
+}
+
 /// Options of `rtn`.
 package struct RTNOptions: PassOptions {
   package var bits = 4
   package var sym = true
   /// nil: `auto` (`GroupSizeChoice`).
   package var groupSize: Int? = nil
-  package var scheme = "int"
-  var scaleRule = ScaleRule.fullRange.rawValue
-  var scaleDType = "auto"
+  package var scheme = RTNScheme.int
+  var scaleRule = ScaleRule.fullRange
+  var scaleDType = ScaleDTypeChoice.auto
   var targets = ["Linear"]
   package var ignore: [String] = []
 
   package init() {}
   package static let schema: [OptionField<RTNOptions>] = [
-    .choice("scheme", \.scheme, ["int", "nvfp4", "fp8"], "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
+    .choice("scheme", \.scheme, "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
     .groupSize("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor; auto: 128 where it divides the row, else 64 or 32, else per channel (fp8: per channel)", in: -1...65536),
-    .choice("scale-rule", \.scaleRule, ScaleRule.allCases.map(\.rawValue), "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
-    .choice("scale-dtype", \.scaleDType, ["auto", "f32", "f16", "bf16"], "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
+    .choice("scale-rule", \.scaleRule, "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
+    .choice("scale-dtype", \.scaleDType, "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone (each must match)"),
   ]
@@ -106,20 +115,20 @@ package struct RTNOptions: PassOptions {
   /// The integer scheme (or, for fp8, the granularity) for a row of `columns` weights.
   func scheme(columns: Int) throws -> IntScheme {
     if let g = groupSize, g < -1 { throw PassError("group-size must be -1, 0 or positive") }
-    let g = GroupSizeChoice.granularity(explicit: groupSize, columns: columns, scheme: scheme)
-    return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: DType(rawValue: scaleDType) ?? .f16)
+    let g = GroupSizeChoice.granularity(explicit: groupSize, columns: columns, scheme: scheme.rawValue)
+    return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: scaleDType.dtype ?? .f16)
   }
 
   /// The type a weight of `columns` columns will get (for the check before the pipeline).
   func predicted(columns: Int, param: Op, dtype: DType?) throws -> QuantScheme {
     var s = try scheme(columns: columns)
     switch scheme {
-    case "fp8": return .fp8(s.granularity)
-    case "nvfp4": return .nvfp4(group: NVFP4Quantizer.groupSize)
+    case .fp8: return .fp8(s.granularity)
+    case .nvfp4: return .nvfp4(group: NVFP4Quantizer.groupSize)
     default:
       if let b = param.attributes["qopt.bits"]?.intValue { s.bits = b }
-      let rule = ScaleRule(rawValue: scaleRule) ?? .fullRange
-      if scaleDType == "auto" { s.scaleType = rule == .fullRange ? .f16 : (dtype ?? .f32) }
+      let rule = scaleRule
+      if scaleDType == .auto { s.scaleType = rule == .fullRange ? .f16 : (dtype ?? .f32) }
       return .int(s)
     }
   }
