@@ -6,5 +6,6 @@ enum Benchmarks {
     ("eval", runEvalBench),
     ("kernels", runKernelsBench),
     ("rtn", runRTNBench),
+    ("threads", runThreadsBench),
   ]
 }

@@ -124,7 +124,7 @@ package final class AutoRoundRun {
 
   func run() throws {
     guard let context else { return }
-    BLAS.setThreads(context.threads)
+    BLAS.useThreads(context.threads)
     if options.quantScheme == "int" && options.groupSize == 0 {
       throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }
@@ -385,6 +385,7 @@ package final class AutoRoundRun {
     var best = Double.infinity, first = 0.0, bestIter = 0
     var snapshot = linears.map(\.parameters)
     for it in 0..<iters {
+      BLAS.adapt()  // the free cores, re-measured between iterations
       let idx = sampler.next()
       try xb.withUnsafeMutableBufferPointer { try x.read(idx, into: $0.baseAddress!) }  // safe: non-empty
       try yb.withUnsafeMutableBufferPointer { try y.read(idx, into: $0.baseAddress!) }  // safe: non-empty
