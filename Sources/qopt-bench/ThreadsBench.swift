@@ -89,7 +89,7 @@ func threadsBench(
       var s = seconds()
       try work()
       let byDefault = seconds() - s
-      let chosen = BLAS.followedThreads ?? cpus
+      let chosen = BLAS.meanFollowedThreads ?? Double(cpus)
       BLAS.stopIdleThreads()
       BLAS.fixThreads(1)
       s = seconds()
@@ -97,14 +97,14 @@ func threadsBench(
       let single = seconds() - s
       rows.append([
         name, competing == 0 ? "idle" : "\(competing) busy processes", fmt(byDefault, 1), fmt(single, 1),
-        fmt(byDefault / single, 2), "\(chosen)", load,
+        fmt(byDefault / single, 2), fmt(chosen, 2), load,
       ])
     }
   }
   BLAS.fixThreads(cpus)
   printTable(
     "threads: default (no -threads) vs -threads 1, SmolLM2-135M, \(cpus) CPUs",
-    ["workload", "competing load", "default s", "-threads 1 s", "default / -threads 1", "threads at end (default)", "load average at row start"],
+    ["workload", "competing load", "default s", "-threads 1 s", "default / -threads 1", "mean threads (default)", "load average at row start"],
     rows)
   print("load average at end: \(loadAverage())")
 }

@@ -39,8 +39,16 @@ public final class Progress: Sendable {
     var done = 0
   }
   private let state = Mutex(State())
+  private let sink: @Sendable (String) -> Void
 
-  public init() {}
+  public init() { sink = Progress.write }
+
+  /// A reporter with a given style that hands its text to `sink` instead of standard error
+  /// (tests).
+  public init(style: Style, sink: @escaping @Sendable (String) -> Void) {
+    self.sink = sink
+    state.withLock { $0.style = style }
+  }
 
   public var style: Style {
     get { state.withLock { $0.style } }
@@ -53,14 +61,14 @@ public final class Progress: Sendable {
       guard s.style != .quiet else { return }
       let clear = s.statusShown ? "\r\u{1b}[K" : ""
       s.statusShown = false
-      Self.write(clear + (text.hasSuffix("\n") ? text : text + "\n"))
+      sink(clear + (text.hasSuffix("\n") ? text : text + "\n"))
     }
   }
 
   /// Clears the status line (a phase whose closing line is printed elsewhere).
   public func clearStatus() {
     state.withLock { s in
-      if s.statusShown { Self.write("\r\u{1b}[K") }
+      if s.statusShown { sink("\r\u{1b}[K") }
       s.statusShown = false
     }
   }
@@ -73,7 +81,7 @@ public final class Progress: Sendable {
       guard t - s.lastStatus >= 0.1 else { return }
       s.lastStatus = t
       s.statusShown = true
-      Self.write("\r\u{1b}[K" + text)
+      sink("\r\u{1b}[K" + text)
     }
   }
 

@@ -16,6 +16,17 @@ extension BLAS {
     var cpuCount: Int
     var last: CPULoad.Sample?
     var current: Int
+    /// Since `followFreeCores`: seconds at each count (for `meanFollowedThreads`).
+    var since: Double
+    var threadSeconds = 0.0
+    var seconds = 0.0
+
+    /// Accounts the time at the current count up to `now`.
+    mutating func account(_ now: Double) {
+      threadSeconds += Double(current) * (now - since)
+      seconds += now - since
+      since = now
+    }
   }
   private static let following = Mutex<Following?>(nil)
 
@@ -31,7 +42,9 @@ extension BLAS {
     let count = cpus?.count ?? CPULoad.allowedCPUCount
     let others = min(count, CPULoad.runnableOthersNow() ?? 0)
     let n = CPULoad.threads(cpus: count, othersBusy: Double(others), limit: limit)
-    following.withLock { $0 = Following(limit: limit, cpus: cpus, cpuCount: count, last: CPULoad.sample(cpus: cpus), current: n) }
+    following.withLock {
+      $0 = Following(limit: limit, cpus: cpus, cpuCount: count, last: CPULoad.sample(cpus: cpus), current: n, since: monotonicSeconds())
+    }
     setThreads(n)
   }
 
@@ -47,6 +60,7 @@ extension BLAS {
     let count: Int = following.withLock { f in
       guard var s = f else { return n }
       s.limit = max(1, n)
+      s.account(monotonicSeconds())
       s.current = min(s.current, s.limit)
       f = s
       return s.current
@@ -56,6 +70,17 @@ extension BLAS {
 
   /// The count chosen when following free cores (no `-threads`), nil with a fixed count.
   public static var followedThreads: Int? { following.withLock { $0?.current } }
+
+  /// The time-weighted mean count since `followFreeCores` (what a benchmark reports), nil with
+  /// a fixed count.
+  public static var meanFollowedThreads: Double? {
+    following.withLock { f in
+      guard var s = f else { return nil }
+      s.account(monotonicSeconds())
+      f = s
+      return s.seconds > 0 ? s.threadSeconds / s.seconds : Double(s.current)
+    }
+  }
 
   /// Re-measures the load when a window has passed since the last measure and changes the
   /// thread count if the free cores changed. Cheap otherwise (one clock read); call it between
@@ -67,6 +92,7 @@ extension BLAS {
       if let last = s.last, now - last.time < adaptWindow { return nil }
       guard let sample = CPULoad.sample(cpus: s.cpus) else { return nil }
       let old = s.current
+      s.account(now)
       if let last = s.last, let others = CPULoad.othersBusy(from: last, to: sample, ticksPerSecond: CPULoad.ticksPerSecond) {
         s.current = CPULoad.threads(cpus: s.cpuCount, othersBusy: others, limit: s.limit)
       }
