@@ -8,7 +8,8 @@ import QoptRuntime
 #endif
 
 /// `qopt-bench threads`: the default thread policy (no `-threads`: the allowed CPUs, fewer while
-/// other processes keep them busy) against `-threads 1`, on an idle machine and next to two
+/// other processes keep them busy) against `-threads 1` and against a fixed count of all
+/// allowed CPUs (the default before it followed the load), on an idle machine and next to two
 /// busy processes the benchmark starts itself (shell loops, killed at the end; they also stop
 /// on their own when the benchmark dies).
 ///
@@ -95,16 +96,24 @@ func threadsBench(
       s = seconds()
       try work()
       let single = seconds() - s
+      BLAS.stopIdleThreads()
+      BLAS.fixThreads(cpus)
+      s = seconds()
+      try work()
+      let all = seconds() - s
       rows.append([
-        name, competing == 0 ? "idle" : "\(competing) busy processes", fmt(byDefault, 1), fmt(single, 1),
-        fmt(byDefault / single, 2), fmt(chosen, 2), load,
+        name, competing == 0 ? "idle" : "\(competing) busy processes", fmt(byDefault, 1), fmt(single, 1), fmt(all, 1),
+        fmt(byDefault / single, 2), fmt(all / single, 2), fmt(chosen, 2), load,
       ])
     }
   }
   BLAS.fixThreads(cpus)
   printTable(
-    "threads: default (no -threads) vs -threads 1, SmolLM2-135M, \(cpus) CPUs",
-    ["workload", "competing load", "default s", "-threads 1 s", "default / -threads 1", "mean threads (default)", "load average at row start"],
+    "threads: default (no -threads) vs -threads 1 and -threads \(cpus) (the old fixed default), SmolLM2-135M, \(cpus) CPUs",
+    [
+      "workload", "competing load", "default s", "-threads 1 s", "-threads \(cpus) s", "default / -threads 1", "-threads \(cpus) / -threads 1",
+      "mean threads (default)", "load average at row start",
+    ],
     rows)
   print("load average at end: \(loadAverage())")
 }
