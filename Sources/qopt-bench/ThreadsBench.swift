@@ -137,8 +137,8 @@ final class BusyProcesses {
       }
       pids.append(pid)
     }
-    // Let them reach their loops before anything is measured.
-    usleep(500_000)
+    // Let them reach their loops (and the scheduler settle) before anything is measured.
+    usleep(2_000_000)
   }
 
   func stop() {
