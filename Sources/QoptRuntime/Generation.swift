@@ -12,6 +12,7 @@ public enum Generation {
     var ids = prompt
     var out: [Int32] = []
     for _ in 0..<count {
+      BLAS.adapt()  // the free cores, re-measured between tokens
       let next = try nextToken(interpreter, ids)
       ids.append(next)
       out.append(next)

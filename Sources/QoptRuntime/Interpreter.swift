@@ -258,6 +258,7 @@ public final class Interpreter {
       guard let f = module.function(named: callee) else { throw RuntimeError("calls an unknown function", at: op) }
       var args: [RuntimeValue] = []
       for i in op.operands.indices { args.append(try operand(i)) }
+      BLAS.adapt()  // the free cores, re-measured between blocks (a window can take seconds)
       return try call(f, args)
 
     case .dequantize:

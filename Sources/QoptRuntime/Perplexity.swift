@@ -37,6 +37,7 @@ public enum Perplexity {
     var total = 0.0
     let start = monotonicSeconds()
     for w in 0..<n {
+      BLAS.adapt()  // the free cores, re-measured between windows
       let window = Array(ids[(w * seqlen)..<((w + 1) * seqlen)])
       total += try windowNLL(interpreter, window)
       progress?(w + 1, n)

@@ -26,10 +26,29 @@ public final class Progress: Sendable {
     var style: Style = isatty(2) == 1 ? .terminal : .lines
     var statusShown = false
     var lastStatus = 0.0
+    var transfer: Transfer?
+  }
+
+  /// A phase counted in bytes that lower layers (file writers, importers) advance without
+  /// knowing who started it: the command wraps an import or an emit in `transfer`, the code
+  /// that reads or writes the bytes calls `expect` and `advance`.
+  private struct Transfer {
+    let name: String
+    let start: Double
+    var total = 0
+    var done = 0
   }
   private let state = Mutex(State())
+  private let sink: @Sendable (String) -> Void
 
-  public init() {}
+  public init() { sink = Progress.write }
+
+  /// A reporter with a given style that hands its text to `sink` instead of standard error
+  /// (tests).
+  public init(style: Style, sink: @escaping @Sendable (String) -> Void) {
+    self.sink = sink
+    state.withLock { $0.style = style }
+  }
 
   public var style: Style {
     get { state.withLock { $0.style } }
@@ -42,14 +61,14 @@ public final class Progress: Sendable {
       guard s.style != .quiet else { return }
       let clear = s.statusShown ? "\r\u{1b}[K" : ""
       s.statusShown = false
-      Self.write(clear + (text.hasSuffix("\n") ? text : text + "\n"))
+      sink(clear + (text.hasSuffix("\n") ? text : text + "\n"))
     }
   }
 
   /// Clears the status line (a phase whose closing line is printed elsewhere).
   public func clearStatus() {
     state.withLock { s in
-      if s.statusShown { Self.write("\r\u{1b}[K") }
+      if s.statusShown { sink("\r\u{1b}[K") }
       s.statusShown = false
     }
   }
@@ -62,8 +81,62 @@ public final class Progress: Sendable {
       guard t - s.lastStatus >= 0.1 else { return }
       s.lastStatus = t
       s.statusShown = true
-      Self.write("\r\u{1b}[K" + text)
+      sink("\r\u{1b}[K" + text)
     }
+  }
+
+  /// Runs `body` as a phase counted in bytes: on a terminal a status line shows the bytes
+  /// `advance`d of those `expect`ed, with ETA; when it returns, `closing(seconds, bytes)` is
+  /// the phase's one line (none when it returns nil). Phases do not nest: an inner one runs
+  /// inside the outer's count.
+  public func transfer<T>(_ name: String, _ body: () throws -> T, closing: (Double, Int) -> String?) throws -> T {
+    let outer = state.withLock { s -> Bool in
+      guard s.transfer == nil else { return true }
+      s.transfer = Transfer(name: name, start: Self.seconds())
+      return false
+    }
+    if outer { return try body() }
+    let result: T
+    do {
+      result = try body()
+    } catch {
+      state.withLock { $0.transfer = nil }
+      clearStatus()
+      throw error
+    }
+    let (started, bytes) = state.withLock { s -> (Double, Int) in
+      defer { s.transfer = nil }
+      return (s.transfer?.start ?? Self.seconds(), s.transfer?.done ?? 0)
+    }
+    if let text = closing(Self.seconds() - started, bytes) { line(text) } else { clearStatus() }
+    return result
+  }
+
+  /// Bytes the running transfer phase will process (added to what it expects already); a
+  /// no-op outside one.
+  public func expect(bytes: Int) {
+    state.withLock { s in s.transfer?.total += bytes }
+  }
+
+  /// Bytes the running transfer phase has processed; a no-op outside one.
+  public func advance(bytes: Int) {
+    let shown: String? = state.withLock { s in
+      guard var t = s.transfer else { return nil }
+      t.done += bytes
+      s.transfer = t
+      guard s.style == .terminal, t.total > 0 else { return nil }
+      let elapsed = Self.seconds() - t.start
+      let left = t.done > 0 ? elapsed / Double(t.done) * Double(max(0, t.total - t.done)) : .nan
+      let pct = Int(Double(t.done) / Double(t.total) * 100)
+      return "\(t.name) \(Self.mebibytes(t.done))/\(Self.mebibytes(t.total)) MiB (\(pct)%)  \(Self.duration(elapsed)) elapsed, ETA \(Self.duration(left))"
+    }
+    if let shown { status(shown) }
+  }
+
+  /// `12.3` for 12.3 MiB.
+  public static func mebibytes(_ bytes: Int) -> String {
+    let tenths = Int((Double(bytes) / 1_048_576 * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
   }
 
   /// Starts a phase of `total` steps; `step` reports progress, `end` its closing line.

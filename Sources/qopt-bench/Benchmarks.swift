@@ -7,5 +7,6 @@ enum Benchmarks {
     ("kernels", runKernelsBench),
     ("plugin", { runPluginBench() }),
     ("rtn", runRTNBench),
+    ("threads", runThreadsBench),
   ]
 }

@@ -45,8 +45,9 @@ struct EvalCommand: ParsableCommand {
   @Flag(name: .customLong("json", withSingleDash: true), help: "Print one JSON object on stdout.")
   var json = false
 
-  @Option(name: .customLong("threads", withSingleDash: true), help: "OpenBLAS threads.")
-  var threads: Int = defaultThreads()
+  @Option(name: .customLong("threads", withSingleDash: true), help: ThreadsOption.help)
+  var threadsOption: Int?
+  var threads: Int { threadsOption ?? defaultThreads() }
 
   func validate() throws {
     if seqlen < 2 { throw ValidationError("-seqlen must be at least 2, found \(seqlen)") }
@@ -56,7 +57,7 @@ struct EvalCommand: ParsableCommand {
 
   func run() throws {
     try PluginLoader.loadAll(loadPassPlugin, into: PassRegistry.builtin())
-    BLAS.setThreads(threads)
+    ThreadsOption.apply(threadsOption)
     let module = try loadInput(path: model)
     try module.verify()
     if !allowLongContext, let problem = ContextLength.problem(seqlen: seqlen, module: module, override: "-allow-long-context") {

@@ -29,8 +29,9 @@ struct GenerateCommand: ParsableCommand {
   @Flag(name: .customLong("ids", withSingleDash: true), help: "Also print the prompt's and the generated token ids.")
   var printIds = false
 
-  @Option(name: .customLong("threads", withSingleDash: true), help: "OpenBLAS threads.")
-  var threads: Int = defaultThreads()
+  @Option(name: .customLong("threads", withSingleDash: true), help: ThreadsOption.help)
+  var threadsOption: Int?
+  var threads: Int { threadsOption ?? defaultThreads() }
 
   func validate() throws {
     if count < 1 || count > 4096 { throw ValidationError("-n must be in 1...4096, found \(count)") }
@@ -39,7 +40,7 @@ struct GenerateCommand: ParsableCommand {
   }
 
   func run() throws {
-    BLAS.setThreads(threads)
+    ThreadsOption.apply(threadsOption)
     let module = try loadInput(path: model)
     try module.verify()
     let tokenizer: Tokenizer? = try module.tokenizerJSON.map { _ in try Tokenizer(module: module) }

@@ -24,6 +24,9 @@ struct ImportCommand: ParsableCommand {
     help: "Load a pass plugin first, so that an .ir source may name its external kernels (repeatable).")
   var loadPassPlugin: [String] = []
 
+  @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines on stderr.")
+  var quiet = false
+
   func validate() throws {
     // Import writes IR; a .gguf or directory name would hold IR text under a promise it breaks.
     guard OutputName.format(of: output) == .ir else {
@@ -34,15 +37,18 @@ struct ImportCommand: ParsableCommand {
   func run() throws {
     try PluginLoader.loadAll(loadPassPlugin, into: PassRegistry.builtin())
     guard fileExists(source) else { throw StorageError(file: source, offset: nil, message: "no such file or directory") }
+    if quiet { Progress.shared.style = .quiet }
     let module: Module
     if keepQuantized && ModelImporter.kind(of: source) == .gguf {
-      module = try GGUFImporter.importModel(path: source, keepQuantized: true)
+      module = try IOProgress.importing(source) { try GGUFImporter.importModel(path: source, keepQuantized: true) }
       module.sourceFile = source
-    } else {
+    } else if ModelImporter.kind(of: source) == .ir {
       module = try ModelImporter.load(path: source)
+    } else {
+      module = try IOProgress.importing(source) { try ModelImporter.load(path: source) }
     }
     try checkExternKernels(module)
     try module.verify()
-    try ModuleIO.save(module, to: output)
+    try IOProgress.emitting(output, format: "ir") { try ModuleIO.save(module, to: output) }
   }
 }

@@ -40,5 +40,6 @@ private func readInput(path: String) throws -> Module {
     throw StorageError(file: path, offset: nil, message: "no such file or directory")
   }
   // Checkpoint directories and .gguf files are imported on the fly.
-  return try ModelImporter.load(path: path)
+  if ModelImporter.kind(of: path) == .ir { return try ModelImporter.load(path: path) }
+  return try IOProgress.importing(path) { try ModelImporter.load(path: path) }
 }

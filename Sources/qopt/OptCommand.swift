@@ -64,8 +64,9 @@ struct OptCommand: ParsableCommand {
   @Flag(name: .customLong("split-input-file", withSingleDash: true), help: "Treat each '// -----' separated chunk as its own input.")
   var splitInputFile = false
 
-  @Option(name: .customLong("threads", withSingleDash: true), help: "Worker threads for passes and matrix work.")
-  var threads: Int = defaultThreads()
+  @Option(name: .customLong("threads", withSingleDash: true), help: ThreadsOption.help)
+  var threadsOption: Int?
+  var threads: Int { threadsOption ?? defaultThreads() }
 
   @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
   var quiet = false
@@ -99,6 +100,7 @@ struct OptCommand: ParsableCommand {
       print(try PluginHeaders.directory(forExecutable: PluginHeaders.currentExecutable()))
       return
     }
+    ThreadsOption.apply(threadsOption)
     let registry = PassRegistry.builtin()
     // Plugins join the registry before anything reads it; a failed load throws a PluginError
     // (exit 1) before any pass runs.
@@ -179,10 +181,10 @@ struct OptCommand: ParsableCommand {
     try module.verify()
     t0 = now()
     if let emitter, let output {
-      try emitter.emit(module, to: output)
+      try IOProgress.emitting(output, format: emitter.formatName) { try emitter.emit(module, to: output) }
       io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {
-      try ModuleIO.save(module, to: output)
+      try IOProgress.emitting(output, format: "ir") { try ModuleIO.save(module, to: output) }
       io.append(("write " + output, now() - t0))
     } else {
       print(Printer().print(module), terminator: "")
@@ -195,10 +197,6 @@ struct OptCommand: ParsableCommand {
       stderrWrite(RunSummary.text(module, output: output, format: emitter?.formatName ?? "ir", seconds: now() - started))
     }
   }
-}
-
-func defaultThreads() -> Int {
-  max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }
 
 /// A pipeline error shown with the pipeline text and a caret under the offending column.

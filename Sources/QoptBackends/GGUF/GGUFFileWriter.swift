@@ -68,6 +68,7 @@ package enum GGUFFileWriter {
     try out.flush()
     nonisolated(unsafe) let file = out
     var base = head.count
+    Progress.shared.expect(bytes: tensors.reduce(0) { $0 + $1.byteCount })
     for t in tensors {
       let written = Atomic<Int>(0)
       let start = base, count = t.byteCount, name = t.name
@@ -82,6 +83,7 @@ package enum GGUFFileWriter {
         throw BackendError(output: path, tensor: t.name, "encoder produced \(written.load(ordering: .relaxed)) bytes, expected \(count)")
       }
       base += padded(count)
+      Progress.shared.advance(bytes: count)
     }
     try out.setLength(base)  // the last tensor's padding
     try out.commit()

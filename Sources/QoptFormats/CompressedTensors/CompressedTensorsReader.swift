@@ -78,7 +78,9 @@ public enum CompressedTensorsReader {
 
     let store = WeightStore()
     store.sourcePath = directory
+    Progress.shared.expect(bytes: tensors.reduce(0) { $0 + $1.1.byteCount })
     for (name, data, path) in tensors {
+      defer { Progress.shared.advance(bytes: data.byteCount) }
       if name.hasSuffix(".weight_packed") {
         let base = String(name.dropLast("_packed".count))
         if data.dtype == .u8 {

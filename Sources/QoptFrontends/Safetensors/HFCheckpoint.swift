@@ -17,7 +17,10 @@ public enum HFImporter {
     let config = try readConfig(configPath)
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
-    for (name, data, file) in try tensors(in: dir) {
+    let all = try tensors(in: dir)
+    Progress.shared.expect(bytes: all.reduce(0) { $0 + $1.1.byteCount })
+    for (name, data, file) in all {
+      defer { Progress.shared.advance(bytes: data.byteCount) }
       guard name.hasPrefix("model.") || name == "lm_head.weight" else { continue }
       guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
       store.set(name, .dense(try asF32(data, name: name, file: file, supported: "F32, F16, BF16")))

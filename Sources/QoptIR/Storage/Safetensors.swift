@@ -174,6 +174,7 @@ public enum SafetensorsWriter {
   /// Streams `entries` into an open writer, producing each tensor only when it is written.
   public static func write(_ entries: [SafetensorsEntry], metadata: [(String, String)] = [], into out: AtomicFileWriter) throws {
     let (header, ordered) = layout(entries, metadata: metadata)
+    Progress.shared.expect(bytes: ordered.reduce(0) { $0 + $1.byteCount })
     var n = UInt64(header.count).littleEndian
     try withUnsafeBytes(of: &n) { b throws(StorageError) in try out.write(b) }
     try out.write(header)
@@ -204,6 +205,7 @@ public enum SafetensorsWriter {
       }
       try writeParallel(t, at: position, into: out)
       position += t.byteCount
+      Progress.shared.advance(bytes: t.byteCount)
     }
     try out.moveSequentialPosition(to: position)
   }

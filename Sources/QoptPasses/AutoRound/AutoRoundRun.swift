@@ -30,7 +30,7 @@ package final class AutoRoundRun {
 
   func run() throws {
     guard let context else { return }
-    BLAS.setThreads(context.threads)
+    BLAS.useThreads(context.threads)
     if options.quantScheme == "int" && options.groupSize == 0 {
       throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }

@@ -32,6 +32,7 @@ extension AutoRoundRun {
     var best = Double.infinity, first = 0.0, bestIter = 0
     var snapshot = linears.map(\.parameters)
     for it in 0..<iters {
+      BLAS.adapt()  // the free cores, re-measured between iterations
       let idx = sampler.next()
       try xb.withUnsafeMutableBufferPointer { try x.read(idx, into: $0.baseAddress!) }  // safe: non-empty
       try yb.withUnsafeMutableBufferPointer { try y.read(idx, into: $0.baseAddress!) }  // safe: non-empty

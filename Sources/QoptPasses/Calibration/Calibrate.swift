@@ -20,7 +20,7 @@ let calibratePass = Pass(
   let windows = try CalibrationText.windows(ids, samples: options.samples, seqlen: options.seqlen, seed: options.seed, source: source)
   let seqlen = windows.first?.count ?? options.seqlen
   let model = try ModelBlocks(module: module)
-  BLAS.setThreads(context.threads)
+  BLAS.useThreads(context.threads)
 
   // Block-0 inputs: the embedding rows of every window.
   let table = try model.embeddingTable()
@@ -82,6 +82,7 @@ let calibratePass = Pass(
       let next = bi + 1 < model.blocks.count ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
       var s0 = 0
       while s0 < windows.count {
+        BLAS.adapt()  // the free cores, re-measured between batches
         let b = min(batch, windows.count - s0)
         try buffer.withUnsafeMutableBufferPointer { xp in
           try x.read(s0..<(s0 + b), into: xp.baseAddress!)  // safe: non-empty
