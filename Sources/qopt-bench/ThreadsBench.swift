@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptFrontends
 import QoptIR
 import QoptPasses
