@@ -206,6 +206,22 @@ struct GGUFMixesRuleTests {
     #expect(leave["output.weight"] == .f32)
   }
 
+  /// The rules that read the importance matrix: Q4_0/Q5_0 guard the first eighth of ffn_down
+  /// with Q4_1/Q5_1 only when one is given; IQ4_XS bumps it to Q5_K only when none is.
+  @Test func imatrixDependentRules() throws {
+    let t = model(width: 4096)
+    for (mix, guarded) in [(LlamaMix.q4_0, GGMLQuantType.q4_1), (.q5_0, .q5_1)] {
+      let plain = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: mix))
+      let imat = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: mix, hasImatrix: true))
+      #expect(plain["blk.1.ffn_down.weight"] == mix.defaultType && imat["blk.1.ffn_down.weight"] == guarded)
+      #expect(imat["blk.2.ffn_down.weight"] == mix.defaultType)
+    }
+    let xs = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs))
+    let xsImat = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs, hasImatrix: true))
+    #expect(xs["blk.0.ffn_down.weight"] == .q5_k && xsImat["blk.0.ffn_down.weight"] == .iq4_xs)
+    #expect(xs["blk.0.attn_v.weight"] == .q5_k)  // GQA 4
+  }
+
   /// An MoE model's ffn tensors need a blk.N. layer inside the model.
   @Test func moeLayerErrors() {
     let moe = LlamaModelFacts(architecture: "llama", layerCount: 2, headCount: 8, kvHeadCount: 8, expertCount: 8)
