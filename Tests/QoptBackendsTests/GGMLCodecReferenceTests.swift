@@ -34,7 +34,9 @@ private struct CodecReferences {
   func floats(_ name: String) throws -> (shape: [Int], values: [Float]) {
     let (shape, data) = try tensor(name)
     let values = data.withUnsafeBytes { raw in
-      (0..<(raw.count / 4)).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+      (0..<(raw.count / 4)).map {
+        Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))
+      }
     }
     return (shape, values)
   }
@@ -50,7 +52,10 @@ private let codecTypes: [(name: String, id: Int32)] = [
   ("iq4_nl", Int32(QOPT_GGML_IQ4_NL)), ("iq4_xs", Int32(QOPT_GGML_IQ4_XS)),
 ]
 
-@Suite(.enabled(if: CodecReferences.available, "needs ../shared/data/kquants/codecs.safetensors beside the checkout"))
+@Suite(
+  .enabled(
+    if: CodecReferences.available,
+    "needs ../shared/data/kquants/codecs.safetensors beside the checkout"))
 struct GGMLCodecReferenceTests {
   /// Every row encodes to llama.cpp's bytes and decodes to ggml's floats, bit for bit.
   @Test(arguments: codecTypes, [false, true])
@@ -68,12 +73,15 @@ struct GGMLCodecReferenceTests {
     var out = [UInt8](repeating: 0xAA, count: rows * rowSize)
     let written = input.withUnsafeBufferPointer { x in
       importance.withUnsafeBufferPointer { w in
-        qopt_ggml_quantize(type.id, x.baseAddress, &out, Int64(rows), Int64(cols), weighted ? w.baseAddress : nil)
+        qopt_ggml_quantize(
+          type.id, x.baseAddress, &out, Int64(rows), Int64(cols), weighted ? w.baseAddress : nil)
       }
     }
     #expect(written == rows * rowSize)
     let want = Array(packed)
-    let badRows = (0..<rows).filter { out[($0 * rowSize)..<(($0 + 1) * rowSize)] != want[($0 * rowSize)..<(($0 + 1) * rowSize)] }
+    let badRows = (0..<rows).filter {
+      out[($0 * rowSize)..<(($0 + 1) * rowSize)] != want[($0 * rowSize)..<(($0 + 1) * rowSize)]
+    }
     #expect(badRows.isEmpty, "\(key): rows \(badRows) differ from llama.cpp's bytes")
 
     var back = [Float](repeating: .nan, count: rows * cols)
@@ -108,11 +116,14 @@ struct GGMLCodecReferenceTests {
     let id = try #require(codecTypes.first { $0.name == name }?.id)
     let (shape, input) = try refs.floats("input")
     let (_, packed) = try refs.tensor(name + ".packed")
-    let cols = shape[1], fullRow = qopt_ggml_row_size(id, Int64(cols)), narrowRow = qopt_ggml_row_size(id, 576)
+    let cols = shape[1], fullRow = qopt_ggml_row_size(id, Int64(cols)),
+      narrowRow = qopt_ggml_row_size(id, 576)
     let want = Array(packed)
     for r in 0..<shape[0] {
       var out = [UInt8](repeating: 0, count: narrowRow)
-      #expect(qopt_ggml_quantize(id, Array(input[(r * cols)..<(r * cols + 576)]), &out, 1, 576, nil) == narrowRow)
+      #expect(
+        qopt_ggml_quantize(id, Array(input[(r * cols)..<(r * cols + 576)]), &out, 1, 576, nil)
+          == narrowRow)
       #expect(out[...] == want[(r * fullRow)..<(r * fullRow + narrowRow)], "\(name) row \(r)")
     }
   }

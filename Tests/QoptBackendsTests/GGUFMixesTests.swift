@@ -29,14 +29,20 @@ private struct GGUFHeader {
       defer { at += n }
       return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
     }
-    let scalarSizes: [UInt64: Int] = [0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8]
+    let scalarSizes: [UInt64: Int] = [
+      0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8,
+    ]
     func skip(_ type: UInt64) throws {
-      if let n = scalarSizes[type] { _ = try u(n) }
-      else if type == 8 { _ = try string() }
-      else if type == 9 {
+      if let n = scalarSizes[type] {
+        _ = try u(n)
+      } else if type == 8 {
+        _ = try string()
+      } else if type == 9 {
         let (inner, count) = (try u(4), try u(8))
         for _ in 0..<count { try skip(inner) }
-      } else { Issue.record("\(path): unknown GGUF value type \(type)") }
+      } else {
+        Issue.record("\(path): unknown GGUF value type \(type)")
+      }
     }
     #expect(try u(4) == 0x4655_4747)  // "GGUF"
     _ = try u(4)
@@ -78,13 +84,20 @@ private struct MixTable {
       let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
       if cells[0] == "tensor" { columns = Array(cells.dropFirst()); continue }
       for (c, v) in zip(columns, cells.dropFirst()) {
-        if cells[0] == "**file bytes**" { fileBytes[c] = Int(v) } else { types[c, default: [:]][cells[0]] = v }
+        if cells[0] == "**file bytes**" {
+          fileBytes[c] = Int(v)
+        } else {
+          types[c, default: [:]][cells[0]] = v
+        }
       }
     }
   }
 }
 
-@Suite(.enabled(if: MixTable.available, "needs ../shared/data/kquants/mixes.md and ../shared/models beside the checkout"))
+@Suite(
+  .enabled(
+    if: MixTable.available,
+    "needs ../shared/data/kquants/mixes.md and ../shared/models beside the checkout"))
 struct GGUFMixesReferenceTests {
   /// Every tensor of the shared model gets llama-quantize's type in every mix, with and
   /// without an importance matrix, and the tensor bytes account for the file-size differences.
@@ -103,7 +116,8 @@ struct GGUFMixesReferenceTests {
       let imat = column.hasSuffix("-imat")
       let mix = try #require(LlamaMix(name: String(column.dropLast(imat ? 5 : 0))), "\(column)")
       let want = try #require(table.types[column])
-      let got = try GGUFMixes.types(for: header.tensors, model: facts, options: LlamaMixOptions(mix: mix, hasImatrix: imat))
+      let got = try GGUFMixes.types(
+        for: header.tensors, model: facts, options: LlamaMixOptions(mix: mix, hasImatrix: imat))
       #expect(Set(got.keys) == Set(want.keys), "\(column): tensor names")
       var mismatches: [String] = []
       for (name, w) in want where got[name]?.name.uppercased() != w {
@@ -124,7 +138,8 @@ struct GGUFMixesReferenceTests {
       let cols = table.columns.filter { $0.hasSuffix("-imat") == !imat.isEmpty }
       for c in cols.dropFirst() {
         let (a, b) = (cols[0], c)
-        #expect(table.fileBytes[b]! - table.fileBytes[a]! == dataBytes[b]! - dataBytes[a]!, "\(a) → \(b)")
+        #expect(
+          table.fileBytes[b]! - table.fileBytes[a]! == dataBytes[b]! - dataBytes[a]!, "\(a) → \(b)")
       }
     }
   }
@@ -132,18 +147,25 @@ struct GGUFMixesReferenceTests {
 
 /// The rules on synthetic models: what does not depend on the shared model.
 struct GGUFMixesRuleTests {
-  private let llama = LlamaModelFacts(architecture: "llama", layerCount: 16, headCount: 32, kvHeadCount: 8)
+  private let llama = LlamaModelFacts(
+    architecture: "llama", layerCount: 16, headCount: 32, kvHeadCount: 8)
 
   private func model(width: Int, layers: Int = 16, output: Bool = true) -> [LlamaTensorInfo] {
-    var t = [LlamaTensorInfo(name: "token_embd.weight", rowLength: width, dimensionCount: 2),
-             LlamaTensorInfo(name: "output_norm.weight", rowLength: width, dimensionCount: 1)]
-    if output { t.append(LlamaTensorInfo(name: "output.weight", rowLength: width, dimensionCount: 2)) }
+    var t = [
+      LlamaTensorInfo(name: "token_embd.weight", rowLength: width, dimensionCount: 2),
+      LlamaTensorInfo(name: "output_norm.weight", rowLength: width, dimensionCount: 1),
+    ]
+    if output {
+      t.append(LlamaTensorInfo(name: "output.weight", rowLength: width, dimensionCount: 2))
+    }
     for i in 0..<layers {
       for n in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"] {
         t.append(LlamaTensorInfo(name: "blk.\(i).\(n).weight", rowLength: width, dimensionCount: 2))
       }
-      t.append(LlamaTensorInfo(name: "blk.\(i).ffn_down.weight", rowLength: 4 * width, dimensionCount: 2))
-      t.append(LlamaTensorInfo(name: "blk.\(i).attn_norm.weight", rowLength: width, dimensionCount: 1))
+      t.append(
+        LlamaTensorInfo(name: "blk.\(i).ffn_down.weight", rowLength: 4 * width, dimensionCount: 2))
+      t.append(
+        LlamaTensorInfo(name: "blk.\(i).attn_norm.weight", rowLength: width, dimensionCount: 1))
     }
     return t
   }
@@ -158,12 +180,17 @@ struct GGUFMixesRuleTests {
   /// Q4_K_M on a 4096-wide model: Q6_K output, Q6_K for the use_more_bits attention-v and
   /// ffn_down layers (first and last eighth, every third between), Q4_K elsewhere, F32 norms.
   @Test func q4KMOnAWideModel() throws {
-    let got = try GGUFMixes.types(for: model(width: 4096), model: llama, options: LlamaMixOptions(mix: .q4_k_m))
-    #expect(got["output.weight"] == .q6_k && got["token_embd.weight"] == .q4_k && got["output_norm.weight"] == .f32)
+    let got = try GGUFMixes.types(
+      for: model(width: 4096), model: llama, options: LlamaMixOptions(mix: .q4_k_m))
+    #expect(
+      got["output.weight"] == .q6_k && got["token_embd.weight"] == .q4_k
+        && got["output_norm.weight"] == .f32)
     let more = [0, 1, 4, 7, 10, 13, 14, 15]  // i < 2 || i >= 14 || (i - 2) % 3 == 2
     for i in 0..<16 {
       let want: GGMLQuantType = more.contains(i) ? .q6_k : .q4_k
-      #expect(got["blk.\(i).attn_v.weight"] == want && got["blk.\(i).ffn_down.weight"] == want, "layer \(i)")
+      #expect(
+        got["blk.\(i).attn_v.weight"] == want && got["blk.\(i).ffn_down.weight"] == want,
+        "layer \(i)")
       #expect(got["blk.\(i).attn_q.weight"] == .q4_k && got["blk.\(i).ffn_up.weight"] == .q4_k)
     }
   }
@@ -172,9 +199,12 @@ struct GGUFMixesRuleTests {
   @Test func orderIsByLayerNumber() throws {
     let tensors = model(width: 4096)
     let a = try GGUFMixes.types(for: tensors, model: llama, options: LlamaMixOptions(mix: .q3_k_m))
-    let b = try GGUFMixes.types(for: tensors.reversed(), model: llama, options: LlamaMixOptions(mix: .q3_k_m))
+    let b = try GGUFMixes.types(
+      for: tensors.reversed(), model: llama, options: LlamaMixOptions(mix: .q3_k_m))
     #expect(a == b)
-    #expect(a["blk.0.attn_v.weight"] == .q5_k && a["blk.1.attn_v.weight"] == .q5_k && a["blk.10.attn_v.weight"] == .q4_k)
+    #expect(
+      a["blk.0.attn_v.weight"] == .q5_k && a["blk.1.attn_v.weight"] == .q5_k
+        && a["blk.10.attn_v.weight"] == .q4_k)
   }
 
   /// Rows that are no multiple of 256 fall back: Q4_K → Q5_0, Q6_K → Q8_0, Q2_K/Q3_K → Q4_0,
@@ -182,12 +212,17 @@ struct GGUFMixesRuleTests {
   @Test func rowLengthFallbacks() throws {
     #expect(GGUFMixes.fallback(.q4_k, rowLength: 576) == .q5_0)
     #expect(GGUFMixes.fallback(.q6_k, rowLength: 576) == .q8_0)
-    #expect(GGUFMixes.fallback(.q2_k, rowLength: 576) == .q4_0 && GGUFMixes.fallback(.q3_k, rowLength: 576) == .q4_0)
+    #expect(
+      GGUFMixes.fallback(.q2_k, rowLength: 576) == .q4_0
+        && GGUFMixes.fallback(.q3_k, rowLength: 576) == .q4_0)
     #expect(GGUFMixes.fallback(.q5_k, rowLength: 576) == .q5_1)
     #expect(GGUFMixes.fallback(.iq4_xs, rowLength: 576) == .iq4_nl)
-    #expect(GGUFMixes.fallback(.q4_k, rowLength: 100) == .f16 && GGUFMixes.fallback(.q8_0, rowLength: 100) == .f16)
+    #expect(
+      GGUFMixes.fallback(.q4_k, rowLength: 100) == .f16
+        && GGUFMixes.fallback(.q8_0, rowLength: 100) == .f16)
     #expect(GGUFMixes.fallback(.q4_k, rowLength: 512) == .q4_k)
-    let got = try GGUFMixes.types(for: model(width: 576, output: false), model: llama, options: LlamaMixOptions(mix: .q5_k_s))
+    let got = try GGUFMixes.types(
+      for: model(width: 576, output: false), model: llama, options: LlamaMixOptions(mix: .q5_k_s))
     // Tied embeddings are treated as the output: Q8_0 since 576 is no multiple of 256.
     #expect(got["token_embd.weight"] == .q8_0 && got["blk.3.attn_q.weight"] == .q5_1)
     #expect(got["blk.3.ffn_down.weight"] == .q5_k)  // 2304 = 9 × 256
@@ -196,13 +231,19 @@ struct GGUFMixesRuleTests {
   /// --pure, --tensor-type, --leave-output-tensor and --output-tensor-type.
   @Test func options() throws {
     let t = model(width: 4096)
-    let pure = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, pure: true))
+    let pure = try GGUFMixes.types(
+      for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, pure: true))
     #expect(pure.filter { $0.value != .f32 }.allSatisfy { $0.value == .q4_k })
     let o = try GGUFMixes.types(
       for: t, model: llama,
-      options: LlamaMixOptions(mix: .q4_k_m, overrides: [(try NamePattern("attn_v"), .q8_0)], outputTensorType: .q5_k, quantizeOutputTensor: true))
-    #expect(o["blk.0.attn_v.weight"] == .q8_0 && o["blk.5.attn_v.weight"] == .q8_0 && o["output.weight"] == .q5_k)
-    let leave = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, quantizeOutputTensor: false))
+      options: LlamaMixOptions(
+        mix: .q4_k_m, overrides: [(try NamePattern("attn_v"), .q8_0)], outputTensorType: .q5_k,
+        quantizeOutputTensor: true))
+    #expect(
+      o["blk.0.attn_v.weight"] == .q8_0 && o["blk.5.attn_v.weight"] == .q8_0
+        && o["output.weight"] == .q5_k)
+    let leave = try GGUFMixes.types(
+      for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, quantizeOutputTensor: false))
     #expect(leave["output.weight"] == .f32)
   }
 
@@ -212,21 +253,31 @@ struct GGUFMixesRuleTests {
     let t = model(width: 4096)
     for (mix, guarded) in [(LlamaMix.q4_0, GGMLQuantType.q4_1), (.q5_0, .q5_1)] {
       let plain = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: mix))
-      let imat = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: mix, hasImatrix: true))
-      #expect(plain["blk.1.ffn_down.weight"] == mix.defaultType && imat["blk.1.ffn_down.weight"] == guarded)
+      let imat = try GGUFMixes.types(
+        for: t, model: llama, options: LlamaMixOptions(mix: mix, hasImatrix: true))
+      #expect(
+        plain["blk.1.ffn_down.weight"] == mix.defaultType
+          && imat["blk.1.ffn_down.weight"] == guarded)
       #expect(imat["blk.2.ffn_down.weight"] == mix.defaultType)
     }
     let xs = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs))
-    let xsImat = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs, hasImatrix: true))
+    let xsImat = try GGUFMixes.types(
+      for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs, hasImatrix: true))
     #expect(xs["blk.0.ffn_down.weight"] == .q5_k && xsImat["blk.0.ffn_down.weight"] == .iq4_xs)
     #expect(xs["blk.0.attn_v.weight"] == .q5_k)  // GQA 4
   }
 
   /// An MoE model's ffn tensors need a blk.N. layer inside the model.
   @Test func moeLayerErrors() {
-    let moe = LlamaModelFacts(architecture: "llama", layerCount: 2, headCount: 8, kvHeadCount: 8, expertCount: 8)
-    let bad = [LlamaTensorInfo(name: "blk.7.ffn_down_exps.weight", rowLength: 256, dimensionCount: 3)]
-    #expect(throws: LlamaMixError(tensor: "blk.7.ffn_down_exps.weight", message: "bad layer 7: must be in [0, 2)")) {
+    let moe = LlamaModelFacts(
+      architecture: "llama", layerCount: 2, headCount: 8, kvHeadCount: 8, expertCount: 8)
+    let bad = [
+      LlamaTensorInfo(name: "blk.7.ffn_down_exps.weight", rowLength: 256, dimensionCount: 3)
+    ]
+    #expect(
+      throws: LlamaMixError(
+        tensor: "blk.7.ffn_down_exps.weight", message: "bad layer 7: must be in [0, 2)")
+    ) {
       try GGUFMixes.types(for: bad, model: moe, options: LlamaMixOptions(mix: .q4_k_m))
     }
   }

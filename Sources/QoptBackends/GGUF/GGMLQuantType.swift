@@ -66,7 +66,9 @@ public enum GGMLQuantType: UInt32, Sendable, CaseIterable {
 
   /// By ggml's name, in any case (`Q4_K`, `q4_k`, `F32`).
   public init?(name: String) {
-    guard let t = Self.allCases.first(where: { $0.name.lowercased() == name.lowercased() }) else { return nil }
+    guard let t = Self.allCases.first(where: { $0.name.lowercased() == name.lowercased() }) else {
+      return nil
+    }
     self = t
   }
 

@@ -45,7 +45,10 @@ public struct LlamaModelFacts: Sendable {
   /// llama.cpp's `LLM_TYPE_70B` (its attention-v rule bumps Q3_K/Q4_K to Q5_K there).
   public var is70B: Bool
 
-  public init(architecture: String, layerCount: Int, headCount: Int, kvHeadCount: Int, expertCount: Int = 0, is70B: Bool = false) {
+  public init(
+    architecture: String, layerCount: Int, headCount: Int, kvHeadCount: Int, expertCount: Int = 0,
+    is70B: Bool = false
+  ) {
     self.architecture = architecture
     self.layerCount = layerCount
     self.headCount = headCount
@@ -93,8 +96,10 @@ public struct LlamaMixOptions: Sendable {
   public var quantizeOutputTensor: Bool
 
   public init(
-    mix: LlamaMix, hasImatrix: Bool = false, pure: Bool = false, overrides: [(pattern: NamePattern, type: GGMLQuantType)] = [],
-    outputTensorType: GGMLQuantType? = nil, tokenEmbeddingType: GGMLQuantType? = nil, quantizeOutputTensor: Bool = true
+    mix: LlamaMix, hasImatrix: Bool = false, pure: Bool = false,
+    overrides: [(pattern: NamePattern, type: GGMLQuantType)] = [],
+    outputTensorType: GGMLQuantType? = nil, tokenEmbeddingType: GGMLQuantType? = nil,
+    quantizeOutputTensor: Bool = true
   ) {
     self.mix = mix
     self.hasImatrix = hasImatrix
@@ -157,22 +162,36 @@ public enum GGUFMixes {
 
   /// `tensor_category`.
   enum Category {
-    case tokenEmbedding, attentionQ, attentionV, attentionK, attentionQKV, attentionKVB, attentionOutput
+    case tokenEmbedding, attentionQ, attentionV, attentionK, attentionQKV, attentionKVB,
+      attentionOutput
     case ffnUp, ffnGate, ffnDown, output, other
 
     init(_ name: String) {
-      if name == "output.weight" { self = .output }
-      else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" { self = .tokenEmbedding }
-      else if name.contains("attn_qkv.weight") { self = .attentionQKV }
-      else if name.contains("attn_kv_b.weight") { self = .attentionKVB }
-      else if name.contains("attn_v.weight") { self = .attentionV }
-      else if name.contains("attn_k.weight") { self = .attentionK }
-      else if name.contains("attn_q.weight") { self = .attentionQ }
-      else if name.contains("attn_output.weight") { self = .attentionOutput }
-      else if name.contains("ffn_up") { self = .ffnUp }
-      else if name.contains("ffn_gate") { self = .ffnGate }
-      else if name.contains("ffn_down") { self = .ffnDown }
-      else { self = .other }
+      if name == "output.weight" {
+        self = .output
+      } else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
+        self = .tokenEmbedding
+      } else if name.contains("attn_qkv.weight") {
+        self = .attentionQKV
+      } else if name.contains("attn_kv_b.weight") {
+        self = .attentionKVB
+      } else if name.contains("attn_v.weight") {
+        self = .attentionV
+      } else if name.contains("attn_k.weight") {
+        self = .attentionK
+      } else if name.contains("attn_q.weight") {
+        self = .attentionQ
+      } else if name.contains("attn_output.weight") {
+        self = .attentionOutput
+      } else if name.contains("ffn_up") {
+        self = .ffnUp
+      } else if name.contains("ffn_gate") {
+        self = .ffnGate
+      } else if name.contains("ffn_down") {
+        self = .ffnDown
+      } else {
+        self = .other
+      }
     }
 
     /// `category_is_attn_v`: the attention-v-like tensors, more sensitive to quantization.
@@ -188,7 +207,8 @@ public enum GGUFMixes {
     if !options.quantizeOutputTensor && name == "output.weight" { return false }
     if name == "position_embd.weight" || name == "token_types.weight" { return false }
     let kept = [
-      "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel", "per_layer_model_proj",
+      "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
+      "per_layer_model_proj",
       "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight", "indexer.q_proj.weight",
       "time_mix_first.weight", "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight",
       "time_mix_v0.weight", "time_mix_v1.weight", "time_mix_v2.weight", "time_mix_a0.weight",
@@ -238,7 +258,9 @@ public enum GGUFMixes {
       let category = Category(t.name)
       if let e = options.tokenEmbeddingType, category == .tokenEmbedding {
         // per_layer_token_embd follows --token-embedding-type unless a --tensor-type names it.
-        let named = t.name == "per_layer_token_embd.weight" && options.overrides.contains { $0.pattern.search(t.name) }
+        let named =
+          t.name == "per_layer_token_embd.weight"
+          && options.overrides.contains { $0.pattern.search(t.name) }
         if !named { return e }
       }
       if let o = options.outputTensorType, category == .output { return o }
@@ -264,7 +286,8 @@ public enum GGUFMixes {
       let n = model.layerCount
       guard model.expertCount > 1 else { return (index, n) }
       guard let layer = layerNumber(name) else {
-        throw LlamaMixError(tensor: name, message: "failed to determine the layer of the tensor (no blk.N. prefix)")
+        throw LlamaMixError(
+          tensor: name, message: "failed to determine the layer of the tensor (no blk.N. prefix)")
       }
       guard layer < n else {
         throw LlamaMixError(tensor: name, message: "bad layer \(layer): must be in [0, \(n))")
@@ -273,7 +296,9 @@ public enum GGUFMixes {
     }
 
     /// `llama_tensor_get_type_impl` for the mixes of `LlamaMix`.
-    mutating func mixRule(_ start: GGMLQuantType, _ t: LlamaTensorInfo, _ category: Category) throws(LlamaMixError) -> GGMLQuantType {
+    mutating func mixRule(
+      _ start: GGMLQuantType, _ t: LlamaTensorInfo, _ category: Category
+    ) throws(LlamaMixError) -> GGMLQuantType {
       var type = start
       let mix = options.mix
       let falcon = model.isFalcon
@@ -329,7 +354,9 @@ public enum GGUFMixes {
       } else if category == .attentionOutput {
         if !falcon {
           if model.expertCount == 8 {
-            if [.q2_k, .q3_k_s, .q3_k_m, .iq4_nl, .q4_k_s, .q4_k_m, .iq4_xs].contains(mix) { type = .q5_k }
+            if [.q2_k, .q3_k_s, .q3_k_m, .iq4_nl, .q4_k_s, .q4_k_m, .iq4_xs].contains(mix) {
+              type = .q5_k
+            }
           } else {
             switch mix {
             case .q2_k: type = .q3_k
