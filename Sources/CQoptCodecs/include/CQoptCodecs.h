@@ -32,4 +32,25 @@ void qopt_int_round_clamp_before(const float *w, size_t n, float s, float plus, 
 /// q[i] = low byte of clamp(round_half_even(w[i] / s) + plus, lo, hi) — auto-round's order.
 void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable);
 
+/// llama.cpp's ggml codecs (kquants.c, ggml-quants.c ported verbatim), bit-identical with
+/// `ggml_quantize_chunk` and ggml's `to_float`. Type ids are ggml's (`enum ggml_type`).
+enum {
+  QOPT_GGML_Q4_0 = 2, QOPT_GGML_Q4_1 = 3, QOPT_GGML_Q5_0 = 6, QOPT_GGML_Q5_1 = 7, QOPT_GGML_Q8_0 = 8,
+  QOPT_GGML_Q2_K = 10, QOPT_GGML_Q3_K = 11, QOPT_GGML_Q4_K = 12, QOPT_GGML_Q5_K = 13, QOPT_GGML_Q6_K = 14,
+  QOPT_GGML_IQ4_NL = 20, QOPT_GGML_IQ4_XS = 23,
+};
+/// Bytes of one row of `n_per_row` elements; 0 when the type is not one of the above or the
+/// row is not a whole number of its blocks (256 for the K-quants and IQ4_XS, 32 otherwise).
+size_t qopt_ggml_row_size(int type, int64_t n_per_row);
+/// Always 0 for the types above (ggml's IQ1/IQ2 types would need an importance matrix).
+int qopt_ggml_requires_imatrix(int type);
+/// `ggml_quantize_chunk(type, src, dst, 0, nrow, n_per_row, imatrix)`: `nrow` rows into `dst`
+/// (nrow × row size bytes). `imatrix` is NULL or `n_per_row` importance weights (what
+/// llama-quantize passes from an imatrix: per column, mean of x² over tokens); the types that
+/// ignore it (Q8_0) do so as ggml does. Returns the bytes written, 0 for an unknown type or a
+/// row length that is not a multiple of the block.
+size_t qopt_ggml_quantize(int type, const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
+/// ggml's `to_float` of `nrow` rows; 0 on success, -1 for an unknown type or a bad row length.
+int qopt_ggml_dequantize(int type, const void *src, float *dst, int64_t nrow, int64_t n_per_row);
+
 #endif
