@@ -1,3 +1,5 @@
+import QoptFormats
+
 /// Every ggml tensor type that llama-quantize's K-quant and legacy mixes can choose, with
 /// ggml's ids (`enum ggml_type`); CQoptCodecs encodes and decodes all quantized ones
 /// bit-exactly (`qopt_ggml_quantize`).
