@@ -32,7 +32,9 @@ public enum PluginHeaders {
   }
 
   /// The first candidate that holds `qopt_plugin.h`, or an error naming where it looked.
-  public static func directory(forExecutable executable: String) throws(PluginHeadersError) -> String {
+  public static func directory(
+    forExecutable executable: String
+  ) throws(PluginHeadersError) -> String {
     let dirs = candidates(forExecutable: executable)
     guard let found = dirs.first(where: { access($0 + "/" + header, R_OK) == 0 }) else {
       throw PluginHeadersError(executable: executable, searched: dirs)
@@ -44,7 +46,9 @@ public enum PluginHeaders {
   public static func currentExecutable() -> String {
     var buf = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    return n > 0
+      ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      : CommandLine.arguments[0]
   }
 
   private static func parent(_ path: String) -> String {
@@ -58,6 +62,11 @@ public struct PluginHeadersError: DiagnosticError, Sendable {
   public var executable: String
   public var searched: [String]
   public var diagnostics: [Diagnostic] {
-    [Diagnostic(.error, "cannot find \(PluginHeaders.header) for \(executable); looked in \(searched.joined(separator: ", ")) (install with scripts/install PREFIX)")]
+    [
+      Diagnostic(
+        .error,
+        "cannot find \(PluginHeaders.header) for \(executable); looked in \(searched.joined(separator: ", ")) (install with scripts/install PREFIX)"
+      )
+    ]
   }
 }

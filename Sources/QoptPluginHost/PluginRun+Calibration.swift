@@ -24,11 +24,15 @@ extension PluginRun {
     return op.paramName
   }
 
-  func calibrationStats(_ op: Op, _ name: String, into out: UnsafeMutablePointer<qopt_f32_view>) -> Int32 {
+  func calibrationStats(
+    _ op: Op, _ name: String, into out: UnsafeMutablePointer<qopt_f32_view>
+  ) -> Int32 {
     guard let key = calibrationKey(op) else { return QOPT_ERR_INVALID_ARGUMENT }
     guard let stat = CalibrationStat(rawValue: name) else { return QOPT_ERR_NOT_FOUND }
     // Absent when no `calibrate` ran earlier (or a pass in between did not preserve it).
-    guard let data = try? context.analysis(CalibrationAnalysis.self) else { return QOPT_ERR_NOT_AVAILABLE }
+    guard let data = try? context.analysis(CalibrationAnalysis.self) else {
+      return QOPT_ERR_NOT_AVAILABLE
+    }
     guard let s = data.linearStats[key], s.tokens > 0 else { return QOPT_ERR_NOT_AVAILABLE }
     switch stat {
     case .absmax: return lend(s.absMax, shape: [s.absMax.count], into: out)
@@ -42,7 +46,9 @@ extension PluginRun {
         if let base = buffer.baseAddress, rows > 0 { try store.read(0..<store.samples, into: base) }
       } catch {
         _ = release(UnsafeRawPointer(buffer.baseAddress!))  // safe: floatBuffer never returns a nil base
-        diagnose(severity: QOPT_SEVERITY_WARNING, op: op, message: "cannot read the kept inputs of \(Printer.symbol(key)): \(error)")
+        diagnose(
+          severity: QOPT_SEVERITY_WARNING, op: op,
+          message: "cannot read the kept inputs of \(Printer.symbol(key)): \(error)")
         return QOPT_ERR_FAILED
       }
       return describe(buffer, shape: [rows, store.width], into: out)
@@ -50,13 +56,18 @@ extension PluginRun {
   }
 
   /// Copies `values` into a lent buffer and describes it in `out`.
-  private func lend(_ values: [Float], shape: [Int], into out: UnsafeMutablePointer<qopt_f32_view>) -> Int32 {
+  private func lend(
+    _ values: [Float], shape: [Int], into out: UnsafeMutablePointer<qopt_f32_view>
+  ) -> Int32 {
     let buffer = floatBuffer(values.count)
     _ = buffer.initialize(from: values)
     return describe(buffer, shape: shape, into: out)
   }
 
-  private func describe(_ buffer: UnsafeMutableBufferPointer<Float>, shape: [Int], into out: UnsafeMutablePointer<qopt_f32_view>) -> Int32 {
+  private func describe(
+    _ buffer: UnsafeMutableBufferPointer<Float>, shape: [Int],
+    into out: UnsafeMutablePointer<qopt_f32_view>
+  ) -> Int32 {
     var view = qopt_f32_view()
     view.data = UnsafePointer(buffer.baseAddress)
     view.count = Int64(buffer.count)

@@ -28,7 +28,9 @@ package enum ExecutableOp {
   /// or an op the runtime does not execute).
   package init(_ op: Op) throws(RuntimeError) {
     func intAttr(_ k: String) throws(RuntimeError) -> Int {
-      guard let v = op.attributes[k]?.intValue, v > 0 else { throw RuntimeError("needs a positive integer attribute '\(k)'", at: op) }
+      guard let v = op.attributes[k]?.intValue, v > 0 else {
+        throw RuntimeError("needs a positive integer attribute '\(k)'", at: op)
+      }
       return v
     }
     switch op.kind {
@@ -46,7 +48,10 @@ package enum ExecutableOp {
       let d = try intAttr("head_dim")
       let (theta, llama3) = try ExecutableOp.ropeFrequencies(op)
       self = .rope(headDim: d, theta: theta, llama3: llama3)
-    case .attention?: self = .attention(heads: try intAttr("heads"), kvHeads: try intAttr("kv_heads"), headDim: try intAttr("head_dim"))
+    case .attention?:
+      self = .attention(
+        heads: try intAttr("heads"), kvHeads: try intAttr("kv_heads"),
+        headDim: try intAttr("head_dim"))
     case .silu?: self = .silu
     case .mul?: self = .mul
     case .add?: self = .add
@@ -61,15 +66,22 @@ package enum ExecutableOp {
     }
   }
 
-  private static func ropeFrequencies(_ op: Op) throws(RuntimeError) -> (Double, RopeTable.Llama3?) {
+  private static func ropeFrequencies(_ op: Op) throws(RuntimeError) -> (Double, RopeTable.Llama3?)
+  {
     let theta = op.attributes["theta"]?.doubleValue ?? 10000
     var llama3: RopeTable.Llama3?
     if let type = op.attributes["rope_type"]?.stringValue, type != "default" {
       guard type == "llama3", let f = op.attributes["factor"]?.doubleValue,
-        let lo = op.attributes["low_freq_factor"]?.doubleValue, let hi = op.attributes["high_freq_factor"]?.doubleValue,
+        let lo = op.attributes["low_freq_factor"]?.doubleValue,
+        let hi = op.attributes["high_freq_factor"]?.doubleValue,
         let orig = op.attributes["original_max_position_embeddings"]?.intValue
-      else { throw RuntimeError("rope_type '\(type)' is not supported (supported: default, llama3 with its four parameters)", at: op) }
-      llama3 = RopeTable.Llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
+      else {
+        throw RuntimeError(
+          "rope_type '\(type)' is not supported (supported: default, llama3 with its four parameters)",
+          at: op)
+      }
+      llama3 = RopeTable.Llama3(
+        factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: orig)
     }
     return (theta, llama3)
   }

@@ -9,7 +9,9 @@ final class FloatStorage: @unchecked Sendable {
   init(_ values: [Float]) {
     count = values.count
     pointer = .allocate(capacity: max(count, 1))
-    values.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.update(from: b, count: count) } }
+    values.withUnsafeBufferPointer {
+      if let b = $0.baseAddress { pointer.update(from: b, count: count) }
+    }
   }
   /// Makes room for `n` floats (contents undefined when it grows).
   func reserve(_ n: Int) {

@@ -17,13 +17,20 @@ func runPluginBench(model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1
   print("|---|---|---|")
   let runs: [(String, [String])] = [
     ("-passes=verify", ["-quiet", "-passes=verify", model]),
-    ("-passes=weight-stats", ["-quiet", "-load-pass-plugin=" + plugin, "-passes=weight-stats", model]),
-    ("-passes=weight-stats<no-release>", ["-quiet", "-load-pass-plugin=" + plugin, "-passes=weight-stats<no-release>", model]),
+    (
+      "-passes=weight-stats",
+      ["-quiet", "-load-pass-plugin=" + plugin, "-passes=weight-stats", model]
+    ),
+    (
+      "-passes=weight-stats<no-release>",
+      ["-quiet", "-load-pass-plugin=" + plugin, "-passes=weight-stats<no-release>", model]
+    ),
   ]
   for (label, args) in runs {
     // The printed module and the remark go to /dev/null; `exec` keeps one process.
     let r = emitBenchRun("/bin/sh", ["-c", "exec \"$0\" \"$@\" >/dev/null 2>&1", qopt] + args)
     let status = r.status == 0 ? "" : " (exit \(r.status))"
-    print("| `\(label)` | \(emitBenchFormat(r.rssMiB, 1))\(status) | \(emitBenchFormat(r.wall, 2)) |")
+    print(
+      "| `\(label)` | \(emitBenchFormat(r.rssMiB, 1))\(status) | \(emitBenchFormat(r.wall, 2)) |")
   }
 }

@@ -23,7 +23,9 @@ import QoptRuntime
 @Sendable func runThreadsBench() {
   let env = { (k: String, d: Int) -> Int in getenv(k).flatMap { Int(String(cString: $0)) } ?? d }
   do {
-    try threadsBench(windows: env("QOPT_BENCH_EVAL_WINDOWS", 2), iters: env("QOPT_BENCH_ITERS", 8), busy: env("QOPT_BENCH_BUSY", 2))
+    try threadsBench(
+      windows: env("QOPT_BENCH_EVAL_WINDOWS", 2), iters: env("QOPT_BENCH_ITERS", 8),
+      busy: env("QOPT_BENCH_BUSY", 2))
   } catch {
     print("threads benchmark failed: \(error)")
   }
@@ -32,28 +34,43 @@ import QoptRuntime
 func threadsBench(
   model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
   data: String = "../shared/data/dev_eval.txt",
-  samplesFile: String = "../shared/data/calib_samples_32x512.json", windows: Int, iters: Int, busy: Int
+  samplesFile: String = "../shared/data/calib_samples_32x512.json", windows: Int, iters: Int,
+  busy: Int
 ) throws {
   let cpus = CPULoad.allowedCPUCount
-  print("threads benchmark: \(cpuModel()), \(cpus) CPUs allowed; load average at start: \(loadAverage())")
+  print(
+    "threads benchmark: \(cpuModel()), \(cpus) CPUs allowed; load average at start: \(loadAverage())"
+  )
   let module = try GGUFImporter.importModel(path: model)
-  guard let c = LlamaConfig(attributes: module.attributes) else { throw RuntimeError("model has no llama config attributes") }
+  guard let c = LlamaConfig(attributes: module.attributes) else {
+    throw RuntimeError("model has no llama config attributes")
+  }
 
   // eval: the first `windows` windows of 512 tokens.
-  let ids = try Tokenizer(module: module).encode(String(decoding: try readFile(data), as: UTF8.self))
+  let ids = try Tokenizer(module: module).encode(
+    String(decoding: try readFile(data), as: UTF8.self))
   let interpreter = Interpreter(module: module)
-  let eval = { () throws -> Void in _ = try Perplexity.evaluate(interpreter, ids: ids, seqlen: 512, windows: windows) }
+  let eval = { () throws -> Void in
+    _ = try Perplexity.evaluate(interpreter, ids: ids, seqlen: 512, windows: windows)
+  }
 
   // autoround: block 0 on 4 windows, inputs the embedding rows, targets the float block.
-  let calib = try JSON.parse(readFile(samplesFile)).arrayValue?.compactMap { $0.arrayValue?.compactMap { $0.intValue.map(Int32.init) } } ?? []
+  let calib =
+    try JSON.parse(readFile(samplesFile)).arrayValue?.compactMap {
+      $0.arrayValue?.compactMap { $0.intValue.map(Int32.init) }
+    } ?? []
   let samples = Array(calib.prefix(4))
   guard let t = samples.first?.count else { throw RuntimeError("\(samplesFile): no windows") }
-  guard case .dense(let emb)? = module.weights["model.embed_tokens.weight"] else { throw RuntimeError("no embedding table") }
+  guard case .dense(let emb)? = module.weights["model.embed_tokens.weight"] else {
+    throw RuntimeError("no embedding table")
+  }
   let table = emb.floats()
   let d = c.hiddenSize
   var x = [Float](repeating: 0, count: samples.count * t * d)
   for (i, w) in samples.enumerated() {
-    for (p, id) in w.enumerated() { for j in 0..<d { x[(i * t + p) * d + j] = table[Int(id) * d + j] } }
+    for (p, id) in w.enumerated() {
+      for j in 0..<d { x[(i * t + p) * d + j] = table[Int(id) * d + j] }
+    }
   }
   guard let block = module.function(named: "block.0") else { throw RuntimeError("no block.0") }
   var options = AutoRoundOptions()
@@ -67,8 +84,12 @@ func threadsBench(
   let autoround = { () throws -> Void in
     var linears: [SignRoundLinear] = []
     for op in block.body where op.kind == .linear {
-      guard let name = op.operands[1].definingOp?.paramName, let w = module.weights.dense(name) else { continue }
-      linears.append(SignRoundLinear(name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1], scheme: options.scheme(columns: w.shape[1])))
+      guard let name = op.operands[1].definingOp?.paramName, let w = module.weights.dense(name)
+      else { continue }
+      linears.append(
+        SignRoundLinear(
+          name: name, weights: w.floats(), rows: w.shape[0], cols: w.shape[1],
+          scheme: options.scheme(columns: w.shape[1])))
     }
     exec.trainable = Set(linears.map(\.name))
     _ = try run.tune(exec, linears, x: xs, y: ys, block: 0)
@@ -103,7 +124,8 @@ func threadsBench(
       try work()
       let all = seconds() - s
       rows.append([
-        name, competing == 0 ? "idle" : "\(competing) busy processes", fmt(byDefault, 1), fmt(single, 1), fmt(all, 1),
+        name, competing == 0 ? "idle" : "\(competing) busy processes", fmt(byDefault, 1),
+        fmt(single, 1), fmt(all, 1),
         fmt(byDefault / single, 2), fmt(all / single, 2), fmt(chosen, 2), load,
       ])
     }
@@ -112,7 +134,8 @@ func threadsBench(
   printTable(
     "threads: default (no -threads) vs -threads 1 and -threads \(cpus) (the old fixed default), SmolLM2-135M, \(cpus) CPUs",
     [
-      "workload", "competing load", "default s", "-threads 1 s", "-threads \(cpus) s", "default / -threads 1", "-threads \(cpus) / -threads 1",
+      "workload", "competing load", "default s", "-threads 1 s", "-threads \(cpus) s",
+      "default / -threads 1", "-threads \(cpus) / -threads 1",
       "mean threads (default)", "load average at row start",
     ],
     rows)
@@ -125,7 +148,8 @@ final class BusyProcesses {
   private var pids: [pid_t] = []
 
   init(count: Int) throws {
-    let loop = "while kill -0 \(getpid()) 2>/dev/null; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done"
+    let loop =
+      "while kill -0 \(getpid()) 2>/dev/null; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done"
     for _ in 0..<count {
       var pid: pid_t = 0
       let argv = ["/bin/sh", "-c", loop]
@@ -160,7 +184,9 @@ func loadAverage() -> String {
   defer { fclose(f) }
   var line = [CChar](repeating: 0, count: 128)
   guard fgets(&line, 128, f) != nil else { return "?" }
-  let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
+  let fields = String(
+    decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self
+  ).split(separator: " ")
   return fields.prefix(4).joined(separator: " ")
 }
 

@@ -62,7 +62,7 @@ private enum Scalar {
 /// subnormals, huge values, all-equal and all-zero blocks.
 private func blocks(_ n: Int) -> [Float] {
   var rng = SplitMix64(seed: 42)
-  let specials: [Float] = [0, -0.0, .nan, .infinity, -.infinity, 1e-40, -1e-40, 3e38, -3e38, 0.5, -0.5, 1.5, 8, -8]
+  let specials: [Float] = [0, -0.0, .nan, .infinity, -.infinity, Float(1e-40 as Double), -Float(1e-40 as Double), 3e38, -3e38, 0.5, -0.5, 1.5, 8, -8]
   var x: [Float] = []
   for b in 0..<n {
     let kind = b % 7
@@ -75,7 +75,7 @@ private func blocks(_ n: Int) -> [Float] {
       case 3: x.append(Float(Int(rng.next() % 17) - 8) / 4)  // many exact ties
       case 4: x.append(i == 0 ? .nan : r)
       case 5: x.append(rng.next() % 3 == 0 ? -0.0 : -abs(r))  // max is a signed zero
-      default: x.append(r * 1e-39)
+      default: x.append(r * Float(1e-39 as Double))
       }
     }
   }

@@ -13,12 +13,17 @@ private final class Captured: Sendable {
 private func run(_ style: Progress.Style, fail: Bool = false) -> String {
   let out = Captured()
   let p = Progress(style: style, sink: { out.append($0) })
-  _ = try? p.transfer("emit out.gguf", {
-    p.expect(bytes: 4 << 20)
-    p.advance(bytes: 1 << 20)
-    if fail { throw StorageError(file: "out.gguf", offset: nil, message: "disk full") }
-    p.advance(bytes: 3 << 20)
-  }, closing: { seconds, bytes in "emit: out.gguf, \(Progress.mebibytes(bytes)) MiB in \(Progress.duration(seconds))" })
+  _ = try? p.transfer(
+    "emit out.gguf",
+    {
+      p.expect(bytes: 4 << 20)
+      p.advance(bytes: 1 << 20)
+      if fail { throw StorageError(file: "out.gguf", offset: nil, message: "disk full") }
+      p.advance(bytes: 3 << 20)
+    },
+    closing: { seconds, bytes in
+      "emit: out.gguf, \(Progress.mebibytes(bytes)) MiB in \(Progress.duration(seconds))"
+    })
   return out.value
 }
 

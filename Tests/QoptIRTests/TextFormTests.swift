@@ -68,7 +68,7 @@ func parseErrorsAreLocated(_ text: String, _ line: Int, _ col: Int, _ message: S
 }
 
 @Test func floatAttributesRoundTripExactly() throws {
-  for v in [1e-5, 0.1, 1.0 / 3.0, 1e300, -2.5e-310, 100000.0] {
+  for v in [1e-5, 0.1, 1.0 / 3.0, 1e300, -2.5e-300 / 1e10, 100000.0] {
     let text = "module attributes {v = \(Printer.float(v))}\n\n"
     let m = try Parser.parse(text)
     #expect(m.attributes["v"] == .float(v))

@@ -7,7 +7,9 @@ import Testing
 /// of tree: what the plugin reads must be what `calibrate` measured, and the rows it keeps
 /// must reproduce the per-channel statistics.
 @Suite(.serialized) struct CalibrationStatsTests {
-  static let library: Result<String, any Error> = Result { try Fixtures.compilePlugin(probeSource, name: "probe") }
+  static let library: Result<String, any Error> = Result {
+    try Fixtures.compilePlugin(probeSource, name: "probe")
+  }
 
   private func run(_ pipeline: String) throws -> Module {
     let registry = try Fixtures.registry(loading: [try Self.library.get()])
@@ -54,8 +56,12 @@ import Testing
   }
 
   @Test func keepInputsNeedsStatsAndAMatch() throws {
-    #expect(throws: PassError.self) { try run("calibrate<samples=2;seqlen=8;keep-inputs=Linear;no-stats>") }
-    #expect(throws: PassError.self) { try run("calibrate<samples=2;seqlen=8;keep-inputs=re:nothing.*>") }
+    #expect(throws: PassError.self) {
+      try run("calibrate<samples=2;seqlen=8;keep-inputs=Linear;no-stats>")
+    }
+    #expect(throws: PassError.self) {
+      try run("calibrate<samples=2;seqlen=8;keep-inputs=re:nothing.*>")
+    }
   }
 
   static let probeSource = #"""
@@ -123,23 +129,36 @@ import Testing
 @Suite struct PluginHeadersTests {
   @Test func findsTheInstalledLayout() throws {
     let prefix = try Fixtures.tempDir()
-    _ = try Fixtures.run("/bin/mkdir", ["-p", prefix + "/bin", prefix + "/include/qopt"], in: prefix)
-    try "/* header */\n".write(toFile: prefix + "/include/qopt/qopt_plugin.h", atomically: true, encoding: .utf8)
-    #expect(try PluginHeaders.directory(forExecutable: prefix + "/bin/qopt") == prefix + "/include/qopt")
+    _ = try Fixtures.run(
+      "/bin/mkdir", ["-p", prefix + "/bin", prefix + "/include/qopt"], in: prefix)
+    try "/* header */\n".write(
+      toFile: prefix + "/include/qopt/qopt_plugin.h", atomically: true, encoding: .utf8)
+    #expect(
+      try PluginHeaders.directory(forExecutable: prefix + "/bin/qopt") == prefix + "/include/qopt")
   }
 
   @Test func findsTheSourceTreeOfABuildTreeBinary() throws {
     for exe in ["/.build/x86_64-unknown-linux-gnu/release/qopt", "/.build/release/qopt"] {
-      #expect(try PluginHeaders.directory(forExecutable: Fixtures.repoRoot + exe) == Fixtures.repoRoot + "/Sources/CQoptPlugin/include")
+      #expect(
+        try PluginHeaders.directory(forExecutable: Fixtures.repoRoot + exe) == Fixtures.repoRoot
+          + "/Sources/CQoptPlugin/include")
     }
     // Only a SwiftPM build folder counts: a binary elsewhere under the checkout finds nothing.
-    #expect(PluginHeaders.candidates(forExecutable: Fixtures.repoRoot + "/.build/tmp/x/bin/qopt") == [Fixtures.repoRoot + "/.build/tmp/x/include/qopt"])
+    #expect(
+      PluginHeaders.candidates(forExecutable: Fixtures.repoRoot + "/.build/tmp/x/bin/qopt") == [
+        Fixtures.repoRoot + "/.build/tmp/x/include/qopt"
+      ])
   }
 
   @Test func saysWhereItLookedWhenThereIsNone() throws {
     let dir = try Fixtures.tempDir()
-    let error = #expect(throws: PluginHeadersError.self) { try PluginHeaders.directory(forExecutable: dir + "/bin/qopt") }
+    let error = #expect(throws: PluginHeadersError.self) {
+      try PluginHeaders.directory(forExecutable: dir + "/bin/qopt")
+    }
     let text = error?.description ?? ""
-    #expect(text == "error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/include/qopt (install with scripts/install PREFIX)")
+    #expect(
+      text
+        == "error: cannot find qopt_plugin.h for \(dir)/bin/qopt; looked in \(dir)/include/qopt (install with scripts/install PREFIX)"
+    )
   }
 }

@@ -15,9 +15,9 @@ let autoRoundPass = Pass(
   details: autoRoundDetails, options: AutoRoundOptions.self,
   plan: { module, options, plan in
     if options.quantScheme == "int" && options.groupSize == 0 {
-      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+      throw PassError("group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
     }
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround")
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module)
     try plan.requireFloat(selected.map(\.1), pass: "autoround", each: true)
     for (_, name) in selected {
       guard let w = plan[name], w.shape.count == 2 else { continue }

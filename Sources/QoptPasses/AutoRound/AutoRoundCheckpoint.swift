@@ -61,7 +61,7 @@ package struct AutoRoundCheckpoint {
     }
     for d in missing where mkdir(d, 0o755) != 0 {
       let why = String(cString: strerror(errno))
-      throw PassError(pass: "autoround", "cannot create checkpoint directory \(d): \(why)")
+      throw PassError("cannot create checkpoint directory \(d): \(why)")
     }
     return missing
   }
@@ -119,7 +119,7 @@ package struct AutoRoundCheckpoint {
           let diff = Set(a.keys).union(b.keys).sorted().filter { a[$0] != b[$0] }.map { "\(a[$0] ?? $0 + " unset") → \(b[$0] ?? $0 + " unset")" }
           what = "options (\(diff.joined(separator: ", ")))"
         }
-        throw PassError(pass: "autoround", "checkpoint in \(directory) was made with a different \(what); \(wayOut)")
+        throw PassError("checkpoint in \(directory) was made with a different \(what); \(wayOut)")
       }
     }
     guard let nextText = fields["next"], let next = Int(nextText) else { throw StorageError(file: statePath, offset: nil, message: "missing 'next='") }

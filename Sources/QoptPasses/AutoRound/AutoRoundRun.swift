@@ -32,14 +32,19 @@ package final class AutoRoundRun {
     guard let context else { return }
     BLAS.useThreads(context.threads)
     if options.quantScheme == "int" && options.groupSize == 0 {
-      throw PassError(pass: "autoround", "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+      throw PassError(
+        "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size"
+      )
     }
-    let model = try ModelBlocks(module: module, pass: "autoround")
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, pass: "autoround", remark: { context.remark($0) })
+    let model = try ModelBlocks(module: module)
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(
+      in: module, context: context)
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
     if options.groupSize == nil && options.quantScheme == "int" {
       let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
-      context.remark("autoround: " + GroupSizeChoice.summary(columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
+      context.remark(
+        GroupSizeChoice.summary(
+            columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
     }
 
     // iters=0 is RTN: no data, no block forward.
@@ -81,16 +86,22 @@ package final class AutoRoundRun {
         BlockCheckpointProgress(
           pass: "autoround", directory: directory, done: done, total: total, isDefault: !explicit))
     }
-    if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore) {
+    if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore)
+    {
       for i in 0..<resumed.next {
         for (name, q) in try checkpoint.loadBlock(i, scheme: options.scheme(columns:)) {
-          guard let param = paramByName[name] else { throw PassError(pass: "autoround", "checkpoint holds \(name), which this run does not quantize") }
+          guard let param = paramByName[name] else {
+            throw PassError(
+              "checkpoint holds \(name), which this run does not quantize")
+          }
           apply(name, param, q)
         }
       }
       for (name, value) in resumed.inputScales {
         guard setInputScale(name, value, in: model.blocks) else {
-          throw PassError(pass: "autoround", "checkpoint holds an input scale for \(name), whose linear has no static input quantization in this module")
+          throw PassError(
+            "checkpoint holds an input scale for \(name), whose linear has no static input quantization in this module"
+          )
         }
       }
       start = resumed.next
@@ -123,11 +134,14 @@ package final class AutoRoundRun {
       let linears = try makeLinears(f, targets)
       exec.trainable = Set(linears.map(\.name))
       let iters = options.iters
-      let blockPhase = Progress.shared.phase("autoround: block \(bi + 1)/\(total), iteration", total: iters)
+      let blockPhase = Progress.shared.phase(
+        "autoround: block \(bi + 1)/\(total), iteration", total: iters)
       let finished = bi - start
       onIteration = { it, loss in
         let spent = monotonicSeconds() - runStart - blockPhase.elapsed
-        let perBlock = finished > 0 ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
+        let perBlock =
+          finished > 0
+          ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
         let left = perBlock * Double(total - bi) - blockPhase.elapsed
         blockPhase.step(it, "loss \(lossText(loss))", eta: max(0, left))
       }
@@ -169,7 +183,9 @@ package final class AutoRoundRun {
   private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
     var out: [(String, Op)] = []
     for op in f.body where op.kind == .linear {
-      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil, !out.contains(where: { $0.0 == name }) else { continue }
+      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil,
+        !out.contains(where: { $0.0 == name })
+      else { continue }
       out.append((name, p))
     }
     return out
@@ -177,23 +193,33 @@ package final class AutoRoundRun {
 
   private func makeLinear(_ name: String, _ param: Op) throws -> SignRoundLinear {
     guard let t = module.weights.dense(name), t.shape.count == 2 else {
-      throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+      throw PassError(
+        "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)",
+        at: param.location)
     }
-    return SignRoundLinear(name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1], scheme: options.scheme(columns: t.shape[1]))
+    return SignRoundLinear(
+      name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1],
+      scheme: options.scheme(columns: t.shape[1]))
   }
 
   /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
   /// tuning: each weight's own, then the minimum over the linears that read the same value
   /// (q/k/v, gate/up), as auto-round's `update_fused_layer_global_scales`.
   private func makeLinears(_ f: Function, _ targets: [(String, Op)]) throws -> [any TunableLinear] {
-    guard options.quantScheme == "nvfp4" else { return try targets.map { try makeLinear($0.0, $0.1) } }
+    guard options.quantScheme == "nvfp4" else {
+      return try targets.map { try makeLinear($0.0, $0.1) }
+    }
     var weights: [String: TensorData] = [:]
     for (name, param) in targets {
       guard let t = module.weights.dense(name), t.shape.count == 2 else {
-        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)", at: param.location)
+        throw PassError(
+          "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)",
+          at: param.location)
       }
       guard t.shape[1] % SignRoundNVFP4.group == 0 else {
-        throw PassError(pass: "autoround", "weight \(Printer.symbol(name)) has \(t.shape[1]) columns; nvfp4 needs a multiple of 16", at: param.location)
+        throw PassError(
+          "weight \(Printer.symbol(name)) has \(t.shape[1]) columns; nvfp4 needs a multiple of 16",
+          at: param.location)
       }
       weights[name] = t
     }
@@ -206,7 +232,11 @@ package final class AutoRoundRun {
     var byInput: [(Value, [String])] = []
     for op in f.body where op.kind == .linear {
       guard let n = op.operands[1].definingOp?.paramName, gs[n] != nil else { continue }
-      if let i = byInput.firstIndex(where: { $0.0 === op.operands[0] }) { byInput[i].1.append(n) } else { byInput.append((op.operands[0], [n])) }
+      if let i = byInput.firstIndex(where: { $0.0 === op.operands[0] }) {
+        byInput[i].1.append(n)
+      } else {
+        byInput.append((op.operands[0], [n]))
+      }
     }
     for (_, names) in byInput where names.count > 1 {
       let shared = names.compactMap { gs[$0] }.min() ?? 1
@@ -214,7 +244,9 @@ package final class AutoRoundRun {
     }
     return targets.map { name, _ in
       let t = weights[name]!  // safe: every target was checked above
-      return SignRoundNVFP4(name: name, weights: floats[name]!, rows: t.shape[0], cols: t.shape[1], globalScale: gs[name]!)  // safe: as above
+      return SignRoundNVFP4(
+        name: name, weights: floats[name]!, rows: t.shape[0], cols: t.shape[1],
+        globalScale: gs[name]!)  // safe: as above
     }
   }
 
@@ -231,8 +263,12 @@ package final class AutoRoundRun {
   /// (`input_scale`) or NVFP4 (`input_global_scale`) input quantization gets the scale of the
   /// largest |input| it saw, `amax / 448` or `amax / 127.5`, or `448·6 / amax`; the op and the
   /// executor both take it. Returns (weight name, scale) for checkpoints.
-  private func calibrateInputScales(_ exec: BlockExecutor, _ f: Function, on x: ActivationStore) throws -> [(String, Float)] {
-    let linears = f.body.filter { $0.kind == .linear && ($0.inputQuantization.map { $0.mode != .dynamic } ?? false) }
+  private func calibrateInputScales(
+    _ exec: BlockExecutor, _ f: Function, on x: ActivationStore
+  ) throws -> [(String, Float)] {
+    let linears = f.body.filter {
+      $0.kind == .linear && ($0.inputQuantization.map { $0.mode != .dynamic } ?? false)
+    }
     guard !linears.isEmpty else { return [] }
     var amax: [String: Float] = [:]
     exec.quantizeInputs = false
@@ -245,8 +281,13 @@ package final class AutoRoundRun {
     try forwardAll(exec, x, into: nil)
     var out: [(String, Float)] = []
     for op in linears {
-      guard let name = op.operands[1].definingOp?.paramName, let a = amax[name], let q = op.inputQuantization else { continue }
-      let value = q.kind == .nvfp4 ? NVFP4Quantizer.globalScale(amax: a) : InputQuantization.scale(min: -a, max: a, kind: q.kind)
+      guard let name = op.operands[1].definingOp?.paramName, let a = amax[name],
+        let q = op.inputQuantization
+      else { continue }
+      let value =
+        q.kind == .nvfp4
+        ? NVFP4Quantizer.globalScale(amax: a)
+        : InputQuantization.scale(min: -a, max: a, kind: q.kind)
       _ = setInputScale(name, value, in: [f])
       if let updated = op.inputQuantization { exec.setInputQuantization(updated, forWeight: name) }
       out.append((name, value))
@@ -271,7 +312,9 @@ package final class AutoRoundRun {
 
   /// The block on all samples of `x`, `batchSize` at a time; the outputs are appended to `out`
   /// when given. Holds one batch of inputs at a time.
-  package func forwardAll(_ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?) throws {
+  package func forwardAll(
+    _ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?
+  ) throws {
     let n = x.samples, per = x.sampleFloats
     let b = max(1, min(options.batchSize, n))
     var buffer = [Float](repeating: 0, count: b * per)
@@ -299,7 +342,9 @@ package final class AutoRoundRun {
       if case .dense(let t) = e {
         t.withUnsafeBytes { raw in
           let words = raw.count / 8
-          for i in stride(from: 0, to: words, by: 1) { mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+          for i in stride(from: 0, to: words, by: 1) {
+            mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
+          }
           for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
         }
       }

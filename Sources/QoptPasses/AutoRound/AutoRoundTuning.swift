@@ -16,13 +16,17 @@ package struct BlockReport {
 extension AutoRoundRun {
   /// The SignSGD loop of autoround.md §5 for one block: inputs `x`, targets `y` (same sample
   /// count), each mini-batch read from them.
-  package func tune(_ exec: BlockExecutor, _ linears: [any TunableLinear], x: ActivationStore, y: ActivationStore, block: Int) throws -> BlockReport {
+  package func tune(
+    _ exec: BlockExecutor, _ linears: [any TunableLinear], x: ActivationStore, y: ActivationStore,
+    block: Int
+  ) throws -> BlockReport {
     let n = x.samples, t = x.tokens, per = x.sampleFloats
     let iters = options.iters
     let lr = options.effectiveLR
     let minmaxLR = options.minmaxLR.map { Float($0) } ?? lr
     let batch = max(1, min(options.batchSize, n))
-    var sampler = IndexSampler(count: n, batch: batch, seed: UInt64(options.seed) &* 0x1_0000_0001 &+ UInt64(block))
+    var sampler = IndexSampler(
+      count: n, batch: batch, seed: UInt64(options.seed) &* 0x1_0000_0001 &+ UInt64(block))
     var xb = [Float](repeating: 0, count: batch * per)
     var yb = xb
     var dy = xb
@@ -39,7 +43,9 @@ extension AutoRoundRun {
       exec.timed("quantize-dequantize weights") {
         for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
       }
-      let out = xb.withUnsafeBufferPointer { exec.forward($0.baseAddress!, samples: batch, tokens: t) }  // safe: non-empty
+      let out = xb.withUnsafeBufferPointer {
+        exec.forward($0.baseAddress!, samples: batch, tokens: t)
+      }  // safe: non-empty
       // loss = mean((ŷ − y)²); ∂loss/∂ŷ = 2(ŷ − y)/count.
       let count = batch * per
       var loss = 0.0
@@ -71,8 +77,12 @@ extension AutoRoundRun {
           gv[k].withUnsafeMutableBufferPointer { v in
             ga[k].withUnsafeMutableBufferPointer { a in
               gb[k].withUnsafeMutableBufferPointer { b in
-                l.backward(dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
-                l.step(dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!, lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
+                l.backward(
+                  dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!,
+                  dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
+                l.step(
+                  dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!,
+                  lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
               }
             }
           }
@@ -84,7 +94,8 @@ extension AutoRoundRun {
     } else {
       bestIter = iters - 1
     }
-    return BlockReport(index: block, firstLoss: first, bestLoss: best, bestIteration: bestIter, seconds: 0)
+    return BlockReport(
+      index: block, firstLoss: first, bestLoss: best, bestIteration: bestIter, seconds: 0)
   }
 }
 

@@ -46,8 +46,8 @@ let calibratePass = Pass(
   // rest) and become the next block's inputs.
   var stats: [String: CalibrationData.ChannelStats] = [:]
   // The linears whose input rows are kept for plugins (`calibration_stats` "input_rows").
-  let keep = Set(try WeightTargets(targets: options.keepInputs, ignore: []).select(in: module, pass: "calibrate").map(\.1))
-  if !keep.isEmpty && !options.stats { throw PassError(pass: "calibrate", "keep-inputs needs stats (drop no-stats)") }
+  let keep = Set(try WeightTargets(targets: options.keepInputs, ignore: []).select(in: module).map(\.1))
+  if !keep.isEmpty && !options.stats { throw PassError("keep-inputs needs stats (drop no-stats)") }
   var kept: [String: ActivationStore] = [:]
   var keepError: (any Error)?
   if options.stats {

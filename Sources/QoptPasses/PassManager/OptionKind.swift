@@ -35,20 +35,30 @@ public enum OptionKind: Sendable, Equatable {
   public func parse(_ text: String?) throws(OptionValueError) -> OptionValue {
     switch self {
     case .int(let range):
-      guard let text, let v = Int(text) else { throw OptionValueError("expects an integer, found '\(text ?? "")'") }
+      guard let text, let v = Int(text) else {
+        throw OptionValueError("expects an integer, found '\(text ?? "")'")
+      }
       if let range, !range.contains(v) {
         throw OptionValueError("must be in \(range.lowerBound)...\(range.upperBound), found \(v)")
       }
       return .int(v)
     case .autoOrInt(let range):
       if text == "auto" { return .auto }
-      guard let text, let v = Int(text) else { throw OptionValueError("expects an integer or auto, found '\(text ?? "")'") }
-      guard range.contains(v) else { throw OptionValueError("must be auto or in \(range.lowerBound)...\(range.upperBound), found \(v)") }
+      guard let text, let v = Int(text) else {
+        throw OptionValueError("expects an integer or auto, found '\(text ?? "")'")
+      }
+      guard range.contains(v) else {
+        throw OptionValueError(
+          "must be auto or in \(range.lowerBound)...\(range.upperBound), found \(v)")
+      }
       return .int(v)
     case .number(let range):
-      guard let text, let v = Double(text), v.isFinite else { throw OptionValueError("expects a number, found '\(text ?? "")'") }
+      guard let text, let v = Double(text), v.isFinite else {
+        throw OptionValueError("expects a number, found '\(text ?? "")'")
+      }
       if let range, !range.contains(v) {
-        throw OptionValueError("must be in \(range.lowerBound)...\(range.upperBound), found \(text)")
+        throw OptionValueError(
+          "must be in \(range.lowerBound)...\(range.upperBound), found \(text)")
       }
       return .number(v)
     case .bool:
@@ -62,7 +72,8 @@ public enum OptionKind: Sendable, Equatable {
       return .string(text)
     case .choice(let choices):
       guard let text, choices.contains(text) else {
-        throw OptionValueError("must be one of \(choices.joined(separator: ", ")), found '\(text ?? "")'")
+        throw OptionValueError(
+          "must be one of \(choices.joined(separator: ", ")), found '\(text ?? "")'")
       }
       return .string(text)
     case .list:
@@ -101,7 +112,8 @@ public enum OptionValue: Sendable, Equatable {
 /// `key=false` for bools only, and each value is checked by its field's `OptionKind`; every
 /// error is located at the item's column.
 public func parsePassOptions<O>(
-  _ items: [(key: String, value: String?, column: Int)], schema: [OptionField<O>], into options: inout O,
+  _ items: [(key: String, value: String?, column: Int)], schema: [OptionField<O>],
+  into options: inout O,
   pass: String
 ) throws(PipelineError) {
   for item in items {
@@ -111,11 +123,14 @@ public func parsePassOptions<O>(
       let keys = schema.map(\.key)
       var m = "unknown option '\(item.key)' for pass '\(pass)'"
       if let s = closestMatch(to: item.key, in: keys) { m += "; did you mean '\(s)'?" }
-      m += keys.isEmpty ? " (it takes no options)" : " (valid options: \(keys.joined(separator: ", ")))"
+      m +=
+        keys.isEmpty
+        ? " (it takes no options)" : " (valid options: \(keys.joined(separator: ", ")))"
       throw PipelineError(m, column: item.column)
     }
     if negated && (field.kind != .bool || item.value != nil) {
-      throw PipelineError("'no-' applies only to bool options without a value: '\(item.key)'", column: item.column)
+      throw PipelineError(
+        "'no-' applies only to bool options without a value: '\(item.key)'", column: item.column)
     }
     do {
       field.apply(&options, try field.kind.parse(negated ? "false" : item.value))

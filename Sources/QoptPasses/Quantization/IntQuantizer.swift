@@ -37,7 +37,6 @@ public struct IntQuantizer: Sendable {
   /// Quantizes `weights` (`rows × cols` floats) into codes, scales and zero points.
   public func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int, threads: Int = 1) -> QuantizedTensor {
     precondition(weights.count == rows * cols, "weight count")
-    let groupsPerRow = scheme.granularity.groupsPerRow(columns: cols)
     if scheme.granularity == .tensor {
       // One group spanning the whole tensor.
       var codes = [Int8](repeating: 0, count: rows * cols)

@@ -43,7 +43,9 @@ extension BLAS {
     let others = min(count, CPULoad.runnableOthersNow() ?? 0)
     let n = CPULoad.threads(cpus: count, othersBusy: Double(others), limit: limit)
     following.withLock {
-      $0 = Following(limit: limit, cpus: cpus, cpuCount: count, last: CPULoad.sample(cpus: cpus), current: n, since: monotonicSeconds())
+      $0 = Following(
+        limit: limit, cpus: cpus, cpuCount: count, last: CPULoad.sample(cpus: cpus), current: n,
+        since: monotonicSeconds())
     }
     setThreads(n)
   }
@@ -93,7 +95,10 @@ extension BLAS {
       guard let sample = CPULoad.sample(cpus: s.cpus) else { return nil }
       let old = s.current
       s.account(now)
-      if let last = s.last, let others = CPULoad.othersBusy(from: last, to: sample, ticksPerSecond: CPULoad.ticksPerSecond) {
+      if let last = s.last,
+        let others = CPULoad.othersBusy(
+          from: last, to: sample, ticksPerSecond: CPULoad.ticksPerSecond)
+      {
         s.current = CPULoad.threads(cpus: s.cpuCount, othersBusy: others, limit: s.limit)
       }
       s.last = sample

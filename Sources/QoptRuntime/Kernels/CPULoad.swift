@@ -62,7 +62,9 @@ public enum CPULoad {
       let v = fields.dropFirst().map { Int($0) ?? 0 }
       guard v.count >= 4 else { continue }
       // user nice system idle iowait irq softirq steal: all but idle and iowait.
-      total += v.enumerated().prefix(8).reduce(0) { $0 + ($1.offset == 3 || $1.offset == 4 ? 0 : $1.element) }
+      total += v.enumerated().prefix(8).reduce(0) {
+        $0 + ($1.offset == 3 || $1.offset == 4 ? 0 : $1.element)
+      }
       found = true
     }
     return found ? total : nil
@@ -72,7 +74,9 @@ public enum CPULoad {
   /// the fourth field counts the tasks running now, the reader included).
   public static func runnableOthers(loadavg text: String) -> Int? {
     let fields = text.split(separator: " ")
-    guard fields.count >= 4, let running = fields[3].split(separator: "/").first.flatMap({ Int($0) }) else { return nil }
+    guard fields.count >= 4,
+      let running = fields[3].split(separator: "/").first.flatMap({ Int($0) })
+    else { return nil }
     return max(0, running - 1)
   }
 
@@ -92,8 +96,12 @@ public enum CPULoad {
   public static func cpuList(_ text: String) -> Set<Int>? {
     var cpus = Set<Int>()
     for part in text.split(separator: ",") {
-      let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.filter { !$0.isWhitespace }) }
-      guard let lo = bounds.first ?? nil, bounds.count <= 2, let hi = bounds.count == 2 ? bounds[1] : lo, lo >= 0, hi >= lo, hi - lo < 65536 else {
+      let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map {
+        Int($0.filter { !$0.isWhitespace })
+      }
+      guard let lo = bounds.first ?? nil, bounds.count <= 2,
+        let hi = bounds.count == 2 ? bounds[1] : lo, lo >= 0, hi >= lo, hi - lo < 65536
+      else {
         return nil
       }
       cpus.formUnion(lo...hi)
@@ -108,10 +116,14 @@ public enum CPULoad {
 
   /// Reads the counters now; nil where `/proc/stat` cannot be read.
   public static func sample(cpus: Set<Int>?) -> Sample? {
-    guard let text = readProc("/proc/stat"), let busy = busyTicks(procStat: text, cpus: cpus) else { return nil }
+    guard let text = readProc("/proc/stat"), let busy = busyTicks(procStat: text, cpus: cpus) else {
+      return nil
+    }
     var u = rusage()
     getrusage(RUSAGE_SELF.rawValue, &u)
-    let own = Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+    let own =
+      Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(
+        u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
     return Sample(busyTicks: busy, ownSeconds: own, time: monotonicSeconds())
   }
 
