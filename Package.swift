@@ -81,7 +81,7 @@ let package = Package(
       name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "CQoptKernels"]),
 
     // Tests
-    .target(name: "QoptTestSupport", dependencies: ["QoptIR"]),
+    .target(name: "QoptTestSupport", dependencies: ["QoptSupport", "QoptIR"]),
     .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),

@@ -109,23 +109,3 @@ extension String {
   }
 }
 
-/// Deletes a file or a directory tree (best effort; used only on qopt's own temporary paths
-/// and on an output being replaced).
-func removeTree(_ path: String) {
-  var st = stat()
-  guard lstat(path, &st) == 0 else { return }
-  if (st.st_mode & S_IFMT) == S_IFDIR {
-    if let d = opendir(path) {
-      var children: [String] = []
-      while let e = readdir(d) {
-        let name = direntName(e)
-        if name != "." && name != ".." { children.append(name) }
-      }
-      closedir(d)
-      for c in children { removeTree(path + "/" + c) }
-    }
-    rmdir(path)
-  } else {
-    unlink(path)
-  }
-}

@@ -25,7 +25,7 @@ public enum OutputDirectory {
       throw BackendError(output: path, "exists and is not a directory; a directory output cannot replace it (remove it or choose another -o)")
     }
     if force { return }
-    let children = entries(of: path).sorted()
+    let children = directoryEntries(path).sorted()
     if children.isEmpty { return }
     let listed = manifestFiles(path)
     let hasManifest = listed != nil
@@ -58,14 +58,4 @@ public enum OutputDirectory {
     return files.compactMap(\.stringValue)
   }
 
-  static func entries(of dir: String) -> [String] {
-    guard let d = opendir(dir) else { return [] }
-    defer { closedir(d) }
-    var out: [String] = []
-    while let e = readdir(d) {
-      let name = direntName(e)
-      if name != "." && name != ".." { out.append(name) }
-    }
-    return out
-  }
 }

@@ -8,7 +8,7 @@ public enum ModelImporter {
   public enum Kind: Sendable { case checkpointDirectory, gguf, ir }
 
   public static func kind(of path: String) -> Kind {
-    if isDirectory(path) { return .checkpointDirectory }
+    if isDirectoryFollowingLinks(path) { return .checkpointDirectory }
     if path.hasSuffix(".gguf") { return .gguf }
     return .ir
   }
@@ -32,7 +32,7 @@ public enum ModelImporter {
   import Musl
 #endif
 
-func isDirectory(_ path: String) -> Bool {
+func isDirectoryFollowingLinks(_ path: String) -> Bool {
   var st = stat()
   return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }

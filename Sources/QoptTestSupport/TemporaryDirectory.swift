@@ -1,3 +1,4 @@
+import QoptSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -48,22 +49,6 @@ public enum TestTemporary {
   }
 
   /// Removes `path`: a file, a symbolic link (not what it points to) or a directory tree.
-  public static func remove(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-      if let d = opendir(path) {
-        var names: [String] = []
-        while let e = readdir(d) {
-          let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-          if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(d)
-        for name in names { remove(path + "/" + name) }
-      }
-      rmdir(path)
-    } else {
-      unlink(path)
-    }
-  }
+  public static func remove(_ path: String) { removeTree(path) }
+
 }

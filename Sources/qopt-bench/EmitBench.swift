@@ -24,9 +24,9 @@ public func runEmitBench(
   scratch: String = "/tmp/qopt-emit-bench", model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
   streamingBytes: Int = 1_150_000_000, threads: Int = 2
 ) {
-  emitBenchRemoveTree(scratch)
+  removeTree(scratch)
   mkdir(scratch, 0o755)
-  defer { emitBenchRemoveTree(scratch) }
+  defer { removeTree(scratch) }
   var rows: [(String, Double, Double?, String)] = []
   func row(_ work: String, _ wall: Double, rss: Double? = nil, _ note: String = "") {
     rows.append((work, wall, rss, note))
@@ -83,12 +83,12 @@ public func runEmitBench(
       let r = emitBenchRun(qopt, args)
       row("stream \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint → \(label)", r.wall, rss: r.rssMiB,
           r.status == 0 ? "peak RSS \(emitBenchFormat(r.rssMiB * 1_048_576 / Double(streamingBytes) * 100, 0))% of checkpoint" : "FAILED (status \(r.status))")
-      emitBenchRemoveTree(scratch + "/big.gguf")
-      emitBenchRemoveTree(scratch + "/big-ct")
+      removeTree(scratch + "/big.gguf")
+      removeTree(scratch + "/big-ct")
     }
   } catch { print("  streaming check failed: \(error)") }
-  emitBenchRemoveTree(scratch + "/big.ir")
-  emitBenchRemoveTree(scratch + "/big.safetensors")
+  removeTree(scratch + "/big.ir")
+  removeTree(scratch + "/big.safetensors")
 
   // MARK: 3. end to end through the qopt binary (needs the GGUF importer in loadInput)
   if fileExists(model) {
@@ -103,7 +103,7 @@ public func runEmitBench(
       // timed child and be charged to it.
       var runs: [EmitBenchChild] = []
       for _ in 0..<3 {
-        emitBenchRemoveTree(args[args.count - 1])
+        removeTree(args[args.count - 1])
         sync()
         runs.append(emitBenchRun(qopt, args))
       }
@@ -301,19 +301,3 @@ func emitBenchExecutableDirectory() -> String {
   return parentDirectory(of: path)
 }
 
-private func emitBenchRemoveTree(_ path: String) {
-  var st = stat()
-  guard lstat(path, &st) == 0 else { return }
-  if (st.st_mode & S_IFMT) == S_IFDIR, let d = opendir(path) {
-    var names: [String] = []
-    while let e = readdir(d) {
-      let name = direntName(e)
-      if name != "." && name != ".." { names.append(name) }
-    }
-    closedir(d)
-    for n in names { emitBenchRemoveTree(path + "/" + n) }
-    rmdir(path)
-  } else {
-    unlink(path)
-  }
-}

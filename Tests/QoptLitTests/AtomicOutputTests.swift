@@ -47,7 +47,7 @@ import Testing
     var files: [(String, String)] = []
     var st = stat()
     if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-      files = listDirectory(path).sorted().map { ($0, path + "/" + $0) }
+      files = directoryEntries(path).sorted().map { ($0, path + "/" + $0) }
     } else {
       if stat(path, &st) == 0 { files.append(("main", path)) }
       let sidecar = ModuleIO.sidecarPath(for: path)
@@ -115,7 +115,7 @@ import Testing
     // The next complete run clears what the killed ones left behind.
     _ = try Self.run(w, w.current, to: out)
     #expect(Self.fingerprint(out) == complete)
-    let leftovers = listDirectory(dir).filter { $0.contains(".qopt-tmp-") || $0.contains(".qopt-old-") }
+    let leftovers = directoryEntries(dir).filter { $0.contains(".qopt-tmp-") || $0.contains(".qopt-old-") }
     #expect(leftovers.isEmpty, "temporaries left after a complete run: \(leftovers)")
     print("\(w): kills after up to \(Int(seconds * 1500)) ms: \(outcomes)")
   }

@@ -26,7 +26,7 @@ import Testing
     var out: [Case] = []
     for format in ["ir", "pipeline", "safetensors", "gguf", "config", "tokenizer", "compressed-tensors"] {
       let dir = root + "/" + format
-      for name in listDirectory(dir).sorted() where name.hasSuffix(".expect") {
+      for name in directoryEntries(dir).sorted() where name.hasSuffix(".expect") {
         let input = dir + "/" + String(name.dropLast(".expect".count))
         let expect = readTextFile(dir + "/" + name).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         out.append(Case(format: format, path: input, expect: expect))
@@ -119,16 +119,6 @@ import Testing
   }
 }
 
-func listDirectory(_ dir: String) -> [String] {
-  guard let d = opendir(dir) else { return [] }
-  defer { closedir(d) }
-  var out: [String] = []
-  while let e = readdir(d) {
-    let name = direntName(e)
-    if name != "." && name != ".." { out.append(name) }
-  }
-  return out
-}
 
 
 func writeBytes(_ path: String, _ bytes: [UInt8]) {
@@ -139,14 +129,3 @@ func writeBytes(_ path: String, _ bytes: [UInt8]) {
 
 func writeText(_ path: String, _ s: String) { writeBytes(path, Array(s.utf8)) }
 
-/// Deletes a file or directory tree (test temporaries only).
-func removeTree(_ path: String) {
-  var st = stat()
-  guard lstat(path, &st) == 0 else { return }
-  if (st.st_mode & S_IFMT) == S_IFDIR {
-    for c in listDirectory(path) { removeTree(path + "/" + c) }
-    rmdir(path)
-  } else {
-    unlink(path)
-  }
-}

@@ -95,7 +95,7 @@ public enum GGUFImporter {
   /// `h·d + j·d/2 + i`. Once a full decode is done the tensor's file pages are dropped, so the
   /// process never holds the quantized bytes and the f32 copy of a tensor at once.
   static func deferred(_ g: GGUFFile, _ t: GGUFTensorInfo, unpermuteHeads heads: Int?, headDim d: Int) -> TensorData {
-    nonisolated(unsafe) let file = g.file
+    let file = g.file
     let start = g.dataStart + t.offset
     let info = t
     let rowElems = max(t.dims[0], 1)

@@ -159,11 +159,3 @@ public func staleTemporaries(of path: String, kind: String) -> [String] {
   return out
 }
 
-/// The name of a `readdir` entry. Read through a pointer, never by copying `d_name`: the
-/// kernel-sized record can be shorter than `dirent`, so copying the whole 256-byte field reads
-/// past the allocation (AddressSanitizer reports it).
-public func direntName(_ e: UnsafeMutablePointer<dirent>) -> String {
-  // safe: d_name is a field of dirent.
-  let p = UnsafeRawPointer(e) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
-  return String(cString: p.assumingMemoryBound(to: CChar.self))
-}

@@ -66,20 +66,4 @@ public struct BlockCheckpointProgress: Sendable {
   public var isDefault: Bool
 }
 
-/// The names in directory `path` (without `.` and `..`; empty when it cannot be read).
-func directoryEntries(_ path: String) -> [String] {
-  guard let d = opendir(path) else { return [] }
-  defer { closedir(d) }
-  var out: [String] = []
-  while let e = readdir(d) {
-    let name = direntName(e)
-    if name != "." && name != ".." { out.append(name) }
-  }
-  return out
-}
 
-/// Whether `path` is a directory (not following a final symbolic link).
-func isDirectory(_ path: String) -> Bool {
-  var st = stat()
-  return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-}
