@@ -108,4 +108,3 @@ extension String {
     return nil
   }
 }
-

@@ -300,4 +300,3 @@ func emitBenchExecutableDirectory() -> String {
   let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
   return parentDirectory(of: path)
 }
-

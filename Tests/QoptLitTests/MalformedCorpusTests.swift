@@ -119,8 +119,6 @@ import Testing
   }
 }
 
-
-
 func writeBytes(_ path: String, _ bytes: [UInt8]) {
   let f = fopen(path, "wb")
   _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
@@ -128,4 +126,3 @@ func writeBytes(_ path: String, _ bytes: [UInt8]) {
 }
 
 func writeText(_ path: String, _ s: String) { writeBytes(path, Array(s.utf8)) }
-

@@ -158,4 +158,3 @@ public func staleTemporaries(of path: String, kind: String) -> [String] {
   }
   return out
 }
-

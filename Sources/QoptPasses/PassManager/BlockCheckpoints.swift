@@ -65,5 +65,3 @@ public struct BlockCheckpointProgress: Sendable {
   /// Whether `directory` is the default one (under `BlockCheckpoints.root`).
   public var isDefault: Bool
 }
-
-
