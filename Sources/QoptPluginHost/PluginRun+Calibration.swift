@@ -63,20 +63,4 @@ extension PluginRun {
     _ = buffer.initialize(from: values)
     return describe(buffer, shape: shape, into: out)
   }
-
-  private func describe(
-    _ buffer: UnsafeMutableBufferPointer<Float>, shape: [Int],
-    into out: UnsafeMutablePointer<qopt_f32_view>
-  ) -> Int32 {
-    var view = qopt_f32_view()
-    view.data = UnsafePointer(buffer.baseAddress)
-    view.count = Int64(buffer.count)
-    view.rank = Int32(shape.count)
-    withUnsafeMutableBytes(of: &view.dims) { raw in
-      let dims = raw.bindMemory(to: Int64.self)
-      for (i, d) in shape.enumerated() { dims[i] = Int64(d) }
-    }
-    out.pointee = view
-    return QOPT_OK
-  }
 }

@@ -69,6 +69,14 @@ extension PluginRun {
       guard shape.count == 2 else { return QOPT_ERR_TYPE_MISMATCH }
       _ = buffer.initialize(from: q.dequantized())
     }
+    return describe(buffer, shape: shape, into: out)
+  }
+
+  /// Fills `out` with a read-only view of `buffer` (row-major, `shape`).
+  func describe(
+    _ buffer: UnsafeMutableBufferPointer<Float>, shape: [Int],
+    into out: UnsafeMutablePointer<qopt_f32_view>
+  ) -> Int32 {
     var view = qopt_f32_view()
     view.data = UnsafePointer(buffer.baseAddress)
     view.count = Int64(buffer.count)
