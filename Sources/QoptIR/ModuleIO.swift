@@ -35,10 +35,12 @@ public enum ModuleIO {
       if firstExternal == nil { firstExternal = op }
       if let s = op.result?.type.element.scheme { schemes[name] = s }
     }
-    guard let first = firstExternal else { return module }
+    let pendingImportance = module.importance.filter { !$0.value.isResolved }.keys.sorted()
+    guard firstExternal != nil || !pendingImportance.isEmpty else { return module }
     let sidecar = sidecarPath(for: file)
     guard fileExists(sidecar) else {
-      throw VerifyError([Diagnostic(.error, "weight \(Printer.symbol(first.paramName ?? "")) is not inline and the sidecar '\(sidecar)' does not exist", at: first.location)])
+      let what = firstExternal.map { "weight \(Printer.symbol($0.paramName ?? ""))" } ?? "importance \(Printer.symbol(pendingImportance[0]))"
+      throw VerifyError([Diagnostic(.error, "\(what) is not inline and the sidecar '\(sidecar)' does not exist", at: firstExternal?.location ?? SourceLocation(file: file, line: 1, column: 1))])
     }
     let sidecarFile = try SafetensorsFile(path: sidecar)
     if let want = sidecarID(in: text) {
@@ -50,6 +52,7 @@ public enum ModuleIO {
           at: SourceLocation(file: file, line: 1, column: 1))])
       }
     }
+    try resolveImportance(of: module, from: sidecarFile)
     let store = try WeightStore.load(sidecar: sidecarFile, schemes: schemes)
     for name in inline {
       if let e = module.weights[name] { store.set(name, e) }
@@ -73,7 +76,15 @@ public enum ModuleIO {
     // Weights referenced by a `param` or by a module attribute (`tokenizer = @"tokenizer.json"`).
     let referenced = Set(module.allOps.compactMap(\.paramName))
       .union(module.attributes.compactMap { $0.value.symbolValue })
-    let entries = module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
+    let inlineImportance = printer.inlinedImportance(of: module)
+    let entries =
+      module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
+      + module.importance.keys.sorted().compactMap { name -> SafetensorsEntry? in
+        // safe: iterating its keys
+        let s = module.importance[name]!
+        guard s.isResolved, !inlineImportance.contains(name) else { return nil }
+        return SafetensorsEntry(name: name + importanceSuffix, data: TensorData(floats: s.sumSquares, shape: [s.experts, s.columns]))
+      }
     var text = printer.print(module)
     let id = hexHash(text)
     if !entries.isEmpty { text = sidecarIDPrefix + id + "\n" + text }
@@ -92,6 +103,24 @@ public enum ModuleIO {
       }
     }
     try ir.commit()
+  }
+
+  /// The sidecar suffix of an importance statistic's sums (`W#in_sum2`, f32 `[experts, columns]`).
+  public static let importanceSuffix = "#in_sum2"
+
+  /// Fills the sums of the importance declarations that had no inline data from the sidecar.
+  static func resolveImportance(of module: Module, from file: SafetensorsFile) throws {
+    for (name, s) in module.importance where !s.isResolved {
+      guard let t = file.tensor(named: name + importanceSuffix) else {
+        throw StorageError(file: file.path, offset: nil, message: "tensor '\(name)\(importanceSuffix)' of importance \(Printer.symbol(name)) is missing")
+      }
+      guard t.dtype == .f32, t.shape == [s.experts, s.columns] else {
+        throw StorageError(
+          file: file.path, offset: nil,
+          message: "tensor '\(name)\(importanceSuffix)' is \(t.dtype.rawValue) \(t.shape), but importance \(Printer.symbol(name)) declares f32 [\(s.experts), \(s.columns)]")
+      }
+      module.importance[name]?.sumSquares = t.floats()
+    }
   }
 
   /// The sidecar id a saved `.ir` text records on its first line, if any.
