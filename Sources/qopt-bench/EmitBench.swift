@@ -93,7 +93,7 @@ public func runEmitBench(
   // MARK: 3. end to end through the qopt binary (needs the GGUF importer in loadInput)
   if fileExists(model) {
     for (label, args) in [
-      ("qopt MODEL.gguf -emit=gguf:q4_0", [model, "-emit=gguf:q4_0", "-threads=\(threads)", "-o", scratch + "/e2e.gguf"]),
+      ("qopt MODEL.gguf -emit=gguf:q4_0 -gguf-pure", [model, "-emit=gguf:q4_0", "-gguf-pure", "-threads=\(threads)", "-o", scratch + "/e2e.gguf"]),
       ("qopt MODEL.gguf -emit=gguf:q8_0", [model, "-emit=gguf:q8_0", "-threads=\(threads)", "-o", scratch + "/e2e8.gguf"]),
       ("qopt -passes=rtn<4,g64,minmax> MODEL.gguf -emit=compressed-tensors",
        ["-passes=rtn<bits=4;group-size=64;scale-rule=minmax>", model, "-emit=compressed-tensors", "-threads=\(threads)", "-o", scratch + "/e2e-ct"]),
@@ -301,7 +301,7 @@ func emitBenchExecutableDirectory() -> String {
   return parentDirectory(of: path)
 }
 
-private func emitBenchRemoveTree(_ path: String) {
+func emitBenchRemoveTree(_ path: String) {
   var st = stat()
   guard lstat(path, &st) == 0 else { return }
   if (st.st_mode & S_IFMT) == S_IFDIR, let d = opendir(path) {

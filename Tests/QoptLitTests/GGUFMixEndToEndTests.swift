@@ -1,5 +1,7 @@
 import CQoptCodecs
+import QoptBackends
 import QoptFormats
+import QoptFrontends
 import QoptIR
 import QoptTestSupport
 import Testing
@@ -38,7 +40,63 @@ struct GGUFMixEndToEndTests {
     #expect(mismatches.isEmpty, "\(mix): \(mismatches.sorted().joined(separator: ", "))")
     #expect(file.file.size == table.fileBytes[mix], "\(mix): file size")
 
-    // One tensor of each kind the mix gives the model: llama.cpp's bytes, byte for byte.
+    try expectGGMLBytes(file, source: source, context: mix)
+  }
+
+  /// With llama-imatrix's matrix for the shared model (../shared/data/kquants/
+  /// smollm2-calib.imatrix.gguf) as the module's importance statistics, the emitter takes
+  /// llama-quantize's `-imat` types and encodes with its weighted codecs (per column
+  /// `sum / count`).
+  @Test(arguments: ["q4_k_m", "q3_k_m"])
+  func sharedModelWithReferenceImatrix(_ mix: String) throws {
+    let table = try MixColumns()
+    let want = try #require(table.types[mix + "-imat"], "mixes.md has no \(mix)-imat column")
+    let imatrix = try GGUFFile(path: MixColumns.imatrix)
+    let module = try ModelImporter.load(path: MixColumns.model)
+    var weights: [String: [Float]] = [:]
+    for hf in module.weights.names {
+      let gguf = LlamaTensorNames.gguf(hf)
+      guard let sums = imatrix.tensors.first(where: { $0.name == gguf + ".in_sum2" }),
+        let counts = imatrix.tensors.first(where: { $0.name == gguf + ".counts" })
+      else { continue }
+      let s = floats(imatrix, sums)
+      let stats = ImportanceStats(
+        columns: s.count, sumSquares: s, tokens: floats(imatrix, counts).map { Int($0) })
+      module.importance[hf] = stats
+      weights[gguf] = stats.columnWeights()
+    }
+    #expect(weights.count == 210)
+    let dir = TinyCheckpoints.scratchDirectory("gguf-mix-imat")
+    defer { TinyCheckpoints.removeTree(dir) }
+    let out = dir + "/out.gguf"
+    let selection = GGUFTypeSelection(mix: try #require(LlamaMix(name: mix)))
+    try GGUFEmitter(types: selection, threads: 2).emit(module, to: out)
+    let file = try GGUFFile(path: out)
+    var mismatches: [String] = []
+    for t in file.tensors where want[t.name] != t.type.ggmlName.uppercased() {
+      mismatches.append("\(t.name): \(t.type.ggmlName) vs \(want[t.name] ?? "none")")
+    }
+    #expect(mismatches.isEmpty, "\(mix)-imat: \(mismatches.sorted().joined(separator: ", "))")
+    // llama-quantize's -imat file holds the plain one's tensor bytes plus four
+    // quantize.imatrix.* keys (224 bytes): the sizes say the tensor data has the same length.
+    #expect(table.fileBytes[mix + "-imat"]! - table.fileBytes[mix]! == 224)
+    try expectGGMLBytes(
+      file, source: try GGUFFile(path: MixColumns.model), importance: weights,
+      context: mix + "-imat")
+  }
+
+  private func floats(_ f: GGUFFile, _ t: GGUFTensorInfo) -> [Float] {
+    let b = f.bytes(of: t)
+    return (0..<t.elementCount).map {
+      Float(bitPattern: b.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))
+    }
+  }
+
+  /// One tensor of each quantized type in `file` equals llama.cpp's encoding of the source
+  /// tensor's ggml decoding, byte for byte (with the tensor's importance row when given).
+  private func expectGGMLBytes(
+    _ file: GGUFFile, source: GGUFFile, importance: [String: [Float]] = [:], context: String
+  ) throws {
     var checked = Set<GGMLType>()
     for t in file.tensors where t.type.isQuantized && checked.insert(t.type).inserted {
       let src = try #require(source.tensors.first { $0.name == t.name })
@@ -52,14 +110,15 @@ struct GGUFMixEndToEndTests {
       }
       try #require(decoded == 0)
       var expected = [UInt8](repeating: 0, count: t.byteCount)
+      let w = importance[t.name]
       let n = f32.withUnsafeBufferPointer { x in
         qopt_ggml_quantize(
-          Int32(t.type.rawValue), x.baseAddress, &expected, Int64(rows), Int64(cols), nil)
+          Int32(t.type.rawValue), x.baseAddress, &expected, Int64(rows), Int64(cols), w)
       }
       #expect(n == t.byteCount)
       #expect(
         Array(file.bytes(of: t)) == expected,
-        "\(mix): \(t.name) (\(t.type.ggmlName)) differs from ggml's encoding")
+        "\(context): \(t.name) (\(t.type.ggmlName)\(w == nil ? "" : ", weighted")) differs")
     }
     #expect(checked.count >= 2)
   }
@@ -70,6 +129,7 @@ struct GGUFMixEndToEndTests {
 struct MixColumns {
   static let path = TestPaths.shared + "/data/kquants/mixes.md"
   static let model = TestPaths.shared + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+  static let imatrix = TestPaths.shared + "/data/kquants/smollm2-calib.imatrix.gguf"
 
   var types: [String: [String: String]] = [:]  // column → tensor → type
   var fileBytes: [String: Int] = [:]

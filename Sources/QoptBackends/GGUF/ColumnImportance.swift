@@ -28,9 +28,12 @@ extension ColumnImportance {
   }
 }
 
+extension ImportanceStats: ColumnImportance {}
+
 extension GGUFEmitter {
-  /// The importance statistics `module` carries, keyed by weight name.
+  /// The importance statistics `module` carries (from `calibrate` or `-imatrix=FILE`), keyed by
+  /// weight name; statistics without their sums (a module read from standard input) are left out.
   static func importance(of module: Module) -> [String: any ColumnImportance] {
-    [:]  // TODO(#19): `module.importance` once the imatrix branch lands.
+    module.importance.filter { $0.value.isResolved }
   }
 }
