@@ -93,6 +93,23 @@ struct GGMLCodecReferenceTests {
     #expect(badDecoded.isEmpty, "\(key): rows \(badDecoded) decode differently from ggml")
   }
 
+  /// The eight-sub-block searches (Q4_K, Q5_K, Q6_K without importance weights) have an AVX2
+  /// copy and a baseline one; the tests above run whichever this CPU picks, this one forces
+  /// the baseline copy, so both are held to llama.cpp's bytes.
+  @Test(arguments: ["q4_K", "q5_K", "q6_K"])
+  func baselineSearchesEncodeLikeGGML(_ name: String) throws {
+    let refs = try CodecReferences()
+    let id = try #require(codecTypes.first { $0.name == name }?.id)
+    let (shape, input) = try refs.floats("input")
+    let want = Array(try refs.tensor(name + ".packed").data)
+    let (rows, cols) = (shape[0], shape[1])
+    var out = [UInt8](repeating: 0xAA, count: want.count)
+    qopt_ggml_force_baseline_searches(1)
+    defer { qopt_ggml_force_baseline_searches(0) }
+    #expect(qopt_ggml_quantize(id, input, &out, Int64(rows), Int64(cols), nil) == want.count)
+    #expect(out == want, "\(name): the baseline searches differ from llama.cpp's bytes")
+  }
+
   /// A row that is not a whole number of blocks is refused (0 bytes), never encoded partly:
   /// the K-quants and IQ4_XS need multiples of 256 (llama-quantize then falls back to another
   /// type, see GGUFMixes), the 32-blocks multiples of 32.
