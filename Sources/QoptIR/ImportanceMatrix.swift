@@ -57,7 +57,8 @@ public struct ImportanceStats: Hashable, Sendable {
 
   /// Adds another statistic of the same shape (llama-imatrix's `--in-file` merging).
   public mutating func merge(_ other: ImportanceStats) {
-    precondition(other.columns == columns && other.experts == experts, "importance stats of different shapes")
+    precondition(
+      other.columns == columns && other.experts == experts, "importance stats of different shapes")
     for i in sumSquares.indices { sumSquares[i] += other.sumSquares[i] }
     for e in tokens.indices { tokens[e] += other.tokens[e] }
   }

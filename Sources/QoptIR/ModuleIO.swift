@@ -39,8 +39,12 @@ public enum ModuleIO {
     guard firstExternal != nil || !pendingImportance.isEmpty else { return module }
     let sidecar = sidecarPath(for: file)
     guard fileExists(sidecar) else {
-      let what = firstExternal.map { "weight \(Printer.symbol($0.paramName ?? ""))" } ?? "importance \(Printer.symbol(pendingImportance[0]))"
-      throw VerifyError([Diagnostic(.error, "\(what) is not inline and the sidecar '\(sidecar)' does not exist", at: firstExternal?.location ?? SourceLocation(file: file, line: 1, column: 1))])
+      let what =
+        firstExternal.map { "weight \(Printer.symbol($0.paramName ?? ""))" }
+        ?? "importance \(Printer.symbol(pendingImportance[0]))"
+      let at = firstExternal?.location ?? SourceLocation(file: file, line: 1, column: 1)
+      let message = "\(what) is not inline and the sidecar '\(sidecar)' does not exist"
+      throw VerifyError([Diagnostic(.error, message, at: at)])
     }
     let sidecarFile = try SafetensorsFile(path: sidecar)
     if let want = sidecarID(in: text) {
@@ -77,14 +81,14 @@ public enum ModuleIO {
     let referenced = Set(module.allOps.compactMap(\.paramName))
       .union(module.attributes.compactMap { $0.value.symbolValue })
     let inlineImportance = printer.inlinedImportance(of: module)
-    let entries =
-      module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
-      + module.importance.keys.sorted().compactMap { name -> SafetensorsEntry? in
-        // safe: iterating its keys
-        let s = module.importance[name]!
-        guard s.isResolved, !inlineImportance.contains(name) else { return nil }
-        return SafetensorsEntry(name: name + importanceSuffix, data: TensorData(floats: s.sumSquares, shape: [s.experts, s.columns]))
-      }
+    let unreferenced = Set(module.weights.names).subtracting(referenced)
+    let sums = module.importance.keys.sorted().compactMap { name -> SafetensorsEntry? in
+      let s = module.importance[name]!  // safe: iterating its keys
+      guard s.isResolved, !inlineImportance.contains(name) else { return nil }
+      let data = TensorData(floats: s.sumSquares, shape: [s.experts, s.columns])
+      return SafetensorsEntry(name: name + importanceSuffix, data: data)
+    }
+    let entries = module.weights.sidecarEntries(excluding: inline.union(unreferenced)) + sums
     var text = printer.print(module)
     let id = hexHash(text)
     if !entries.isEmpty { text = sidecarIDPrefix + id + "\n" + text }
@@ -111,13 +115,16 @@ public enum ModuleIO {
   /// Fills the sums of the importance declarations that had no inline data from the sidecar.
   static func resolveImportance(of module: Module, from file: SafetensorsFile) throws {
     for (name, s) in module.importance where !s.isResolved {
+      let tensor = "tensor '\(name)\(importanceSuffix)'"
       guard let t = file.tensor(named: name + importanceSuffix) else {
-        throw StorageError(file: file.path, offset: nil, message: "tensor '\(name)\(importanceSuffix)' of importance \(Printer.symbol(name)) is missing")
+        let message = "\(tensor) of importance \(Printer.symbol(name)) is missing"
+        throw StorageError(file: file.path, offset: nil, message: message)
       }
       guard t.dtype == .f32, t.shape == [s.experts, s.columns] else {
-        throw StorageError(
-          file: file.path, offset: nil,
-          message: "tensor '\(name)\(importanceSuffix)' is \(t.dtype.rawValue) \(t.shape), but importance \(Printer.symbol(name)) declares f32 [\(s.experts), \(s.columns)]")
+        let message =
+          "\(tensor) is \(t.dtype.rawValue) \(t.shape), but importance \(Printer.symbol(name))"
+          + " declares f32 [\(s.experts), \(s.columns)]"
+        throw StorageError(file: file.path, offset: nil, message: message)
       }
       module.importance[name]?.sumSquares = t.floats()
     }

@@ -13,28 +13,37 @@ extension Parser {
     let name = try parseSymbol()
     let attrs = try parseAttributeDict()
     if let extra = attrs.keys.first(where: { $0 != "tokens" }) {
-      throw ParseError(.typeMismatch("importance @\(name): unknown attribute '\(extra)' (only 'tokens')"), at: loc)
+      throw ParseError(
+        .typeMismatch("importance @\(name): unknown attribute '\(extra)' (only 'tokens')"), at: loc)
     }
     guard let list = attrs["tokens"]?.arrayValue else {
-      throw ParseError(.typeMismatch("importance @\(name) needs 'tokens = [N, …]', one count per expert"), at: loc)
+      throw ParseError(
+        .typeMismatch("importance @\(name) needs 'tokens = [N, …]', one count per expert"), at: loc)
     }
     var tokens: [Int] = []
     for item in list {
       guard let n = item.intValue, n >= 0 else {
-        throw ParseError(.typeMismatch("importance @\(name): token counts must be integers ≥ 0"), at: loc)
+        throw ParseError(
+          .typeMismatch("importance @\(name): token counts must be integers ≥ 0"), at: loc)
       }
       tokens.append(n)
     }
     try expect(":")
     let tloc = c.location
     let t = try parseType()
-    guard t.rank == 2, t.isStatic, t.element.dtype == .f32, let experts = t.shape[0], let columns = t.shape[1],
+    guard t.rank == 2, t.isStatic, t.element.dtype == .f32, let experts = t.shape[0],
+      let columns = t.shape[1],
       experts > 0, columns > 0
     else {
-      throw ParseError(.typeMismatch("importance @\(name) must have type tensor<EXPERTSxCOLUMNSxf32>, found \(Printer.type(t))"), at: tloc)
+      throw ParseError(
+        .typeMismatch(
+          "importance @\(name) must have type tensor<EXPERTSxCOLUMNSxf32>, found \(Printer.type(t))"
+        ), at: tloc)
     }
     guard tokens.count == experts else {
-      throw ParseError(.typeMismatch("importance @\(name) has \(tokens.count) token counts for \(experts) experts"), at: loc)
+      throw ParseError(
+        .typeMismatch(
+          "importance @\(name) has \(tokens.count) token counts for \(experts) experts"), at: loc)
     }
     guard module.importance[name] == nil else {
       throw ParseError(.duplicate("importance @\(name) is declared twice"), at: loc)
@@ -55,7 +64,10 @@ extension Parser {
       try expect("]")
       try expect(">")
       guard sums.count == experts * columns else {
-        throw ParseError(.typeMismatch("dense<…> has \(sums.count) values but \(Printer.type(t)) holds \(experts * columns)"), at: dloc)
+        throw ParseError(
+          .typeMismatch(
+            "dense<…> has \(sums.count) values but \(Printer.type(t)) holds \(experts * columns)"),
+          at: dloc)
       }
     }
     module.importance[name] = ImportanceStats(columns: columns, sumSquares: sums, tokens: tokens)

@@ -52,16 +52,21 @@ public struct Printer {
   /// `inlineWeightLimit` values (else in the sidecar as `w#in_sum2`).
   func importance(_ name: String, _ s: ImportanceStats) -> String {
     let counts = s.tokens.map(String.init).joined(separator: ", ")
-    var out = "importance \(Printer.symbol(name)) {tokens = [\(counts)]} : tensor<\(s.experts)x\(s.columns)xf32>"
+    let type = "tensor<\(s.experts)x\(s.columns)xf32>"
+    var out = "importance \(Printer.symbol(name)) {tokens = [\(counts)]} : \(type)"
     if s.isResolved, s.sumSquares.count <= inlineWeightLimit {
-      out += " = dense<[" + s.sumSquares.map { Printer.float(Double($0)) }.joined(separator: ", ") + "]>"
+      let values = s.sumSquares.map { Printer.float(Double($0)) }
+      out += " = dense<[" + values.joined(separator: ", ") + "]>"
     }
     return out
   }
 
   /// The names of the importance statistics this printer writes inline.
   public func inlinedImportance(of module: Module) -> Set<String> {
-    Set(module.importance.filter { $0.value.isResolved && $0.value.sumSquares.count <= inlineWeightLimit }.keys)
+    let inline = module.importance.filter {
+      $0.value.isResolved && $0.value.sumSquares.count <= inlineWeightLimit
+    }
+    return Set(inline.keys)
   }
 
   func print(_ f: Function, weights: WeightStore, printedInline: inout Set<String>) -> String {

@@ -34,17 +34,22 @@ public struct Verifier {
     guard !module.importance.isEmpty else { return [] }
     var inputs: [String: Int] = [:]
     for op in module.allOps {
-      if let name = op.paramName, let last = op.result?.type.shape.last, let d = last { inputs[name] = d }
+      if let name = op.paramName, let last = op.result?.type.shape.last, let d = last {
+        inputs[name] = d
+      }
     }
     var out: [Diagnostic] = []
     for name in module.importance.keys.sorted() {
       let s = module.importance[name]!  // safe: iterating its keys
       let sym = Printer.symbol(name)
       if checkWeights && !s.isResolved {
-        out.append(Diagnostic(.error, "importance \(sym) has \(s.sumSquares.count) sums, expected \(s.experts) × \(s.columns)", at: nil))
+        let want = "\(s.experts) × \(s.columns)"
+        let m = "importance \(sym) has \(s.sumSquares.count) sums, expected \(want)"
+        out.append(Diagnostic(.error, m, at: nil))
       }
       if let d = inputs[name], d != s.columns {
-        out.append(Diagnostic(.error, "importance \(sym) has \(s.columns) columns but the weight's input dimension is \(d)", at: nil))
+        let m = "importance \(sym) has \(s.columns) columns but the weight's input is \(d) wide"
+        out.append(Diagnostic(.error, m, at: nil))
       }
     }
     return out
