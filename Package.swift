@@ -96,7 +96,10 @@ let package = Package(
       dependencies: ["QoptBackends", "QoptFormats", "CQoptCodecs", "QoptPasses", "QoptTestSupport"]),
     .testTarget(
       name: "QoptLitTests",
-      dependencies: ["QoptTestSupport", "qopt", "qopt-gen-example"]),
+      dependencies: [
+        "QoptTestSupport", "QoptFormats", "QoptFrontends", "QoptBackends", "CQoptCodecs", "qopt",
+        "qopt-gen-example",
+      ]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -784,6 +784,55 @@ static float make_qkx2_quants(int n, int nmax, const float * GGML_RESTRICT x, co
     return scale;
 }
 
+// ===================== qopt: the same searches, eight sub-blocks at a time
+//
+// Not from ggml. `make_qkx2_quants_x8` and `make_qx_quants_x8` run `make_qkx2_quants` and
+// `make_qx_quants` (rmse_type 1, no quant weights) for eight independent sub-blocks at once, one
+// per vector lane: every lane performs exactly the scalar function's float operations in the
+// scalar order (no reassociation, no FMA: the pragmas above cover vector code too), and the
+// scalar branches become per-lane selects, so each lane's bits equal the scalar call's. The
+// codec reference tests (GGMLCodecReferenceTests) check them byte for byte against llama.cpp.
+typedef float qopt_v8f __attribute__((vector_size(32)));
+typedef int32_t qopt_v8i __attribute__((vector_size(32)));
+
+// The two copies of the searches, and the choice between them (AVX2 where the CPU has it;
+// both compute the same bits, lane by lane).
+#define QOPT_X8_ATTR __attribute__((target("avx2")))
+#define QOPT_X8(name) name##_avx2
+#include "kquants_x8.h"
+#undef QOPT_X8_ATTR
+#undef QOPT_X8
+#define QOPT_X8_ATTR
+#define QOPT_X8(name) name##_portable
+// The baseline copy's helpers pass 256-bit vectors; they are always inlined, so no call
+// ever uses the ABI clang warns about.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpsabi"
+#include "kquants_x8.h"
+#pragma clang diagnostic pop
+#undef QOPT_X8_ATTR
+#undef QOPT_X8
+
+// -1: not yet asked; 0: baseline; 1: AVX2. A benign race: every thread computes the same value
+// (and both copies give the same bits, so a test forcing the baseline mid-run changes nothing).
+static int qopt_x8_choice = -1;
+static int qopt_x8_avx2(void) {
+    if (qopt_x8_choice < 0) qopt_x8_choice = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return qopt_x8_choice;
+}
+void qopt_ggml_force_baseline_searches(int on) { qopt_x8_choice = on ? 0 : -1; }
+static void make_qkx2_quants_x8(int n, int nmax, const float * GGML_RESTRICT x, const float * GGML_RESTRICT weights,
+        uint8_t * GGML_RESTRICT L, float * GGML_RESTRICT the_min, float * GGML_RESTRICT scales,
+        float rmin, float rdelta, int nstep, bool use_mad) {
+    if (qopt_x8_avx2()) make_qkx2_quants_x8_avx2(n, nmax, x, weights, L, the_min, scales, rmin, rdelta, nstep, use_mad);
+    else make_qkx2_quants_x8_portable(n, nmax, x, weights, L, the_min, scales, rmin, rdelta, nstep, use_mad);
+}
+static void make_qx_quants_rmse1_x8(int n, int nmax, const float * GGML_RESTRICT x, int8_t * GGML_RESTRICT L,
+        float * GGML_RESTRICT scales) {
+    if (qopt_x8_avx2()) make_qx_quants_rmse1_x8_avx2(n, nmax, x, L, scales);
+    else make_qx_quants_rmse1_x8_portable(n, nmax, x, L, scales);
+}
+
 static inline void get_scale_min_k4(int j, const uint8_t * GGML_RESTRICT q, uint8_t * GGML_RESTRICT d, uint8_t * GGML_RESTRICT m) {
     if (j < 4) {
         *d = q[j] & 63; *m = q[j + 4] & 63;
@@ -1374,13 +1423,17 @@ static void quantize_row_q4_K_ref(const float * GGML_RESTRICT x, block_q4_K * GG
     for (int i = 0; i < nb; i++) {
         float max_scale = 0; // as we are deducting the min, scales are always positive
         float max_min = 0;
+        // qopt: the eight sub-blocks' searches run side by side (make_qkx2_quants_x8).
+        float weights8[QK_K];
         for (int j = 0; j < QK_K/32; ++j) {
-            //scales[j] = make_qkx1_quants(32, 15, x + 32*j, L + 32*j, &mins[j], 9, 0.5f);
             float sum_x2 = 0;
             for (int l = 0; l < 32; ++l) sum_x2 += x[32*j + l] * x[32*j + l];
             float av_x = sqrtf(sum_x2/32);
-            for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32*j + l]);
-            scales[j] = make_qkx2_quants(32, 15, x + 32*j, weights, L + 32*j, &mins[j], Laux, -1.f, 0.1f, 20, false);
+            for (int l = 0; l < 32; ++l) weights8[32*j + l] = av_x + fabsf(x[32*j + l]);
+        }
+        (void)weights; (void)Laux;
+        make_qkx2_quants_x8(32, 15, x, weights8, L, mins, scales, -1.f, 0.1f, 20, false);
+        for (int j = 0; j < QK_K/32; ++j) {
             float scale = scales[j];
             if (scale > max_scale) {
                 max_scale = scale;
@@ -1561,13 +1614,17 @@ static void quantize_row_q5_K_ref(const float * GGML_RESTRICT x, block_q5_K * GG
     for (int i = 0; i < nb; i++) {
         float max_scale = 0; // as we are deducting the min, scales are always positive
         float max_min = 0;
+        // qopt: the eight sub-blocks' searches run side by side (make_qkx2_quants_x8).
+        float weights8[QK_K];
         for (int j = 0; j < QK_K/32; ++j) {
-            //scales[j] = make_qkx1_quants(32, 31, x + 32*j, L + 32*j, &mins[j], 9, 0.5f);
             float sum_x2 = 0;
             for (int l = 0; l < 32; ++l) sum_x2 += x[32*j + l] * x[32*j + l];
             float av_x = sqrtf(sum_x2/32);
-            for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32*j + l]);
-            scales[j] = make_qkx2_quants(32, 31, x + 32*j, weights, L + 32*j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
+            for (int l = 0; l < 32; ++l) weights8[32*j + l] = av_x + fabsf(x[32*j + l]);
+        }
+        (void)weights; (void)Laux;
+        make_qkx2_quants_x8(32, 31, x, weights8, L, mins, scales, -0.5f, 0.1f, 15, false);
+        for (int j = 0; j < QK_K/32; ++j) {
             float scale = scales[j];
             if (scale > max_scale) {
                 max_scale = scale;
@@ -1785,10 +1842,12 @@ static void quantize_row_q6_K_ref(const float * GGML_RESTRICT x, block_q6_K * GG
         float max_scale = 0;
         float max_abs_scale = 0;
 
+        // qopt: eight sub-blocks' searches side by side (make_qx_quants_rmse1_x8).
+        make_qx_quants_rmse1_x8(16, 32, x, L, scales);
+        make_qx_quants_rmse1_x8(16, 32, x + 128, L + 128, scales + 8);
         for (int ib = 0; ib < QK_K/16; ++ib) {
 
-            const float scale = make_qx_quants(16, 32, x + 16*ib, L + 16*ib, 1, NULL);
-            scales[ib] = scale;
+            const float scale = scales[ib];
 
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {

@@ -5,6 +5,10 @@ public final class Module {
   public var attributes: AttributeDict
   public private(set) var functions: [Function] = []
   public var weights: WeightStore
+  /// Importance statistics (llama.cpp's imatrix) keyed by weight name: what `calibrate`
+  /// accumulates and `-imatrix=FILE` loads, for importance-weighted encoders. Printed as
+  /// `importance` declarations with their sums in the sidecar (docs/ir.md).
+  public var importance: [String: ImportanceStats] = [:]
   /// The file the module was parsed from, for diagnostics.
   public var sourceFile: String?
 

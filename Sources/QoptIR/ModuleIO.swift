@@ -35,10 +35,16 @@ public enum ModuleIO {
       if firstExternal == nil { firstExternal = op }
       if let s = op.result?.type.element.scheme { schemes[name] = s }
     }
-    guard let first = firstExternal else { return module }
+    let pendingImportance = module.importance.filter { !$0.value.isResolved }.keys.sorted()
+    guard firstExternal != nil || !pendingImportance.isEmpty else { return module }
     let sidecar = sidecarPath(for: file)
     guard fileExists(sidecar) else {
-      throw VerifyError([Diagnostic(.error, "weight \(Printer.symbol(first.paramName ?? "")) is not inline and the sidecar '\(sidecar)' does not exist", at: first.location)])
+      let what =
+        firstExternal.map { "weight \(Printer.symbol($0.paramName ?? ""))" }
+        ?? "importance \(Printer.symbol(pendingImportance[0]))"
+      let at = firstExternal?.location ?? SourceLocation(file: file, line: 1, column: 1)
+      let message = "\(what) is not inline and the sidecar '\(sidecar)' does not exist"
+      throw VerifyError([Diagnostic(.error, message, at: at)])
     }
     let sidecarFile = try SafetensorsFile(path: sidecar)
     if let want = sidecarID(in: text) {
@@ -50,6 +56,7 @@ public enum ModuleIO {
           at: SourceLocation(file: file, line: 1, column: 1))])
       }
     }
+    try resolveImportance(of: module, from: sidecarFile)
     let store = try WeightStore.load(sidecar: sidecarFile, schemes: schemes)
     for name in inline {
       if let e = module.weights[name] { store.set(name, e) }
@@ -73,7 +80,15 @@ public enum ModuleIO {
     // Weights referenced by a `param` or by a module attribute (`tokenizer = @"tokenizer.json"`).
     let referenced = Set(module.allOps.compactMap(\.paramName))
       .union(module.attributes.compactMap { $0.value.symbolValue })
-    let entries = module.weights.sidecarEntries(excluding: inline.union(Set(module.weights.names).subtracting(referenced)))
+    let inlineImportance = printer.inlinedImportance(of: module)
+    let unreferenced = Set(module.weights.names).subtracting(referenced)
+    let sums = module.importance.keys.sorted().compactMap { name -> SafetensorsEntry? in
+      let s = module.importance[name]!  // safe: iterating its keys
+      guard s.isResolved, !inlineImportance.contains(name) else { return nil }
+      let data = TensorData(floats: s.sumSquares, shape: [s.experts, s.columns])
+      return SafetensorsEntry(name: name + importanceSuffix, data: data)
+    }
+    let entries = module.weights.sidecarEntries(excluding: inline.union(unreferenced)) + sums
     var text = printer.print(module)
     let id = hexHash(text)
     if !entries.isEmpty { text = sidecarIDPrefix + id + "\n" + text }
@@ -92,6 +107,27 @@ public enum ModuleIO {
       }
     }
     try ir.commit()
+  }
+
+  /// The sidecar suffix of an importance statistic's sums (`W#in_sum2`, f32 `[experts, columns]`).
+  public static let importanceSuffix = "#in_sum2"
+
+  /// Fills the sums of the importance declarations that had no inline data from the sidecar.
+  static func resolveImportance(of module: Module, from file: SafetensorsFile) throws {
+    for (name, s) in module.importance where !s.isResolved {
+      let tensor = "tensor '\(name)\(importanceSuffix)'"
+      guard let t = file.tensor(named: name + importanceSuffix) else {
+        let message = "\(tensor) of importance \(Printer.symbol(name)) is missing"
+        throw StorageError(file: file.path, offset: nil, message: message)
+      }
+      guard t.dtype == .f32, t.shape == [s.experts, s.columns] else {
+        let message =
+          "\(tensor) is \(t.dtype.rawValue) \(t.shape), but importance \(Printer.symbol(name))"
+          + " declares f32 [\(s.experts), \(s.columns)]"
+        throw StorageError(file: file.path, offset: nil, message: message)
+      }
+      module.importance[name]?.sumSquares = t.floats()
+    }
   }
 
   /// The sidecar id a saved `.ir` text records on its first line, if any.

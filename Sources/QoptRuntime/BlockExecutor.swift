@@ -68,6 +68,25 @@ package final class BlockExecutor {
   /// matmul exactly as the runtime does (`Kernels.fakeQuantize`), and the backward pass treats
   /// that quantization as the identity (straight-through): ∂L/∂x = ∂L/∂x̂, while ∂L/∂W uses x̂.
   package var quantizeInputs = false
+  /// When true, attention reads keys (after RoPE) and values rounded to f16, as llama.cpp does
+  /// with its default f16 KV cache (its CPU flash attention then works in f32). Forward only:
+  /// the rounding is done in place on the key and value activations.
+  package var keyValueF16 = false
+  /// When true, RoPE angles are computed as ggml computes them (`RopeTable.ggml`; plain RoPE
+  /// only, not llama-3 scaling), for llama.cpp's numbers.
+  package var ggmlRope = false {
+    didSet {
+      guard ggmlRope else { return }
+      for (i, step) in steps.enumerated() {
+        guard case .rope(let o, let x, let t) = step, t.ggmlTheta == nil else { continue }
+        guard let base = ropeTheta[o] else { continue }
+        let table = RopeTable.ggml(headDim: t.headDim, theta: base, positions: t.positions)
+        steps[i] = .rope(out: o, x: x, table: table)
+      }
+    }
+  }
+  /// The base of each plain (unscaled) RoPE step, by output slot.
+  private var ropeTheta: [Int: Double] = [:]
   /// Each quantized-input linear's settings and its x̂ buffer, keyed by its output slot.
   private var inputQuantization: [Int: InputQuantization] = [:]
   private var quantizedInputs: [Int: FloatStorage] = [:]
@@ -148,6 +167,7 @@ package final class BlockExecutor {
         width[o] = width[x]
         // Rows are added by `forward` for the window length it runs (`coverPositions`).
         let table = RopeTable(headDim: d, theta: theta, positions: 0, llama3: llama3)
+        if llama3 == nil { ropeTheta[o] = theta }
         steps.append(.rope(out: o, x: x, table: table))
       case .attention(let h, let kvh, let d):
         let q = try use(op, 0), k = try use(op, 1), v = try use(op, 2)
@@ -297,6 +317,11 @@ package final class BlockExecutor {
     case .attention(let o, let q, let k, let v, let h, let kvh, let d):
       nonisolated(unsafe) let (qp, kp, vp, op) = (act(q), act(k), act(v), act(o))
       let (wq, wk, wv, wo) = (width[q], width[k], width[v], width[o])
+      if keyValueF16 {
+        for (p, n) in [(kp, rows * wk), (vp, rows * wv)] {
+          for i in 0..<n { p[i] = Float(Float16(p[i])) }
+        }
+      }
       perSample(samples) { s in
         Kernels.attention(
           q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h, kvHeads: kvh,

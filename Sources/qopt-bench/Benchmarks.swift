@@ -4,6 +4,7 @@ enum Benchmarks {
     ("autoround", runAutoRoundBench),
     ("emit", { runEmitBench() }),
     ("eval", runEvalBench),
+    ("gguf-mix", runGGUFMixBench),
     ("kernels", runKernelsBench),
     ("plugin", { runPluginBench() }),
     ("rtn", runRTNBench),

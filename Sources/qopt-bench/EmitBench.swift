@@ -21,7 +21,8 @@ import QoptPasses
 ///
 /// `scratch` is where outputs go (deleted afterwards); `model` the shared GGUF.
 public func runEmitBench(
-  scratch: String = "/tmp/qopt-emit-bench", model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+  scratch: String = "/tmp/qopt-emit-bench",
+  model: String = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf",
   streamingBytes: Int = 1_150_000_000, threads: Int = 2
 ) {
   removeTree(scratch)
@@ -30,11 +31,17 @@ public func runEmitBench(
   var rows: [(String, Double, Double?, String)] = []
   func row(_ work: String, _ wall: Double, rss: Double? = nil, _ note: String = "") {
     rows.append((work, wall, rss, note))
-    print("  \(work): \(emitBenchFormat(wall, 3)) s" + (rss.map { ", peak RSS \(emitBenchFormat($0, 0)) MiB" } ?? "") + (note.isEmpty ? "" : ", " + note))
+    print(
+      "  \(work): \(emitBenchFormat(wall, 3)) s"
+        + (rss.map { ", peak RSS \(emitBenchFormat($0, 0)) MiB" } ?? "")
+        + (note.isEmpty ? "" : ", " + note))
   }
   defer {
     print("\n| work | wall (s) | peak RSS (MiB) | note |\n|---|---|---|---|")
-    for (w, t, r, n) in rows { print("| \(w) | \(emitBenchFormat(t, 3)) | \(r.map { emitBenchFormat($0, 0) } ?? "") | \(n) |") }
+    for (w, t, r, n) in rows {
+      print(
+        "| \(w) | \(emitBenchFormat(t, 3)) | \(r.map { emitBenchFormat($0, 0) } ?? "") | \(n) |")
+    }
   }
   print("emit benchmark (release build, \(threads) threads)")
 
@@ -46,14 +53,19 @@ public func runEmitBench(
   for type in [GGMLType.q4_0, .q8_0, .f16] {
     t = emitBenchClock()
     do {
-      try GGUFEmitter(types: GGUFTypeSelection(defaultType: type), threads: threads).emit(m, to: scratch + "/m.gguf")
+      try GGUFEmitter(types: GGUFTypeSelection(defaultType: type), threads: threads).emit(
+        m, to: scratch + "/m.gguf")
       let dt = emitBenchClock() - t
-      row("emit gguf:\(type.name), 135M float weights", dt, "\(emitBenchFormat(Double(params) / dt / 1e6, 0)) Mparam/s")
+      row(
+        "emit gguf:\(type.name), 135M float weights", dt,
+        "\(emitBenchFormat(Double(params) / dt / 1e6, 0)) Mparam/s")
     } catch { print("  gguf:\(type.name) failed: \(error)") }
   }
   t = emitBenchClock()
   let q4 = m.copyForBench()
-  emitBenchQuantizeLinears(q4, IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), .fullRange, threads: threads)
+  emitBenchQuantizeLinears(
+    q4, IntScheme(bits: 4, symmetric: true, granularity: .group(32), scaleType: .f16), .fullRange,
+    threads: threads)
   row("rtn int4 g32 full-range (IntQuantizer, 210 linears)", emitBenchClock() - t)
   t = emitBenchClock()
   do {
@@ -62,7 +74,9 @@ public func runEmitBench(
   } catch { print("  gguf exact failed: \(error)") }
   t = emitBenchClock()
   let w4 = m.copyForBench()
-  emitBenchQuantizeLinears(w4, IntScheme(bits: 4, symmetric: true, granularity: .group(64), scaleType: .f32), .minmax, threads: threads)
+  emitBenchQuantizeLinears(
+    w4, IntScheme(bits: 4, symmetric: true, granularity: .group(64), scaleType: .f32), .minmax,
+    threads: threads)
   row("rtn int4 g64 minmax (W4A16)", emitBenchClock() - t)
   t = emitBenchClock()
   do {
@@ -75,14 +89,23 @@ public func runEmitBench(
   t = emitBenchClock()
   do {
     let ir = try emitBenchWriteLargeCheckpoint(scratch + "/big", bytes: streamingBytes)
-    print("  (wrote \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint in \(emitBenchFormat(emitBenchClock() - t, 1)) s)")
+    print(
+      "  (wrote \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint in \(emitBenchFormat(emitBenchClock() - t, 1)) s)"
+    )
     for (label, args) in [
       ("gguf:q8_0", [ir, "-emit=gguf:q8_0", "-o", scratch + "/big.gguf"]),
-      ("compressed-tensors", [ir, "-emit=compressed-tensors", "-max-shard-size=500MB", "-o", scratch + "/big-ct"]),
+      (
+        "compressed-tensors",
+        [ir, "-emit=compressed-tensors", "-max-shard-size=500MB", "-o", scratch + "/big-ct"]
+      ),
     ] {
       let r = emitBenchRun(qopt, args)
-      row("stream \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint → \(label)", r.wall, rss: r.rssMiB,
-          r.status == 0 ? "peak RSS \(emitBenchFormat(r.rssMiB * 1_048_576 / Double(streamingBytes) * 100, 0))% of checkpoint" : "FAILED (status \(r.status))")
+      row(
+        "stream \(emitBenchFormat(Double(streamingBytes) / 1e9, 2)) GB f32 checkpoint → \(label)",
+        r.wall, rss: r.rssMiB,
+        r.status == 0
+          ? "peak RSS \(emitBenchFormat(r.rssMiB * 1_048_576 / Double(streamingBytes) * 100, 0))% of checkpoint"
+          : "FAILED (status \(r.status))")
       removeTree(scratch + "/big.gguf")
       removeTree(scratch + "/big-ct")
     }
@@ -93,10 +116,24 @@ public func runEmitBench(
   // MARK: 3. end to end through the qopt binary (needs the GGUF importer in loadInput)
   if fileExists(model) {
     for (label, args) in [
-      ("qopt MODEL.gguf -emit=gguf:q4_0", [model, "-emit=gguf:q4_0", "-threads=\(threads)", "-o", scratch + "/e2e.gguf"]),
-      ("qopt MODEL.gguf -emit=gguf:q8_0", [model, "-emit=gguf:q8_0", "-threads=\(threads)", "-o", scratch + "/e2e8.gguf"]),
-      ("qopt -passes=rtn<4,g64,minmax> MODEL.gguf -emit=compressed-tensors",
-       ["-passes=rtn<bits=4;group-size=64;scale-rule=minmax>", model, "-emit=compressed-tensors", "-threads=\(threads)", "-o", scratch + "/e2e-ct"]),
+      (
+        "qopt MODEL.gguf -emit=gguf:q4_0 -gguf-pure",
+        [
+          model, "-emit=gguf:q4_0", "-gguf-pure", "-threads=\(threads)", "-o",
+          scratch + "/e2e.gguf",
+        ]
+      ),
+      (
+        "qopt MODEL.gguf -emit=gguf:q8_0",
+        [model, "-emit=gguf:q8_0", "-threads=\(threads)", "-o", scratch + "/e2e8.gguf"]
+      ),
+      (
+        "qopt -passes=rtn<4,g64,minmax> MODEL.gguf -emit=compressed-tensors",
+        [
+          "-passes=rtn<bits=4;group-size=64;scale-rule=minmax>", model, "-emit=compressed-tensors",
+          "-threads=\(threads)", "-o", scratch + "/e2e-ct",
+        ]
+      ),
     ] {
       // Three runs, the median reported. Before each, earlier writes are flushed and the
       // previous output removed: their writeback and eviction would otherwise run during the
@@ -109,8 +146,10 @@ public func runEmitBench(
       }
       let r = runs.sorted { $0.wall < $1.wall }[1]
       let walls = runs.map { emitBenchFormat($0.wall, 3) }.joined(separator: " / ")
-      row("end to end: \(label)", r.wall, rss: runs.map(\.rssMiB).max() ?? r.rssMiB,
-          runs.allSatisfy { $0.status == 0 } ? "median of \(walls)" : "FAILED (status \(r.status); importer wired?)")
+      row(
+        "end to end: \(label)", r.wall, rss: runs.map(\.rssMiB).max() ?? r.rssMiB,
+        runs.allSatisfy { $0.status == 0 }
+          ? "median of \(walls)" : "FAILED (status \(r.status); importer wired?)")
     }
   } else {
     print("  end to end: \(model) not found (run from the repository root)")
@@ -123,8 +162,12 @@ public func runEmitBench(
 private func emitBenchSyntheticSmolLM2() -> Module {
   let (hidden, heads, kv, ffn, layers, vocab) = (576, 9, 3, 1536, 30, 49152)
   let m = Module(name: "synthetic_smollm2")
-  for (k, v) in [("hidden_size", hidden), ("num_attention_heads", heads), ("num_key_value_heads", kv), ("intermediate_size", ffn),
-                 ("num_hidden_layers", layers), ("vocab_size", vocab), ("max_position_embeddings", 8192), ("head_dim", 64)] {
+  for (k, v) in [
+    ("hidden_size", hidden), ("num_attention_heads", heads), ("num_key_value_heads", kv),
+    ("intermediate_size", ffn),
+    ("num_hidden_layers", layers), ("vocab_size", vocab), ("max_position_embeddings", 8192),
+    ("head_dim", 64),
+  ] {
     m.attributes[k] = .int(v)
   }
   m.attributes["model_type"] = .string("llama")
@@ -145,17 +188,26 @@ private func emitBenchSyntheticSmolLM2() -> Module {
     m.weights.set(name, .dense(t))
   }
   add("model.embed_tokens.weight", [vocab, hidden])
-  let f = Function(name: "main", arguments: [Value(name: "ids", type: TensorType([nil], .i32))], resultType: TensorType([nil, vocab], .f32))
+  let f = Function(
+    name: "main", arguments: [Value(name: "ids", type: TensorType([nil], .i32))],
+    resultType: TensorType([nil, vocab], .f32))
   m.append(f)
   var b = Builder(atEndOf: f)
-  var x = b.op(.embedding, [f.arguments[0], b.param("model.embed_tokens.weight", TensorType([vocab, hidden], .f32))], TensorType([nil, hidden], .f32))
+  var x = b.op(
+    .embedding,
+    [f.arguments[0], b.param("model.embed_tokens.weight", TensorType([vocab, hidden], .f32))],
+    TensorType([nil, hidden], .f32))
   for l in 0..<layers {
     let p = "model.layers.\(l)."
     add(p + "input_layernorm.weight", [hidden], norm: true)
     add(p + "post_attention_layernorm.weight", [hidden], norm: true)
-    for (n, s) in [("self_attn.q_proj", [heads * 64, hidden]), ("self_attn.k_proj", [kv * 64, hidden]), ("self_attn.v_proj", [kv * 64, hidden]),
-                   ("self_attn.o_proj", [hidden, heads * 64]), ("mlp.gate_proj", [ffn, hidden]), ("mlp.up_proj", [ffn, hidden]),
-                   ("mlp.down_proj", [hidden, ffn])] {
+    for (n, s) in [
+      ("self_attn.q_proj", [heads * 64, hidden]), ("self_attn.k_proj", [kv * 64, hidden]),
+      ("self_attn.v_proj", [kv * 64, hidden]),
+      ("self_attn.o_proj", [hidden, heads * 64]), ("mlp.gate_proj", [ffn, hidden]),
+      ("mlp.up_proj", [ffn, hidden]),
+      ("mlp.down_proj", [hidden, ffn]),
+    ] {
       add(p + n + ".weight", s)
       let w = b.param(p + n + ".weight", TensorType(s.map { $0 }, .f32))
       x = b.op(.linear, [x, w], TensorType([nil, s[0]], .f32))
@@ -178,11 +230,15 @@ extension Module {
   }
 }
 
-private func emitBenchQuantizeLinears(_ m: Module, _ s: IntScheme, _ rule: ScaleRule, threads: Int) {
+private func emitBenchQuantizeLinears(_ m: Module, _ s: IntScheme, _ rule: ScaleRule, threads: Int)
+{
   for n in m.weights.names where n.hasSuffix("_proj.weight") {
     guard let w = m.weights.dense(n) else { continue }
     let floats = w.floats()
-    let q = floats.withUnsafeBufferPointer { IntQuantizer(scheme: s, rule: rule).quantize($0, rows: w.shape[0], cols: w.shape[1], threads: threads) }
+    let q = floats.withUnsafeBufferPointer {
+      IntQuantizer(scheme: s, rule: rule).quantize(
+        $0, rows: w.shape[0], cols: w.shape[1], threads: threads)
+    }
     m.weights.set(n, .quantized(q))
   }
 }
@@ -195,12 +251,22 @@ private func emitBenchWriteLargeCheckpoint(_ base: String, bytes: Int) throws ->
   let (hidden, ffn, vocab) = (1024, 4096, 32768)
   let perLayer = (4 * hidden * hidden + 3 * hidden * ffn + 2 * hidden) * 4
   let layers = max(1, (bytes - 2 * vocab * hidden * 4) / perLayer + 1)
-  var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, hidden]), ("model.norm.weight", [hidden]), ("lm_head.weight", [vocab, hidden])]
+  var shapes: [(String, [Int])] = [
+    ("model.embed_tokens.weight", [vocab, hidden]), ("model.norm.weight", [hidden]),
+    ("lm_head.weight", [vocab, hidden]),
+  ]
   for l in 0..<layers {
     let p = "model.layers.\(l)."
-    shapes += [(p + "input_layernorm.weight", [hidden]), (p + "post_attention_layernorm.weight", [hidden])]
-    for n in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"] { shapes.append((p + n + ".weight", [hidden, hidden])) }
-    shapes += [(p + "mlp.gate_proj.weight", [ffn, hidden]), (p + "mlp.up_proj.weight", [ffn, hidden]), (p + "mlp.down_proj.weight", [hidden, ffn])]
+    shapes += [
+      (p + "input_layernorm.weight", [hidden]), (p + "post_attention_layernorm.weight", [hidden]),
+    ]
+    for n in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"] {
+      shapes.append((p + n + ".weight", [hidden, hidden]))
+    }
+    shapes += [
+      (p + "mlp.gate_proj.weight", [ffn, hidden]), (p + "mlp.up_proj.weight", [ffn, hidden]),
+      (p + "mlp.down_proj.weight", [hidden, ffn]),
+    ]
   }
   let entries = shapes.enumerated().map { (i, s) in
     SafetensorsEntry(name: s.0, dtype: .f32, shape: s.1) {
@@ -219,12 +285,17 @@ private func emitBenchWriteLargeCheckpoint(_ base: String, bytes: Int) throws ->
   let store = WeightStore()
   for (n, d) in file.tensors { store.set(n, .dense(d)) }
   let m = Module(name: "big", weights: store)
-  for (k, v) in [("hidden_size", hidden), ("num_attention_heads", 16), ("num_key_value_heads", 16), ("intermediate_size", ffn),
-                 ("num_hidden_layers", layers), ("vocab_size", vocab), ("max_position_embeddings", 4096)] {
+  for (k, v) in [
+    ("hidden_size", hidden), ("num_attention_heads", 16), ("num_key_value_heads", 16),
+    ("intermediate_size", ffn),
+    ("num_hidden_layers", layers), ("vocab_size", vocab), ("max_position_embeddings", 4096),
+  ] {
     m.attributes[k] = .int(v)
   }
   m.attributes["rms_norm_eps"] = .float(1e-5)
-  let f = Function(name: "main", arguments: [Value(name: "x", type: TensorType([nil, hidden], .f32))], resultType: TensorType([nil, hidden], .f32))
+  let f = Function(
+    name: "main", arguments: [Value(name: "x", type: TensorType([nil, hidden], .f32))],
+    resultType: TensorType([nil, hidden], .f32))
   m.append(f)
   var b = Builder(atEndOf: f)
   for (n, s) in shapes { _ = b.param(n, TensorType(s.map { $0 }, .f32)) }
@@ -255,7 +326,9 @@ func emitBenchRun(_ exe: String, _ args: [String]) -> EmitBenchChild {
   defer { for p in argv { free(p) } }
   var pid: pid_t = 0
   let t = emitBenchClock()
-  guard posix_spawn(&pid, full[0], nil, nil, argv, environ) == 0 else { return EmitBenchChild(status: -1, wall: 0, rssMiB: 0) }
+  guard posix_spawn(&pid, full[0], nil, nil, argv, environ) == 0 else {
+    return EmitBenchChild(status: -1, wall: 0, rssMiB: 0)
+  }
   var status: Int32 = 0
   var ru = rusage()
   wait4(pid, &status, 0, &ru)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import QoptFormats
 import QoptIR
 import QoptPasses
 import QoptPluginHost
@@ -22,6 +23,13 @@ struct OptCommand: ParsableCommand {
 
   @Option(name: .customShort("o"), help: "Write the result here: NAME.ir (plus its .safetensors sidecar) or NAME.gguf; a directory with -emit=compressed-tensors or -emit=safetensors.")
   var output: String?
+
+  @Option(
+    name: .customLong("imatrix", withSingleDash: true),
+    help: ArgumentHelp(
+      "Load llama.cpp's importance matrix (GGUF or legacy .dat, from llama-imatrix or qopt imatrix)"
+        + " into the module before the passes."))
+  var imatrix: String?
 
   @Option(
     name: .customLong("load-pass-plugin", withSingleDash: true),
@@ -172,6 +180,11 @@ struct OptCommand: ParsableCommand {
     var t0 = now()
     let module = try loadInput(path: input)
     try module.verify()
+    if let imatrix {
+      // Entries the file names replace the module's; weights it does not name keep theirs.
+      let loaded = try ImatrixFile.read(path: imatrix).importance(for: module, path: imatrix)
+      module.importance.merge(loaded) { $1 }
+    }
     io.append(("import " + input, now() - t0))
     // Before any pass: a pipeline whose result the output format refuses, or a pass that would
     // change nothing, fails here in a second rather than after the work.

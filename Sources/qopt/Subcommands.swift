@@ -7,5 +7,6 @@ enum QoptSubcommands {
     ImportCommand.self,
     EvalCommand.self,
     GenerateCommand.self,
+    ImatrixCommand.self,
   ]
 }

@@ -1,4 +1,5 @@
 import CQoptCodecs
+import QoptFormats
 import QoptIR
 import QoptTestSupport
 import Testing
@@ -92,6 +93,23 @@ struct GGMLCodecReferenceTests {
     #expect(badDecoded.isEmpty, "\(key): rows \(badDecoded) decode differently from ggml")
   }
 
+  /// The eight-sub-block searches (Q4_K, Q5_K, Q6_K without importance weights) have an AVX2
+  /// copy and a baseline one; the tests above run whichever this CPU picks, this one forces
+  /// the baseline copy, so both are held to llama.cpp's bytes.
+  @Test(arguments: ["q4_K", "q5_K", "q6_K"])
+  func baselineSearchesEncodeLikeGGML(_ name: String) throws {
+    let refs = try CodecReferences()
+    let id = try #require(codecTypes.first { $0.name == name }?.id)
+    let (shape, input) = try refs.floats("input")
+    let want = Array(try refs.tensor(name + ".packed").data)
+    let (rows, cols) = (shape[0], shape[1])
+    var out = [UInt8](repeating: 0xAA, count: want.count)
+    qopt_ggml_force_baseline_searches(1)
+    defer { qopt_ggml_force_baseline_searches(0) }
+    #expect(qopt_ggml_quantize(id, input, &out, Int64(rows), Int64(cols), nil) == want.count)
+    #expect(out == want, "\(name): the baseline searches differ from llama.cpp's bytes")
+  }
+
   /// A row that is not a whole number of blocks is refused (0 bytes), never encoded partly:
   /// the K-quants and IQ4_XS need multiples of 256 (llama-quantize then falls back to another
   /// type, see GGUFMixes), the 32-blocks multiples of 32.
@@ -125,6 +143,43 @@ struct GGMLCodecReferenceTests {
         qopt_ggml_quantize(id, Array(input[(r * cols)..<(r * cols + 576)]), &out, 1, 576, nil)
           == narrowRow)
       #expect(out[...] == want[(r * fullRow)..<(r * fullRow + narrowRow)], "\(name) row \(r)")
+    }
+  }
+
+  /// The GGUF backend's entry point (`BlockQuantizers.encode`, one row at a time; qopt's own
+  /// vectorised Q8_0/Q4_0/Q4_1 encoders when there are no importance weights, llama.cpp's
+  /// codecs otherwise) gives llama.cpp's bytes for every writable type, and its decoder
+  /// ggml's floats.
+  @Test(arguments: codecTypes, [false, true])
+  func emitterEncoderMatchesGGML(_ type: (name: String, id: Int32), _ weighted: Bool) throws {
+    let refs = try CodecReferences()
+    let t = try #require(GGMLType(rawValue: UInt32(type.id)))
+    #expect(GGMLType(name: type.name) == t && t.hasGGMLCodec)
+    let (shape, input) = try refs.floats("input")
+    let (_, importance) = try refs.floats("importance")
+    let key = type.name + (weighted ? ".imatrix" : "")
+    let want = Array(try refs.tensor(key + ".packed").data)
+    let (_, dequant) = try refs.floats(key + ".dequant")
+    let (rows, cols) = (shape[0], shape[1])
+    let rowSize = t.byteCount(elements: cols)
+    for r in 0..<rows {
+      var out = [UInt8](repeating: 0xAA, count: rowSize)
+      input.withUnsafeBufferPointer { x in
+        importance.withUnsafeBufferPointer { w in
+          out.withUnsafeMutableBytes {
+            BlockQuantizers.encode(
+              x.baseAddress! + r * cols, count: cols, as: t, into: $0.baseAddress!,
+              importance: weighted ? w.baseAddress : nil)
+          }
+        }
+      }
+      #expect(out[...] == want[(r * rowSize)..<((r + 1) * rowSize)], "\(key) row \(r)")
+      let back = want[(r * rowSize)..<((r + 1) * rowSize)].withUnsafeBytes {
+        BlockQuantizers.decode($0, count: cols, type: t)
+      }
+      #expect(
+        back.map(\.bitPattern) == dequant[(r * cols)..<((r + 1) * cols)].map(\.bitPattern),
+        "\(key) row \(r) decodes differently")
     }
   }
 }

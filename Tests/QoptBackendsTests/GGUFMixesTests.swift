@@ -1,6 +1,7 @@
 import CQoptCodecs
 import Foundation
 import QoptBackends
+import QoptFormats
 import QoptIR
 import QoptTestSupport
 import Testing
@@ -126,7 +127,7 @@ struct GGUFMixesReferenceTests {
       #expect(mismatches.isEmpty, "\(column): \(mismatches.sorted().joined(separator: ", "))")
       // Tensor data as llama.cpp lays it out: each tensor padded to 32 bytes.
       dataBytes[column] = header.tensors.reduce(0) { sum, t in
-        let type = got[t.name] ?? GGMLQuantType.f32
+        let type = got[t.name] ?? GGMLType.f32
         let rows = header.elements[t.name]! / t.rowLength
         let bytes = rows * (t.rowLength / type.blockSize) * type.typeSize
         return sum + (bytes + 31) / 32 * 32
@@ -172,7 +173,7 @@ struct GGUFMixesRuleTests {
 
   /// The Swift block table agrees with the C codecs' row sizes.
   @Test func blockTableMatchesCodecs() {
-    for t in GGMLQuantType.allCases where t.isQuantized {
+    for t in GGMLType.allCases where t.hasGGMLCodec {
       #expect(qopt_ggml_row_size(Int32(t.rawValue), Int64(t.blockSize)) == t.typeSize, "\(t.name)")
     }
   }
@@ -183,15 +184,15 @@ struct GGUFMixesRuleTests {
     let got = try GGUFMixes.types(
       for: model(width: 4096), model: llama, options: LlamaMixOptions(mix: .q4_k_m))
     #expect(
-      got["output.weight"] == .q6_k && got["token_embd.weight"] == .q4_k
+      got["output.weight"] == .q6_K && got["token_embd.weight"] == .q4_K
         && got["output_norm.weight"] == .f32)
     let more = [0, 1, 4, 7, 10, 13, 14, 15]  // i < 2 || i >= 14 || (i - 2) % 3 == 2
     for i in 0..<16 {
-      let want: GGMLQuantType = more.contains(i) ? .q6_k : .q4_k
+      let want: GGMLType = more.contains(i) ? .q6_K : .q4_K
       #expect(
         got["blk.\(i).attn_v.weight"] == want && got["blk.\(i).ffn_down.weight"] == want,
         "layer \(i)")
-      #expect(got["blk.\(i).attn_q.weight"] == .q4_k && got["blk.\(i).ffn_up.weight"] == .q4_k)
+      #expect(got["blk.\(i).attn_q.weight"] == .q4_K && got["blk.\(i).ffn_up.weight"] == .q4_K)
     }
   }
 
@@ -203,29 +204,29 @@ struct GGUFMixesRuleTests {
       for: tensors.reversed(), model: llama, options: LlamaMixOptions(mix: .q3_k_m))
     #expect(a == b)
     #expect(
-      a["blk.0.attn_v.weight"] == .q5_k && a["blk.1.attn_v.weight"] == .q5_k
-        && a["blk.10.attn_v.weight"] == .q4_k)
+      a["blk.0.attn_v.weight"] == .q5_K && a["blk.1.attn_v.weight"] == .q5_K
+        && a["blk.10.attn_v.weight"] == .q4_K)
   }
 
   /// Rows that are no multiple of 256 fall back: Q4_K → Q5_0, Q6_K → Q8_0, Q2_K/Q3_K → Q4_0,
   /// Q5_K → Q5_1, IQ4_XS → IQ4_NL, and to F16 when 32 does not divide the row.
   @Test func rowLengthFallbacks() throws {
-    #expect(GGUFMixes.fallback(.q4_k, rowLength: 576) == .q5_0)
-    #expect(GGUFMixes.fallback(.q6_k, rowLength: 576) == .q8_0)
+    #expect(GGUFMixes.fallback(.q4_K, rowLength: 576) == .q5_0)
+    #expect(GGUFMixes.fallback(.q6_K, rowLength: 576) == .q8_0)
     #expect(
-      GGUFMixes.fallback(.q2_k, rowLength: 576) == .q4_0
-        && GGUFMixes.fallback(.q3_k, rowLength: 576) == .q4_0)
-    #expect(GGUFMixes.fallback(.q5_k, rowLength: 576) == .q5_1)
+      GGUFMixes.fallback(.q2_K, rowLength: 576) == .q4_0
+        && GGUFMixes.fallback(.q3_K, rowLength: 576) == .q4_0)
+    #expect(GGUFMixes.fallback(.q5_K, rowLength: 576) == .q5_1)
     #expect(GGUFMixes.fallback(.iq4_xs, rowLength: 576) == .iq4_nl)
     #expect(
-      GGUFMixes.fallback(.q4_k, rowLength: 100) == .f16
+      GGUFMixes.fallback(.q4_K, rowLength: 100) == .f16
         && GGUFMixes.fallback(.q8_0, rowLength: 100) == .f16)
-    #expect(GGUFMixes.fallback(.q4_k, rowLength: 512) == .q4_k)
+    #expect(GGUFMixes.fallback(.q4_K, rowLength: 512) == .q4_K)
     let got = try GGUFMixes.types(
       for: model(width: 576, output: false), model: llama, options: LlamaMixOptions(mix: .q5_k_s))
     // Tied embeddings are treated as the output: Q8_0 since 576 is no multiple of 256.
     #expect(got["token_embd.weight"] == .q8_0 && got["blk.3.attn_q.weight"] == .q5_1)
-    #expect(got["blk.3.ffn_down.weight"] == .q5_k)  // 2304 = 9 × 256
+    #expect(got["blk.3.ffn_down.weight"] == .q5_K)  // 2304 = 9 × 256
   }
 
   /// --pure, --tensor-type, --leave-output-tensor and --output-tensor-type.
@@ -233,15 +234,15 @@ struct GGUFMixesRuleTests {
     let t = model(width: 4096)
     let pure = try GGUFMixes.types(
       for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, pure: true))
-    #expect(pure.filter { $0.value != .f32 }.allSatisfy { $0.value == .q4_k })
+    #expect(pure.filter { $0.value != .f32 }.allSatisfy { $0.value == .q4_K })
     let o = try GGUFMixes.types(
       for: t, model: llama,
       options: LlamaMixOptions(
-        mix: .q4_k_m, overrides: [(try NamePattern("attn_v"), .q8_0)], outputTensorType: .q5_k,
+        mix: .q4_k_m, overrides: [(try NamePattern("attn_v"), .q8_0)], outputTensorType: .q5_K,
         quantizeOutputTensor: true))
     #expect(
       o["blk.0.attn_v.weight"] == .q8_0 && o["blk.5.attn_v.weight"] == .q8_0
-        && o["output.weight"] == .q5_k)
+        && o["output.weight"] == .q5_K)
     let leave = try GGUFMixes.types(
       for: t, model: llama, options: LlamaMixOptions(mix: .q4_k_m, quantizeOutputTensor: false))
     #expect(leave["output.weight"] == .f32)
@@ -251,7 +252,7 @@ struct GGUFMixesRuleTests {
   /// with Q4_1/Q5_1 only when one is given; IQ4_XS bumps it to Q5_K only when none is.
   @Test func imatrixDependentRules() throws {
     let t = model(width: 4096)
-    for (mix, guarded) in [(LlamaMix.q4_0, GGMLQuantType.q4_1), (.q5_0, .q5_1)] {
+    for (mix, guarded) in [(LlamaMix.q4_0, GGMLType.q4_1), (.q5_0, .q5_1)] {
       let plain = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: mix))
       let imat = try GGUFMixes.types(
         for: t, model: llama, options: LlamaMixOptions(mix: mix, hasImatrix: true))
@@ -263,8 +264,8 @@ struct GGUFMixesRuleTests {
     let xs = try GGUFMixes.types(for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs))
     let xsImat = try GGUFMixes.types(
       for: t, model: llama, options: LlamaMixOptions(mix: .iq4_xs, hasImatrix: true))
-    #expect(xs["blk.0.ffn_down.weight"] == .q5_k && xsImat["blk.0.ffn_down.weight"] == .iq4_xs)
-    #expect(xs["blk.0.attn_v.weight"] == .q5_k)  // GQA 4
+    #expect(xs["blk.0.ffn_down.weight"] == .q5_K && xsImat["blk.0.ffn_down.weight"] == .iq4_xs)
+    #expect(xs["blk.0.attn_v.weight"] == .q5_K)  // GQA 4
   }
 
   /// An MoE model's ffn tensors need a blk.N. layer inside the model.

@@ -50,6 +50,9 @@ int qopt_ggml_requires_imatrix(int type);
 /// ignore it (Q8_0) do so as ggml does. Returns the bytes written, 0 for an unknown type or a
 /// row length that is not a multiple of the block.
 size_t qopt_ggml_quantize(int type, const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
+/// With `on`, the eight-sub-block K-quant searches use their baseline (non-AVX2) copy even where
+/// the CPU has AVX2; with 0, the CPU decides again. For tests: both copies give the same bytes.
+void qopt_ggml_force_baseline_searches(int on);
 /// ggml's `to_float` of `nrow` rows; 0 on success, -1 for an unknown type or a bad row length.
 int qopt_ggml_dequantize(int type, const void *src, float *dst, int64_t nrow, int64_t n_per_row);
 

@@ -1,3 +1,4 @@
+import QoptFormats
 import QoptIR
 
 /// llama-quantize's quantization mixes (`llama_ftype`) whose types CQoptCodecs can encode: the
@@ -9,25 +10,52 @@ public enum LlamaMix: String, Sendable, CaseIterable {
   case iq4_nl, iq4_xs
 
   /// `llama_ftype_get_default_type`: the type of every tensor the mix's rules leave alone.
-  public var defaultType: GGMLQuantType {
+  public var defaultType: GGMLType {
     switch self {
     case .q4_0: .q4_0
     case .q4_1: .q4_1
     case .q5_0: .q5_0
     case .q5_1: .q5_1
     case .q8_0: .q8_0
-    case .q2_k, .q2_k_s: .q2_k
-    case .q3_k_s, .q3_k_m, .q3_k_l: .q3_k
-    case .q4_k_s, .q4_k_m: .q4_k
-    case .q5_k_s, .q5_k_m: .q5_k
-    case .q6_k: .q6_k
+    case .q2_k, .q2_k_s: .q2_K
+    case .q3_k_s, .q3_k_m, .q3_k_l: .q3_K
+    case .q4_k_s, .q4_k_m: .q4_K
+    case .q5_k_s, .q5_k_m: .q5_K
+    case .q6_k: .q6_K
     case .iq4_nl: .iq4_nl
     case .iq4_xs: .iq4_xs
     }
   }
 
-  /// By llama-quantize's name, in any case (`Q4_K_M`, `q4_k_m`).
-  public init?(name: String) { self.init(rawValue: name.lowercased()) }
+  /// `general.file_type` as llama-quantize records it (`llama_ftype`).
+  public var fileType: UInt32 {
+    switch self {
+    case .q4_0: 2
+    case .q4_1: 3
+    case .q8_0: 7
+    case .q5_0: 8
+    case .q5_1: 9
+    case .q2_k: 10
+    case .q3_k_s: 11
+    case .q3_k_m: 12
+    case .q3_k_l: 13
+    case .q4_k_s: 14
+    case .q4_k_m: 15
+    case .q5_k_s: 16
+    case .q5_k_m: 17
+    case .q6_k: 18
+    case .q2_k_s: 21
+    case .iq4_nl: 25
+    case .iq4_xs: 30
+    }
+  }
+
+  /// By llama-quantize's name, in any case (`Q4_K_M`, `q4_k_m`), including its aliases `Q3_K`,
+  /// `Q4_K` and `Q5_K` for the `_M` mixes.
+  public init?(name: String) {
+    let n = name.lowercased()
+    self.init(rawValue: ["q3_k": "q3_k_m", "q4_k": "q4_k_m", "q5_k": "q5_k_m"][n] ?? n)
+  }
 }
 
 /// What llama.cpp's type choice reads from the model besides the tensor names
@@ -70,13 +98,25 @@ public struct LlamaTensorInfo: Sendable {
   /// Number of dimensions (`ggml_n_dims`); only 2-D and 3-D tensors are quantized.
   public var dimensionCount: Int
   /// The tensor's type in the source; what a tensor that is not quantized keeps.
-  public var sourceType: GGMLQuantType
+  public var sourceType: GGMLType
+  /// The tensor's name in the checkpoint it came from (Hugging Face), which `--tensor-type`
+  /// patterns match as well as the GGUF name; nil when there is none.
+  public var sourceName: String?
 
-  public init(name: String, rowLength: Int, dimensionCount: Int, sourceType: GGMLQuantType = .f32) {
+  public init(
+    name: String, rowLength: Int, dimensionCount: Int, sourceType: GGMLType = .f32,
+    sourceName: String? = nil
+  ) {
     self.name = name
     self.rowLength = rowLength
     self.dimensionCount = dimensionCount
     self.sourceType = sourceType
+    self.sourceName = sourceName
+  }
+
+  /// Whether a `--tensor-type` pattern finds this tensor (a regex search in either name).
+  func matches(_ pattern: NamePattern) -> Bool {
+    pattern.search(name) || sourceName.map { pattern.search($0) } ?? false
   }
 }
 
@@ -88,17 +128,17 @@ public struct LlamaMixOptions: Sendable {
   /// `--pure`: every quantizable tensor takes the mix's default type (then the row-length fallback).
   public var pure: Bool
   /// `--tensor-type PATTERN=TYPE`: the first pattern found in the name wins (a regex search).
-  public var overrides: [(pattern: NamePattern, type: GGMLQuantType)]
+  public var overrides: [(pattern: NamePattern, type: GGMLType)]
   /// `--output-tensor-type` and `--token-embedding-type`.
-  public var outputTensorType: GGMLQuantType?
-  public var tokenEmbeddingType: GGMLQuantType?
+  public var outputTensorType: GGMLType?
+  public var tokenEmbeddingType: GGMLType?
   /// false: `--leave-output-tensor` (output.weight keeps its source type).
   public var quantizeOutputTensor: Bool
 
   public init(
     mix: LlamaMix, hasImatrix: Bool = false, pure: Bool = false,
-    overrides: [(pattern: NamePattern, type: GGMLQuantType)] = [],
-    outputTensorType: GGMLQuantType? = nil, tokenEmbeddingType: GGMLQuantType? = nil,
+    overrides: [(pattern: NamePattern, type: GGMLType)] = [],
+    outputTensorType: GGMLType? = nil, tokenEmbeddingType: GGMLType? = nil,
     quantizeOutputTensor: Bool = true
   ) {
     self.mix = mix
@@ -136,11 +176,11 @@ public enum GGUFMixes {
   /// The type of every tensor, keyed by name.
   public static func types(
     for tensors: [LlamaTensorInfo], model: LlamaModelFacts, options: LlamaMixOptions
-  ) throws(LlamaMixError) -> [String: GGMLQuantType] {
+  ) throws(LlamaMixError) -> [String: GGMLType] {
     var state = State(model: model, options: options)
     state.tiedEmbeddings = !tensors.contains { $0.name == "output.weight" }
     state.attentionVCount = tensors.filter { Category($0.name).isAttentionV }.count
-    var result: [String: GGMLQuantType] = [:]
+    var result: [String: GGMLType] = [:]
     for t in tensors.sorted(by: loaderOrder) { result[t.name] = try state.type(of: t) }
     return result
   }
@@ -222,15 +262,15 @@ public enum GGUFMixes {
 
   /// `tensor_type_fallback`: a type whose block does not divide the row length becomes the
   /// 32-block type of about the same size, or F16 when 32 does not divide it either.
-  public static func fallback(_ type: GGMLQuantType, rowLength: Int) -> GGMLQuantType {
+  public static func fallback(_ type: GGMLType, rowLength: Int) -> GGMLType {
     guard rowLength % type.blockSize != 0 else { return type }
-    let smaller: GGMLQuantType
+    let smaller: GGMLType
     switch type {
     case .iq4_xs: smaller = .iq4_nl
-    case .q2_k, .q3_k: smaller = .q4_0
-    case .q4_k: smaller = .q5_0
-    case .q5_k: smaller = .q5_1
-    case .q6_k: smaller = .q8_0
+    case .q2_K, .q3_K: smaller = .q4_0
+    case .q4_K: smaller = .q5_0
+    case .q5_K: smaller = .q5_1
+    case .q6_K: smaller = .q8_0
     default: smaller = type  // already a 32-block type
     }
     return rowLength % smaller.blockSize == 0 ? smaller : .f16
@@ -253,21 +293,21 @@ public enum GGUFMixes {
     }
 
     /// `llama_tensor_get_type`.
-    mutating func type(of t: LlamaTensorInfo) throws(LlamaMixError) -> GGMLQuantType {
+    mutating func type(of t: LlamaTensorInfo) throws(LlamaMixError) -> GGMLType {
       guard allowsQuantization(t, options: options) else { return t.sourceType }
       let category = Category(t.name)
       if let e = options.tokenEmbeddingType, category == .tokenEmbedding {
         // per_layer_token_embd follows --token-embedding-type unless a --tensor-type names it.
         let named =
           t.name == "per_layer_token_embd.weight"
-          && options.overrides.contains { $0.pattern.search(t.name) }
+          && options.overrides.contains { t.matches($0.pattern) }
         if !named { return e }
       }
       if let o = options.outputTensorType, category == .output { return o }
 
       var type = options.mix.defaultType
       var manual = false
-      if let o = options.overrides.first(where: { $0.pattern.search(t.name) }) {
+      if let o = options.overrides.first(where: { t.matches($0.pattern) }) {
         type = o.type
         manual = true
       }
@@ -297,8 +337,8 @@ public enum GGUFMixes {
 
     /// `llama_tensor_get_type_impl` for the mixes of `LlamaMix`.
     mutating func mixRule(
-      _ start: GGMLQuantType, _ t: LlamaTensorInfo, _ category: Category
-    ) throws(LlamaMixError) -> GGMLQuantType {
+      _ start: GGMLType, _ t: LlamaTensorInfo, _ category: Category
+    ) throws(LlamaMixError) -> GGMLType {
       var type = start
       let mix = options.mix
       let falcon = model.isFalcon
@@ -308,24 +348,24 @@ public enum GGUFMixes {
         } else if falcon || t.rowLength % type.blockSize != 0 {
           type = .q8_0
         } else if type != .q8_0 {
-          type = .q6_k
+          type = .q6_K
         }
       } else if category == .tokenEmbedding {
         if let e = options.tokenEmbeddingType { type = e }
       } else if category.isAttentionV {
         switch mix {
-        case .q2_k: type = model.gqa >= 4 ? .q4_k : .q3_k
-        case .q2_k_s where model.gqa >= 4: type = .q4_k
-        case .q3_k_m: type = attentionVIndex < 2 ? .q5_k : .q4_k
-        case .q3_k_l: type = .q5_k
-        case .iq4_nl where model.gqa >= 4, .iq4_xs where model.gqa >= 4: type = .q5_k
+        case .q2_k: type = model.gqa >= 4 ? .q4_K : .q3_K
+        case .q2_k_s where model.gqa >= 4: type = .q4_K
+        case .q3_k_m: type = attentionVIndex < 2 ? .q5_K : .q4_K
+        case .q3_k_l: type = .q5_K
+        case .iq4_nl where model.gqa >= 4, .iq4_xs where model.gqa >= 4: type = .q5_K
         case .q4_k_m where Self.useMoreBits(attentionVIndex, attentionVCount),
           .q5_k_m where Self.useMoreBits(attentionVIndex, attentionVCount):
-          type = .q6_k
-        case .q4_k_s where attentionVIndex < 4: type = .q5_k
+          type = .q6_K
+        case .q4_k_s where attentionVIndex < 4: type = .q5_K
         default: break
         }
-        if model.is70B && (type == .q3_k || type == .q4_k) { type = .q5_k }
+        if model.is70B && (type == .q3_K || type == .q4_K) { type = .q5_K }
         if model.expertCount == 8 { type = .q8_0 }
         attentionVIndex += 1
       } else if category == .attentionK {
@@ -333,19 +373,19 @@ public enum GGUFMixes {
       } else if category == .ffnDown {
         let (i, n) = try layerInfo(ffnDownIndex, t.name)
         switch mix {
-        case .q2_k: type = .q3_k
-        case .q2_k_s: if i < n / 8 { type = .q4_k }
-        case .q3_k_m: type = i < n / 16 ? .q5_k : !falcon || Self.useMoreBits(i, n) ? .q4_k : .q3_k
-        case .q3_k_l: type = falcon ? .q4_k : .q5_k
+        case .q2_k: type = .q3_K
+        case .q2_k_s: if i < n / 8 { type = .q4_K }
+        case .q3_k_m: type = i < n / 16 ? .q5_K : !falcon || Self.useMoreBits(i, n) ? .q4_K : .q3_K
+        case .q3_k_l: type = falcon ? .q4_K : .q5_K
         case .q4_k_m:
           if falcon {
-            type = i < n / 16 ? .q6_k : Self.useMoreBits(i, n) ? .q5_k : .q4_k
+            type = i < n / 16 ? .q6_K : Self.useMoreBits(i, n) ? .q5_K : .q4_K
           } else if Self.useMoreBits(i, n) {
-            type = .q6_k
+            type = .q6_K
           }
-        case .iq4_nl, .iq4_xs: if i < n / 8 && !options.hasImatrix { type = .q5_k }
-        case .q5_k_m: if Self.useMoreBits(i, n) { type = .q6_k }
-        case .q4_k_s: if !falcon && i < n / 8 { type = .q5_k }
+        case .iq4_nl, .iq4_xs: if i < n / 8 && !options.hasImatrix { type = .q5_K }
+        case .q5_k_m: if Self.useMoreBits(i, n) { type = .q6_K }
+        case .q4_k_s: if !falcon && i < n / 8 { type = .q5_K }
         case .q4_0: if options.hasImatrix && i < n / 8 { type = .q4_1 }
         case .q5_0: if options.hasImatrix && i < n / 8 { type = .q5_1 }
         default: break
@@ -355,18 +395,18 @@ public enum GGUFMixes {
         if !falcon {
           if model.expertCount == 8 {
             if [.q2_k, .q3_k_s, .q3_k_m, .iq4_nl, .q4_k_s, .q4_k_m, .iq4_xs].contains(mix) {
-              type = .q5_k
+              type = .q5_K
             }
           } else {
             switch mix {
-            case .q2_k: type = .q3_k
-            case .q3_k_m: type = .q4_k
-            case .q3_k_l: type = .q5_k
+            case .q2_k: type = .q3_K
+            case .q3_k_m: type = .q4_K
+            case .q3_k_l: type = .q5_K
             default: break
             }
           }
         } else if mix == .q3_k_l {
-          type = .q4_k
+          type = .q4_K
         }
       } else if category == .ffnGate {
         _ = try layerInfo(ffnGateIndex, t.name)  // only the IQ3_XS mix changes gates

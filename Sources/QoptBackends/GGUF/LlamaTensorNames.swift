@@ -1,35 +1,11 @@
 import QoptFormats
-/// Hugging Face llama tensor names → GGUF names (reference/gguf.md §3).
+/// Hugging Face llama tensor names → GGUF names (the table is `GGUFTensorNames` in
+/// QoptFormats), and the rows GGUF permutes.
 package enum LlamaTensorNames {
-  private static let global: [String: String] = [
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-  ]
-  private static let perLayer: [(String, String)] = [
-    ("input_layernorm", "attn_norm"),
-    ("self_attn.q_proj", "attn_q"),
-    ("self_attn.k_proj", "attn_k"),
-    ("self_attn.v_proj", "attn_v"),
-    ("self_attn.o_proj", "attn_output"),
-    ("post_attention_layernorm", "ffn_norm"),
-    ("mlp.gate_proj", "ffn_gate"),
-    ("mlp.up_proj", "ffn_up"),
-    ("mlp.down_proj", "ffn_down"),
-  ]
-
   /// The GGUF name of `hf`; names already in GGUF form, and names the table does not know,
   /// are kept as they are.
   package static func gguf(_ hf: String) -> String {
-    if let g = global[hf] { return g }
-    guard hf.hasPrefix("model.layers.") else { return hf }
-    let rest = hf.dropFirst("model.layers.".count)
-    guard let dot = rest.firstIndex(of: "."), let n = Int(rest[..<dot]) else { return hf }
-    let tail = rest[rest.index(after: dot)...]
-    for (h, g) in perLayer {
-      for suffix in [".weight", ".bias"] where tail == h + suffix { return "blk.\(n).\(g)\(suffix)" }
-    }
-    return hf
+    GGUFTensorNames.gguf(hf: hf) ?? hf
   }
 
   /// Which heads permutation the tensor needs: `.q` for attn_q, `.k` for attn_k.

@@ -207,22 +207,7 @@ public enum GGUFImporter {
 
   /// GGUF tensor name → Hugging Face name (gguf.md §3).
   static func hfName(_ n: String) -> String? {
-    switch n {
-    case "token_embd.weight": return "model.embed_tokens.weight"
-    case "output_norm.weight": return "model.norm.weight"
-    case "output.weight": return "lm_head.weight"
-    default: break
-    }
-    let parts = n.split(separator: ".")
-    guard parts.count == 4, parts[0] == "blk", let i = Int(parts[1]) else { return nil }
-    let suffix = String(parts[3])
-    let map: [Substring: String] = [
-      "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-      "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-      "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-    ]
-    guard let m = map[parts[2]], suffix == "weight" || suffix == "bias" else { return nil }
-    return "model.layers.\(i).\(m).\(suffix)"
+    GGUFTensorNames.hf(gguf: n)
   }
 
   /// The GGUF metadata key each config.json size comes from (for errors).

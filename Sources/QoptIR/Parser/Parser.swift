@@ -2,7 +2,8 @@
 ///
 /// Grammar (see docs/ir.md):
 ///
-///     file     ::= ('module' symbol? ('attributes' attr-dict)?)? func*
+///     file     ::= ('module' symbol? ('attributes' attr-dict)?)? (importance | func)*
+///     importance ::= 'importance' symbol '{' 'tokens' '=' '[' int,* ']' '}' ':' type ('=' dense)?
 ///     func     ::= 'func' symbol '(' (%name ':' type),* ')' '->' type '{' op* '}'
 ///     op       ::= (%name '=')? ( 'param' symbol attr-dict? ':' type ('=' dense)?
 ///                               | 'call' symbol '(' operands ')' attr-dict? ':' fn-type
@@ -47,6 +48,10 @@ public struct Parser {
     while true {
       c.skipTrivia()
       if c.atEnd { break }
+      if peekKeyword("importance") {
+        try parseImportance(into: module)
+        continue
+      }
       let loc = c.location
       let f = try parseFunction()
       if let prev = names[f.name] {

@@ -34,12 +34,39 @@ public struct Printer {
       if !module.attributes.isEmpty { out += " attributes " + Printer.attributes(module.attributes) }
       out += "\n\n"
     }
+    if !module.importance.isEmpty {
+      for name in module.importance.keys.sorted() {
+        out += importance(name, module.importance[name]!) + "\n"  // safe: iterating its keys
+      }
+      out += "\n"
+    }
     var printedInline = Set<String>()
     for (i, f) in module.functions.enumerated() {
       if i > 0 { out += "\n" }
       out += print(f, weights: module.weights, printedInline: &printedInline)
     }
     return out
+  }
+
+  /// `importance @w {tokens = [N]} : tensor<1xCxf32>`, the sums inline when they are at most
+  /// `inlineWeightLimit` values (else in the sidecar as `w#in_sum2`).
+  func importance(_ name: String, _ s: ImportanceStats) -> String {
+    let counts = s.tokens.map(String.init).joined(separator: ", ")
+    let type = "tensor<\(s.experts)x\(s.columns)xf32>"
+    var out = "importance \(Printer.symbol(name)) {tokens = [\(counts)]} : \(type)"
+    if s.isResolved, s.sumSquares.count <= inlineWeightLimit {
+      let values = s.sumSquares.map { Printer.float(Double($0)) }
+      out += " = dense<[" + values.joined(separator: ", ") + "]>"
+    }
+    return out
+  }
+
+  /// The names of the importance statistics this printer writes inline.
+  public func inlinedImportance(of module: Module) -> Set<String> {
+    let inline = module.importance.filter {
+      $0.value.isResolved && $0.value.sumSquares.count <= inlineWeightLimit
+    }
+    return Set(inline.keys)
   }
 
   func print(_ f: Function, weights: WeightStore, printedInline: inout Set<String>) -> String {

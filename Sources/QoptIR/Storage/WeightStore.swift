@@ -108,6 +108,8 @@ public final class WeightStore {
       if let hash = name.lastIndex(of: "#") {
         let base = String(name[..<hash])
         let part = String(name[name.index(after: hash)...])
+        // Importance sums (`W#in_sum2`) belong to `Module.importance`, read by `ModuleIO`.
+        if part == "in_sum2" { continue }
         guard ["codes", "scale", "zero_point", "global_scale"].contains(part) else {
           throw StorageError(file: path, offset: nil, message: "tensor '\(name)': unknown quantized part '#\(part)'")
         }

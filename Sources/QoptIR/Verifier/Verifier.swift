@@ -24,6 +24,34 @@ public struct Verifier {
       }
       out += verify(f, in: module)
     }
+    out += verifyImportance(module)
+    return out
+  }
+
+  /// Importance statistics: sums present (when weights are checked) and as wide as the input
+  /// of the `param` they name. A name no `param` uses is allowed (`dce` drops it).
+  func verifyImportance(_ module: Module) -> [Diagnostic] {
+    guard !module.importance.isEmpty else { return [] }
+    var inputs: [String: Int] = [:]
+    for op in module.allOps {
+      if let name = op.paramName, let last = op.result?.type.shape.last, let d = last {
+        inputs[name] = d
+      }
+    }
+    var out: [Diagnostic] = []
+    for name in module.importance.keys.sorted() {
+      let s = module.importance[name]!  // safe: iterating its keys
+      let sym = Printer.symbol(name)
+      if checkWeights && !s.isResolved {
+        let want = "\(s.experts) × \(s.columns)"
+        let m = "importance \(sym) has \(s.sumSquares.count) sums, expected \(want)"
+        out.append(Diagnostic(.error, m, at: nil))
+      }
+      if let d = inputs[name], d != s.columns {
+        let m = "importance \(sym) has \(s.columns) columns but the weight's input is \(d) wide"
+        out.append(Diagnostic(.error, m, at: nil))
+      }
+    }
     return out
   }
 

@@ -17,7 +17,11 @@ let calibratePass = Pass(
   }
   let (data, source) = try CalibrationText.load(options.data)
   let ids = try CalibrationText.tokens(of: data, source: source, module: module)
-  let windows = try CalibrationText.windows(ids, samples: options.samples, seqlen: options.seqlen, seed: options.seed, source: source)
+  let (n, len, bos) = (options.samples, options.seqlen, CalibrationText.addedBOS(of: module))
+  let windows =
+    options.windows == .consecutive
+    ? try CalibrationText.consecutiveWindows(ids, samples: n, seqlen: len, bos: bos, source: source)
+    : try CalibrationText.windows(ids, samples: n, seqlen: len, seed: options.seed, source: source)
   let seqlen = windows.first?.count ?? options.seqlen
   let model = try ModelBlocks(module: module)
   BLAS.useThreads(context.threads)
@@ -60,6 +64,9 @@ let calibratePass = Pass(
     for (bi, f) in model.blocks.enumerated() {
       phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
+      // llama.cpp's forward: f16 KV cache, ggml's RoPE angles.
+      exec.keyValueF16 = options.numerics == .llamaCpp
+      exec.ggmlRope = options.numerics == .llamaCpp
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
         var s = stats[name] ?? .init(columns: cols)
@@ -94,6 +101,11 @@ let calibratePass = Pass(
       if let next { x = next }
       if let keepError { throw keepError }
     }
+    // llama.cpp's importance matrix is the per-column sum of x² before it becomes a mean.
+    for (name, s) in stats.sorted(by: { $0.key < $1.key }) {
+      let sums = ImportanceStats(columns: s.meanSquare.count, sumSquares: s.meanSquare, tokens: [s.tokens])
+      context.setImportance(name, sums)
+    }
     for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
   }
 
@@ -115,17 +127,34 @@ struct CalibrateOptions: PassOptions {
   var samples = 32
   var seqlen = 256
   var seed = -1
+  var windows = Windowing.spread
+  var numerics = Numerics.qopt
   var stats = true
   var memoryBudgetMB = 1024
   var momentum = 0.9
   var allowLongContext = false
   var keepInputs: [String] = []
 
+  /// Where the windows come from in the token stream.
+  enum Windowing: String, CaseIterable, Sendable { case spread, consecutive }
+  /// Whose arithmetic the float forward follows where implementations differ.
+  enum Numerics: String, CaseIterable, Sendable { case qopt, llamaCpp = "llama.cpp" }
+
   init() {}
   static let schema: [OptionField<CalibrateOptions>] = [
     .string("data", \.data, "text file, or .json token ids (a flat list, or a list of windows); empty: the built-in English text"),
     .int("samples", \.samples, "number of windows", in: 1...1_000_000),
     .int("seqlen", \.seqlen, "tokens per window", in: 2...1_000_000),
+    .choice(
+      "windows", \.windows,
+      "spread: samples windows spread over the text (see seed); consecutive: llama-imatrix's"
+        + " chunks, one after another from the start (BOS first in each when the tokenizer adds"
+        + " one; at least 2·seqlen tokens)"),
+    .choice(
+      "numerics", \.numerics,
+      "llama.cpp: attention reads keys and values rounded to f16 (llama.cpp's default KV"
+        + " cache) and RoPE angles are computed as ggml does (qopt imatrix uses it to match"
+        + " llama-imatrix)"),
     .int("seed", \.seed, "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed", in: -1...Int.max),
     .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
     .int("memory-budget", \.memoryBudgetMB, "MiB of cached activations kept in memory (calibrate's block inputs and outputs, autoround's targets and quantized inputs, together); the rest spills to a temporary file read back a sample at a time", in: 0...1_048_576),
@@ -142,10 +171,16 @@ let calibrateDetails = """
   `data` the pass uses a built-in public-domain English text (Sense and Sensibility, Project
   Gutenberg, compiled into the binary).
 
-  Windows: `samples` windows of `seqlen` tokens at offsets `i · ⌊N / samples⌋` over the N
+  Windows (`windows=spread`, the default): `samples` windows of `seqlen` tokens at offsets
+  `i · ⌊N / samples⌋` over the N
   tokens (for 32 × 512 on calib.txt: 0, 6539, 13078, …, as auto-round's reference samples);
   with `seed ≥ 0`, at offsets drawn uniformly from a generator seeded with it. Fewer tokens
   than one window is an error; if the text is too short for `samples` windows they overlap.
+  `windows=consecutive` cuts as llama-imatrix and llama-perplexity do: chunk i is tokens
+  [i·seqlen, (i+1)·seqlen) of the text (after the BOS the tokenizer adds, if it adds one),
+  its first token replaced by BOS when the tokenizer's `add_bos_token` is set; the first
+  `samples` chunks, or as many as fit; fewer than 2·seqlen tokens is an error (as in
+  llama-imatrix).
 
   A `seqlen` above the model's `max_position_embeddings` (module attribute; a GGUF's
   `llama.context_length`) is an error before any data is read, unless `allow-long-context`
@@ -162,6 +197,12 @@ let calibrateDetails = """
   momentum)·window`, the first window sets it) of each window's min, max and max |x|; per
   token the smallest, mean and largest row max |x|. `quantize-activations<mode=static>`
   takes its scales from them.
+
+  The same forward leaves llama.cpp's importance matrix in the module (`Module.importance`,
+  printed as `importance` declarations, saved with `-o x.ir`): per linear the sum over every
+  token of every window of x² per input column, and the token count, accumulated in float
+  token by token as llama-imatrix does. It replaces statistics loaded with `-imatrix=FILE`.
+  It is the sum the mean x² above is made from, so it costs nothing extra.
   """
 
 /// FNV-1a 64-bit hash of `bytes`, as 16 hex digits.
@@ -213,6 +254,40 @@ package enum CalibrationText {
       return .flat(try Tokenizer(module: module).encode(text))
     }
     return .flat(data.map { Int32($0) })
+  }
+
+  /// llama-imatrix's chunks: consecutive `seqlen`-token chunks from the start (the first
+  /// `samples`, or all that fit), after prepending `bos` and with each chunk's first token
+  /// replaced by it when the tokenizer adds one (`compute_imatrix` in llama.cpp's
+  /// tools/imatrix/imatrix.cpp). Given windows are used as they are.
+  package static func consecutiveWindows(
+    _ tokens: Tokens, samples: Int, seqlen: Int, bos: Int32?, source: String
+  ) throws -> [[Int32]] {
+    guard case .flat(var ids) = tokens else {
+      return try windows(tokens, samples: samples, seqlen: seqlen, seed: -1, source: source)
+    }
+    if let bos { ids.insert(bos, at: 0) }
+    guard ids.count >= 2 * seqlen else {
+      throw PassError(
+        "\(source) has \(ids.count) tokens; consecutive windows of seqlen=\(seqlen) need at least"
+          + " \(2 * seqlen), as llama-imatrix does")
+    }
+    return (0..<min(samples, ids.count / seqlen)).map { i in
+      var w = Array(ids[(i * seqlen)..<((i + 1) * seqlen)])
+      if let bos { w[0] = bos }
+      return w
+    }
+  }
+
+  /// The BOS id when the module's tokenizer adds one (`add_bos_token` in its
+  /// tokenizer_config.json, `bos_token_id` among the module attributes), else nil.
+  static func addedBOS(of module: Module) -> Int32? {
+    guard let name = module.attributes["tokenizer_config"]?.symbolValue,
+      let t = module.weights.dense(name), let json = try? JSON.parse(t.bytes),
+      json["add_bos_token"]?.boolValue == true,
+      let id = module.attributes["bos_token_id"]?.intValue, let bos = Int32(exactly: id)
+    else { return nil }
+    return bos
   }
 
   package enum Tokens {

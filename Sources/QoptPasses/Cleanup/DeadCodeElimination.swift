@@ -1,6 +1,7 @@
 import QoptIR
 
-/// `dce`: erases ops whose results nothing uses, and weights no `param` refers to.
+/// `dce`: erases ops whose results nothing uses, and weights (and their importance statistics)
+/// no `param` refers to.
 ///
 ///     %w = param @"unused" : tensor<4xf32>      // erased, and its weight dropped
 ///     %y = silu %x : (…) -> …                    // erased when %y is unused
@@ -22,5 +23,8 @@ let deadCodeEliminationPass = Pass("dce", summary: "erase unused ops and unrefer
   let referenced = Set(module.allOps.compactMap(\.paramName))
   for name in module.weights.names where !referenced.contains(name) {
     context.removeWeight(name)
+  }
+  for name in module.importance.keys.sorted() where !referenced.contains(name) {
+    context.setImportance(name, nil)
   }
 }

@@ -76,6 +76,12 @@ public final class PassContext {
     module.weights.remove(name)
   }
 
+  /// Sets (or, with nil, removes) the importance statistics of weight `name`.
+  public func setImportance(_ name: String, _ stats: ImportanceStats?) {
+    markChanged()
+    module.importance[name] = stats
+  }
+
   /// Sets (or, with nil, removes) a module attribute.
   public func setModuleAttribute(_ key: String, _ value: Attribute?) {
     markChanged()

@@ -13,6 +13,8 @@ public struct RopeTable: Sendable {
   public let cos: [Float]
   public let sin: [Float]
   public let invFreq: [Float]
+  /// The base of a table built as ggml builds its RoPE cache (`ggml(headDim:theta:positions:)`).
+  public private(set) var ggmlTheta: Double?
 
   /// Llama-3 scaling parameters (`rope_type = "llama3"`).
   public struct Llama3: Hashable, Sendable {
@@ -65,11 +67,44 @@ public struct RopeTable: Sendable {
     sin = s
   }
 
+  /// The angles as ggml's CPU RoPE computes them (`ggml_rope_cache_init`): per position p,
+  /// θ₀ = p and θᵢ₊₁ = θᵢ · base^(−2/d) in float, one rounding per step, then `cosf`/`sinf`.
+  /// Against `p · base^(−2i/d)` the angles differ by up to ~1e-5 rad at p ≈ 500; llama.cpp's
+  /// numbers are reproduced more closely with its own.
+  public static func ggml(headDim d: Int, theta: Double, positions: Int) -> RopeTable {
+    let half = d / 2
+    let scale = powf(Float(theta), -2 / Float(d))
+    var c = [Float](repeating: 0, count: positions * half)
+    var s = [Float](repeating: 0, count: positions * half)
+    for p in 0..<positions {
+      var a = Float(p)
+      for i in 0..<half {
+        c[p * half + i] = cosf(a)
+        s[p * half + i] = sinf(a)
+        a *= scale
+      }
+    }
+    var t = RopeTable(headDim: d, theta: theta, positions: 0)
+    t = RopeTable(headDim: d, invFreq: t.invFreq, cos: c, sin: s, positions: positions)
+    t.ggmlTheta = theta
+    return t
+  }
+
+  init(headDim d: Int, invFreq: [Float], cos: [Float], sin: [Float], positions: Int) {
+    headDim = d
+    self.positions = positions
+    self.invFreq = invFreq
+    self.cos = cos
+    self.sin = sin
+  }
+
   /// This table if it has at least `n` positions, else the same frequencies over `n`
   /// positions (identical values in the rows both have). Callers size tables from the run's
   /// window length: a table read past its last row would read other memory.
   public func covering(_ n: Int) -> RopeTable {
-    n <= positions ? self : RopeTable(headDim: headDim, invFreq: invFreq, positions: n)
+    if n <= positions { return self }
+    if let ggmlTheta { return .ggml(headDim: headDim, theta: ggmlTheta, positions: n) }
+    return RopeTable(headDim: headDim, invFreq: invFreq, positions: n)
   }
 }
 
