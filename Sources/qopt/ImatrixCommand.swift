@@ -89,7 +89,7 @@ struct ImatrixCommand: ParsableCommand {
       do { pipeline = try PipelineParser.parse(text, registry: registry) } catch {
         throw PipelineDiagnostic(error: error, text: text)
       }
-      var manager = PassManager(instrumentation: Instrumentation(), threads: threads) {
+      let manager = PassManager(instrumentation: Instrumentation(), threads: threads) {
         stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n")
       }
       try manager.run(pipeline, on: module)

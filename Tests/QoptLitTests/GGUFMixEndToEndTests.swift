@@ -69,7 +69,8 @@ struct GGUFMixEndToEndTests {
     let dir = TinyCheckpoints.scratchDirectory("gguf-mix-imat")
     defer { TinyCheckpoints.removeTree(dir) }
     let out = dir + "/out.gguf"
-    let selection = GGUFTypeSelection(mix: try #require(LlamaMix(name: mix)))
+    let parsed: LlamaMix = try #require(LlamaMix(name: mix))
+    let selection = GGUFTypeSelection(mix: parsed)
     try GGUFEmitter(types: selection, threads: 2).emit(module, to: out)
     let file = try GGUFFile(path: out)
     var mismatches: [String] = []
