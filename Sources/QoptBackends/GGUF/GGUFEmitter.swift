@@ -28,6 +28,8 @@ public struct GGUFEmitter: WeightEmitter {
     var shape: [Int]
     var rowOrder: [Int]?
     var entry: WeightStore.Entry
+    /// A stacked MoE tensor's further experts, written after `entry` in expert order.
+    var rest: [WeightStore.Entry] = []
   }
 
   public func check(_ module: Module, output: String) throws(BackendError) {
@@ -38,18 +40,34 @@ public struct GGUFEmitter: WeightEmitter {
     let (metadata, tensors) = try plan(module, output: output)
     let threads = self.threads
     let entries = tensors.map { t in
-      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { sink in
-        switch t.entry {
-        case .dense(let d):
-          defer { d.releasePages() }
-          try Self.encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads, to: sink)
-        case .quantized(let q):
-          defer { q.codes.releasePages() }
-          try PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads).withUnsafeBytes { try sink(0, $0) }
+      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { whole in
+        // A stacked tensor's experts go one after another.
+        var at = 0
+        for part in [t.entry] + t.rest {
+          let base = at
+          try withoutActuallyEscaping(whole) { sink in
+            try Self.encode(part, t, threads: threads) { o, bytes in try sink(base + o, bytes) }
+          }
+          at += t.type.byteCount(elements: part.shape.reduce(1, *))
         }
       }
     }
     try GGUFFileWriter.write(metadata: metadata.values, raw: metadata.raw, tensors: entries, to: output)
+  }
+
+  /// Encodes one stored tensor (or one expert of a stacked tensor) as `t.type` into `sink`.
+  private static func encode(
+    _ part: WeightStore.Entry, _ t: PlannedTensor, threads: Int, to sink: GGUFTensorEntry.Sink
+  ) throws {
+    switch part {
+    case .dense(let d):
+      defer { d.releasePages() }
+      try encodeDense(d, as: t.type, rowOrder: t.rowOrder, threads: threads, to: sink)
+    case .quantized(let q):
+      defer { q.codes.releasePages() }
+      try PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads)
+        .withUnsafeBytes { try sink(0, $0) }
+    }
   }
 
   /// The tensors as they will be written: source name, GGUF name, type, row-major shape.
@@ -62,6 +80,7 @@ public struct GGUFEmitter: WeightEmitter {
     let weights = ModelWeights(module)
     let config = ModelConfig(module)
     let heads = LlamaMetadata.heads(config, module)
+    let arch = try GGUFArchitecture.of(config, output: output)
     if let rs = config.json["rope_scaling"], (rs["rope_type"] ?? rs["type"])?.stringValue == "llama3" {
       throw BackendError(output: output, "llama3 rope scaling must be baked into a rope_freqs tensor; not supported by this backend yet")
     }
@@ -70,25 +89,57 @@ public struct GGUFEmitter: WeightEmitter {
     let sourceTypes = DenseDType.sourceTypes(module)
     // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order
     // llama.cpp's converter writes — so the file does not depend on how the store was built.
+    // MoE experts of one layer and projection, collected until all are there and written as
+    // one stacked [experts, rows, cols] tensor (`Qwen2MoeModel.modify_tensors`).
+    let expertCount = config.int("num_experts") ?? config.int("num_local_experts") ?? 0
+    var experts: [String: [Int: (hf: String, entry: WeightStore.Entry)]] = [:]
     for hf in weights.tensors.sorted() {
-      guard let entry = module.weights[hf] else { continue }
+      guard var entry = module.weights[hf] else { continue }
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
-      let gguf = LlamaTensorNames.gguf(hf)
-      guard seen.insert(gguf).inserted else { throw fail("two tensors map to the GGUF name '\(gguf)'") }
-      var type = types.type(hf: hf, gguf: gguf, entry: entry, sourceType: sourceTypes[hf])
-      let shape = entry.shape
-      switch entry {
-      case .dense(let d):
-        guard d.dtype.isFloat, d.dtype != .f8e4m3 else { throw fail("dtype \(d.dtype) has no GGUF float type here") }
-        if type.isQuantized && (shape.last ?? 1) % type.blockSize != 0 {
-          // As llama.cpp's converter does when a row does not fill whole blocks.
-          type = .f16
+      var rest: [WeightStore.Entry] = []
+      var name = hf
+      let gguf: String
+      if let x = arch.expert(hf) {
+        guard x.expert < expertCount else { throw fail("expert \(x.expert) of \(expertCount)") }
+        experts[x.gguf, default: [:]][x.expert] = (hf, entry)
+        guard let group = experts[x.gguf], group.count == expertCount else { continue }
+        let parts = (0..<expertCount).compactMap { group[$0] }
+        guard parts.allSatisfy({ $0.entry.shape == parts[0].entry.shape }) else {
+          throw fail("the experts of '\(x.gguf)' differ in shape")
         }
-      case .quantized(let q):
-        if let why = PrequantizedBlocks.obstacle(q, as: type) { throw fail("cannot be written as \(type.name): \(why)") }
+        (name, entry, rest) = (parts[0].hf, parts[0].entry, parts.dropFirst().map(\.entry))
+        gguf = x.gguf
+      } else if let g = arch.gguf(hf) {
+        gguf = g
+      } else {
+        throw fail("the \(arch.rawValue) architecture has no GGUF tensor for it")
+      }
+      guard seen.insert(gguf).inserted else { throw fail("two tensors map to the GGUF name '\(gguf)'") }
+      let shift = arch.normShift(hf)
+      if shift != 0, case .dense(let d) = entry {
+        // Gemma3 norms hold `1 + w` in the file, added in f32 as the converter does.
+        entry = .dense(TensorData(floats: d.floats().map { $0 + shift }, shape: d.shape))
+      }
+      var type = types.type(hf: name, gguf: gguf, entry: entry, sourceType: sourceTypes[name])
+      let shape = rest.isEmpty ? entry.shape : [rest.count + 1] + entry.shape
+      for part in [entry] + rest {
+        switch part {
+        case .dense(let d):
+          guard d.dtype.isFloat, d.dtype != .f8e4m3 else {
+            throw fail("dtype \(d.dtype) has no GGUF float type here")
+          }
+          if type.isQuantized && (shape.last ?? 1) % type.blockSize != 0 {
+            // As llama.cpp's converter does when a row does not fill whole blocks.
+            type = .f16
+          }
+        case .quantized(let q):
+          if let why = PrequantizedBlocks.obstacle(q, as: type) {
+            throw fail("cannot be written as \(type.name): \(why)")
+          }
+        }
       }
       var order: [Int]?
-      if let r = LlamaTensorNames.rotary(gguf: gguf) {
+      if arch.permutesQK, let r = LlamaTensorNames.rotary(gguf: gguf) {
         guard let heads else { throw fail("Q/K permutation needs num_attention_heads in the module attributes") }
         let n = r == .q ? heads.q : heads.kv
         guard let p = LlamaTensorNames.permutation(rows: shape[0], heads: n) else {
@@ -96,14 +147,24 @@ public struct GGUFEmitter: WeightEmitter {
         }
         order = p
       }
-      tensors.append(PlannedTensor(hf: hf, gguf: gguf, type: type, shape: shape, rowOrder: order, entry: entry))
+      tensors.append(
+        PlannedTensor(
+          hf: name, gguf: gguf, type: type, shape: shape, rowOrder: order, entry: entry, rest: rest))
+    }
+    if let (g, group) = experts.first(where: { $0.value.count != expertCount }) {
+      throw BackendError(output: output, tensor: g, "has \(group.count) of \(expertCount) experts")
     }
     // The dominant type (by elements) among 2-D tensors names the file type.
     var byType: [GGMLType: Int] = [:]
     for t in tensors where t.shape.count >= 2 { byType[t.type, default: 0] += t.shape.reduce(1, *) }
     let dominant = byType.max { $0.value != $1.value ? $0.value < $1.value : $0.key.rawValue > $1.key.rawValue }?.key ?? .f32
     let anyQuantized = tensors.contains { $0.type.isQuantized }
-    var metadata = LlamaMetadata.make(module, config: config, fileType: dominant.fileType, quantized: anyQuantized)
+    let fileType = dominant.fileType
+    var metadata =
+      arch == .llama
+      ? LlamaMetadata.make(module, config: config, fileType: fileType, quantized: anyQuantized)
+      : try arch.metadata(
+        module, config: config, fileType: fileType, quantized: anyQuantized, output: output)
     let tokenizer = try TokenizerMetadata.make(module, config: config, output: output)
     metadata += tokenizer.values
     var keys = Set<String>()

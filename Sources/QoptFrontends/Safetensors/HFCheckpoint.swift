@@ -171,7 +171,12 @@ public enum HFImporter {
 
   /// Parses config.json into a `LlamaConfig`, with transformers' defaults for optional keys.
   public static func readConfig(_ path: String) throws(FrontendError) -> LlamaConfig {
-    let j = try readJSON(path)
+    try readConfig(json: try readJSON(path), path: path)
+  }
+
+  /// `readConfig` of an already parsed config (the GGUF importer builds one from metadata);
+  /// errors name `path`.
+  static func readConfig(json j: JSON, path: String) throws(FrontendError) -> LlamaConfig {
     guard j.objectPairs != nil else {
       throw FrontendError(file: path, offset: 0, "config.json is not a JSON object")
     }
