@@ -58,7 +58,7 @@ private func quantizedIR(_ m: Module) -> [String: String] {
     }
   }
 
-  @Test(arguments: ["qwen3_moe", "mixtral", "phi3", "gemma3_text"])
+  @Test(arguments: ArchitectureLogitsTests.families)
   func compressedTensorsRoundTrip(_ family: String) throws {
     let m = try ModelImporter.load(path: archFixtures + "/" + family)
     try run("rtn", on: m)
