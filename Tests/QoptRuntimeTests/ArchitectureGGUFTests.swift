@@ -122,6 +122,25 @@ private func f32s(_ raw: UnsafeRawBufferPointer) -> [Float] {
     }
   }
 
+  /// Llama 3 rope scaling is written as llama.cpp's `rope_freqs.weight`: one divisor per rotated
+  /// pair, first in the file (conversion/llama.py `LlamaModel.generate_extra_tensors`). The
+  /// fixture (θ 500000, head_dim 16, original context 32, factors 8 / 1 / 4) has wavelengths
+  /// 6.3 (< 32/4: divisor 1) and 32.4 and up (> 32/1: divisor 8); the converter's code run in
+  /// float32 numpy gives [1, 8, 8, 8, 8, 8, 8, 8].
+  @Test func llama3RopeFreqs() throws {
+    let m = try ModelImporter.load(path: archFixtures + "/llama3")
+    let dir = TestTemporary.makeDirectory("arch-gguf-llama3")
+    defer { TestTemporary.remove(dir) }
+    try GGUFEmitter(types: GGUFTypeSelection(defaultType: .f32)).emit(m, to: dir + "/m.gguf")
+    let g = try GGUFFile(path: dir + "/m.gguf")
+    #expect(g["general.architecture"]?.stringValue == "llama")
+    #expect(g.tensors.first?.name == "rope_freqs.weight")
+    let t = try #require(g.tensor(named: "rope_freqs.weight"))
+    #expect(t.shape == [8])
+    #expect(f32s(g.bytes(of: t)) == [1, 8, 8, 8, 8, 8, 8, 8])
+    #expect(g["llama.rope.freq_base"]?.doubleValue == 500000)
+  }
+
   /// Quantized blocks of a stacked tensor: each expert's rows in order, as one tensor.
   @Test func stackedExpertsQuantizeAsRows() throws {
     let m = try ModelImporter.load(path: archFixtures + "/qwen3_moe")

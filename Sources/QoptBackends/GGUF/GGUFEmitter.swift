@@ -81,10 +81,15 @@ public struct GGUFEmitter: WeightEmitter {
     let config = ModelConfig(module)
     let heads = LlamaMetadata.heads(config, module)
     let arch = try GGUFArchitecture.of(config, output: output)
-    if let rs = config.json["rope_scaling"], (rs["rope_type"] ?? rs["type"])?.stringValue == "llama3" {
-      throw BackendError(output: output, "llama3 rope scaling must be baked into a rope_freqs tensor; not supported by this backend yet")
-    }
     var tensors: [PlannedTensor] = []
+    if arch == .llama, let factors = LlamaRopeFreqs.factors(config) {
+      // First, as the converter yields its extra tensors before the checkpoint's.
+      let t = TensorData(floats: factors, shape: [factors.count])
+      tensors.append(
+        PlannedTensor(
+          hf: "rope_freqs.weight", gguf: "rope_freqs.weight", type: .f32, shape: [factors.count],
+          rowOrder: nil, entry: .dense(t)))
+    }
     var seen = Set<String>()
     let sourceTypes = DenseDType.sourceTypes(module)
     // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order

@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 gcc -O1 "$here/logits.c" -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama -lggml -lggml-base \
   -Wl,-rpath,"$bin" -o "$tmp/logits"
-for f in qwen3 qwen3_moe gemma3_text; do
+for f in llama3 qwen3 qwen3_moe gemma3_text; do
   .build/release/qopt -quiet ../shared/data/arch/$f -emit=gguf:f32 -o "$tmp/$f.gguf"
   "$py" "$here/add_vocab.py" "$tmp/$f.gguf" "$tmp/$f.v.gguf"
   "$py" "$here/compare.py" "$tmp/logits" "$tmp/$f.v.gguf" ../shared/data/arch/$f/reference.json
