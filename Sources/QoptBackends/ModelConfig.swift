@@ -16,9 +16,14 @@ struct ModelConfig {
       pairs = p
     }
     func set(_ key: String, _ j: JSON) {
-      if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = j } else { pairs.append((key, j)) }
+      if let i = pairs.firstIndex(where: { $0.0 == key }) {
+        pairs[i].1 = j
+      } else {
+        pairs.append((key, j))
+      }
     }
-    for (key, value) in module.attributes where !Self.internalKeys.contains(key) && !key.contains(".") {
+    for (key, value) in module.attributes
+    where !Self.internalKeys.contains(key) && !key.contains(".") {
       // Symbols point into the weight store (`tokenizer = @"tokenizer.json"`); not config.
       if case .symbol = value { continue }
       if key == "rope_scaling", let o = Self.ropeScaling(value) {
@@ -30,27 +35,39 @@ struct ModelConfig {
     }
     // What vLLM and transformers need to pick the model class and dtype. A module built by
     // hand (no importer) says only `arch = "llama"`; that is model_type llama.
-    if !pairs.contains(where: { $0.0 == "model_type" }), module.attributes["arch"]?.stringValue == "llama" {
+    if !pairs.contains(where: { $0.0 == "model_type" }),
+      module.attributes["arch"]?.stringValue == "llama"
+    {
       set("model_type", .string("llama"))
     }
-    if !pairs.contains(where: { $0.0 == "architectures" }), let mt = pairs.first(where: { $0.0 == "model_type" })?.1.stringValue,
+    if !pairs.contains(where: { $0.0 == "architectures" }),
+      let mt = pairs.first(where: { $0.0 == "model_type" })?.1.stringValue,
       let arch = Self.architectures[mt]
     {
       set("architectures", .array([.string(arch)]))
     }
-    if !pairs.contains(where: { $0.0 == "torch_dtype" }), let d = Self.torchDType(module) { set("torch_dtype", .string(d)) }
+    if !pairs.contains(where: { $0.0 == "torch_dtype" }), let d = Self.torchDType(module) {
+      set("torch_dtype", .string(d))
+    }
     pairs.sort { $0.0 < $1.0 }
     json = .object(pairs)
   }
 
   /// Attributes the IR keeps for itself.
-  static let internalKeys: Set<String> = ["hf_config", "arch", "tokenizer"]
-  static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"]
+  static let internalKeys: Set<String> = [
+    "hf_config", "arch", "tokenizer",
+    // Family features the importer records for the IR; config.json says them its own way.
+    "qk_norm", "norm_weight_offset", "rotary_dim",
+  ]
+  static let architectures = [
+    "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+  ]
 
   /// The frontend's compact `rope_scaling = ["llama3", factor, low, high, original]` as the
   /// config.json object.
   static func ropeScaling(_ a: Attribute) -> JSON? {
-    guard let xs = a.arrayValue, xs.count == 5, let t = xs[0].stringValue, let f = xs[1].doubleValue,
+    guard let xs = a.arrayValue, xs.count == 5, let t = xs[0].stringValue,
+      let f = xs[1].doubleValue,
       let lo = xs[2].doubleValue, let hi = xs[3].doubleValue, let o = xs[4].intValue
     else { return nil }
     return .object([

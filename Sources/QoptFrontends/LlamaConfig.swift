@@ -30,6 +30,9 @@ public struct LlamaConfig: Hashable, Sendable {
   public var ropeScaling: Llama3Scaling?
   public var bosTokenId: Int?
   public var eosTokenId: Int?
+  /// The features of families beyond Llama (qwen3, qwen3_moe, mixtral, gemma3_text, phi3);
+  /// empty for llama, mistral and qwen2.
+  public var family = DecoderFamily()
 
   /// The module attributes: every field under its config.json name, plus `arch`.
   public var attributes: AttributeDict {
@@ -55,6 +58,7 @@ public struct LlamaConfig: Hashable, Sendable {
         .int(s.originalMaxPositionEmbeddings),
       ])
     }
+    for (k, v) in family.attributes { a[k] = v }
     return a
   }
 
@@ -81,7 +85,8 @@ public struct LlamaConfig: Hashable, Sendable {
       let mp = a["max_position_embeddings"]?.intValue, let tie = a["tie_word_embeddings"]?.boolValue
     else { return nil }
     self.init(
-      modelType: mt, hiddenSize: hs, intermediateSize: isz, numHiddenLayers: l, numAttentionHeads: h,
+      modelType: mt, hiddenSize: hs, intermediateSize: isz, numHiddenLayers: l,
+      numAttentionHeads: h,
       numKeyValueHeads: kv, headDim: hd, rmsNormEps: eps, ropeTheta: th, vocabSize: v,
       maxPositionEmbeddings: mp, tieWordEmbeddings: tie)
     bosTokenId = a["bos_token_id"]?.intValue
@@ -89,7 +94,8 @@ public struct LlamaConfig: Hashable, Sendable {
     if let s = a["rope_scaling"]?.arrayValue, s.count == 5, let f = s[1].doubleValue,
       let lo = s[2].doubleValue, let hi = s[3].doubleValue, let o = s[4].intValue
     {
-      ropeScaling = Llama3Scaling(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: o)
+      ropeScaling = Llama3Scaling(
+        factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: o)
     }
   }
 
@@ -136,11 +142,16 @@ public struct LlamaConfig: Hashable, Sendable {
     if let b = bosTokenId { pairs.append(("bos_token_id", .int(b))) }
     if let e = eosTokenId { pairs.append(("eos_token_id", .int(e))) }
     if let s = ropeScaling {
-      pairs.append(("rope_scaling", .object([
-        ("rope_type", .string("llama3")), ("factor", .double(s.factor)),
-        ("low_freq_factor", .double(s.lowFreqFactor)), ("high_freq_factor", .double(s.highFreqFactor)),
-        ("original_max_position_embeddings", .int(s.originalMaxPositionEmbeddings)),
-      ])))
+      pairs.append(
+        (
+          "rope_scaling",
+          .object([
+            ("rope_type", .string("llama3")), ("factor", .double(s.factor)),
+            ("low_freq_factor", .double(s.lowFreqFactor)),
+            ("high_freq_factor", .double(s.highFreqFactor)),
+            ("original_max_position_embeddings", .int(s.originalMaxPositionEmbeddings)),
+          ])
+        ))
     }
     return JSON.object(pairs).pretty + "\n"
   }
@@ -162,9 +173,11 @@ extension LlamaConfig {
   var sizes: [(key: String, value: Int, max: Int)] {
     [
       ("hidden_size", hiddenSize, 1 << 20), ("intermediate_size", intermediateSize, 1 << 22),
-      ("num_hidden_layers", numHiddenLayers, 1 << 14), ("num_attention_heads", numAttentionHeads, 1 << 14),
+      ("num_hidden_layers", numHiddenLayers, 1 << 14),
+      ("num_attention_heads", numAttentionHeads, 1 << 14),
       ("num_key_value_heads", numKeyValueHeads, 1 << 14), ("head_dim", headDim, 1 << 14),
-      ("vocab_size", vocabSize, 1 << 24), ("max_position_embeddings", maxPositionEmbeddings, 1 << 40),
+      ("vocab_size", vocabSize, 1 << 24),
+      ("max_position_embeddings", maxPositionEmbeddings, 1 << 40),
     ]
   }
 

@@ -19,11 +19,20 @@ import QoptIR
 package final class BlockExecutor {
   enum Step {
     case param(slot: Int, name: String)
-    case rmsNorm(out: Int, x: Int, w: Int, eps: Float)
+    case rmsNorm(out: Int, x: Int, w: Int, eps: Float, offset: Float)
     case linear(out: Int, x: Int, w: Int, bias: Int?)
-    case rope(out: Int, x: Int, table: RopeTable)
-    case attention(out: Int, q: Int, k: Int, v: Int, heads: Int, kvHeads: Int, headDim: Int)
+    /// `stride`: the head size (the table's head size is the rotary size).
+    case rope(out: Int, x: Int, table: RopeTable, stride: Int)
+    case attention(
+      out: Int, q: Int, k: Int, v: Int, heads: Int, kvHeads: Int, headDim: Int,
+      variant: AttentionVariant?)
     case silu(out: Int, x: Int)
+    case geluTanh(out: Int, x: Int)
+    case scale(out: Int, x: Int, factor: Float)
+    case slice(out: Int, x: Int, start: Int)
+    case moeRoute(out: Int, x: Int, topK: Int, normalize: Bool)
+    case moeDispatch(out: Int, x: Int, route: Int, expert: Int)
+    case moeCombine(out: Int, route: Int, outputs: [Int])
     case mul(out: Int, a: Int, b: Int)
     case add(out: Int, a: Int, b: Int)
 
@@ -36,6 +45,12 @@ package final class BlockExecutor {
       case .rope: "rope"
       case .attention: "attention"
       case .silu: "silu"
+      case .geluTanh: "gelu_tanh"
+      case .scale: "scale"
+      case .slice: "slice"
+      case .moeRoute: "moe_route"
+      case .moeDispatch: "moe_dispatch"
+      case .moeCombine: "moe_combine"
       case .mul: "mul"
       case .add: "add"
       }
@@ -61,6 +76,15 @@ package final class BlockExecutor {
   private var weightGrads: [String: FloatStorage] = [:]
   private(set) var rows = 0
   private(set) var tokens = 0
+  /// Rows of each activation slot in the last `forward`: `rows`, except an expert's rows (a
+  /// `moe_dispatch` output and everything computed from it) which hold its routed tokens only.
+  private var slotRows: [Int] = []
+  /// The tokens each `moe_dispatch` output holds, by its slot, in the last `forward`.
+  private var dispatched: [Int: [Int]] = [:]
+  /// When true, `moe_dispatch` sends every token to every expert (llm-compressor's "calibrate
+  /// all experts": statistics from all tokens), while `moe_combine` still adds only the routed
+  /// ones, so the block's output is unchanged.
+  package var dispatchAllTokens = false
   /// Called with (weight name of a linear, its input rows, width) during `forward` when set
   /// (the input before any activation quantization).
   package var linearInputHook: ((String, UnsafePointer<Float>, Int, Int) -> Void)?
@@ -78,10 +102,12 @@ package final class BlockExecutor {
     didSet {
       guard ggmlRope else { return }
       for (i, step) in steps.enumerated() {
-        guard case .rope(let o, let x, let t) = step, t.ggmlTheta == nil else { continue }
+        guard case .rope(let o, let x, let t, let stride) = step, t.ggmlTheta == nil else {
+          continue
+        }
         guard let base = ropeTheta[o] else { continue }
         let table = RopeTable.ggml(headDim: t.headDim, theta: base, positions: t.positions)
-        steps[i] = .rope(out: o, x: x, table: table)
+        steps[i] = .rope(out: o, x: x, table: table, stride: stride)
       }
     }
   }
@@ -138,7 +164,9 @@ package final class BlockExecutor {
         switch entry {
         case .dense(let t): floats = t.floats()
         case .quantized(let q):
-          guard case .int = q.scheme else { throw RuntimeError("weight \(Printer.symbol(name)) has a non-integer scheme", at: op) }
+          guard case .int = q.scheme else {
+            throw RuntimeError("weight \(Printer.symbol(name)) has a non-integer scheme", at: op)
+          }
           floats = q.dequantized()
         }
         weights[s] = FloatStorage(floats)
@@ -146,11 +174,14 @@ package final class BlockExecutor {
         width[s] = floats.count
         weightSlotByName[name] = s
         steps.append(.param(slot: s, name: name))
-      case .rmsNorm(let eps):
+      case .rmsNorm(let eps, let offset):
         let x = try use(op, 0), w = try use(op, 1)
+        guard width[w] > 0, width[x] % width[w] == 0 else {
+          throw RuntimeError("weight length must divide the input's last dimension", at: op)
+        }
         let o = slot(op.result!)  // safe: rms_norm has a result (verifier)
         width[o] = width[x]
-        steps.append(.rmsNorm(out: o, x: x, w: w, eps: eps))
+        steps.append(.rmsNorm(out: o, x: x, w: w, eps: eps, offset: offset))
       case .linear(let q):
         let x = try use(op, 0), w = try use(op, 1)
         let b = op.operands.count > 2 ? try use(op, 2) : nil
@@ -161,27 +192,76 @@ package final class BlockExecutor {
         width[o] = shape[0]
         inputQuantization[o] = q
         steps.append(.linear(out: o, x: x, w: w, bias: b))
-      case .rope(let d, let theta, let llama3):
+      case .rope(let d, let theta, let llama3, let r):
         let x = try use(op, 0)
+        guard width[x] % d == 0 else {
+          throw RuntimeError("input must be [tokens, heads*\(d)]", at: op)
+        }
         let o = slot(op.result!)  // safe: rope has a result
         width[o] = width[x]
         // Rows are added by `forward` for the window length it runs (`coverPositions`).
-        let table = RopeTable(headDim: d, theta: theta, positions: 0, llama3: llama3)
-        if llama3 == nil { ropeTheta[o] = theta }
-        steps.append(.rope(out: o, x: x, table: table))
-      case .attention(let h, let kvh, let d):
+        let table = RopeTable(headDim: r, theta: theta, positions: 0, llama3: llama3)
+        // ggml's angles (numerics=llama.cpp) are for plain, full-width RoPE only.
+        if llama3 == nil && r == d { ropeTheta[o] = theta }
+        steps.append(.rope(out: o, x: x, table: table, stride: d))
+      case .attention(let h, let kvh, let d, let variant):
         let q = try use(op, 0), k = try use(op, 1), v = try use(op, 2)
         guard h % kvh == 0, width[q] == h * d, width[k] == kvh * d, width[v] == kvh * d else {
-          throw RuntimeError("q, k, v widths do not match heads=\(h), kv_heads=\(kvh), head_dim=\(d)", at: op)
+          throw RuntimeError(
+            "q, k, v widths do not match heads=\(h), kv_heads=\(kvh), head_dim=\(d)", at: op)
         }
         let o = slot(op.result!)  // safe: attention has a result
         width[o] = width[q]
-        steps.append(.attention(out: o, q: q, k: k, v: v, heads: h, kvHeads: kvh, headDim: d))
-      case .silu:
+        steps.append(
+          .attention(out: o, q: q, k: k, v: v, heads: h, kvHeads: kvh, headDim: d, variant: variant)
+        )
+      case .silu, .geluTanh, .scale:
         let x = try use(op, 0)
-        let o = slot(op.result!)  // safe: silu has a result
+        let o = slot(op.result!)  // safe: unary ops have a result
         width[o] = width[x]
-        steps.append(.silu(out: o, x: x))
+        switch try ExecutableOp(op) {
+        case .scale(let f): steps.append(.scale(out: o, x: x, factor: f))
+        case .geluTanh: steps.append(.geluTanh(out: o, x: x))
+        default: steps.append(.silu(out: o, x: x))
+        }
+      case .slice(let start, let size):
+        let x = try use(op, 0)
+        guard start + size <= width[x] else {
+          throw RuntimeError(
+            "columns \(start)..<\(start + size) exceed the input's \(width[x])", at: op)
+        }
+        let o = slot(op.result!)  // safe: slice has a result
+        width[o] = size
+        steps.append(.slice(out: o, x: x, start: start))
+      case .moeRoute(let k, let normalize):
+        let x = try use(op, 0)
+        guard k <= width[x] else {
+          throw RuntimeError("top_k \(k) exceeds the \(width[x]) experts", at: op)
+        }
+        let o = slot(op.result!)  // safe: moe_route has a result
+        width[o] = width[x]
+        steps.append(.moeRoute(out: o, x: x, topK: k, normalize: normalize))
+      case .moeDispatch(let expert):
+        let x = try use(op, 0), r = try use(op, 1)
+        guard expert < width[r] else {
+          throw RuntimeError("expert \(expert) is outside the route's \(width[r]) experts", at: op)
+        }
+        let o = slot(op.result!)  // safe: moe_dispatch has a result
+        width[o] = width[x]
+        steps.append(.moeDispatch(out: o, x: x, route: r, expert: expert))
+      case .moeCombine:
+        let r = try use(op, 0)
+        var ys: [Int] = []
+        for i in 1..<op.operands.count { ys.append(try use(op, i)) }
+        guard ys.count == width[r], let d = ys.first.map({ width[$0] }),
+          ys.allSatisfy({ width[$0] == d })
+        else {
+          throw RuntimeError(
+            "moe_combine needs one output of equal width per expert of the route", at: op)
+        }
+        let o = slot(op.result!)  // safe: moe_combine has a result
+        width[o] = d
+        steps.append(.moeCombine(out: o, route: r, outputs: ys))
       case .mul, .add:
         let a = try use(op, 0), b = try use(op, 1)
         let o = slot(op.result!)  // safe: binary ops have a result
@@ -194,6 +274,7 @@ package final class BlockExecutor {
       }
     }
     acts = [FloatStorage?](repeating: nil, count: slotCount)
+    slotRows = [Int](repeating: 0, count: slotCount)
     grads = acts
     needsGrad = [Bool](repeating: false, count: slotCount)
   }
@@ -211,11 +292,19 @@ package final class BlockExecutor {
     for step in steps {
       switch step {
       case .param: break
-      case .rmsNorm(let o, let x, let w, _): depends[o] = depends[x] || depends[w]
-      case .linear(let o, let x, let w, let b): depends[o] = depends[x] || depends[w] || b.map { depends[$0] } ?? false
-      case .rope(let o, let x, _), .silu(let o, let x): depends[o] = depends[x]
-      case .attention(let o, let q, let k, let v, _, _, _): depends[o] = depends[q] || depends[k] || depends[v]
-      case .mul(let o, let a, let b), .add(let o, let a, let b): depends[o] = depends[a] || depends[b]
+      case .rmsNorm(let o, let x, let w, _, _): depends[o] = depends[x] || depends[w]
+      case .linear(let o, let x, let w, let b):
+        depends[o] = depends[x] || depends[w] || b.map { depends[$0] } ?? false
+      case .rope(let o, let x, _, _), .silu(let o, let x), .geluTanh(let o, let x),
+        .scale(let o, let x, _),
+        .slice(let o, let x, _), .moeRoute(let o, let x, _, _):
+        depends[o] = depends[x]
+      case .moeDispatch(let o, let x, let r, _): depends[o] = depends[x] || depends[r]
+      case .moeCombine(let o, let r, let ys): depends[o] = depends[r] || ys.contains { depends[$0] }
+      case .attention(let o, let q, let k, let v, _, _, _, _):
+        depends[o] = depends[q] || depends[k] || depends[v]
+      case .mul(let o, let a, let b), .add(let o, let a, let b):
+        depends[o] = depends[a] || depends[b]
       }
     }
     for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil }
@@ -229,24 +318,30 @@ package final class BlockExecutor {
     weightSlotByName[name].flatMap { weights[$0]?.pointer }
   }
 
-  func weightShape(_ name: String) -> [Int]? { weightSlotByName[name].flatMap { shapes[$0] } }
+  package func weightShape(_ name: String) -> [Int]? {
+    weightSlotByName[name].flatMap { shapes[$0] }
+  }
 
   /// Replaces the input quantization of the linears reading weight `name` (a recalibrated
   /// static scale).
   package func setInputQuantization(_ q: InputQuantization, forWeight name: String) {
     guard let ws = weightSlotByName[name] else { return }
-    for case .linear(let o, _, let w, _) in steps where w == ws && inputQuantization[o] != nil { inputQuantization[o] = q }
+    for case .linear(let o, _, let w, _) in steps where w == ws && inputQuantization[o] != nil {
+      inputQuantization[o] = q
+    }
   }
 
   /// The input a linear multiplies: `x` itself, or its fake-quantized copy when inputs are
   /// quantized (computed by `forward`).
   private func linearInput(out o: Int, x: Int) -> UnsafeMutablePointer<Float> {
-    guard quantizeInputs, inputQuantization[o] != nil, let q = quantizedInputs[o] else { return act(x) }
+    guard quantizeInputs, inputQuantization[o] != nil, let q = quantizedInputs[o] else {
+      return act(x)
+    }
     return q.pointer
   }
 
   /// The linear weights of the block in op order.
-  var linearWeightNames: [String] {
+  package var linearWeightNames: [String] {
     var out: [String] = []
     for case .linear(_, _, let w, _) in steps {
       if let name = weightSlotByName.first(where: { $0.value == w })?.key { out.append(name) }
@@ -254,9 +349,12 @@ package final class BlockExecutor {
     return out
   }
 
+  /// Floats in activation slot `s` in the current run.
+  private func count(_ s: Int) -> Int { slotRows[s] * width[s] }
+
   private func act(_ s: Int) -> UnsafeMutablePointer<Float> {
     if s == inputSlot || weights[s] != nil { return weights[s]?.pointer ?? acts[s]!.pointer }  // safe: input set by forward
-    let n = rows * width[s]
+    let n = count(s)
     if let a = acts[s] { a.reserve(n); return a.pointer }
     let a = FloatStorage(count: n)
     acts[s] = a
@@ -266,9 +364,13 @@ package final class BlockExecutor {
   /// Runs the block on `x` (`samples · tokens` rows of the hidden width); returns a pointer to
   /// the output rows, valid until the next call. Every intermediate stays for `backward`.
   @discardableResult
-  package func forward(_ x: UnsafePointer<Float>, samples: Int, tokens t: Int) -> UnsafePointer<Float> {
+  package func forward(
+    _ x: UnsafePointer<Float>, samples: Int, tokens t: Int
+  ) -> UnsafePointer<Float> {
     rows = samples * t
     tokens = t
+    for s in 0..<slotCount { slotRows[s] = rows }
+    dispatched = [:]
     let input = acts[inputSlot] ?? FloatStorage(count: rows * width[inputSlot])
     input.reserve(rows * width[inputSlot])
     input.pointer.update(from: x, count: rows * width[inputSlot])
@@ -284,37 +386,60 @@ package final class BlockExecutor {
   /// the tables always match the run (a window of any length within the model's context).
   private func coverPositions(_ t: Int) {
     for (i, step) in steps.enumerated() {
-      if case .rope(let o, let x, let table) = step, table.positions < t {
-        steps[i] = .rope(out: o, x: x, table: table.covering(t))
+      if case .rope(let o, let x, let table, let stride) = step, table.positions < t {
+        steps[i] = .rope(out: o, x: x, table: table.covering(t), stride: stride)
       }
     }
+  }
+
+  /// The weight an `rms_norm` multiplies by: `w`, or `offset + w` in a scratch copy.
+  private func normWeight(_ w: Int, _ offset: Float) -> [Float]? {
+    offset == 0 ? nil : (0..<width[w]).map { offset + act(w)[$0] }
   }
 
   private func forwardStep(_ step: Step, samples: Int, tokens t: Int) {
     switch step {
     case .param: break
-    case .rmsNorm(let o, let x, let w, let eps):
-      Kernels.rmsNorm(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, into: act(o))
+    case .rmsNorm(let o, let x, let w, let eps, let offset):
+      slotRows[o] = slotRows[x]
+      let (r, n) = (slotRows[x] * (width[x] / width[w]), width[w])
+      if let scaled = normWeight(w, offset) {
+        scaled.withUnsafeBufferPointer {
+          Kernels.rmsNorm(
+            act(x), rows: r, columns: n, weight: $0.baseAddress!, eps: eps, into: act(o))
+        }  // safe: n > 0
+      } else {
+        Kernels.rmsNorm(act(x), rows: r, columns: n, weight: act(w), eps: eps, into: act(o))
+      }
     case .linear(let o, let x, let w, let b):
-      if let hook = linearInputHook, let name = weightSlotByName.first(where: { $0.value == w })?.key {
-        hook(name, act(x), rows, width[x])
+      slotRows[o] = slotRows[x]
+      let rx = slotRows[x]
+      if let hook = linearInputHook,
+        let name = weightSlotByName.first(where: { $0.value == w })?.key
+      {
+        hook(name, act(x), rx, width[x])
       }
       if quantizeInputs, let q = inputQuantization[o] {
-        let n = rows * width[x]
+        let n = rx * width[x]
         let buffer = quantizedInputs[o] ?? FloatStorage(count: n)
         buffer.reserve(n)
         quantizedInputs[o] = buffer
         buffer.pointer.update(from: act(x), count: n)
-        Kernels.fakeQuantize(buffer.pointer, rows: rows, columns: width[x], q)
+        Kernels.fakeQuantize(buffer.pointer, rows: rx, columns: width[x], q)
       }
-      Kernels.linear(linearInput(out: o, x: x), rows: rows, inFeatures: width[x], weight: act(w), outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
-    case .rope(let o, let x, let table):
+      guard rx > 0 else { return }
+      Kernels.linear(
+        linearInput(out: o, x: x), rows: rx, inFeatures: width[x], weight: act(w),
+        outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
+    case .rope(let o, let x, let table, let d):
       let wd = width[x]
       let (xp, op) = (act(x), act(o))
       for s in 0..<samples {
-        Kernels.rope(xp + s * t * wd, rows: t, heads: wd / table.headDim, table: table, into: op + s * t * wd)
+        Kernels.rope(
+          xp + s * t * wd, rows: t, heads: wd / d, table: table, into: op + s * t * wd,
+          headStride: d)
       }
-    case .attention(let o, let q, let k, let v, let h, let kvh, let d):
+    case .attention(let o, let q, let k, let v, let h, let kvh, let d, let variant):
       nonisolated(unsafe) let (qp, kp, vp, op) = (act(q), act(k), act(v), act(o))
       let (wq, wk, wv, wo) = (width[q], width[k], width[v], width[o])
       if keyValueF16 {
@@ -323,16 +448,60 @@ package final class BlockExecutor {
         }
       }
       perSample(samples) { s in
+        if let variant {
+          Kernels.attention(
+            q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
+            kvHeads: kvh,
+            headDim: d, variant: variant, into: op + s * t * wo)
+          return
+        }
         Kernels.attention(
-          q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h, kvHeads: kvh,
+          q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
+          kvHeads: kvh,
           headDim: d, into: op + s * t * wo)
       }
     case .silu(let o, let x):
-      Kernels.silu(act(x), count: rows * width[x], into: act(o))
+      slotRows[o] = slotRows[x]
+      Kernels.silu(act(x), count: count(x), into: act(o))
+    case .geluTanh(let o, let x):
+      slotRows[o] = slotRows[x]
+      Kernels.geluTanh(act(x), count: count(x), into: act(o))
+    case .scale(let o, let x, let f):
+      slotRows[o] = slotRows[x]
+      Kernels.scale(act(x), count: count(x), by: f, into: act(o))
+    case .slice(let o, let x, let start):
+      slotRows[o] = slotRows[x]
+      Kernels.sliceColumns(
+        act(x), rows: slotRows[x], columns: width[x], start: start, size: width[o], into: act(o))
+    case .moeRoute(let o, let x, let k, let normalize):
+      slotRows[o] = slotRows[x]
+      Kernels.moeRoute(
+        act(x), rows: slotRows[x], experts: width[x], topK: k, normalize: normalize, into: act(o))
+    case .moeDispatch(let o, let x, let r, let expert):
+      let list = Kernels.moeTokens(
+        route: act(r), rows: slotRows[r], experts: width[r], expert: expert, all: dispatchAllTokens)
+      dispatched[o] = list
+      slotRows[o] = list.count
+      Kernels.gatherRows(act(x), columns: width[x], tokens: list, into: act(o))
+    case .moeCombine(let o, let r, let ys):
+      slotRows[o] = slotRows[r]
+      let out = act(o)
+      out.update(repeating: 0, count: count(o))
+      for (e, y) in ys.enumerated() {
+        let list = Kernels.moeTokens(
+          route: act(r), rows: slotRows[r], experts: width[r], expert: e, all: dispatchAllTokens)
+        // Each y derives from its expert's dispatch, so the row counts agree.
+        guard list.count == slotRows[y] else { continue }
+        Kernels.moeCombineAdd(
+          route: act(r), experts: width[r], expert: e, tokens: list, y: act(y), columns: width[o],
+          into: out)
+      }
     case .mul(let o, let a, let b):
-      Kernels.mul(act(a), act(b), count: rows * width[a], into: act(o))
+      slotRows[o] = slotRows[a]
+      Kernels.mul(act(a), act(b), count: count(a), into: act(o))
     case .add(let o, let a, let b):
-      Kernels.add(act(a), act(b), count: rows * width[a], into: act(o))
+      slotRows[o] = slotRows[a]
+      Kernels.add(act(a), act(b), count: count(a), into: act(o))
     }
   }
 
@@ -356,7 +525,7 @@ package final class BlockExecutor {
   /// A zeroed throw-away gradient buffer for slot `s` (an input whose gradient nobody needs).
   private func scratch(_ s: Int, _ i: Int) -> UnsafeMutablePointer<Float>? {
     while scratchBuffers.count <= i { scratchBuffers.append(FloatStorage(count: 0)) }
-    let n = rows * width[s]
+    let n = count(s)
     scratchBuffers[i].reserve(n)
     scratchBuffers[i].zero(n)
     return scratchBuffers[i].pointer
@@ -373,14 +542,14 @@ package final class BlockExecutor {
     planGradients()
     timed("bwd zero gradients") {
       for s in 0..<slotCount where needsGrad[s] {
-        let n = rows * width[s]
+        let n = count(s)
         let g = grads[s] ?? FloatStorage(count: n)
         g.reserve(n)
         g.zero(n)
         grads[s] = g
       }
     }
-    grad(outputSlot)?.update(from: dy, count: rows * width[outputSlot])
+    grad(outputSlot)?.update(from: dy, count: count(outputSlot))
     var out: [String: UnsafePointer<Float>] = [:]
     for step in steps.reversed() { backwardStep(step, into: &out) }
     return out
@@ -389,63 +558,137 @@ package final class BlockExecutor {
   private func backwardStep(_ step: Step, into out: inout [String: UnsafePointer<Float>]) {
     switch step {
     case .param: break
-    case .rmsNorm(let o, let x, let w, let eps):
+    case .rmsNorm(let o, let x, let w, let eps, let offset):
       guard let dx = grad(x), let go = grad(o) else { return }
-      timed("bwd rms_norm") { Kernels.rmsNormBackward(act(x), rows: rows, columns: width[x], weight: act(w), eps: eps, dy: go, dx: dx) }
-    case .linear(let o, let x, let w, _):
-      guard let go = grad(o) else { return }
-      if let dx = grad(x) {
-        timed("bwd linear dX") {
-          Kernels.linearBackwardInput(dy: go, rows: rows, outFeatures: width[o], weight: act(w), inFeatures: width[x], dx: dx)
+      let (r, n) = (slotRows[x] * (width[x] / width[w]), width[w])
+      timed("bwd rms_norm") {
+        if let scaled = normWeight(w, offset) {
+          scaled.withUnsafeBufferPointer {
+            Kernels.rmsNormBackward(
+              act(x), rows: r, columns: n, weight: $0.baseAddress!, eps: eps, dy: go, dx: dx)
+          }  // safe: n > 0
+        } else {
+          Kernels.rmsNormBackward(
+            act(x), rows: r, columns: n, weight: act(w), eps: eps, dy: go, dx: dx)
         }
       }
-      if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name) {
+    case .linear(let o, let x, let w, _):
+      guard let go = grad(o) else { return }
+      let rx = slotRows[x]
+      if let dx = grad(x), rx > 0 {
+        timed("bwd linear dX") {
+          Kernels.linearBackwardInput(
+            dy: go, rows: rx, outFeatures: width[o], weight: act(w), inFeatures: width[x], dx: dx)
+        }
+      }
+      if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name)
+      {
         let n = width[o] * width[x]
         let g = weightGrads[name] ?? FloatStorage(count: n)
         weightGrads[name] = g
         timed("bwd linear dW") {
-          Kernels.linearBackwardWeight(dy: go, rows: rows, outFeatures: width[o], input: linearInput(out: o, x: x), inFeatures: width[x], dw: g.pointer)
+          if rx == 0 {
+            g.zero(n)  // an expert no token reached: no gradient
+          } else {
+            Kernels.linearBackwardWeight(
+              dy: go, rows: rx, outFeatures: width[o], input: linearInput(out: o, x: x),
+              inFeatures: width[x], dw: g.pointer)
+          }
         }
         out[name] = UnsafePointer(g.pointer)
       }
-    case .rope(let o, let x, let table):
+    case .rope(let o, let x, let table, let d):
       guard let dx = grad(x), let go = grad(o) else { return }
       let wd = width[x]
       timed("bwd rope") {
         for s in 0..<(rows / tokens) {
-          Kernels.ropeBackward(dy: go + s * tokens * wd, rows: tokens, heads: wd / table.headDim, table: table, dx: dx + s * tokens * wd)
+          Kernels.ropeBackward(
+            dy: go + s * tokens * wd, rows: tokens, heads: wd / d, table: table,
+            dx: dx + s * tokens * wd, headStride: d)
         }
       }
-    case .attention(let o, let q, let k, let v, let h, let kvh, let d):
-      guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1), let dv = grad(v) ?? scratch(v, 2) else { return }
+    case .attention(let o, let q, let k, let v, let h, let kvh, let d, let variant):
+      guard let go = grad(o), let dq = grad(q) ?? scratch(q, 0), let dk = grad(k) ?? scratch(k, 1),
+        let dv = grad(v) ?? scratch(v, 2)
+      else { return }
       let t = tokens
-      nonisolated(unsafe) let (qp, kp, vp, gop, dqp, dkp, dvp) = (act(q), act(k), act(v), go, dq, dk, dv)
+      nonisolated(unsafe) let (qp, kp, vp, gop, dqp, dkp, dvp) = (
+        act(q), act(k), act(v), go, dq, dk, dv
+      )
       let (wq, wk, wv, wo) = (width[q], width[k], width[v], width[o])
       timed("bwd attention") {
         perSample(rows / t) { s in
+          if let variant {
+            Kernels.attentionBackward(
+              q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
+              kvHeads: kvh, headDim: d, variant: variant, dOut: gop + s * t * wo,
+              dq: dqp + s * t * wq,
+              dk: dkp + s * t * wk, dv: dvp + s * t * wv)
+            return
+          }
           Kernels.attentionBackward(
             q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
-            kvHeads: kvh, headDim: d, dOut: gop + s * t * wo, dq: dqp + s * t * wq, dk: dkp + s * t * wk,
+            kvHeads: kvh, headDim: d, dOut: gop + s * t * wo, dq: dqp + s * t * wq,
+            dk: dkp + s * t * wk,
             dv: dvp + s * t * wv)
         }
       }
     case .silu(let o, let x):
       guard let dx = grad(x), let go = grad(o) else { return }
-      timed("bwd silu") { Kernels.siluBackward(act(x), count: rows * width[x], dy: go, dx: dx) }
+      timed("bwd silu") { Kernels.siluBackward(act(x), count: count(x), dy: go, dx: dx) }
+    case .geluTanh(let o, let x):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd gelu_tanh") { Kernels.geluTanhBackward(act(x), count: count(x), dy: go, dx: dx) }
+    case .scale(let o, let x, let f):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd scale") { for i in 0..<count(x) { dx[i] += f * go[i] } }
+    case .slice(let o, let x, let start):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd slice") {
+        Kernels.sliceColumnsBackward(
+          dy: go, rows: slotRows[x], columns: width[x], start: start, size: width[o], dx: dx)
+      }
+    case .moeRoute(let o, let x, _, let normalize):
+      guard let dx = grad(x), let go = grad(o) else { return }
+      timed("bwd moe_route") {
+        Kernels.moeRouteBackward(
+          act(x), route: act(o), rows: slotRows[x], experts: width[x], normalize: normalize, dy: go,
+          dx: dx)
+      }
+    case .moeDispatch(let o, let x, _, _):
+      guard let dx = grad(x), let go = grad(o), let list = dispatched[o] else { return }
+      timed("bwd moe_dispatch") {
+        Kernels.scatterAddRows(dy: go, columns: width[x], tokens: list, dx: dx)
+      }
+    case .moeCombine(let o, let r, let ys):
+      guard let go = grad(o) else { return }
+      let dr = grad(r)
+      timed("bwd moe_combine") {
+        for (e, y) in ys.enumerated() {
+          let list = Kernels.moeTokens(
+            route: act(r), rows: slotRows[r], experts: width[r], expert: e, all: dispatchAllTokens)
+          guard list.count == slotRows[y] else { continue }
+          Kernels.moeCombineBackward(
+            route: act(r), experts: width[r], expert: e, tokens: list, y: act(y), columns: width[o],
+            dOut: go,
+            dy: grad(y), dRoute: dr)
+        }
+      }
     case .mul(let o, let a, let b):
       guard let go = grad(o) else { return }
-      let n = rows * width[a]
+      let n = count(a)
       var scratch = [Float](repeating: 0, count: 0)
       let da = grad(a), db = grad(b)
       if da == nil || db == nil { scratch = [Float](repeating: 0, count: n) }
       timed("bwd mul") {
         scratch.withUnsafeMutableBufferPointer { sp in
-          Kernels.mulBackward(act(a), act(b), count: n, dy: go, da: da ?? sp.baseAddress!, db: db ?? sp.baseAddress!)  // safe: scratch sized n when used
+          Kernels.mulBackward(
+            act(a), act(b), count: n, dy: go, da: da ?? sp.baseAddress!, db: db ?? sp.baseAddress!)  // safe: scratch sized n when used
         }
       }
     case .add(let o, let a, let b):
       guard let go = grad(o) else { return }
-      let n = rows * width[a]
+      let n = count(a)
       timed("bwd add") {
         if let da = grad(a) { for i in 0..<n { da[i] += go[i] } }
         if let db = grad(b) { for i in 0..<n { db[i] += go[i] } }

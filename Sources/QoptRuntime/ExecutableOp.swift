@@ -9,13 +9,23 @@ import QoptIR
 package enum ExecutableOp {
   case param(name: String)
   case embedding
-  case rmsNorm(eps: Float)
+  /// `offset`: added to the weight (`weight_offset`; Gemma's (1 + w) norms), 0 otherwise.
+  case rmsNorm(eps: Float, offset: Float)
   /// `input`: the `input_*` activation quantization applied before the matmul, if any.
   case linear(input: InputQuantization?)
-  /// RoPE frequencies: `theta`, and llama3 scaling when `rope_type` asks for it.
-  case rope(headDim: Int, theta: Double, llama3: RopeTable.Llama3?)
-  case attention(heads: Int, kvHeads: Int, headDim: Int)
+  /// RoPE frequencies: `theta`, and llama3 scaling when `rope_type` asks for it; the first
+  /// `rotaryDim` of each head rotate (`headDim` unless `rotary_dim` says less).
+  case rope(headDim: Int, theta: Double, llama3: RopeTable.Llama3?, rotaryDim: Int)
+  /// `variant`: nil for plain causal attention at 1/√d (the fast kernel), else its scale,
+  /// window and soft cap.
+  case attention(heads: Int, kvHeads: Int, headDim: Int, variant: AttentionVariant?)
   case silu
+  case geluTanh
+  case scale(Float)
+  case slice(start: Int, size: Int)
+  case moeRoute(topK: Int, normalize: Bool)
+  case moeDispatch(expert: Int)
+  case moeCombine
   case mul
   case add
   case call(callee: String)
@@ -38,7 +48,10 @@ package enum ExecutableOp {
       guard let name = op.paramName else { throw RuntimeError("param without a name", at: op) }
       self = .param(name: name)
     case .embedding?: self = .embedding
-    case .rmsNorm?: self = .rmsNorm(eps: Float(op.attributes["eps"]?.doubleValue ?? 1e-6))
+    case .rmsNorm?:
+      self = .rmsNorm(
+        eps: Float(op.attributes["eps"]?.doubleValue ?? 1e-6),
+        offset: Float(op.attributes["weight_offset"]?.doubleValue ?? 0))
     case .linear?:
       switch InputQuantization.parse(op.attributes) {
       case .success(let q): self = .linear(input: q)
@@ -47,12 +60,46 @@ package enum ExecutableOp {
     case .rope?:
       let d = try intAttr("head_dim")
       let (theta, llama3) = try ExecutableOp.ropeFrequencies(op)
-      self = .rope(headDim: d, theta: theta, llama3: llama3)
+      let r = op.attributes["rotary_dim"] != nil ? try intAttr("rotary_dim") : d
+      guard r <= d, r % 2 == 0 else {
+        throw RuntimeError("rotary_dim \(r) must be even and at most head_dim \(d)", at: op)
+      }
+      self = .rope(headDim: d, theta: theta, llama3: llama3, rotaryDim: r)
     case .attention?:
+      let d = try intAttr("head_dim")
+      let a = op.attributes
+      var variant: AttentionVariant?
+      if a["scale"] != nil || a["sliding_window"] != nil || a["softcap"] != nil {
+        let window = a["sliding_window"] != nil ? try intAttr("sliding_window") : nil
+        variant = AttentionVariant(
+          scale: Float(a["scale"]?.doubleValue ?? 1 / Double(d).squareRoot()), window: window,
+          softcap: a["softcap"]?.doubleValue.map(Float.init))
+      }
       self = .attention(
-        heads: try intAttr("heads"), kvHeads: try intAttr("kv_heads"),
-        headDim: try intAttr("head_dim"))
+        heads: try intAttr("heads"), kvHeads: try intAttr("kv_heads"), headDim: d, variant: variant)
     case .silu?: self = .silu
+    case .geluTanh?: self = .geluTanh
+    case .scale?:
+      guard let f = op.attributes["factor"]?.doubleValue else {
+        throw RuntimeError("needs a float attribute 'factor'", at: op)
+      }
+      self = .scale(Float(f))
+    case .slice?:
+      guard let start = op.attributes["start"]?.intValue, start >= 0 else {
+        throw RuntimeError("needs a non-negative integer attribute 'start'", at: op)
+      }
+      self = .slice(start: start, size: try intAttr("size"))
+    case .moeRoute?:
+      guard let n = op.attributes["normalize"]?.boolValue else {
+        throw RuntimeError("needs a boolean attribute 'normalize'", at: op)
+      }
+      self = .moeRoute(topK: try intAttr("top_k"), normalize: n)
+    case .moeDispatch?:
+      guard let x = op.attributes["expert"]?.intValue, x >= 0 else {
+        throw RuntimeError("needs a non-negative integer attribute 'expert'", at: op)
+      }
+      self = .moeDispatch(expert: x)
+    case .moeCombine?: self = .moeCombine
     case .mul?: self = .mul
     case .add?: self = .add
     case .call?:

@@ -13,11 +13,21 @@ enum RunSummary {
   static func text(_ module: Module, output: String, format: String, seconds: Double) -> String {
     var perScheme: [(String, Int, Int)] = []  // scheme, weights, parameters
     var float: [(String, Int, String)] = []  // reason, weights, an example
-    let embeddings = Set(module.allOps.filter { $0.kind == .embedding }.compactMap { $0.operands[1].definingOp?.paramName })
-    let linears = Set(module.allOps.filter { $0.kind == .linear }.compactMap { $0.operands[1].definingOp?.paramName })
+    let embeddings = Set(
+      module.allOps.filter { $0.kind == .embedding }.compactMap {
+        $0.operands[1].definingOp?.paramName
+      })
+    let linears = Set(
+      module.allOps.filter { $0.kind == .linear }.compactMap {
+        $0.operands[1].definingOp?.paramName
+      })
+    let routers = Set(
+      module.allOps.filter { $0.kind == .moeRoute }.compactMap { $0.operands.first?.definingOp }
+        .filter { $0.kind == .linear }.compactMap { $0.operands[1].definingOp?.paramName })
     var seen = Set<String>()
     for op in module.allOps {
-      guard let name = op.paramName, seen.insert(name).inserted, let entry = module.weights[name] else { continue }
+      guard let name = op.paramName, seen.insert(name).inserted, let entry = module.weights[name]
+      else { continue }
       switch entry {
       case .quantized(let q):
         let s = SchemeName.short(q.scheme)
@@ -34,32 +44,49 @@ enum RunSummary {
         if t.shape.count < 2 {
           why = "1-D (norms, biases): kept in float as every recipe does"
         } else if embeddings.contains(name) {
-          why = linears.contains(name) ? "embedding table, tied to the output head: kept in float (not a Linear target)" : "embedding table: kept in float (not a Linear target)"
+          why =
+            linears.contains(name)
+            ? "embedding table, tied to the output head: kept in float (not a Linear target)"
+            : "embedding table: kept in float (not a Linear target)"
         } else if module.hasSuffix("lm_head") || module == "output" {
           why = "output head: kept in float (not a Linear target)"
+        } else if routers.contains(name) {
+          why =
+            "MoE router: kept in float (not a Linear target; llm-compressor recipes ignore mlp.gate)"
         } else if linears.contains(name) {
           why = "linear weight no pass selected (targets/ignore, or no quantization pass)"
         } else {
           why = "not a linear weight"
         }
-        if let i = float.firstIndex(where: { $0.0 == why }) { float[i].1 += 1 } else { float.append((why, 1, name)) }
+        if let i = float.firstIndex(where: { $0.0 == why }) {
+          float[i].1 += 1
+        } else {
+          float.append((why, 1, name))
+        }
       }
     }
     var out = "qopt summary:\n"
     if perScheme.isEmpty {
       out += "  quantized: nothing\n"
     }
-    for (s, n, p) in perScheme { out += "  quantized: \(n) weight\(n == 1 ? "" : "s") as \(s) (\(count(p)) parameters)\n" }
-    for (why, n, example) in float { out += "  float: \(n) weight\(n == 1 ? "" : "s"), e.g. \(example): \(why)\n" }
+    for (s, n, p) in perScheme {
+      out += "  quantized: \(n) weight\(n == 1 ? "" : "s") as \(s) (\(count(p)) parameters)\n"
+    }
+    for (why, n, example) in float {
+      out += "  float: \(n) weight\(n == 1 ? "" : "s"), e.g. \(example): \(why)\n"
+    }
     out += "  output: \(output) (\(format)), \(bytes(sizeOnDisk(output, format: format)))\n"
-    out += "  wall time \(Progress.duration(seconds)), peak memory \(bytes(Int(peakRSSMegabytes() * 1_048_576)))\n"
+    out +=
+      "  wall time \(Progress.duration(seconds)), peak memory \(bytes(Int(peakRSSMegabytes() * 1_048_576)))\n"
     return out
   }
 
   /// Bytes written: the file, the directory's files, or an `.ir` file and its sidecar.
   static func sizeOnDisk(_ path: String, format: String) -> Int {
     var total = fileSize(path)
-    if format == "ir", path.hasSuffix(".ir") { total += fileSize(String(path.dropLast(3)) + ".safetensors") }
+    if format == "ir", path.hasSuffix(".ir") {
+      total += fileSize(String(path.dropLast(3)) + ".safetensors")
+    }
     return total
   }
 
@@ -71,7 +98,9 @@ enum RunSummary {
     defer { closedir(dir) }
     var total = 0
     while let e = readdir(dir) {
-      let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      let name = withUnsafeBytes(of: e.pointee.d_name) {
+        String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+      }
       if name == "." || name == ".." { continue }
       total += fileSize(path + "/" + name)
     }
@@ -90,7 +119,9 @@ enum RunSummary {
   }
 
   static func count(_ n: Int) -> String {
-    if n >= 1_000_000 { return "\(Int(Double(n) / 100_000) / 10).\(Int(Double(n) / 100_000) % 10) M" }
+    if n >= 1_000_000 {
+      return "\(Int(Double(n) / 100_000) / 10).\(Int(Double(n) / 100_000) % 10) M"
+    }
     if n >= 1000 { return "\(Int(Double(n) / 100) / 10).\(Int(Double(n) / 100) % 10) k" }
     return "\(n)"
   }

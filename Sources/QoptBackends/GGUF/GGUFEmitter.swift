@@ -3,9 +3,10 @@ import QoptFormats
 import QoptIR
 import Synchronization
 
-/// Writes a llama-architecture GGUF v3 file that llama.cpp and the `gguf` package read:
-/// `general.*` / `llama.*` / `tokenizer.*` metadata, tensors under GGUF names with Q and K rows
-/// permuted into llama.cpp's adjacent-pair RoPE order, norms in F32, 2-D weights in the chosen
+/// Writes a GGUF v3 file that llama.cpp and the `gguf` package read, for the architectures
+/// `GGUFArchitecture` names (llama, qwen3, qwen3moe, gemma3): `general.*` / `ARCH.*` /
+/// `tokenizer.*` metadata, tensors under llama.cpp's names (MoE experts stacked, Llama's Q and
+/// K rows permuted into its adjacent-pair RoPE order), norms in F32, 2-D weights in the chosen
 /// type (float weights quantized with llama.cpp's codecs, importance-weighted when the module
 /// carries an importance matrix; IR-quantized weights packed exactly, or — with a mix —
 /// requantized from their dequantized values as `llama-quantize --allow-requantize` does).
@@ -40,6 +41,9 @@ public struct GGUFEmitter: WeightEmitter {
     var requantize = false
     /// llama-quantize's per-column quant weights (one row of the importance matrix).
     var importance: [Float]?
+    /// A stacked MoE tensor's further experts, written after `entry` in expert order, each with
+    /// its own importance row.
+    var rest: [(entry: WeightStore.Entry, importance: [Float]?)] = []
   }
 
   public func check(_ module: Module, output: String) throws(BackendError) {
@@ -55,28 +59,44 @@ public struct GGUFEmitter: WeightEmitter {
       )
     }
     let entries = tensors.map { t in
-      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { sink in
-        switch t.entry {
-        case .dense(let d):
-          defer { d.releasePages() }
-          try Self.encodeDense(
-            d, as: t.type, rowOrder: t.rowOrder, importance: t.importance, threads: threads,
-            to: sink)
-        case .quantized(let q) where t.requantize:
-          defer { q.codes.releasePages() }
-          let d = TensorData(floats: q.dequantized(), shape: q.shape)
-          try Self.encodeDense(
-            d, as: t.type, rowOrder: t.rowOrder, importance: t.importance, threads: threads,
-            to: sink)
-        case .quantized(let q):
-          defer { q.codes.releasePages() }
-          try PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads)
-            .withUnsafeBytes { try sink(0, $0) }
+      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { whole in
+        // A stacked tensor's experts go one after another.
+        var at = 0
+        for (part, importance) in [(t.entry, t.importance)] + t.rest {
+          let base = at
+          try withoutActuallyEscaping(whole) { sink in
+            try Self.encode(part, t, importance: importance, threads: threads) { o, bytes in
+              try sink(base + o, bytes)
+            }
+          }
+          at += t.type.byteCount(elements: part.shape.reduce(1, *))
         }
       }
     }
     try GGUFFileWriter.write(
       metadata: metadata.values, raw: metadata.raw, tensors: entries, to: output)
+  }
+
+  /// Encodes one stored tensor (or one expert of a stacked tensor) as `t.type` into `sink`.
+  private static func encode(
+    _ part: WeightStore.Entry, _ t: PlannedTensor, importance: [Float]?, threads: Int,
+    to sink: GGUFTensorEntry.Sink
+  ) throws {
+    switch part {
+    case .dense(let d):
+      defer { d.releasePages() }
+      try encodeDense(
+        d, as: t.type, rowOrder: t.rowOrder, importance: importance, threads: threads, to: sink)
+    case .quantized(let q) where t.requantize:
+      defer { q.codes.releasePages() }
+      let d = TensorData(floats: q.dequantized(), shape: q.shape)
+      try encodeDense(
+        d, as: t.type, rowOrder: t.rowOrder, importance: importance, threads: threads, to: sink)
+    case .quantized(let q):
+      defer { q.codes.releasePages() }
+      try PrequantizedBlocks.encode(q, as: t.type, rowOrder: t.rowOrder, threads: threads)
+        .withUnsafeBytes { try sink(0, $0) }
+    }
   }
 
   /// The tensors as they will be written: source name, GGUF name, type, row-major shape.
@@ -95,66 +115,104 @@ public struct GGUFEmitter: WeightEmitter {
     let weights = ModelWeights(module)
     let config = ModelConfig(module)
     let heads = LlamaMetadata.heads(config, module)
-    if let rs = config.json["rope_scaling"],
-      (rs["rope_type"] ?? rs["type"])?.stringValue == "llama3"
-    {
-      throw BackendError(
-        output: output,
-        "llama3 rope scaling must be baked into a rope_freqs tensor; not supported by this backend yet"
-      )
-    }
+    let arch = try GGUFArchitecture.of(config, output: output)
     var tensors: [PlannedTensor] = []
+    if arch == .llama, let factors = LlamaRopeFreqs.factors(config) {
+      // First, as the converter yields its extra tensors before the checkpoint's.
+      let t = TensorData(floats: factors, shape: [factors.count])
+      tensors.append(
+        PlannedTensor(
+          hf: "rope_freqs.weight", gguf: "rope_freqs.weight", type: .f32, shape: [factors.count],
+          rowOrder: nil, entry: .dense(t)))
+    }
     var seen = Set<String>()
     let sourceTypes = DenseDType.sourceTypes(module)
     // Canonical order — Hugging Face names sorted as safetensors sorts them, which is the order
     // llama.cpp's converter writes — so the file does not depend on how the store was built.
-    let names = weights.tensors.sorted().compactMap { hf in module.weights[hf].map { (hf, $0) } }
+    // MoE experts of one layer and projection are collected until all are there and become one
+    // stacked [experts, rows, cols] tensor (`Qwen2MoeModel.modify_tensors`).
+    let expertCount = config.int("num_experts") ?? config.int("num_local_experts") ?? 0
+    var experts: [String: [Int: (hf: String, entry: WeightStore.Entry)]] = [:]
+    var groups: [(hf: String, gguf: String, parts: [(hf: String, entry: WeightStore.Entry)])] = []
+    for hf in weights.tensors.sorted() {
+      guard let entry = module.weights[hf] else { continue }
+      func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
+      if let x = arch.expert(hf) {
+        guard x.expert < expertCount else { throw fail("expert \(x.expert) of \(expertCount)") }
+        experts[x.gguf, default: [:]][x.expert] = (hf, entry)
+        guard let group = experts[x.gguf], group.count == expertCount else { continue }
+        let parts = (0..<expertCount).compactMap { group[$0] }
+        guard parts.allSatisfy({ $0.entry.shape == parts[0].entry.shape }) else {
+          throw fail("the experts of '\(x.gguf)' differ in shape")
+        }
+        groups.append((parts[0].hf, x.gguf, parts))
+      } else if let g = arch.gguf(hf) {
+        groups.append((hf, g, [(hf, entry)]))
+      } else {
+        throw fail("the \(arch.rawValue) architecture has no GGUF tensor for it")
+      }
+    }
+    if let (g, group) = experts.first(where: { $0.value.count != expertCount }) {
+      throw BackendError(output: output, tensor: g, "has \(group.count) of \(expertCount) experts")
+    }
+    func stackedShape(_ parts: [(hf: String, entry: WeightStore.Entry)]) -> [Int] {
+      parts.count == 1 ? parts[0].entry.shape : [parts.count] + parts[0].entry.shape
+    }
     let importance = self.importance ?? Self.importance(of: module).mapValues { $0.quantWeights() }
     let mixTypes = try types.mix.map { mix throws(BackendError) in
-      let infos = names.map { hf, e in
-        (
-          hf, LlamaTensorNames.gguf(hf), e.shape,
-          e.shape.count < 2 ? GGMLType.f32 : Self.floatType(e)
+      let infos = groups.map { g in
+        let shape = stackedShape(g.parts)
+        return (
+          g.hf, g.gguf, shape,
+          shape.count < 2 ? GGMLType.f32 : Self.floatType(g.parts[0].entry)
         )
       }
       return try GGUFMixPlan.types(
         infos, module: module, selection: types, mix: mix, hasImatrix: !importance.isEmpty,
         output: output)
     }
-    for (hf, entry) in names {
+    for (hf, gguf, parts) in groups {
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
-      let gguf = LlamaTensorNames.gguf(hf)
       guard seen.insert(gguf).inserted else {
         throw fail("two tensors map to the GGUF name '\(gguf)'")
       }
+      var entry = parts[0].entry
+      let shift = arch.normShift(hf)
+      if shift != 0, case .dense(let d) = entry {
+        // Gemma3 norms hold `1 + w` in the file, added in f32 as the converter does.
+        entry = .dense(TensorData(floats: d.floats().map { $0 + shift }, shape: d.shape))
+      }
       var type =
         mixTypes?[gguf] ?? types.type(hf: hf, gguf: gguf, entry: entry, sourceType: sourceTypes[hf])
-      let shape = entry.shape
+      let shape = stackedShape(parts)
       var requantize = false
       // As llama.cpp does when a row does not fill whole blocks: the 32-block type of about the
       // same size, or F16 (what its converter does) when 32 does not divide the row either.
       if type.isQuantized { type = GGUFMixes.fallback(type, rowLength: shape.last ?? 1) }
-      switch entry {
-      case .dense(let d):
-        guard d.dtype.isFloat, d.dtype != .f8e4m3 else {
-          throw fail("dtype \(d.dtype) has no GGUF float type here")
-        }
-      case .quantized(let q):
-        if let why = PrequantizedBlocks.obstacle(q, as: type) {
-          guard types.mix != nil else { throw fail("cannot be written as \(type.name): \(why)") }
-          requantize = true
+      for part in parts {
+        switch part.entry {
+        case .dense(let d):
+          guard d.dtype.isFloat, d.dtype != .f8e4m3 else {
+            throw fail("dtype \(d.dtype) has no GGUF float type here")
+          }
+        case .quantized(let q):
+          if let why = PrequantizedBlocks.obstacle(q, as: type) {
+            guard types.mix != nil else { throw fail("cannot be written as \(type.name): \(why)") }
+            requantize = true
+          }
         }
       }
-      var weights = importance[hf]
-      if let w = weights, !type.hasGGMLCodec || w.count != (shape.last ?? 0) {
+      func rowWeights(_ name: String) throws(BackendError) -> [Float]? {
+        guard let w = importance[name] else { return nil }
+        if type.hasGGMLCodec && w.count == (shape.last ?? 0) { return w }
         // llama-quantize skips the token embedding's row silently and refuses any other misfit.
         if w.count != (shape.last ?? 0) && gguf != "token_embd.weight" {
           throw fail("importance matrix row has \(w.count) columns, the weight \(shape.last ?? 0)")
         }
-        weights = nil
+        return nil
       }
       var order: [Int]?
-      if let r = LlamaTensorNames.rotary(gguf: gguf) {
+      if arch.permutesQK, let r = LlamaTensorNames.rotary(gguf: gguf) {
         guard let heads else {
           throw fail("Q/K permutation needs num_attention_heads in the module attributes")
         }
@@ -164,10 +222,12 @@ public struct GGUFEmitter: WeightEmitter {
         }
         order = p
       }
+      var rest: [(entry: WeightStore.Entry, importance: [Float]?)] = []
+      for part in parts.dropFirst() { rest.append((part.entry, try rowWeights(part.hf))) }
       tensors.append(
         PlannedTensor(
           hf: hf, gguf: gguf, type: type, shape: shape, rowOrder: order, entry: entry,
-          requantize: requantize, importance: weights))
+          requantize: requantize, importance: try rowWeights(hf), rest: rest))
     }
     // The dominant type (by elements) among 2-D tensors names the file type.
     var byType: [GGMLType: Int] = [:]
@@ -177,8 +237,11 @@ public struct GGUFEmitter: WeightEmitter {
       .key ?? .f32
     let anyQuantized = tensors.contains { $0.type.isQuantized }
     let fileType = types.mix?.fileType ?? dominant.fileType
-    var metadata = LlamaMetadata.make(
-      module, config: config, fileType: fileType, quantized: anyQuantized)
+    var metadata =
+      arch == .llama
+      ? LlamaMetadata.make(module, config: config, fileType: fileType, quantized: anyQuantized)
+      : try arch.metadata(
+        module, config: config, fileType: fileType, quantized: anyQuantized, output: output)
     let tokenizer = try TokenizerMetadata.make(module, config: config, output: output)
     metadata += tokenizer.values
     var keys = Set<String>()

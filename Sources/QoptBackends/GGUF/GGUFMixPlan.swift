@@ -26,7 +26,8 @@ enum GGUFMixPlan {
     }
     let facts = LlamaModelFacts(
       architecture: "llama", layerCount: layers, headCount: heads?.q ?? 0,
-      kvHeadCount: heads?.kv ?? 0, expertCount: config.int("num_local_experts") ?? 0)
+      kvHeadCount: heads?.kv ?? 0,
+      expertCount: config.int("num_experts") ?? config.int("num_local_experts") ?? 0)
     let infos = tensors.map {
       LlamaTensorInfo(
         name: $0.gguf, rowLength: $0.shape.last ?? 1, dimensionCount: $0.shape.count,

@@ -27,10 +27,22 @@ public enum GGUFImporter {
   }
 
   public static func lower(_ g: GGUFFile, keepQuantized: Bool = false) throws(FrontendError) -> Module {
-    let config = try config(of: g)
+    let family = try familyConfig(g)
+    let config: LlamaConfig
+    if let family {
+      config = try HFImporter.readConfig(json: family, path: g.path)
+    } else {
+      config = try self.config(of: g)
+    }
     let store = WeightStore()
     var sourceTypes: [String: String] = [:]
     for t in g.tensors {
+      if family != nil, let arch = g["general.architecture"]?.stringValue {
+        try addFamilyTensor(
+          g, t, arch: arch, headDim: config.headDim, keepQuantized: keepQuantized, store: store,
+          sourceTypes: &sourceTypes)
+        continue
+      }
       guard let hf = hfName(t.name) else {
         if t.name == "rope_freqs.weight" {
           throw FrontendError(file: g.path, offset: t.infoOffset, "tensor 'rope_freqs.weight' (Llama-3 rope scaling baked into frequencies) is not supported")
@@ -63,6 +75,8 @@ public enum GGUFImporter {
       store.set(GGUFTokenizerRecords.blobName, .dense(TensorData(dtype: .u8, shape: [kv.count], bytes: kv)))
     }
     let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: g.path)
+    // As for HF directories: backends write the family's config keys back from it.
+    if let family { module.attributes["hf_config"] = .string(family.pretty) }
     if store.contains(GGUFTokenizerRecords.blobName) {
       // Named by an attribute, so a saved `.ir` keeps it in the sidecar like tokenizer.json.
       module.attributes["tokenizer_gguf"] = .symbol(GGUFTokenizerRecords.blobName)
@@ -224,9 +238,9 @@ public enum GGUFImporter {
       FrontendError(file: g.path, offset: g.offset(ofKey: key), "metadata '\(key)': \(m)")
     }
     guard let arch = g["general.architecture"]?.stringValue else {
-      throw FrontendError(file: g.path, key: "general.architecture", "missing (supported architectures: llama)")
+      throw FrontendError(file: g.path, key: "general.architecture", "missing (supported architectures: llama, qwen3, qwen3moe, gemma3)")
     }
-    guard arch == "llama" else { throw fail("general.architecture", "unsupported architecture '\(arch)' (supported: llama)") }
+    guard arch == "llama" else { throw fail("general.architecture", "unsupported architecture '\(arch)' (supported: llama, qwen3, qwen3moe, gemma3)") }
     func int(_ k: String, default dv: Int? = nil) throws(FrontendError) -> Int {
       guard let v = g["llama." + k] else {
         if let dv { return dv }

@@ -33,7 +33,13 @@ public enum HFImporter {
       do { bytes = try readFile(path) } catch { throw FrontendError(error) }
       store.set(name, .dense(TensorData(dtype: .u8, shape: [bytes.count], bytes: bytes)))
     }
-    return try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
+    let module = try LlamaLowering.lower(config, store: store, sourceTypes: sourceTypes, file: dir)
+    // The families beyond Llama keep their config.json, so directory backends write back the
+    // keys the IR does not model (layer_types, rope_parameters per layer type, …).
+    if familyModelTypes.contains(config.modelType) {
+      module.attributes["hf_config"] = .string(try readJSON(configPath).pretty)
+    }
+    return module
   }
 
   /// A compressed-tensors checkpoint (what qopt's own backend and llmcompressor write): the
@@ -54,7 +60,10 @@ public enum HFImporter {
     for name in read.weights.names {
       guard let e = read.weights[name] else { continue }
       let model = name.hasPrefix("model.") || name == "lm_head.weight"
-      guard model || name == LlamaLowering.tokenizerWeight || LlamaLowering.servingFiles.contains(where: { $0.file == name }) else { continue }
+      guard
+        model || name == LlamaLowering.tokenizerWeight
+          || LlamaLowering.servingFiles.contains(where: { $0.file == name })
+      else { continue }
       guard !(config.tieWordEmbeddings && name == "lm_head.weight") else { continue }
       switch e {
       case .quantized:
@@ -63,7 +72,12 @@ public enum HFImporter {
       case .dense where !model:
         store.set(name, e)
       case .dense(let data):
-        store.set(name, .dense(try asF32(data, name: name, file: dir, supported: "F32, F16, BF16 and compressed-tensors packed weights")))
+        store.set(
+          name,
+          .dense(
+            try asF32(
+              data, name: name, file: dir,
+              supported: "F32, F16, BF16 and compressed-tensors packed weights")))
         sourceTypes[name] = data.dtype.rawValue
       }
     }
@@ -71,7 +85,8 @@ public enum HFImporter {
     for (k, v) in read.attributes where k == "hf_config" { module.attributes[k] = v }
     // W8A8: a linear whose config group quantizes its input gets the `input_*` attributes back.
     for op in module.allOps where op.kind == .linear {
-      guard let name = op.operands[1].definingOp?.paramName, let q = read.inputQuantization[name] else { continue }
+      guard let name = op.operands[1].definingOp?.paramName, let q = read.inputQuantization[name]
+      else { continue }
       for (k, v) in q.attributes { op.attributes[k] = v }
     }
     return module
@@ -79,13 +94,19 @@ public enum HFImporter {
 
   /// A checkpoint tensor as the runtime's f32: f32 as it is (memory-mapped), f16/bf16 converted
   /// into owned memory, anything else an error naming the tensor.
-  static func asF32(_ data: TensorData, name: String, file: String, supported: String) throws(FrontendError) -> TensorData {
+  static func asF32(
+    _ data: TensorData, name: String, file: String, supported: String
+  ) throws(FrontendError) -> TensorData {
     switch data.dtype {
     case .f32: return data
     case .f16, .bf16:
-      return TensorData.build(dtype: .f32, shape: data.shape) { raw in data.readFloats(into: raw.bindMemory(to: Float.self)) }
+      return TensorData.build(dtype: .f32, shape: data.shape) { raw in
+        data.readFloats(into: raw.bindMemory(to: Float.self))
+      }
     default:
-      throw FrontendError(file: file, key: name, "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: \(supported))")
+      throw FrontendError(
+        file: file, key: name,
+        "tensor dtype \(data.dtype.safetensorsName) is not supported (supported: \(supported))")
     }
   }
 
@@ -94,10 +115,14 @@ public enum HFImporter {
     let single = dir + "/model.safetensors"
     let indexPath = dir + "/model.safetensors.index.json"
     if fileExists(single) {
-      do { return try SafetensorsFile(path: single).tensors.map { ($0.name, $0.data, single) } } catch { throw FrontendError(error) }
+      do {
+        return try SafetensorsFile(path: single).tensors.map { ($0.name, $0.data, single) }
+      } catch { throw FrontendError(error) }
     }
     guard fileExists(indexPath) else {
-      throw FrontendError(file: dir, place: .none, "no model.safetensors or model.safetensors.index.json in the checkpoint directory")
+      throw FrontendError(
+        file: dir, place: .none,
+        "no model.safetensors or model.safetensors.index.json in the checkpoint directory")
     }
     let index = try readJSON(indexPath)
     guard let map = index["weight_map"]?.objectPairs else {
@@ -107,7 +132,9 @@ public enum HFImporter {
     var wanted: [String: String] = [:]
     for (name, f) in map {
       guard let file = f.stringValue, !file.contains("/") else {
-        throw FrontendError(file: indexPath, key: "weight_map.\(name)", "must name a shard file in the same directory")
+        throw FrontendError(
+          file: indexPath, key: "weight_map.\(name)", "must name a shard file in the same directory"
+        )
       }
       if !files.contains(file) { files.append(file) }
       wanted[name] = file
@@ -116,7 +143,9 @@ public enum HFImporter {
     var found = Set<String>()
     for file in files {
       let path = dir + "/" + file
-      guard fileExists(path) else { throw FrontendError(file: indexPath, key: "weight_map", "shard '\(file)' does not exist") }
+      guard fileExists(path) else {
+        throw FrontendError(file: indexPath, key: "weight_map", "shard '\(file)' does not exist")
+      }
       let st: SafetensorsFile
       do { st = try SafetensorsFile(path: path) } catch { throw FrontendError(error) }
       for (name, data) in st.tensors where wanted[name] == file {
@@ -125,7 +154,9 @@ public enum HFImporter {
       }
     }
     if let missing = wanted.keys.sorted().first(where: { !found.contains($0) }) {
-      throw FrontendError(file: indexPath, key: "weight_map.\(missing)", "tensor is not in shard '\(wanted[missing] ?? "")'")
+      throw FrontendError(
+        file: indexPath, key: "weight_map.\(missing)",
+        "tensor is not in shard '\(wanted[missing] ?? "")'")
     }
     return out
   }
@@ -140,30 +171,46 @@ public enum HFImporter {
 
   /// Parses config.json into a `LlamaConfig`, with transformers' defaults for optional keys.
   public static func readConfig(_ path: String) throws(FrontendError) -> LlamaConfig {
-    let j = try readJSON(path)
-    guard j.objectPairs != nil else { throw FrontendError(file: path, offset: 0, "config.json is not a JSON object") }
-    let supported = LlamaConfig.supportedModelTypes.joined(separator: ", ")
-    guard let mt = j["model_type"]?.stringValue else {
-      throw FrontendError(file: path, key: "model_type", "missing (supported model types: \(supported))")
+    try readConfig(json: try readJSON(path), path: path)
+  }
+
+  /// `readConfig` of an already parsed config (the GGUF importer builds one from metadata);
+  /// errors name `path`.
+  static func readConfig(json j: JSON, path: String) throws(FrontendError) -> LlamaConfig {
+    guard j.objectPairs != nil else {
+      throw FrontendError(file: path, offset: 0, "config.json is not a JSON object")
     }
-    guard LlamaConfig.supportedModelTypes.contains(mt) else {
-      throw FrontendError(file: path, key: "model_type", "unsupported model type '\(mt)' (supported: \(supported))")
+    let supported = (LlamaConfig.supportedModelTypes + familyModelTypes).joined(separator: ", ")
+    guard let mt = j["model_type"]?.stringValue else {
+      throw FrontendError(
+        file: path, key: "model_type", "missing (supported model types: \(supported))")
+    }
+    guard LlamaConfig.supportedModelTypes.contains(mt) || familyModelTypes.contains(mt) else {
+      throw FrontendError(
+        file: path, key: "model_type", "unsupported model type '\(mt)' (supported: \(supported))")
     }
     func int(_ k: String, _ dv: Int? = nil) throws(FrontendError) -> Int {
       guard let v = j[k], v != .null else {
         if let dv { return dv }
-        throw FrontendError(file: path, key: k, "missing (required for model_type '\(mt)'; supported model types: \(supported))")
+        throw FrontendError(
+          file: path, key: k,
+          "missing (required for model_type '\(mt)'; supported model types: \(supported))")
       }
-      guard let i = v.intValue, i > 0 else { throw FrontendError(file: path, key: k, "must be a positive integer") }
+      guard let i = v.intValue, i > 0 else {
+        throw FrontendError(file: path, key: k, "must be a positive integer")
+      }
       return i
     }
     func double(_ k: String, _ dv: Double) throws(FrontendError) -> Double {
       guard let v = j[k], v != .null else { return dv }
-      guard let d = v.doubleValue else { throw FrontendError(file: path, key: k, "must be a number") }
+      guard let d = v.doubleValue else {
+        throw FrontendError(file: path, key: k, "must be a number")
+      }
       return d
     }
     if let act = j["hidden_act"]?.stringValue, act != "silu" {
-      throw FrontendError(file: path, key: "hidden_act", "activation '\(act)' is not supported (supported: silu)")
+      throw FrontendError(
+        file: path, key: "hidden_act", "activation '\(act)' is not supported (supported: silu)")
     }
     if j["mlp_bias"]?.boolValue == true {
       throw FrontendError(file: path, key: "mlp_bias", "MLP biases are not supported")
@@ -172,16 +219,23 @@ public enum HFImporter {
     let heads = try int("num_attention_heads")
     var theta = try double("rope_theta", 10000)
     if let rp = j["rope_parameters"], let t = rp["rope_theta"]?.doubleValue { theta = t }
+    if let rp = j["rope_parameters"], let t = rp["full_attention"]?["rope_theta"]?.doubleValue {
+      theta = t
+    }
     var c = LlamaConfig(
       modelType: mt, hiddenSize: hidden, intermediateSize: try int("intermediate_size"),
       numHiddenLayers: try int("num_hidden_layers"), numAttentionHeads: heads,
-      numKeyValueHeads: try int("num_key_value_heads", heads), headDim: try int("head_dim", hidden / heads),
-      rmsNormEps: try double("rms_norm_eps", 1e-6), ropeTheta: theta, vocabSize: try int("vocab_size"),
+      numKeyValueHeads: try int("num_key_value_heads", heads),
+      headDim: try int("head_dim", hidden / heads),
+      rmsNormEps: try double("rms_norm_eps", 1e-6), ropeTheta: theta,
+      vocabSize: try int("vocab_size"),
       maxPositionEmbeddings: try int("max_position_embeddings", 2048),
       tieWordEmbeddings: j["tie_word_embeddings"]?.boolValue ?? false)
     if let (k, m) = c.sizeProblem { throw FrontendError(file: path, key: k, m) }
     guard c.numAttentionHeads % c.numKeyValueHeads == 0 else {
-      throw FrontendError(file: path, key: "num_key_value_heads", "\(c.numKeyValueHeads) does not divide num_attention_heads \(c.numAttentionHeads)")
+      throw FrontendError(
+        file: path, key: "num_key_value_heads",
+        "\(c.numKeyValueHeads) does not divide num_attention_heads \(c.numAttentionHeads)")
     }
     c.bosTokenId = j["bos_token_id"]?.intValue
     c.eosTokenId = j["eos_token_id"]?.intValue
@@ -192,18 +246,29 @@ public enum HFImporter {
       case "default": break
       case "llama3":
         func p(_ k: String) throws(FrontendError) -> Double {
-          guard let v = rs[k]?.doubleValue else { throw FrontendError(file: path, key: "\(scalingKey).\(k)", "missing (required for llama3 rope scaling)") }
+          guard let v = rs[k]?.doubleValue else {
+            throw FrontendError(
+              file: path, key: "\(scalingKey).\(k)", "missing (required for llama3 rope scaling)")
+          }
           return v
         }
         guard let orig = rs["original_max_position_embeddings"]?.intValue else {
-          throw FrontendError(file: path, key: "\(scalingKey).original_max_position_embeddings", "missing (required for llama3 rope scaling)")
+          throw FrontendError(
+            file: path, key: "\(scalingKey).original_max_position_embeddings",
+            "missing (required for llama3 rope scaling)")
         }
         c.ropeScaling = LlamaConfig.Llama3Scaling(
-          factor: try p("factor"), lowFreqFactor: try p("low_freq_factor"), highFreqFactor: try p("high_freq_factor"),
+          factor: try p("factor"), lowFreqFactor: try p("low_freq_factor"),
+          highFreqFactor: try p("high_freq_factor"),
           originalMaxPositionEmbeddings: orig)
       default:
-        throw FrontendError(file: path, key: "\(scalingKey).rope_type", "rope scaling '\(type)' is not supported (supported: default, llama3)")
+        throw FrontendError(
+          file: path, key: "\(scalingKey).rope_type",
+          "rope scaling '\(type)' is not supported (supported: default, llama3)")
       }
+    }
+    if familyModelTypes.contains(mt) {
+      c.family = try readFamily(j, modelType: mt, config: c, path: path)
     }
     return c
   }

@@ -44,7 +44,7 @@ package final class AutoRoundRun {
       let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
       context.remark(
         GroupSizeChoice.summary(
-            columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
+          columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
     }
 
     // iters=0 is RTN: no data, no block forward.
@@ -177,6 +177,22 @@ package final class AutoRoundRun {
       }
     }
     progress(summaryTable(reports))
+    // MoE experts no calibration token reached get no gradient: their rounding stays RTN.
+    if !calib.linearStats.isEmpty {
+      var idle: [String: [Int]] = [:]
+      for (name, m) in module.moeExpertLinears()
+      where paramByName[name] != nil && (calib.linearStats[name]?.tokens ?? 0) == 0 {
+        if !(idle[m.function]?.contains(m.expert) ?? false) {
+          idle[m.function, default: []].append(m.expert)
+        }
+      }
+      for f in idle.keys.sorted() {
+        let list = (idle[f] ?? []).sorted().map(String.init).joined(separator: ", ")
+        context.remark(
+          "@\(f): experts \(list) received no calibration tokens and are quantized with RTN (round to nearest, no tuning)"
+        )
+      }
+    }
   }
 
   /// The selected linear weights read in `f`, in op order.

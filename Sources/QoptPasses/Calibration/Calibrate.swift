@@ -9,10 +9,15 @@ import QoptRuntime
 /// The module gets a fingerprint of what was used (`calib.data_hash`, `calib.samples`,
 /// `calib.seqlen`, `calib.seed`), so a dump shows which data a quantized model saw.
 let calibratePass = Pass(
-  "calibrate", summary: "tokenize calibration data and cache the float model's block inputs and linear input statistics",
+  "calibrate",
+  summary:
+    "tokenize calibration data and cache the float model's block inputs and linear input statistics",
   details: calibrateDetails, options: CalibrateOptions.self, preserves: [CalibrationAnalysis.name]
 ) { module, options, context in
-  if !options.allowLongContext, let problem = ContextLength.problem(seqlen: options.seqlen, module: module, override: "allow-long-context") {
+  if !options.allowLongContext,
+    let problem = ContextLength.problem(
+      seqlen: options.seqlen, module: module, override: "allow-long-context")
+  {
     throw context.error(problem)
   }
   let (data, source) = try CalibrationText.load(options.data)
@@ -29,16 +34,20 @@ let calibratePass = Pass(
   // Block-0 inputs: the embedding rows of every window.
   let table = try model.embeddingTable()
   let width = table.columns
-  let store = ActivationStore(tokens: seqlen, width: width, budgetBytes: options.memoryBudgetMB << 20)
+  let store = ActivationStore(
+    tokens: seqlen, width: width, budgetBytes: options.memoryBudgetMB << 20)
   var row = [Float](repeating: 0, count: seqlen * width)
   for w in windows {
     if let bad = w.first(where: { $0 < 0 || Int($0) >= table.rows }) {
-      throw context.error("token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
+      throw context.error(
+        "token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
     }
     try row.withUnsafeMutableBufferPointer { rp in
       w.withUnsafeBufferPointer { ip in
         table.values.withUnsafeBufferPointer { tp in
-          Kernels.embedding(ip.baseAddress!, count: seqlen, table: tp.baseAddress!, columns: width, into: rp.baseAddress!)  // safe: non-empty windows
+          Kernels.embedding(
+            ip.baseAddress!, count: seqlen, table: tp.baseAddress!, columns: width,
+            into: rp.baseAddress!)  // safe: non-empty windows
         }
       }
       try store.append(rp.baseAddress!)  // safe: as above
@@ -50,7 +59,8 @@ let calibratePass = Pass(
   // rest) and become the next block's inputs.
   var stats: [String: CalibrationData.ChannelStats] = [:]
   // The linears whose input rows are kept for plugins (`calibration_stats` "input_rows").
-  let keep = Set(try WeightTargets(targets: options.keepInputs, ignore: []).select(in: module).map(\.1))
+  let keep = Set(
+    try WeightTargets(targets: options.keepInputs, ignore: []).select(in: module).map(\.1))
   if !keep.isEmpty && !options.stats { throw PassError("keep-inputs needs stats (drop no-stats)") }
   var kept: [String: ActivationStore] = [:]
   var keepError: (any Error)?
@@ -67,6 +77,7 @@ let calibratePass = Pass(
       // llama.cpp's forward: f16 KV cache, ggml's RoPE angles.
       exec.keyValueF16 = options.numerics == .llamaCpp
       exec.ggmlRope = options.numerics == .llamaCpp
+      exec.dispatchAllTokens = options.allExperts
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
         var s = stats[name] ?? .init(columns: cols)
@@ -80,13 +91,16 @@ let calibratePass = Pass(
         }
         stats[name] = s
         if keep.contains(name), keepError == nil {
-          let rowsStore = kept[name] ?? ActivationStore(tokens: seqlen, width: cols, budget: store.budget)
+          let rowsStore =
+            kept[name] ?? ActivationStore(tokens: seqlen, width: cols, budget: store.budget)
           do { try rowsStore.append(p, samples: rows / seqlen) } catch { keepError = error }
           kept[name] = rowsStore
         }
       }
       // The last block's outputs are not needed.
-      let next = bi + 1 < model.blocks.count ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
+      let next =
+        bi + 1 < model.blocks.count
+        ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
       var s0 = 0
       while s0 < windows.count {
         BLAS.adapt()  // the free cores, re-measured between batches
@@ -107,6 +121,7 @@ let calibratePass = Pass(
       context.setImportance(name, sums)
     }
     for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
+    reportExpertTokens(module, stats, allExperts: options.allExperts, context: context)
   }
 
   let hash = fnv1a64(data)
@@ -117,8 +132,12 @@ let calibratePass = Pass(
   context.setModuleAttribute("calib.seed", .int(options.seed))
   context.analyses.set(
     CalibrationAnalysis.self,
-    CalibrationData(windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, linearInputs: kept, fingerprint: fingerprint))
-  context.remark("\(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")")
+    CalibrationData(
+      windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, linearInputs: kept,
+      fingerprint: fingerprint))
+  context.remark(
+    "\(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")"
+  )
 }
 
 /// Options of `calibrate`.
@@ -134,6 +153,7 @@ struct CalibrateOptions: PassOptions {
   var momentum = 0.9
   var allowLongContext = false
   var keepInputs: [String] = []
+  var allExperts = false
 
   /// Where the windows come from in the token stream.
   enum Windowing: String, CaseIterable, Sendable { case spread, consecutive }
@@ -142,7 +162,10 @@ struct CalibrateOptions: PassOptions {
 
   init() {}
   static let schema: [OptionField<CalibrateOptions>] = [
-    .string("data", \.data, "text file, or .json token ids (a flat list, or a list of windows); empty: the built-in English text"),
+    .string(
+      "data", \.data,
+      "text file, or .json token ids (a flat list, or a list of windows); empty: the built-in English text"
+    ),
     .int("samples", \.samples, "number of windows", in: 1...1_000_000),
     .int("seqlen", \.seqlen, "tokens per window", in: 2...1_000_000),
     .choice(
@@ -155,12 +178,32 @@ struct CalibrateOptions: PassOptions {
       "llama.cpp: attention reads keys and values rounded to f16 (llama.cpp's default KV"
         + " cache) and RoPE angles are computed as ggml does (qopt imatrix uses it to match"
         + " llama-imatrix)"),
-    .int("seed", \.seed, "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed", in: -1...Int.max),
-    .bool("stats", \.stats, "collect per-linear input statistics (one float forward over the calibration data)"),
-    .int("memory-budget", \.memoryBudgetMB, "MiB of cached activations kept in memory (calibrate's block inputs and outputs, autoround's targets and quantized inputs, together); the rest spills to a temporary file read back a sample at a time", in: 0...1_048_576),
-    .double("momentum", \.momentum, "moving-average weight of the old activation range per window (optimum-quanto: 0.9)", in: 0...1),
-    .bool("allow-long-context", \.allowLongContext, "allow seqlen above the model's max_position_embeddings (for rope scaling that supports it)"),
-    .list("keep-inputs", \.keepInputs, "Linear, names or re: regexes of weights whose linears' input rows are kept for plugins (calibration_stats \"input_rows\"); they share memory-budget"),
+    .int(
+      "seed", \.seed,
+      "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed",
+      in: -1...Int.max),
+    .bool(
+      "stats", \.stats,
+      "collect per-linear input statistics (one float forward over the calibration data)"),
+    .int(
+      "memory-budget", \.memoryBudgetMB,
+      "MiB of cached activations kept in memory (calibrate's block inputs and outputs, autoround's targets and quantized inputs, together); the rest spills to a temporary file read back a sample at a time",
+      in: 0...1_048_576),
+    .double(
+      "momentum", \.momentum,
+      "moving-average weight of the old activation range per window (optimum-quanto: 0.9)",
+      in: 0...1),
+    .bool(
+      "allow-long-context", \.allowLongContext,
+      "allow seqlen above the model's max_position_embeddings (for rope scaling that supports it)"),
+    .bool(
+      "all-experts", \.allExperts,
+      "MoE: send every calibration token to every expert for the statistics (llm-compressor's calibrate_all_experts); the blocks' outputs still follow the router"
+    ),
+    .list(
+      "keep-inputs", \.keepInputs,
+      "Linear, names or re: regexes of weights whose linears' input rows are kept for plugins (calibration_stats \"input_rows\"); they share memory-budget"
+    ),
   ]
 }
 
@@ -205,6 +248,31 @@ let calibrateDetails = """
   It is the sum the mean x² above is made from, so it costs nothing extra.
   """
 
+/// Per-expert token counts of every MoE block (each expert's first linear's input rows), as a
+/// remark, and a warning naming the experts no calibration token reached (passes quantize
+/// those from their weights alone, RTN, and say so).
+private func reportExpertTokens(
+  _ module: Module, _ stats: [String: CalibrationData.ChannelStats], allExperts: Bool,
+  context: PassContext
+) {
+  var counts: [String: [Int: Int]] = [:]
+  for (name, m) in module.moeExpertLinears() {
+    let n = stats[name]?.tokens ?? 0
+    counts[m.function, default: [:]][m.expert] = max(counts[m.function]?[m.expert] ?? 0, n)
+  }
+  for f in module.functions where counts[f.name] != nil {
+    let byExpert = counts[f.name] ?? [:]
+    let list = byExpert.keys.sorted().map { "\(byExpert[$0] ?? 0)" }.joined(separator: ", ")
+    context.remark("@\(f.name) expert tokens\(allExperts ? " (all-experts)" : ""): [\(list)]")
+    let idle = byExpert.keys.sorted().filter { byExpert[$0] == 0 }
+    if !idle.isEmpty {
+      context.warning(
+        "@\(f.name): experts \(idle.map(String.init).joined(separator: ", ")) received no calibration tokens; they are quantized from their weights alone (RTN)"
+      )
+    }
+  }
+}
+
 /// FNV-1a 64-bit hash of `bytes`, as 16 hex digits.
 func fnv1a64(_ bytes: [UInt8]) -> String {
   var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -230,22 +298,36 @@ package enum CalibrationText {
   static func tokens(of data: [UInt8], source: String, module: Module) throws -> Tokens {
     if source.hasSuffix(".json") {
       let json: JSON
-      do { json = try JSON.parse(data) } catch { throw StorageError(file: source, offset: error.offset, message: error.message) }
-      guard let items = json.arrayValue else { throw StorageError(file: source, offset: 0, message: "expected a JSON list of token ids or of windows") }
+      do { json = try JSON.parse(data) } catch {
+        throw StorageError(file: source, offset: error.offset, message: error.message)
+      }
+      guard let items = json.arrayValue else {
+        throw StorageError(
+          file: source, offset: 0, message: "expected a JSON list of token ids or of windows")
+      }
       if items.first?.arrayValue != nil {
         let ws = try items.enumerated().map { i, w -> [Int32] in
-          guard let a = w.arrayValue else { throw StorageError(file: source, offset: nil, message: "window \(i) is not a list of token ids") }
+          guard let a = w.arrayValue else {
+            throw StorageError(
+              file: source, offset: nil, message: "window \(i) is not a list of token ids")
+          }
           return try a.enumerated().map { j, v in
-            guard let n = v.intValue, let t = Int32(exactly: n) else { throw StorageError(file: source, offset: nil, message: "window \(i), item \(j) is not a token id") }
+            guard let n = v.intValue, let t = Int32(exactly: n) else {
+              throw StorageError(
+                file: source, offset: nil, message: "window \(i), item \(j) is not a token id")
+            }
             return t
           }
         }
         return .windows(ws)
       }
-      return .flat(try items.enumerated().map { j, v in
-        guard let n = v.intValue, let t = Int32(exactly: n) else { throw StorageError(file: source, offset: nil, message: "item \(j) is not a token id") }
-        return t
-      })
+      return .flat(
+        try items.enumerated().map { j, v in
+          guard let n = v.intValue, let t = Int32(exactly: n) else {
+            throw StorageError(file: source, offset: nil, message: "item \(j) is not a token id")
+          }
+          return t
+        })
     }
     guard let text = String(validating: data, as: UTF8.self) else {
       throw StorageError(file: source, offset: nil, message: "calibration text is not valid UTF-8")
@@ -298,15 +380,21 @@ package enum CalibrationText {
   /// `samples` windows of `seqlen` tokens: evenly spaced (offset i·⌊N/samples⌋, clamped so the
   /// window fits) or, with `seed ≥ 0`, at random offsets. Given windows are used as they are
   /// (the first `samples`, each cut to `seqlen`).
-  package static func windows(_ tokens: Tokens, samples: Int, seqlen: Int, seed: Int, source: String) throws -> [[Int32]] {
+  package static func windows(
+    _ tokens: Tokens, samples: Int, seqlen: Int, seed: Int, source: String
+  ) throws -> [[Int32]] {
     switch tokens {
     case .windows(let ws):
       let short = ws.prefix(samples).firstIndex { $0.count < seqlen }
-      if let short { throw PassError("window \(short) of \(source) has \(ws[short].count) tokens, fewer than seqlen=\(seqlen)") }
+      if let short {
+        throw PassError(
+          "window \(short) of \(source) has \(ws[short].count) tokens, fewer than seqlen=\(seqlen)")
+      }
       return ws.prefix(samples).map { Array($0.prefix(seqlen)) }
     case .flat(let ids):
       guard ids.count >= seqlen else {
-        throw PassError("\(source) has \(ids.count) tokens, fewer than one window of seqlen=\(seqlen)")
+        throw PassError(
+          "\(source) has \(ids.count) tokens, fewer than one window of seqlen=\(seqlen)")
       }
       let last = ids.count - seqlen
       var rng = SplitMix64(seed: UInt64(max(seed, 0)))

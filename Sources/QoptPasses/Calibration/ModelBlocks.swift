@@ -8,33 +8,51 @@ struct ModelBlocks {
   let blocks: [Function]
   /// The `embedding` op whose output feeds the first block.
   let embedding: Op
+  /// The factor of a `scale` op between the embedding and the first block (Gemma's √hidden).
+  let embeddingScale: Float?
 
   /// `pass` names the errors; without it, the pass manager names them after the running pass.
   init(module: Module, pass: String = "") throws {
     self.module = module
-    guard let main = module.function(named: "main") else { throw PassError(pass: pass, "the module has no @main") }
+    guard let main = module.function(named: "main") else {
+      throw PassError(pass: pass, "the module has no @main")
+    }
     let calls = main.body.filter { $0.kind == .call }
-    guard let first = calls.first else { throw PassError(pass: pass, "@main calls no block function") }
+    guard let first = calls.first else {
+      throw PassError(pass: pass, "@main calls no block function")
+    }
     var fs: [Function] = []
     for (i, c) in calls.enumerated() {
       guard let name = c.callee, let f = module.function(named: name) else {
         throw PassError(pass: pass, "call to an unknown function", at: c.location)
       }
       if i > 0 && c.operands.first !== calls[i - 1].result {
-        throw PassError(pass: pass, "@\(name) is not called on the previous block's output", at: c.location)
+        throw PassError(
+          pass: pass, "@\(name) is not called on the previous block's output", at: c.location)
       }
       fs.append(f)
     }
-    guard let e = first.operands.first?.definingOp, e.kind == .embedding else {
-      throw PassError(pass: pass, "the first block's input is not an embedding", at: first.location)
+    var input = first.operands.first?.definingOp
+    var scale: Float?
+    if let s = input, s.kind == .scale, let f = s.attributes["factor"]?.doubleValue {
+      scale = Float(f)
+      input = s.operands.first?.definingOp
+    }
+    guard let e = input, e.kind == .embedding else {
+      throw PassError(
+        pass: pass, "the first block's input is not an embedding (or a scaled embedding)",
+        at: first.location)
     }
     blocks = fs
     embedding = e
+    embeddingScale = scale
   }
 
   /// The embedding table as f32 `[rows, columns]`.
   func embeddingTable() throws -> (values: [Float], rows: Int, columns: Int) {
-    guard let p = embedding.operands[1].definingOp, let name = p.paramName, let entry = module.weights[name], entry.shape.count == 2 else {
+    guard let p = embedding.operands[1].definingOp, let name = p.paramName,
+      let entry = module.weights[name], entry.shape.count == 2
+    else {
       throw PassError("the embedding table is not a 2-D param", at: embedding.location)
     }
     let values: [Float]
@@ -42,6 +60,8 @@ struct ModelBlocks {
     case .dense(let t): values = t.floats()
     case .quantized(let q): values = q.dequantized()
     }
+    // Scaling the table equals scaling each looked-up row (one f32 product per element).
+    if let f = embeddingScale { return (values.map { $0 * f }, entry.shape[0], entry.shape[1]) }
     return (values, entry.shape[0], entry.shape[1])
   }
 }

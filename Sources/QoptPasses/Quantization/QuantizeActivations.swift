@@ -26,20 +26,27 @@ let quantizeActivationsPass = Pass(
         "\(kind == .nvfp4 ? "type=nvfp4 (a calibrated global scale)" : "mode=static") needs calibrated activation ranges: put 'calibrate' before this pass in -passes, with no pass that changes weights in between (e.g. -passes='calibrate,quantize-activations<mode=static;strategy=tensor>,rtn')")
     }
   }
+  let idle = calibration.map { idleExpertRanges(module, $0) } ?? [:]
+  if !idle.isEmpty {
+    context.remark(
+      "\(idle.count) MoE expert linears received no calibration tokens; their inputs take "
+        + "the mean range of the same projection in the experts that did")
+  }
   var count = 0
   for op in module.allOps where op.kind == .linear {
     guard let name = op.operands[1].definingOp?.paramName, selected.contains(name) else { continue }
+    let stats = idle[name] ?? calibration?.linearStats[name]
     var q = InputQuantization(kind: kind, mode: mode, strategy: strategy)
-    if kind == .nvfp4, let calibration {
-      guard let s = calibration.linearStats[name], s.tokens > 0 else {
+    if kind == .nvfp4, calibration != nil {
+      guard let s = stats, s.tokens > 0 else {
         throw context.error("no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op)
       }
       // gs = 448·6 / amax, amax = max(|min|, |max|) of the calibrated input (llmcompressor's
       // static_minmax); linears reading one value see the same range, hence the same gs.
       let amax = options.observer == .minmax ? Swift.max(abs(s.min), abs(s.max)) : s.movingAbsMax
       q = .nvfp4(globalScale: NVFP4Quantizer.globalScale(amax: amax))
-    } else if let calibration {
-      guard let s = calibration.linearStats[name], s.tokens > 0 else {
+    } else if calibration != nil {
+      guard let s = stats, s.tokens > 0 else {
         throw context.error("no calibrated input range for the linear reading \(Printer.symbol(name)) (was 'calibrate' run with no-stats?)", at: op)
       }
       q.scale = options.observer == .minmax
@@ -106,3 +113,33 @@ let quantizeActivationsDetails = """
 
   Targets as for `rtn`: `Linear` selects every linear except the output head.
   """
+
+/// Input ranges for the MoE expert linears calibration never reached: the mean `min`, `max`
+/// and moving abs-max of the same projection (same function, weight shape and place in the
+/// expert: reading the dispatch or not) in the experts that received tokens. Experts are
+/// found from dataflow (`moeExpertLinears`).
+private func idleExpertRanges(
+  _ module: Module, _ calibration: CalibrationData
+) -> [String: CalibrationData.ChannelStats] {
+  let experts = module.moeExpertLinears()
+  var key: [String: String] = [:]
+  for op in module.allOps where op.kind == .linear {
+    guard let name = op.operands[1].definingOp?.paramName, let m = experts[name] else { continue }
+    let direct = op.operands[0].definingOp?.kind == .moeDispatch
+    key[name] = "\(m.function) \(op.operands[1].type.shape) \(direct)"
+  }
+  var groups: [String: [CalibrationData.ChannelStats]] = [:]
+  for (name, k) in key {
+    if let s = calibration.linearStats[name], s.tokens > 0 { groups[k, default: []].append(s) }
+  }
+  var out: [String: CalibrationData.ChannelStats] = [:]
+  for (name, k) in key where (calibration.linearStats[name]?.tokens ?? 0) == 0 {
+    guard let sib = groups[k], var s = sib.first else { continue }
+    let n = Float(sib.count)
+    s.min = sib.map(\.min).reduce(0, +) / n
+    s.max = sib.map(\.max).reduce(0, +) / n
+    s.movingAbsMax = sib.map(\.movingAbsMax).reduce(0, +) / n
+    out[name] = s
+  }
+  return out
+}

@@ -10,7 +10,9 @@ import QoptIR
 /// (`NamePattern`: Python's `re.match`, in linear time).
 ///
 /// The output head (a weight named `lm_head` or `output`, or one that is also an embedding
-/// table) and embeddings are never selected by `Linear`, only by a pattern that names them.
+/// table), embeddings and MoE routers (a linear whose logits feed `moe_route`; llm-compressor's
+/// recipes ignore `mlp.gate` the same way) are never selected by `Linear`, only by a pattern
+/// that names them.
 struct WeightTargets {
   var targets: [String]
   var ignore: [String]
@@ -25,13 +27,22 @@ struct WeightTargets {
 
   /// As `select(in:context:)`, outside a pass run (a pass's `plan:`); `pass` names the errors
   /// and remarks, or the pass manager names the errors when it is empty.
-  func select(in module: Module, pass: String = "", remark: (String) -> Void = { _ in }) throws -> [(Op, String)] {
+  func select(
+    in module: Module, pass: String = "", remark: (String) -> Void = { _ in }
+  ) throws -> [(Op, String)] {
     func named(_ m: String) -> String { pass.isEmpty ? m : "\(pass): \(m)" }
-    let tables = Set(module.allOps.filter { $0.kind == .embedding }.compactMap { $0.operands[1].definingOp?.paramName })
+    let tables = Set(
+      module.allOps.filter { $0.kind == .embedding }.compactMap {
+        $0.operands[1].definingOp?.paramName
+      })
+    let routers = Set(
+      module.allOps.filter { $0.kind == .moeRoute }.compactMap { $0.operands.first?.definingOp }
+        .filter { $0.kind == .linear }.compactMap { $0.operands[1].definingOp?.paramName })
     var candidates: [(Op, String)] = []
     var seen = Set<String>()
     for op in module.allOps where op.kind == .linear {
-      guard let p = op.operands[1].definingOp, let name = p.paramName, seen.insert(name).inserted else { continue }
+      guard let p = op.operands[1].definingOp, let name = p.paramName, seen.insert(name).inserted
+      else { continue }
       candidates.append((p, name))
     }
     var usedTargets = Set<String>()
@@ -39,7 +50,9 @@ struct WeightTargets {
     var out: [(Op, String)] = []
     for (p, name) in candidates {
       let module = moduleName(name)
-      let isHead = tables.contains(name) || module.hasSuffix("lm_head") || module == "output"
+      let isHead =
+        tables.contains(name) || module.hasSuffix("lm_head") || module == "output"
+        || routers.contains(name)
       let hit = try targets.first { t in
         t == "Linear" ? !isHead : try matches(t, name, pass: pass)
       }
@@ -53,10 +66,15 @@ struct WeightTargets {
     }
     for ig in ignore where !usedIgnore.contains(ig) {
       // An ignore that matches a head or embedding not otherwise targeted is still meaningful.
-      let anywhere = try module.allOps.compactMap(\.paramName).contains { try matches(ig, $0, pass: pass) }
+      let anywhere = try module.allOps.compactMap(\.paramName).contains {
+        try matches(ig, $0, pass: pass)
+      }
       let namesHead = try matches(ig, "lm_head.weight", pass: pass)
       if !anywhere && namesHead && candidates.contains(where: { tables.contains($0.1) }) {
-        remark(named("ignore pattern '\(ig)' matches no weight: the output head is tied to the embedding table, which Linear never selects"))
+        remark(
+          named(
+            "ignore pattern '\(ig)' matches no weight: the output head is tied to the embedding table, which Linear never selects"
+          ))
         continue
       }
       if !anywhere { throw PassError(pass: pass, "ignore pattern '\(ig)' matches no weight") }

@@ -10,7 +10,8 @@ extension Kernels {
   /// RMSNorm backward (weight fixed): with `r = 1/sqrt(mean(x²) + ε)` and `g = dy ∘ w`,
   /// `dx = r · g − x · r³ · (g · x) / D`. O(T·D).
   public static func rmsNormBackward(
-    _ x: UnsafePointer<Float>, rows t: Int, columns d: Int, weight w: UnsafePointer<Float>, eps: Float,
+    _ x: UnsafePointer<Float>, rows t: Int, columns d: Int, weight w: UnsafePointer<Float>,
+    eps: Float,
     dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>
   ) {
     for r in 0..<t {
@@ -28,7 +29,8 @@ extension Kernels {
 
   /// Linear backward with respect to the input: `dx[T, K] += dy[T, N] · w[N, K]`. O(T·N·K).
   public static func linearBackwardInput(
-    dy: UnsafePointer<Float>, rows t: Int, outFeatures n: Int, weight w: UnsafePointer<Float>, inFeatures k: Int,
+    dy: UnsafePointer<Float>, rows t: Int, outFeatures n: Int, weight w: UnsafePointer<Float>,
+    inFeatures k: Int,
     dx: UnsafeMutablePointer<Float>
   ) {
     BLAS.sgemm(transB: false, m: t, n: k, k: n, a: dy, lda: n, b: w, ldb: k, beta: 1, c: dx, ldc: k)
@@ -37,7 +39,8 @@ extension Kernels {
   /// Linear backward with respect to the weight: `dw[N, K] = dy[T, N]ᵀ · x[T, K]` (overwrites,
   /// since a weight has exactly one use in a block). O(T·N·K).
   public static func linearBackwardWeight(
-    dy: UnsafePointer<Float>, rows t: Int, outFeatures n: Int, input x: UnsafePointer<Float>, inFeatures k: Int,
+    dy: UnsafePointer<Float>, rows t: Int, outFeatures n: Int, input x: UnsafePointer<Float>,
+    inFeatures k: Int,
     dw: UnsafeMutablePointer<Float>
   ) {
     BLAS.sgemmTransA(m: n, n: k, k: t, a: dy, lda: n, b: x, ldb: k, c: dw, ldc: k)
@@ -45,11 +48,25 @@ extension Kernels {
 
   /// RoPE backward: the transpose of the rotation, `dx[i] += dy[i]·c + dy[i+h]·s`,
   /// `dx[i+h] += dy[i+h]·c − dy[i]·s`, at positions 0…T−1. O(T·heads·d).
+  /// `headStride` as in `rope`: the pass-through part of each head gets `dx += dy`.
   public static func ropeBackward(
-    dy: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable, dx: UnsafeMutablePointer<Float>
+    dy: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable,
+    dx: UnsafeMutablePointer<Float>,
+    headStride: Int? = nil
   ) {
-    precondition(t <= table.positions, "rope backward: \(t) rows but the table has \(table.positions) positions")
-    let d = table.headDim, half = d / 2
+    precondition(
+      t <= table.positions,
+      "rope backward: \(t) rows but the table has \(table.positions) positions")
+    let r = table.headDim, half = r / 2
+    let d = headStride ?? r
+    if d > r {
+      for p in 0..<t {
+        for h in 0..<heads {
+          let o = p * heads * d + h * d
+          for j in r..<d { dx[o + j] += dy[o + j] }
+        }
+      }
+    }
     table.cos.withUnsafeBufferPointer { cb in
       table.sin.withUnsafeBufferPointer { sb in
         for p in 0..<t {
@@ -81,7 +98,8 @@ extension Kernels {
   public static func attentionBackward(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, tokens t: Int,
     heads: Int, kvHeads: Int, headDim d: Int, dOut: UnsafePointer<Float>,
-    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>, block: Int = 64
+    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
+    dv: UnsafeMutablePointer<Float>, block: Int = 64
   ) {
     guard t > 0 else { return }
     let rep = heads / kvHeads
@@ -107,20 +125,29 @@ extension Kernels {
         let m = (r1 - r0) * rep
         let qb = qg + r0 * w, ob = og + r0 * w
         // P[m, r1] = softmax(Qg[rows] · K[0..<r1]ᵀ · scale), causal.
-        BLAS.sgemm(transB: true, m: m, n: r1, k: d, alpha: scale, a: qb, lda: d, b: kg, ldb: ks, c: p, ldc: r1)
+        BLAS.sgemm(
+          transB: true, m: m, n: r1, k: d, alpha: scale, a: qb, lda: d, b: kg, ldb: ks, c: p,
+          ldc: r1)
         for i in 0..<m {
           let valid = r0 + i / rep + 1
           let inv = FastMath.softmaxNumerator(p + i * r1, valid: valid, count: r1)
           FastMath.scale(p + i * r1, count: valid, by: inv)
         }
         // dV[0..<r1] += Pᵀ · dOg[rows]
-        BLAS.sgemmTransA(m: r1, n: d, k: m, a: p, lda: r1, b: ob, ldb: d, beta: 1, c: dv + g * d, ldc: ks)
+        BLAS.sgemmTransA(
+          m: r1, n: d, k: m, a: p, lda: r1, b: ob, ldb: d, beta: 1, c: dv + g * d, ldc: ks)
         // dP = dOg[rows] · V[0..<r1]ᵀ, then dS in place.
         BLAS.sgemm(transB: true, m: m, n: r1, k: d, a: ob, lda: d, b: vg, ldb: ks, c: dp, ldc: r1)
-        for i in 0..<m { FastMath.softmaxGradient(p + i * r1, dp + i * r1, valid: r0 + i / rep + 1, count: r1) }
+        for i in 0..<m {
+          FastMath.softmaxGradient(p + i * r1, dp + i * r1, valid: r0 + i / rep + 1, count: r1)
+        }
         // dQg[rows] = scale · dS · K[0..<r1] (each row block written once);  dK[0..<r1] += scale · dSᵀ · Qg[rows]
-        BLAS.sgemm(transB: false, m: m, n: d, k: r1, alpha: scale, a: dp, lda: r1, b: kg, ldb: ks, c: dqg + r0 * w, ldc: d)
-        BLAS.sgemmTransA(m: r1, n: d, k: m, alpha: scale, a: dp, lda: r1, b: qb, ldb: d, beta: 1, c: dk + g * d, ldc: ks)
+        BLAS.sgemm(
+          transB: false, m: m, n: d, k: r1, alpha: scale, a: dp, lda: r1, b: kg, ldb: ks,
+          c: dqg + r0 * w, ldc: d)
+        BLAS.sgemmTransA(
+          m: r1, n: d, k: m, alpha: scale, a: dp, lda: r1, b: qb, ldb: d, beta: 1, c: dk + g * d,
+          ldc: ks)
         r0 = r1
       }
       // Scatter-add the group's query gradients.
@@ -132,7 +159,10 @@ extension Kernels {
   }
 
   /// SiLU backward: `dx += dy · σ(x) · (1 + x · (1 − σ(x)))`. O(n).
-  public static func siluBackward(_ x: UnsafePointer<Float>, count n: Int, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+  public static func siluBackward(
+    _ x: UnsafePointer<Float>, count n: Int, dy: UnsafePointer<Float>,
+    dx: UnsafeMutablePointer<Float>
+  ) {
     qopt_silu_backward(x, dy, dx, n)
   }
 
@@ -148,7 +178,10 @@ extension Kernels {
   }
 
   /// Sum backward: `da += dy`, `db += dy`. O(n).
-  public static func addBackward(count n: Int, dy: UnsafePointer<Float>, da: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>) {
+  public static func addBackward(
+    count n: Int, dy: UnsafePointer<Float>, da: UnsafeMutablePointer<Float>,
+    db: UnsafeMutablePointer<Float>
+  ) {
     for i in 0..<n {
       da[i] += dy[i]
       db[i] += dy[i]

@@ -18,8 +18,11 @@ public struct RopeTable: Sendable {
 
   /// Llama-3 scaling parameters (`rope_type = "llama3"`).
   public struct Llama3: Hashable, Sendable {
-    public var factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int
-    public init(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int) {
+    public var factor: Double, lowFreqFactor: Double, highFreqFactor: Double,
+      originalMaxPositions: Int
+    public init(
+      factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int
+    ) {
       self.factor = factor
       self.lowFreqFactor = lowFreqFactor
       self.highFreqFactor = highFreqFactor
@@ -41,7 +44,9 @@ public struct RopeTable: Sendable {
         let wl = 2 * Float.pi / v
         if wl < highWl { return v }
         if wl > lowWl { return v / f }
-        let smooth = (Float(s.originalMaxPositions) / wl - Float(s.lowFreqFactor)) / Float(s.highFreqFactor - s.lowFreqFactor)
+        let smooth =
+          (Float(s.originalMaxPositions) / wl - Float(s.lowFreqFactor))
+          / Float(s.highFreqFactor - s.lowFreqFactor)
         return (1 - smooth) * v / f + smooth * v
       }
     }
@@ -110,13 +115,27 @@ public struct RopeTable: Sendable {
 
 extension Kernels {
   /// Rotate-half RoPE on `x[T, heads·d]` at positions 0…T−1: pairs (i, i + d/2) of each head.
+  /// With `headStride` (the head size) larger than `table.headDim` (the rotary size), only the
+  /// first `table.headDim` of each head rotate and the rest pass through (partial rotary).
   ///
   /// O(T·heads·d); `y` may equal `x`; `table.positions ≥ T`.
   public static func rope(
-    _ x: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable, into y: UnsafeMutablePointer<Float>
+    _ x: UnsafePointer<Float>, rows t: Int, heads: Int, table: RopeTable,
+    into y: UnsafeMutablePointer<Float>,
+    headStride: Int? = nil
   ) {
-    precondition(t <= table.positions, "rope: \(t) rows but the table has \(table.positions) positions")
-    let d = table.headDim, half = d / 2
+    precondition(
+      t <= table.positions, "rope: \(t) rows but the table has \(table.positions) positions")
+    let r = table.headDim, half = r / 2
+    let d = headStride ?? r
+    if d > r {
+      for p in 0..<t {
+        for h in 0..<heads {
+          let o = p * heads * d + h * d + r
+          (y + o).update(from: x + o, count: d - r)
+        }
+      }
+    }
     table.cos.withUnsafeBufferPointer { cb in
       table.sin.withUnsafeBufferPointer { sb in
         for p in 0..<t {
