@@ -170,6 +170,7 @@ func gptqEqualsTheReferenceAlgorithm(group: Int, blockSize: Int, actOrder: Bool,
 /// deterministic, for int, NVFP4 (fused global scales fixed first) and FP8.
 @Test(arguments: [
   "gptq<bits=4;group-size=32>", "gptq<bits=3;group-size=16;act-order;no-sym>",
+  "gptq<bits=4;group-size=32;sink-weight=64>",
   "gptq<scheme=nvfp4>,fuse-scales", "gptq<scheme=fp8>",
 ])
 func gptqPassQuantizesTheExampleModel(pipeline: String) throws {
@@ -196,4 +197,31 @@ func gptqPassQuantizesTheExampleModel(pipeline: String) throws {
     try PassManager(threads: 1) { _ in }.run(
       PipelineParser.parse("gptq", registry: .builtin()), on: m)
   } throws: { "\($0)".contains("calibrate") }
+}
+
+/// The Hessian counts the first token of each calibration window `sink-weight` times (and is
+/// the plain `2·XᵀX / n` at weight 1): equal to the f64 sum with those rows weighted, however
+/// the rows arrive in batches.
+@Test(arguments: [1.0, 7.0, 512.0])
+func gptqHessianWeightsTheFirstTokenOfEachWindow(sinkWeight: Double) {
+  let (cols, tokens, windows) = (5, 4, 3)
+  var rng = SplitMix64(seed: 3)
+  let x = (0..<(windows * tokens * cols)).map { _ in Float(rng.normal()) }
+  var h = GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
+  x.withUnsafeBufferPointer { p in
+    h.add(p.baseAddress!, count: 5)  // safe: non-empty
+    h.add(p.baseAddress! + 5 * cols, count: windows * tokens - 5)
+  }
+  var expected = [Double](repeating: 0, count: cols * cols)
+  var total = 0.0
+  for t in 0..<(windows * tokens) {
+    let c = t % tokens == 0 ? sinkWeight : 1
+    total += c
+    for i in 0..<cols {
+      for j in 0..<cols { expected[i * cols + j] += c * Double(x[t * cols + i] * x[t * cols + j]) }
+    }
+  }
+  let got = h.matrix()
+  let worst = (0..<(cols * cols)).map { abs(Double(got[$0]) - 2 * expected[$0] / total) }.max() ?? 0
+  #expect(worst < 1e-5, "max |Δ| = \(worst)")
 }

@@ -24,7 +24,8 @@ let gptqDetails = """
   1. the block runs on its inputs (the float embeddings for the first block, the previous
      quantized block's outputs after that) and every selected linear's input rows X give
      `H = 2·XᵀX / n` (linears reading the same value share one H; one block's Hessians are in
-     memory at a time);
+     memory at a time); with `sink-weight` the first token of each window (the attention sink)
+     counts that many times (`GPTQHessian`; 1, the reference's H, by default);
   2. per linear: dead inputs (`H_jj = 0`) get `H_jj = 1` and zero weights; `H += damp ·
      mean(diag H) · I`; `U = chol(H⁻¹)ᵀ` (f64 LAPACK; if H is still not positive definite the
      weight is rounded to nearest, with a warning); columns are rounded in order (by

@@ -9,6 +9,8 @@ struct GPTQOptions: PassOptions {
   var actOrder = false
   var staticGroups = false
   var batchSize = 8
+  /// How many tokens the first token of each calibration window counts for in the Hessian.
+  var sinkWeight = 1.0
 
   init() {}
   static let schema: [OptionField<GPTQOptions>] =
@@ -26,6 +28,10 @@ struct GPTQOptions: PassOptions {
         "static-groups", \.staticGroups,
         "fit every group's scales from the original weights first (otherwise when the group's first column is reached)"
       ),
+      .double(
+        "sink-weight", \.sinkWeight,
+        "the first token of each calibration window (the attention sink) counts this many times in H",
+        in: 1...1_000_000),
       .int("batch-size", \.batchSize, "calibration samples per block forward", in: 1...65536),
     ]
 

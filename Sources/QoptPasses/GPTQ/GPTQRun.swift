@@ -86,8 +86,8 @@ final class GPTQRun {
     }
   }
 
-  /// `2·XᵀX / n` for every input a selected linear of `f` reads (one per input value: q, k, v
-  /// share one), from the block run on `x`; `owner` maps each weight to its input's key.
+  /// `GPTQHessian` for every input a selected linear of `f` reads (one per input value: q, k,
+  /// v share one), from the block run on `x`; `owner` maps each weight to its input's key.
   private func collectHessians(
     _ exec: BlockExecutor, _ f: Function, _ names: [String], x: ActivationStore
   ) throws -> (hessians: [String: [Float]], owner: [String: String]) {
@@ -101,31 +101,18 @@ final class GPTQRun {
       owner[n] = byInput[id] ?? n
       byInput[id] = owner[n]
     }
-    var sums: [String: [Float]] = [:]
-    var counts: [String: Int] = [:]
+    var sums: [String: GPTQHessian] = [:]
+    let (tokens, sinkWeight) = (x.tokens, options.sinkWeight)
     exec.linearInputHook = { name, p, rows, cols in
       guard owner[name] == name else { return }
-      var s = sums[name] ?? [Float](repeating: 0, count: cols * cols)
-      s.withUnsafeMutableBufferPointer {
-        BLAS.ssyrkTransA(n: cols, k: rows, a: p, lda: cols, c: $0.baseAddress!, ldc: cols)
-      }  // safe: non-empty
-      sums[name] = s
-      counts[name, default: 0] += rows
+      var h =
+        sums[name] ?? GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
+      h.add(p, count: rows)
+      sums[name] = h
     }
     defer { exec.linearInputHook = nil }
     try exec.forward(all: x, batch: options.batchSize, into: nil)
-    for (name, var s) in sums {
-      let n = Int(Double(s.count).squareRoot())
-      let k = 2 / Float(max(counts[name] ?? 1, 1))
-      for i in 0..<n {
-        for j in i..<n {
-          s[i * n + j] *= k
-          s[j * n + i] = s[i * n + j]
-        }
-      }
-      sums[name] = s
-    }
-    return (sums, owner)
+    return (sums.mapValues { $0.matrix() }, owner)
   }
 
   /// The grid a weight is rounded onto: the scheme `rtn` would use for it.
