@@ -15,13 +15,18 @@ let autoRoundPass = Pass(
   details: autoRoundDetails, options: AutoRoundOptions.self,
   plan: { module, options, plan in
     if options.quantScheme == "int" && options.groupSize == 0 {
-      throw PassError("group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size")
+      throw PassError(
+        "group-size=0 (one scale per tensor) is not supported; use -1 (per channel) or a group size"
+      )
     }
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module)
+    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(
+      in: module)
     try plan.requireFloat(selected.map(\.1), pass: "autoround", each: true)
     for (_, name) in selected {
       guard let w = plan[name], w.shape.count == 2 else { continue }
-      let s: QuantScheme = options.quantScheme == "nvfp4" ? .nvfp4(group: SignRoundNVFP4.group) : .int(options.scheme(columns: w.shape[1]))
+      let s: QuantScheme =
+        options.quantScheme == "nvfp4"
+        ? .nvfp4(group: SignRoundNVFP4.group) : .int(options.scheme(columns: w.shape[1]))
       plan.quantize(name, as: s, by: "autoround")
     }
   }
@@ -49,8 +54,11 @@ let autoRoundDetails = """
      and written as codes and scales exactly as `rtn<scale-rule=full-range>` writes them;
   5. the quantized block's outputs on its tuning inputs become the next block's inputs.
 
-  Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is plain RTN and
-  identical to `rtn<scale-rule=full-range>` with the same bits and group size
+  Needs `calibrate` earlier in the pipeline, except with `iters=0`, which is RTN as
+  auto-round's `iters=0`: with `calibrate` earlier (and `opt-rtn`, the default) integer
+  symmetric weights below 8 bits get auto-round's optimized RTN, identical to
+  `rtn<weighted;scale-rule=full-range>` with the same bits and group size (importance-weighted
+  scale search, see `rtn`); otherwise plain RTN, identical to `rtn<scale-rule=full-range>`
   (`scheme=nvfp4`: to `rtn<scheme=nvfp4>,fuse-scales`). Prints one line per block to stderr
   (losses at the first and best iteration, seconds, ETA) and a summary; on a terminal a
   status line also shows the iteration, its loss and the run's ETA.

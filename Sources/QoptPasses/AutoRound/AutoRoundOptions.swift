@@ -18,6 +18,7 @@ package struct AutoRoundOptions: PassOptions {
   var useBest = true
   var scaleDType = "f16"
   var checkpointDir = ""
+  var optRTN = true
   var targets = ["Linear"]
   var ignore: [String] = []
 
@@ -59,6 +60,10 @@ package struct AutoRoundOptions: PassOptions {
     .string(
       "checkpoint-dir", \.checkpointDir,
       "directory for per-block checkpoints, kept after success (default: OUT.qopt-resume/autoround beside -o OUT, removed after success); a rerun of the same command resumes there"
+    ),
+    .bool(
+      "opt-rtn", \.optRTN,
+      "iters=0 with calibrate earlier: importance-weighted scale search (auto-round's optimized RTN; int sym below 8 bits); no-opt-rtn or no calibration: plain RTN"
     ),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone"),

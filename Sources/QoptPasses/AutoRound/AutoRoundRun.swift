@@ -47,12 +47,27 @@ package final class AutoRoundRun {
           columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
     }
 
-    // iters=0 is RTN: no data, no block forward.
+    // iters=0 is RTN, optimized (importance-weighted scales) when calibrate's statistics are
+    // there and the scheme has the search, as auto-round's default (autoround.md §10).
     if options.iters == 0 {
+      let optimized =
+        options.optRTN && options.quantScheme == "int" && options.sym && options.bits < 8
+      let stats = optimized ? (try? context.analysis(CalibrationAnalysis.self))?.linearStats : nil
       for f in model.blocks {
         let targets = blockTargets(f, paramByName)
         for (l, (name, param)) in zip(try makeLinears(f, targets), targets) {
-          apply(name, param, l.finalize())
+          if let st = stats?[name], let t = module.weights.dense(name) {
+            let quantizer = IntQuantizer(scheme: options.scheme(columns: l.cols), rule: .fullRange)
+            apply(
+              name, param,
+              t.floats().withUnsafeBufferPointer {
+                quantizer.quantizeWeighted(
+                  $0, rows: l.rows, cols: l.cols, importance: st.meanSquare,
+                  threads: context.threads)
+              })
+          } else {
+            apply(name, param, l.finalize())
+          }
         }
       }
       return
@@ -331,19 +346,7 @@ package final class AutoRoundRun {
   package func forwardAll(
     _ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?
   ) throws {
-    let n = x.samples, per = x.sampleFloats
-    let b = max(1, min(options.batchSize, n))
-    var buffer = [Float](repeating: 0, count: b * per)
-    try buffer.withUnsafeMutableBufferPointer { xp in
-      var s = 0
-      while s < n {
-        let m = min(b, n - s)
-        try x.read(s..<(s + m), into: xp.baseAddress!)  // safe: n > 0
-        let y = exec.forward(xp.baseAddress!, samples: m, tokens: x.tokens)  // safe: as above
-        try out?.append(y, samples: m)
-        s += m
-      }
-    }
+    try exec.forward(all: x, batch: options.batchSize, into: out)
   }
 
   /// A hash of the module's weights (names, shapes, bytes) and its linears' input quantization,

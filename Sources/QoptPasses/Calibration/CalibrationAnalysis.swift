@@ -53,7 +53,8 @@ public final class CalibrationData: @unchecked Sendable {
   public let fingerprint: String
 
   init(
-    windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore, linearStats: [String: ChannelStats],
+    windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore,
+    linearStats: [String: ChannelStats],
     linearInputs: [String: ActivationStore] = [:], fingerprint: String
   ) {
     self.windows = windows
@@ -69,8 +70,41 @@ public final class CalibrationData: @unchecked Sendable {
 /// pass asking for it without `calibrate` earlier in the pipeline gets a clear error.
 public enum CalibrationAnalysis: Analysis {
   public static let name = "calibration"
-  public static func compute(_ module: Module, _ analyses: AnalysisManager) throws -> CalibrationData {
+  public static func compute(
+    _ module: Module, _ analyses: AnalysisManager
+  ) throws -> CalibrationData {
     // Named after the pass that asked for the analysis (`PassError.naming`).
-    throw PassError("no calibration data: put 'calibrate' before this pass in -passes (e.g. -passes=calibrate,autoround)")
+    throw PassError(
+      "no calibration data: put 'calibrate' before this pass in -passes (e.g. -passes=calibrate,autoround)"
+    )
+  }
+}
+
+extension CalibrationData {
+  /// The data after the inputs of the linears reading `names` were divided per channel by `s`
+  /// (a scale folded by `awq` or `smoothquant`), so later passes see the inputs the linears now
+  /// get: per-channel max |x| and mean x² scale exactly (by `1/s`, `1/s²`); the per-tensor and
+  /// per-token ranges, which per-channel factors do not determine, become the bound
+  /// `±max_j(max|x_j| / s_j)` (exact for the absolute maximum, symmetric for min and max).
+  func scalingInputs(of names: [String], by s: [Float]) -> CalibrationData {
+    var stats = linearStats
+    for n in names {
+      guard var st = stats[n], st.absMax.count == s.count else { continue }
+      for j in s.indices {
+        st.absMax[j] /= s[j]
+        st.meanSquare[j] /= s[j] * s[j]
+      }
+      let a = st.absMax.max() ?? 0
+      (st.min, st.max) = (-a, a)
+      (st.movingMin, st.movingMax, st.movingAbsMax) = (-a, a, a)
+      st.tokenAbsMaxMax = a
+      st.tokenAbsMaxMin = Swift.min(st.tokenAbsMaxMin, a)
+      st.tokenAbsMaxMean = Swift.min(st.tokenAbsMaxMean, a)
+      stats[n] = st
+    }
+    return CalibrationData(
+      windows: windows, seqlen: seqlen, blockInputs: blockInputs, linearStats: stats,
+      linearInputs: linearInputs,
+      fingerprint: fingerprint)
   }
 }

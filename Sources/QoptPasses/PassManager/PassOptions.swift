@@ -36,7 +36,8 @@ public struct OptionField<O>: Sendable {
   /// A field whose storage is known only at run time (a plugin pass's): `apply` stores a value
   /// `kind` parsed, `render` shows the current one as pipeline text would write it.
   public init(
-    key: String, help: String, kind: OptionKind, apply: @escaping @Sendable (inout O, OptionValue) -> Void,
+    key: String, help: String, kind: OptionKind,
+    apply: @escaping @Sendable (inout O, OptionValue) -> Void,
     render: @escaping @Sendable (O) -> String
   ) {
     self.key = key
@@ -50,24 +51,29 @@ public struct OptionField<O>: Sendable {
   public func value(in options: O) -> String { render(options) }
 
   public static func int(
-    _ key: String, _ path: WritableKeyPath<O, Int> & Sendable, _ help: String, in range: ClosedRange<Int>? = nil
+    _ key: String, _ path: WritableKeyPath<O, Int> & Sendable, _ help: String,
+    in range: ClosedRange<Int>? = nil
   ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .int(range),
-      apply: { o, v in if case .int(let x) = v { o[keyPath: path] = x } }, render: { String($0[keyPath: path]) })
+      apply: { o, v in if case .int(let x) = v { o[keyPath: path] = x } },
+      render: { String($0[keyPath: path]) })
   }
 
   public static func double(
-    _ key: String, _ path: WritableKeyPath<O, Double> & Sendable, _ help: String, in range: ClosedRange<Double>? = nil
+    _ key: String, _ path: WritableKeyPath<O, Double> & Sendable, _ help: String,
+    in range: ClosedRange<Double>? = nil
   ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .number(range),
-      apply: { o, v in if case .number(let x) = v { o[keyPath: path] = x } }, render: { "\($0[keyPath: path])" })
+      apply: { o, v in if case .number(let x) = v { o[keyPath: path] = x } },
+      render: { "\($0[keyPath: path])" })
   }
 
   /// An optional number (`nil` until set: "use the pass's own default").
   public static func optionalDouble(
-    _ key: String, _ path: WritableKeyPath<O, Double?> & Sendable, _ help: String, in range: ClosedRange<Double>
+    _ key: String, _ path: WritableKeyPath<O, Double?> & Sendable, _ help: String,
+    in range: ClosedRange<Double>
   ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .number(range),
@@ -76,17 +82,22 @@ public struct OptionField<O>: Sendable {
   }
 
   /// A flag: `key`, `key=true|false`, or `no-key`.
-  public static func bool(_ key: String, _ path: WritableKeyPath<O, Bool> & Sendable, _ help: String) -> OptionField {
+  public static func bool(
+    _ key: String, _ path: WritableKeyPath<O, Bool> & Sendable, _ help: String
+  ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .bool,
       apply: { o, v in if case .bool(let x) = v { o[keyPath: path] = x } },
       render: { $0[keyPath: path] ? "true" : "false" })
   }
 
-  public static func string(_ key: String, _ path: WritableKeyPath<O, String> & Sendable, _ help: String) -> OptionField {
+  public static func string(
+    _ key: String, _ path: WritableKeyPath<O, String> & Sendable, _ help: String
+  ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .string,
-      apply: { o, v in if case .string(let x) = v { o[keyPath: path] = x } }, render: { $0[keyPath: path] })
+      apply: { o, v in if case .string(let x) = v { o[keyPath: path] = x } },
+      render: { $0[keyPath: path] })
   }
 
   /// One of `cases`, written as its raw value: the pass reads a typed value, never a string
@@ -97,7 +108,11 @@ public struct OptionField<O>: Sendable {
     OptionField(
       key: key, help: help, kind: .choice(cases.map(\.rawValue)),
       // The kind admits only the raw values of `cases`, so the lookup always finds one.
-      apply: { o, v in if case .string(let s) = v, let c = cases.first(where: { $0.rawValue == s }) { o[keyPath: path] = c } },
+      apply: { o, v in
+        if case .string(let s) = v, let c = cases.first(where: { $0.rawValue == s }) {
+          o[keyPath: path] = c
+        }
+      },
       render: { $0[keyPath: path].rawValue })
   }
 
@@ -111,15 +126,19 @@ public struct OptionField<O>: Sendable {
   /// One of a fixed set of words kept as a string (for passes whose words name no enum yet;
   /// prefer the typed `choice` above).
   public static func choice(
-    _ key: String, _ path: WritableKeyPath<O, String> & Sendable, _ choices: [String], _ help: String
+    _ key: String, _ path: WritableKeyPath<O, String> & Sendable, _ choices: [String],
+    _ help: String
   ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .choice(choices),
-      apply: { o, v in if case .string(let x) = v { o[keyPath: path] = x } }, render: { $0[keyPath: path] })
+      apply: { o, v in if case .string(let x) = v { o[keyPath: path] = x } },
+      render: { $0[keyPath: path] })
   }
 
   /// A comma-separated list (names or `re:` regexes, as compressed-tensors configs write them).
-  public static func list(_ key: String, _ path: WritableKeyPath<O, [String]> & Sendable, _ help: String) -> OptionField {
+  public static func list(
+    _ key: String, _ path: WritableKeyPath<O, [String]> & Sendable, _ help: String
+  ) -> OptionField {
     OptionField(
       key: key, help: help, kind: .list,
       apply: { o, v in if case .list(let x) = v { o[keyPath: path] = x } },
@@ -139,5 +158,18 @@ public struct OptionInfo: Sendable {
     self.help = help
     self.valueSyntax = valueSyntax
     self.defaultValue = defaultValue
+  }
+}
+
+extension OptionField {
+  /// This field as a field of options `P` that hold an `O` at `path`: passes that take another
+  /// pass's options (`gptq` takes `rtn`'s weight options) share its declaration, so the keys,
+  /// help, ranges and defaults cannot drift apart.
+  public func nested<P>(in path: WritableKeyPath<P, O> & Sendable) -> OptionField<P> {
+    let apply = self.apply
+    let render = self.render
+    return OptionField<P>(
+      key: key, help: help, kind: kind, apply: { p, v in apply(&p[keyPath: path], v) },
+      render: { render($0[keyPath: path]) })
   }
 }

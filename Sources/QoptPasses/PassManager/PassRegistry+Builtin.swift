@@ -5,10 +5,13 @@ extension PassRegistry {
     let builtins: [Pass] = [
       // Quantization
       fuseScalesPass,
+      gptqPass,
       roundToNearestPass,
       calibratePass,
       autoRoundPass,
+      awqPass,
       quantizeActivationsPass,
+      smoothQuantPass,
       // Cleanup
       deadCodeEliminationPass,
       // Debug

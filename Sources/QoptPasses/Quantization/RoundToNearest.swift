@@ -10,19 +10,18 @@ import QoptIR
 /// reads the quantized tensor, which the runtime dequantizes and backends pack as they are.
 /// A `param` carrying `{qopt.bits = N}` is quantized at N bits instead of `bits`.
 let roundToNearestPass = Pass(
-  "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails, options: RTNOptions.self,
+  "rtn", summary: "round-to-nearest integer weight quantization", details: rtnDetails,
+  options: RTNOptions.self,
   plan: { module, options, plan in
-    let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module)
-    try plan.requireFloat(selected.map(\.1))
-    for (param, name) in selected {
-      guard let w = plan[name], w.scheme == nil, w.shape.count == 2 else { continue }
-      plan.quantize(name, as: try options.predicted(columns: w.shape[1], param: param, dtype: module.weights.dense(name)?.dtype))
-    }
+    try options.checkWeighted()
+    try options.plan(module, &plan)
   }
 ) {
   module, options, context in
   let rule = options.scaleRule
-  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(in: module, context: context)
+  try options.checkWeighted()
+  let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(
+    in: module, context: context)
   // A pass over weights that are all quantized already would change nothing: refuse it.
   try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass)
   var autoChosen: [(columns: Int, granularity: Granularity)] = []
@@ -32,47 +31,61 @@ let roundToNearestPass = Pass(
   for (param, name) in selected {
     guard let weight = module.weights.dense(name), let result = param.result else {
       if module.weights.quantized(name) != nil { continue }  // quantized earlier: leave it
-      throw context.error("weight \(Printer.symbol(name)) has no data in the weight store", at: param)
+      throw context.error(
+        "weight \(Printer.symbol(name)) has no data in the weight store", at: param)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     let scheme = try options.scheme(columns: cols)
-    if options.groupSize == nil && options.scheme != .nvfp4 { autoChosen.append((cols, scheme.granularity)) }
+    if options.groupSize == nil && options.scheme != .nvfp4 {
+      autoChosen.append((cols, scheme.granularity))
+    }
     if options.scheme == .fp8 {
-      let q = weight.withF32 { FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity) }
+      let q = weight.withF32 {
+        FP8Quantizer.quantize($0, rows: rows, cols: cols, granularity: scheme.granularity)
+      }
       context.setWeight(name, .quantized(q))
       context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
       continue
     }
     if options.scheme == .nvfp4 {
       guard cols % NVFP4Quantizer.groupSize == 0 else {
-        throw context.error("weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16", at: param)
+        throw context.error(
+          "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16",
+          at: param)
       }
-      var q = weight.withF32 { NVFP4Quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+      var q = weight.withF32 {
+        NVFP4Quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads)
+      }
       q.source = weight  // kept for fuse-scales, which re-derives codes under a shared global scale
       context.setWeight(name, .quantized(q))
       context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
-      context.setAttribute("global_scale", .float(Double(q.globalScale?.floats().first ?? 1)), on: param)
+      context.setAttribute(
+        "global_scale", .float(Double(q.globalScale?.floats().first ?? 1)), on: param)
       continue
     }
-    var s = scheme
-    // A per-weight width chosen earlier in the pipeline (e.g. by a bit-width plugin pass).
-    if let attr = param.attributes["qopt.bits"] {
-      guard let bits = attr.intValue, (2...8).contains(bits) else {
-        throw context.error("'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))", at: param)
-      }
-      s.bits = bits
-    }
-    if options.scaleDType == .auto { s.scaleType = rule == .fullRange ? .f16 : (weight.dtype == .f32 ? .f32 : weight.dtype) }
+    let s = try options.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
     let quantizer = IntQuantizer(scheme: s, rule: rule)
     let q: QuantizedTensor
-    if weight.decodesRows, s.granularity != .tensor {
+    if options.weighted {
+      guard let stats = try context.analysis(CalibrationAnalysis.self).linearStats[name] else {
+        throw context.error(
+          "weighted: no calibration statistics for \(Printer.symbol(name)) (calibrate<no-stats>?)",
+          at: param)
+      }
+      q = weight.withF32 {
+        quantizer.quantizeWeighted(
+          $0, rows: rows, cols: cols, importance: stats.meanSquare, threads: context.threads)
+      }
+    } else if weight.decodesRows, s.granularity != .tensor {
       // Decoded on first use (a GGUF import): quantize row by row from the source blocks.
       q = quantizer.quantize(rows: rows, cols: cols, threads: context.threads) { block, scratch in
         _ = weight.decodeRows(block, into: scratch)
         return UnsafePointer(scratch)
       }
     } else {
-      q = weight.withF32 { quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads) }
+      q = weight.withF32 {
+        quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads)
+      }
     }
     context.setWeight(name, .quantized(q))
     context.retype(result, to: result.type.with(element: .quantized(.int(s))))
@@ -99,15 +112,35 @@ package struct RTNOptions: PassOptions {
   var scaleDType = ScaleDTypeChoice.auto
   var targets = ["Linear"]
   package var ignore: [String] = []
+  var weighted = false
 
   package init() {}
-  package static let schema: [OptionField<RTNOptions>] = [
-    .choice("scheme", \.scheme, "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"),
+  package static let schema: [OptionField<RTNOptions>] =
+    weightSchema + [
+      .bool(
+        "weighted", \.weighted,
+        "importance-weighted scale search per group (auto-round's optimized RTN) with calibrate's per-channel mean x²; int sym full-range; needs calibrate"
+      )
+    ]
+
+  /// The weight options every quantizing pass spells the same way (`gptq` takes them as they are).
+  package static let weightSchema: [OptionField<RTNOptions>] = [
+    .choice(
+      "scheme", \.scheme,
+      "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"
+    ),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
-    .groupSize("group-size", \.groupSize, "weights sharing one scale along a row; -1 per channel, 0 per tensor; auto: 128 where it divides the row, else 64 or 32, else per channel (fp8: per channel)", in: -1...65536),
-    .choice("scale-rule", \.scaleRule, "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
-    .choice("scale-dtype", \.scaleDType, "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
+    .groupSize(
+      "group-size", \.groupSize,
+      "weights sharing one scale along a row; -1 per channel, 0 per tensor; auto: 128 where it divides the row, else 64 or 32, else per channel (fp8: per channel)",
+      in: -1...65536),
+    .choice(
+      "scale-rule", \.scaleRule,
+      "full-range: auto-round/llama.cpp rule; minmax: compressed-tensors rule"),
+    .choice(
+      "scale-dtype", \.scaleDType,
+      "scale precision; auto: f16 for full-range, the weight dtype for minmax"),
     .list("targets", \.targets, "Linear, names or re: regexes of the weights to quantize"),
     .list("ignore", \.ignore, "names or re: regexes of weights to leave alone (each must match)"),
   ]
@@ -115,8 +148,54 @@ package struct RTNOptions: PassOptions {
   /// The integer scheme (or, for fp8, the granularity) for a row of `columns` weights.
   func scheme(columns: Int) throws -> IntScheme {
     if let g = groupSize, g < -1 { throw PassError("group-size must be -1, 0 or positive") }
-    let g = GroupSizeChoice.granularity(explicit: groupSize, columns: columns, scheme: scheme.rawValue)
-    return IntScheme(bits: bits, symmetric: sym, granularity: g, scaleType: scaleDType.dtype ?? .f16)
+    let g = GroupSizeChoice.granularity(
+      explicit: groupSize, columns: columns, scheme: scheme.rawValue)
+    return IntScheme(
+      bits: bits, symmetric: sym, granularity: g, scaleType: scaleDType.dtype ?? .f16)
+  }
+
+  /// The integer scheme a weight gets: `scheme` with the param's own `{qopt.bits = N}` (a
+  /// per-weight width chosen earlier in the pipeline, e.g. by a bit-width plugin pass) and the
+  /// scale dtype `auto` resolves to (f16 for full-range, the weight's dtype for minmax).
+  func intScheme(_ scheme: IntScheme, param: Op, name: String, dtype: DType) throws -> IntScheme {
+    var s = scheme
+    if let attr = param.attributes["qopt.bits"] {
+      guard let bits = attr.intValue, (2...8).contains(bits) else {
+        throw PassError(
+          "'qopt.bits' of \(Printer.symbol(name)) must be an integer in 2...8, found \(Printer.attribute(attr))",
+          at: param.location)
+      }
+      s.bits = bits
+    }
+    if scaleDType == .auto {
+      s.scaleType = scaleRule == .fullRange ? .f16 : (dtype == .f32 ? .f32 : dtype)
+    }
+    return s
+  }
+
+  /// `weighted` searches symmetric full-range integer scales per row or group only.
+  func checkWeighted() throws {
+    guard weighted else { return }
+    guard scheme == .int, sym, scaleRule == .fullRange, groupSize != 0 else {
+      throw PassError(
+        "weighted applies to scheme=int with sym, scale-rule=full-range and a group size or -1 (auto-round's optimized RTN)"
+      )
+    }
+  }
+
+  /// Predicts, for the check before the pipeline, what a pass quantizing with these options
+  /// does: refuses a pass whose selected weights are all quantized (`each`: any of them) and
+  /// records the type each selected float weight will get.
+  func plan(_ module: Module, _ plan: inout WeightPlan, each: Bool = false) throws {
+    let selected = try WeightTargets(targets: targets, ignore: ignore).select(in: module)
+    try plan.requireFloat(selected.map(\.1), each: each)
+    for (param, name) in selected {
+      guard let w = plan[name], w.scheme == nil, w.shape.count == 2 else { continue }
+      plan.quantize(
+        name,
+        as: try predicted(
+          columns: w.shape[1], param: param, dtype: module.weights.dense(name)?.dtype))
+    }
   }
 
   /// The type a weight of `columns` columns will get (for the check before the pipeline).
@@ -168,6 +247,15 @@ let rtnDetails = """
   `scheme=fp8` (compressed-tensors `float-quantized`): `scale = amax / 448` per tensor
   (`group-size=0`), row (`-1`, and `auto`) or group, codes `e4m3(clamp(w / scale, ±448))` rounded to
   nearest even; f32 scales.
+
+  `weighted` (auto-round's optimized RTN, `iters=0`; needs `calibrate`): per group the
+  full-range scale `−g/2^(b−1)` (g the group's element of largest magnitude) and 200
+  candidates `−g/(2^(b−1) − step·k)`, k = −100…100 (step `1.5·2^(b−1)/200`; 2 bits: step
+  0.01, k = −90…90), each rounded to the scale dtype, are tried; the one with the smallest
+  `Σ_j mean(x_j²) · (s·q_j − w_j)²` wins (the first unless strictly beaten), with `mean(x_j²)`
+  `calibrate`'s statistic of the linear's input channel j. Integer symmetric full-range only.
+  It is an `rtn` option rather than a pass of its own because the grid, the options and
+  what is written are `rtn`'s; only the choice of each group's scale differs.
 
   Per-weight widths: a selected `param` carrying `{qopt.bits = N}` (set by an earlier pass,
   e.g. the `bit-width-rule` sample plugin) is quantized at N bits (2…8) instead of `bits`

@@ -15,3 +15,19 @@ extension BLAS {
       alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
   }
 }
+
+extension BLAS {
+  /// `C[N, N] += alpha · Aᵀ · A` (upper triangle only) with `A` row-major `[K, N]`: a Gram
+  /// matrix `XᵀX` of `K` input rows in half the flops of `sgemm`. Symmetrize before reading
+  /// the lower triangle.
+  @inline(__always)
+  public static func ssyrkTransA(
+    n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, beta: Float = 1,
+    c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    guard n > 0, k > 0 else { return }
+    cblas_ssyrk(
+      CblasRowMajor, CblasUpper, CblasTrans, blasint(n), blasint(k), alpha, a, blasint(lda), beta,
+      c, blasint(ldc))
+  }
+}

@@ -1,0 +1,186 @@
+import QoptIR
+import QoptRuntime
+
+// The block-by-block driver of `gptq`: Hessians from the block's inputs, the solver per
+// linear, write-back, and the quantized block's outputs as the next block's inputs.
+
+/// One run of `gptq` over a module.
+final class GPTQRun {
+  let module: Module
+  let options: GPTQOptions
+  let context: PassContext
+
+  init(module: Module, options: GPTQOptions, context: PassContext) {
+    self.module = module
+    self.options = options
+    self.context = context
+  }
+
+  func run() throws {
+    BLAS.useThreads(context.threads)
+    let w = options.weights
+    let model = try ModelBlocks(module: module)
+    let selected = try WeightTargets(targets: w.targets, ignore: w.ignore).select(
+      in: module, context: context)
+    try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass, each: true)
+    let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+    if w.groupSize == nil && w.scheme != .nvfp4 {
+      let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
+      context.remark(
+        GroupSizeChoice.summary(
+          columns.map {
+            ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0, scheme: w.scheme.rawValue))
+          }))
+    }
+    let calib = try context.analysis(CalibrationAnalysis.self)
+    var x = calib.blockInputs
+    let total = model.blocks.count
+    let phase = Progress.shared.phase("gptq: block", total: total)
+    defer { phase.close() }
+    let runStart = monotonicSeconds()
+    var fallbacks: [String] = []
+    for (bi, f) in model.blocks.enumerated() {
+      phase.step(bi, "Hessians")
+      let t0 = monotonicSeconds()
+      let exec = try BlockExecutor(function: f, module: module)
+      let targets = blockTargets(f, paramByName)
+      let (hessians, owner) = try collectHessians(exec, f, targets.map(\.0), x: x)
+      var loss = 0.0
+      for (name, param) in targets {
+        guard let weight = module.weights.dense(name), weight.shape.count == 2,
+          let key = owner[name], let h = hessians[key]
+        else {
+          throw context.error(
+            "weight \(Printer.symbol(name)) is not a dense 2-D float weight", at: param)
+        }
+        let (rows, cols) = (weight.shape[0], weight.shape[1])
+        var rounder = try makeRounder(name, param, weight, in: f, paramByName)
+        let r = options.solver.solve(
+          weight.floats(), rows: rows, cols: cols, hessian: h, rounder: &rounder)
+        if r.fellBack { fallbacks.append(name) }
+        loss += r.loss
+        apply(name, param, r.quantized)
+        if let p = exec.weightPointer(name) {
+          r.dequantized.withUnsafeBufferPointer {
+            p.update(from: $0.baseAddress!, count: rows * cols)
+          }
+        }  // safe: non-empty weight
+      }
+      // The quantized block's outputs on its (quantized) inputs feed the next block.
+      if bi + 1 < total {
+        phase.step(bi, "propagating")
+        let next = ActivationStore(tokens: x.tokens, width: x.width, budget: calib.memoryBudget)
+        try exec.forward(all: x, batch: options.batchSize, into: next)
+        x = next
+      }
+      let seconds = monotonicSeconds() - t0
+      let eta = (monotonicSeconds() - runStart) / Double(bi + 1) * Double(total - bi - 1)
+      progress(
+        "gptq: block \(bi + 1)/\(total)  \(targets.count) linears  loss \(lossText(loss))  \(String(format1: seconds)) s  ETA \(String(format1: eta)) s"
+      )
+    }
+    if !fallbacks.isEmpty {
+      context.warning(
+        "the dampened Hessian of \(fallbacks.count) weight(s) (e.g. \(fallbacks[0])) is not positive definite; they were rounded to nearest (raise damp, or calibrate on more data)"
+      )
+    }
+  }
+
+  /// `GPTQHessian` for every input a selected linear of `f` reads (one per input value: q, k,
+  /// v share one), from the block run on `x`; `owner` maps each weight to its input's key.
+  private func collectHessians(
+    _ exec: BlockExecutor, _ f: Function, _ names: [String], x: ActivationStore
+  ) throws -> (hessians: [String: [Float]], owner: [String: String]) {
+    var owner: [String: String] = [:]
+    var byInput: [ObjectIdentifier: String] = [:]
+    for op in f.body where op.kind == .linear {
+      guard let n = op.operands[1].definingOp?.paramName, names.contains(n), owner[n] == nil else {
+        continue
+      }
+      let id = ObjectIdentifier(op.operands[0])
+      owner[n] = byInput[id] ?? n
+      byInput[id] = owner[n]
+    }
+    var sums: [String: GPTQHessian] = [:]
+    let (tokens, sinkWeight) = (x.tokens, options.sinkWeight)
+    exec.linearInputHook = { name, p, rows, cols in
+      guard owner[name] == name else { return }
+      var h =
+        sums[name] ?? GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
+      h.add(p, count: rows)
+      sums[name] = h
+    }
+    defer { exec.linearInputHook = nil }
+    try exec.forward(all: x, batch: options.batchSize, into: nil)
+    return (sums.mapValues { $0.matrix() }, owner)
+  }
+
+  /// The grid a weight is rounded onto: the scheme `rtn` would use for it.
+  private func makeRounder(
+    _ name: String, _ param: Op, _ weight: TensorData, in f: Function, _ paramByName: [String: Op]
+  ) throws -> any GridRounder {
+    let w = options.weights
+    let (rows, cols) = (weight.shape[0], weight.shape[1])
+    let scheme = try w.scheme(columns: cols)
+    switch w.scheme {
+    case .fp8:
+      return FP8GridRounder(rows: rows, cols: cols, granularity: scheme.granularity)
+    case .nvfp4:
+      guard cols % NVFP4Quantizer.groupSize == 0 else {
+        throw context.error(
+          "weight \(Printer.symbol(name)) has \(cols) columns; nvfp4 needs a multiple of 16",
+          at: param)
+      }
+      return NVFP4GridRounder(
+        rows: rows, cols: cols, globalScale: fusedGlobalScale(name, in: f, paramByName))
+    case .int:
+      let s = try w.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
+      return IntGridRounder(
+        quantizer: IntQuantizer(scheme: s, rule: w.scaleRule), rows: rows, cols: cols)
+    }
+  }
+
+  /// The NVFP4 global scale of `name`, fixed before rounding: the smallest over the selected
+  /// linears of `f` that read the same input (what `fuse-scales` will give them, so it keeps
+  /// the rounded codes).
+  private func fusedGlobalScale(
+    _ name: String, in f: Function, _ paramByName: [String: Op]
+  ) -> Float {
+    let linears = f.body.filter { $0.kind == .linear }
+    let inputs = linears.filter { $0.operands[1].definingOp?.paramName == name }.map {
+      ObjectIdentifier($0.operands[0])
+    }
+    var gs = Float.infinity
+    for op in linears where inputs.contains(ObjectIdentifier(op.operands[0])) {
+      guard let n = op.operands[1].definingOp?.paramName, paramByName[n] != nil,
+        let t = module.weights.dense(n)
+      else { continue }
+      gs = min(
+        gs,
+        t.floats().withUnsafeBufferPointer {
+          NVFP4Quantizer.globalScale(amax: NVFP4Quantizer.amax($0))
+        })
+    }
+    return gs.isFinite ? gs : 1
+  }
+
+  /// The selected linear weights read in `f`, in op order.
+  private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
+    var out: [(String, Op)] = []
+    for op in f.body where op.kind == .linear {
+      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil,
+        !out.contains(where: { $0.0 == name })
+      else { continue }
+      out.append((name, p))
+    }
+    return out
+  }
+
+  private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor) {
+    context.setWeight(name, .quantized(q))
+    if let r = param.result { context.retype(r, to: r.type.with(element: .quantized(q.scheme))) }
+    if case .nvfp4 = q.scheme, let g = q.globalScale?.floats().first {
+      context.setAttribute("global_scale", .float(Double(g)), on: param)
+    }
+  }
+}
