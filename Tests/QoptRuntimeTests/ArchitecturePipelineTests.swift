@@ -47,11 +47,51 @@ private func quantizedIR(_ m: Module) -> [String: String] {
     }
   }
 
+  /// GPTQ, AWQ, weighted RTN and SmoothQuant find their linears and fold sites by dataflow, so
+  /// they run on every family's IR (fused projections, q/k norms, (1+w) norms, experts); the
+  /// float model folded by AWQ (without its clipping) or SmoothQuant alone keeps its logits.
+  @Test(arguments: ArchitectureLogitsTests.families)
+  func activationAwarePassesRunOnEveryFamily(_ family: String) throws {
+    let calib = "calibrate<samples=4;seqlen=32>"
+    let ids: [Int32] = Array(0..<24)
+    let float = try Interpreter(module: ModelImporter.load(path: archFixtures + "/" + family))
+      .run(ids: ids)
+    for fold in ["awq<bits=4;group-size=16;sym;no-clip>", "smoothquant"] {
+      let m = try ModelImporter.load(path: archFixtures + "/" + family)
+      try run("\(calib),\(fold),verify", on: m)
+      let folded = try Interpreter(module: m).run(ids: ids)
+      var worst: Float = 0
+      for (a, b) in zip(folded.data, float.data) { worst = max(worst, abs(a - b)) }
+      #expect(worst <= 1e-4, "\(family) \(fold): folding moved the logits by \(worst)")
+    }
+    for pipeline in [
+      "\(calib),gptq<bits=4;group-size=16;sym>",
+      "\(calib),awq<bits=4;group-size=16;sym>,gptq<bits=4;group-size=16;sym>",
+      "\(calib),rtn<bits=4;group-size=16;sym;weighted>",
+      "\(calib),smoothquant,rtn<bits=8;group-size=-1>,quantize-activations",
+    ] {
+      let m = try ModelImporter.load(path: archFixtures + "/" + family)
+      try run(pipeline + ",verify", on: m)
+      for (name, _) in m.moeExpertLinears() {
+        let q = try #require(m.weights.quantized(name), "\(family) \(pipeline): \(name) left float")
+        #expect(q.dequantized().allSatisfy { $0.isFinite }, "\(name) has non-finite values")
+      }
+      let logits = try Interpreter(module: m).run(ids: ids)
+      #expect(logits.data.allSatisfy { $0.isFinite }, "\(family) \(pipeline): non-finite logits")
+    }
+  }
+
   /// Two tokens reach at most four of qwen3_moe's eight experts per layer: the others are
   /// quantized (RTN), finite, and the run still tunes the rest.
   @Test func idleExpertsAreQuantized() throws {
     let m = try ModelImporter.load(path: archFixtures + "/qwen3_moe")
     try run("calibrate<samples=1;seqlen=2>,autoround<iters=4>", on: m)
+    let g = try ModelImporter.load(path: archFixtures + "/qwen3_moe")
+    try run("calibrate<samples=1;seqlen=2>,gptq<bits=4;group-size=16;sym>", on: g)
+    for (name, _) in g.moeExpertLinears() {
+      let q = try #require(g.weights.quantized(name), "gptq left \(name) float")
+      #expect(q.dequantized().contains { $0 != 0 }, "gptq zeroed \(name)")
+    }
     for (name, _) in m.moeExpertLinears() {
       let q = try #require(m.weights.quantized(name), "\(name) left float")
       #expect(q.dequantized().allSatisfy { $0.isFinite }, "\(name) has non-finite values")

@@ -39,6 +39,7 @@ final class GPTQRun {
     defer { phase.close() }
     let runStart = monotonicSeconds()
     var fallbacks: [String] = []
+    var idle: [String] = []
     for (bi, f) in model.blocks.enumerated() {
       phase.step(bi, "Hessians")
       let t0 = monotonicSeconds()
@@ -48,12 +49,16 @@ final class GPTQRun {
       var loss = 0.0
       for (name, param) in targets {
         guard let weight = module.weights.dense(name), weight.shape.count == 2,
-          let key = owner[name], let h = hessians[key]
+          let key = owner[name]
         else {
           throw context.error(
             "weight \(Printer.symbol(name)) is not a dense 2-D float weight", at: param)
         }
         let (rows, cols) = (weight.shape[0], weight.shape[1])
+        // A MoE expert no calibration token reached has no Hessian: with H = I the solver
+        // pushes no error anywhere, which is round-to-nearest on the same grid.
+        let h = hessians[key] ?? identity(cols)
+        if hessians[key] == nil { idle.append(name) }
         var rounder = try makeRounder(name, param, weight, in: f, paramByName)
         let r = options.solver.solve(
           weight.floats(), rows: rows, cols: cols, hessian: h, rounder: &rounder)
@@ -77,6 +82,11 @@ final class GPTQRun {
       let eta = (monotonicSeconds() - runStart) / Double(bi + 1) * Double(total - bi - 1)
       progress(
         "gptq: block \(bi + 1)/\(total)  \(targets.count) linears  loss \(lossText(loss))  \(String(format1: seconds)) s  ETA \(String(format1: eta)) s"
+      )
+    }
+    if !idle.isEmpty {
+      context.warning(
+        "\(idle.count) weight(s) (e.g. \(idle[0])) saw no calibration tokens (MoE experts the router never chose); they were rounded to nearest"
       )
     }
     if !fallbacks.isEmpty {
@@ -104,7 +114,7 @@ final class GPTQRun {
     var sums: [String: GPTQHessian] = [:]
     let (tokens, sinkWeight) = (x.tokens, options.sinkWeight)
     exec.linearInputHook = { name, p, rows, cols in
-      guard owner[name] == name else { return }
+      guard owner[name] == name, rows > 0 else { return }
       var h =
         sums[name] ?? GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
       h.add(p, count: rows)
@@ -183,4 +193,11 @@ final class GPTQRun {
       context.setAttribute("global_scale", .float(Double(g)), on: param)
     }
   }
+}
+
+/// The `n × n` identity, row-major.
+private func identity(_ n: Int) -> [Float] {
+  var m = [Float](repeating: 0, count: n * n)
+  for i in 0..<n { m[i * n + i] = 1 }
+  return m
 }

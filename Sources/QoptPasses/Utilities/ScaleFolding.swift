@@ -6,7 +6,8 @@ import QoptIR
 ///
 /// Producers are recognised by dataflow, never by names:
 ///
-///     %x = rms_norm %h, %γ                → γ_j / s_j
+///     %x = rms_norm %h, %γ                → γ_j / s_j  (with `weight_offset` o, the norm
+///                                           multiplies by o + γ: γ_j ← (o + γ_j) / s_j − o)
 ///     %u = linear %a, %W_up  %x = mul %g, %u  → W_up[j, :] / s_j   (the up projection before down)
 ///     %x = attention %q, %k, %v with %v = linear %a, %W_v, as wide as %x (no grouped KV heads)
 ///                                         → W_v[j, :] / s_j
@@ -27,6 +28,8 @@ struct FoldSite {
   /// The producer's weight param (γ or W_prev) and the bias param of a producing linear.
   let producerParam: Op
   let producerBias: Op?
+  /// The norm's `weight_offset` (Gemma's `(1 + w)` norms), 0 for every other producer.
+  var producerOffset: Float = 0
 
   var weightNames: [String] { linears.compactMap { $0.operands[1].definingOp?.paramName } }
   var producerName: String { producerParam.paramName ?? "" }
@@ -71,11 +74,15 @@ struct FoldSite {
       }
       switch producer.kind {
       case .rmsNorm where kinds.contains(.norm):
-        if let g = soleDenseParam(producer.operands[1]) {
+        // One γ per channel of x (a per-head q/k norm's shorter γ cannot take a per-channel s).
+        if let g = soleDenseParam(producer.operands[1]),
+          module.weights.dense(g.paramName ?? "")?.count == width
+        {
           out.append(
             FoldSite(
               function: f, input: x, linears: linears, kind: .norm, producerParam: g,
-              producerBias: nil))
+              producerBias: nil,
+              producerOffset: Float(producer.attributes["weight_offset"]?.doubleValue ?? 0)))
         }
       case .mul where kinds.contains(.mulLinear):
         if let (w, b) = producer.operands.lazy.compactMap(producingLinear).first {
@@ -119,7 +126,8 @@ struct FoldSite {
       var w = t.floats()
       // γ and a bias have one value per channel; a producing linear's rows are the channels.
       let perChannel = w.count / s.count
-      for i in 0..<w.count { w[i] /= s[i / perChannel] }
+      let o = p === producerParam ? producerOffset : 0
+      for i in 0..<w.count { w[i] = (o + w[i]) / s[i / perChannel] - o }
       setDense(n, w, shape: t.shape, param: p, context: context)
     }
   }
