@@ -54,7 +54,7 @@ package final class AutoRoundRun {
         options.optRTN && options.quantScheme == "int" && options.sym && options.bits < 8
       let stats = optimized ? (try? context.analysis(CalibrationAnalysis.self))?.linearStats : nil
       for f in model.blocks {
-        let targets = blockTargets(f, paramByName)
+        let targets = f.linearWeights(in: paramByName)
         for (l, (name, param)) in zip(try makeLinears(f, targets), targets) {
           if let st = stats?[name], let t = module.weights.dense(name) {
             let quantizer = IntQuantizer(scheme: options.scheme(columns: l.cols), rule: .fullRange)
@@ -145,7 +145,7 @@ package final class AutoRoundRun {
       let xTune = xQ ?? xFp
       inputScales += try calibrateInputScales(exec, f, on: xTune)
       exec.quantizeInputs = true
-      let targets = blockTargets(f, paramByName)
+      let targets = f.linearWeights(in: paramByName)
       let linears = try makeLinears(f, targets)
       exec.trainable = Set(linears.map(\.name))
       let iters = options.iters
@@ -208,18 +208,6 @@ package final class AutoRoundRun {
         )
       }
     }
-  }
-
-  /// The selected linear weights read in `f`, in op order.
-  private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
-    var out: [(String, Op)] = []
-    for op in f.body where op.kind == .linear {
-      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil,
-        !out.contains(where: { $0.0 == name })
-      else { continue }
-      out.append((name, p))
-    }
-    return out
   }
 
   private func makeLinear(_ name: String, _ param: Op) throws -> SignRoundLinear {

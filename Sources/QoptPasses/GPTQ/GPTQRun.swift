@@ -44,7 +44,7 @@ final class GPTQRun {
       phase.step(bi, "Hessians")
       let t0 = monotonicSeconds()
       let exec = try BlockExecutor(function: f, module: module)
-      let targets = blockTargets(f, paramByName)
+      let targets = f.linearWeights(in: paramByName)
       let (hessians, owner) = try collectHessians(exec, f, targets.map(\.0), x: x)
       var loss = 0.0
       for (name, param) in targets {
@@ -172,18 +172,6 @@ final class GPTQRun {
         })
     }
     return gs.isFinite ? gs : 1
-  }
-
-  /// The selected linear weights read in `f`, in op order.
-  private func blockTargets(_ f: Function, _ paramByName: [String: Op]) -> [(String, Op)] {
-    var out: [(String, Op)] = []
-    for op in f.body where op.kind == .linear {
-      guard let p = op.operands[1].definingOp, let name = p.paramName, paramByName[name] != nil,
-        !out.contains(where: { $0.0 == name })
-      else { continue }
-      out.append((name, p))
-    }
-    return out
   }
 
   private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor) {

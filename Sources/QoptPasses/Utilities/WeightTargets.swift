@@ -103,3 +103,18 @@ struct WeightTargets {
     return pattern == name || pattern == moduleName(name)
   }
 }
+
+extension Function {
+  /// The linear weights of `selected` (by name) read in this function, each once, in op order:
+  /// what a block-by-block pass (`autoround`, `gptq`) quantizes in one block.
+  func linearWeights(in selected: [String: Op]) -> [(String, Op)] {
+    var out: [(String, Op)] = []
+    for op in body where op.kind == .linear {
+      guard let p = op.operands[1].definingOp, let name = p.paramName, selected[name] != nil,
+        !out.contains(where: { $0.0 == name })
+      else { continue }
+      out.append((name, p))
+    }
+    return out
+  }
+}
