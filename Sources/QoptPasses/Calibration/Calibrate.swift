@@ -123,7 +123,7 @@ let calibratePass = Pass(
     // llama.cpp's importance matrix is the per-column sum of x² before it becomes a mean.
     for (name, s) in stats.sorted(by: { $0.key < $1.key }) {
       let sums = ImportanceStats(
-        columns: s.meanSquare.count, sumSquares: llamaOrder.sums[name] ?? s.meanSquare,
+        columns: s.meanSquare.count, sumSquares: llamaOrder.sums(name) ?? s.meanSquare,
         tokens: [s.tokens])
       context.setImportance(name, sums)
     }

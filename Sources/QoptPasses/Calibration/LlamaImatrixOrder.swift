@@ -14,7 +14,15 @@ import QoptIR
 struct LlamaImatrixOrder {
   /// Tokens of the calibration windows (llama-imatrix's `-c`).
   let seqlen: Int
-  private(set) var sums: [String: [Float]] = [:]
+  private var ordered: [String: [Float]] = [:]
+  /// Linears that saw rows other than whole windows (an expert's routed tokens).
+  private var unordered: Set<String> = []
+
+  init(seqlen: Int) { self.seqlen = seqlen }
+
+  /// The sums of linear `name` in llama-imatrix's order; nil for a linear that saw rows other
+  /// than whole windows (the caller keeps its window-order sums).
+  func sums(_ name: String) -> [Float]? { unordered.contains(name) ? nil : ordered[name] }
 
   /// Chunks llama-imatrix decodes together.
   var sequencesPerBatch: Int { max(1, 2048 / seqlen) }
@@ -24,10 +32,13 @@ struct LlamaImatrixOrder {
 
   /// Adds the input rows of linear `name` for `rows / seqlen` consecutive windows, the first of
   /// which starts a llama.cpp batch. Returns false (nothing added) for rows that are not whole
-  /// windows (an expert's routed tokens).
+  /// windows (an expert's routed tokens), and marks the linear unordered.
   mutating func add(_ name: String, _ x: UnsafePointer<Float>, rows: Int, columns: Int) -> Bool {
-    guard rows % seqlen == 0 else { return false }
-    var acc = sums[name] ?? [Float](repeating: 0, count: columns)
+    guard rows % seqlen == 0 else {
+      unordered.insert(name)
+      return false
+    }
+    var acc = ordered[name] ?? [Float](repeating: 0, count: columns)
     let windows = rows / seqlen
     acc.withUnsafeMutableBufferPointer { a in
       for g0 in stride(from: 0, to: windows, by: sequencesPerBatch) {
@@ -43,7 +54,7 @@ struct LlamaImatrixOrder {
         }
       }
     }
-    sums[name] = acc
+    ordered[name] = acc
     return true
   }
 
