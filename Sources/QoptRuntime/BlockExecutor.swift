@@ -111,6 +111,16 @@ package final class BlockExecutor {
       }
     }
   }
+  /// When true, linears, RMS norms, RoPE, SiLU and plain causal attention compute as
+  /// llama.cpp's CPU backend does, bit for bit (`Kernels.ggml*`: tinyBLAS products, ggml's
+  /// RMS norm, fused RoPE rotation, `ggml_v_silu`, tiled flash attention); with
+  /// `keyValueF16` and `ggmlRope`, the forward of `calibrate<numerics=llama.cpp>`. Forward
+  /// only; other ops and attention variants keep qopt's kernels.
+  package var ggmlArithmetic = false
+  /// Whether llama.cpp holds the Q/K head dimensions in adjacent pairs (its `llama`
+  /// architecture permutes them so; NeoX-RoPE architectures keep HF's halves): the order
+  /// `ggmlArithmetic`'s attention adds the query·key products in.
+  package var ggmlInterleavedQK = true
   /// The base of each plain (unscaled) RoPE step, by output slot.
   private var ropeTheta: [Int: Double] = [:]
   /// Each quantized-input linear's settings and its x̂ buffer, keyed by its output slot.
@@ -405,9 +415,16 @@ package final class BlockExecutor {
       let (r, n) = (slotRows[x] * (width[x] / width[w]), width[w])
       if let scaled = normWeight(w, offset) {
         scaled.withUnsafeBufferPointer {
-          Kernels.rmsNorm(
-            act(x), rows: r, columns: n, weight: $0.baseAddress!, eps: eps, into: act(o))
+          if ggmlArithmetic {
+            Kernels.ggmlRMSNorm(
+              act(x), rows: r, columns: n, weight: $0.baseAddress!, eps: eps, into: act(o))
+          } else {
+            Kernels.rmsNorm(
+              act(x), rows: r, columns: n, weight: $0.baseAddress!, eps: eps, into: act(o))
+          }
         }  // safe: n > 0
+      } else if ggmlArithmetic {
+        Kernels.ggmlRMSNorm(act(x), rows: r, columns: n, weight: act(w), eps: eps, into: act(o))
       } else {
         Kernels.rmsNorm(act(x), rows: r, columns: n, weight: act(w), eps: eps, into: act(o))
       }
@@ -428,13 +445,29 @@ package final class BlockExecutor {
         Kernels.fakeQuantize(buffer.pointer, rows: rx, columns: width[x], q)
       }
       guard rx > 0 else { return }
+      if ggmlArithmetic, !quantizeInputs,
+        Kernels.ggmlLinear(
+          act(x), rows: rx, inFeatures: width[x], weight: act(w), outFeatures: width[o],
+          into: act(o))
+      {
+        if let b {
+          let (y, bias, m) = (act(o), act(b), width[o])
+          for r in 0..<rx { for i in 0..<m { y[r * m + i] += bias[i] } }
+        }
+        return
+      }
       Kernels.linear(
         linearInput(out: o, x: x), rows: rx, inFeatures: width[x], weight: act(w),
         outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
     case .rope(let o, let x, let table, let d):
       let wd = width[x]
       let (xp, op) = (act(x), act(o))
-      for s in 0..<samples {
+      for s in 0..<samples where ggmlArithmetic {
+        Kernels.ggmlRope(
+          xp + s * t * wd, rows: t, heads: wd / d, table: table, into: op + s * t * wd,
+          headStride: d)
+      }
+      for s in 0..<samples where !ggmlArithmetic {
         Kernels.rope(
           xp + s * t * wd, rows: t, heads: wd / d, table: table, into: op + s * t * wd,
           headStride: d)
@@ -447,7 +480,14 @@ package final class BlockExecutor {
           for i in 0..<n { p[i] = Float(Float16(p[i])) }
         }
       }
+      let (ggml, interleaved) = (ggmlArithmetic, ggmlInterleavedQK)
       perSample(samples) { s in
+        if ggml && variant == nil {
+          Kernels.ggmlAttention(
+            q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
+            kvHeads: kvh, headDim: d, interleavedQK: interleaved, into: op + s * t * wo)
+          return
+        }
         if let variant {
           Kernels.attention(
             q: qp + s * t * wq, k: kp + s * t * wk, v: vp + s * t * wv, tokens: t, heads: h,
@@ -462,7 +502,11 @@ package final class BlockExecutor {
       }
     case .silu(let o, let x):
       slotRows[o] = slotRows[x]
-      Kernels.silu(act(x), count: count(x), into: act(o))
+      if ggmlArithmetic {
+        Kernels.ggmlSilu(act(x), count: count(x), into: act(o))
+      } else {
+        Kernels.silu(act(x), count: count(x), into: act(o))
+      }
     case .geluTanh(let o, let x):
       slotRows[o] = slotRows[x]
       Kernels.geluTanh(act(x), count: count(x), into: act(o))

@@ -15,11 +15,14 @@ struct ImatrixCommand: ParsableCommand {
       add_bos_token says so) and cut into consecutive -seqlen-token chunks from the start, the
       first -chunks of them (all that fit without -chunks; at least 2 × -seqlen tokens are
       needed). When add_bos_token is set, each chunk's first token is replaced by BOS. The
-      float model runs each chunk as one causal sequence (keys and values rounded to f16, as
-      llama.cpp's default KV cache holds them, and RoPE angles computed as ggml computes
-      them), and for every linear of every block
-      (not the output head, llama-imatrix's default without --process-output) the sum over
-      ALL tokens of each chunk of x² per input column is accumulated, with the token count.
+      float model runs each chunk as one causal sequence with llama.cpp's CPU arithmetic
+      (keys and values rounded to f16 as its default KV cache holds them, ggml's RoPE angles,
+      tinyBLAS matrix products, RMS norm, SiLU and tiled flash attention), and for every
+      linear of every block (not the output head, llama-imatrix's default without
+      --process-output) the sum over ALL tokens of each chunk of x² per input column is
+      accumulated in llama-imatrix's order (4 chunks of 512 per batch, ubatches taking 128
+      tokens of each), with the token count. On SmolLM2 with -seqlen 512 the file's sums are
+      llama-imatrix's (x86-64 llama.cpp with AVX2/FMA) bit for bit.
 
       -o FILE: llama.cpp's GGUF imatrix format (tensors NAME.in_sum2 and NAME.counts, keys
       imatrix.datasets, imatrix.chunk_count, imatrix.chunk_size), or the legacy format when

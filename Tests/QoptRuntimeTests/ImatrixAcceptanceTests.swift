@@ -9,15 +9,14 @@ import Testing
 
 /// End to end on the shared model (needs ../shared): `qopt imatrix` over calib.txt, 32 chunks
 /// of 512 tokens, against llama-imatrix's file for the same run
-/// (../shared/data/kquants/smollm2-calib.imatrix.gguf): the same 210 entries and token counts
-/// (16384: every token of every chunk), and sums that agree as closely as two float forwards
-/// can. Measured 2026-12-03: block 0's inputs outside attention (attn_q/k/v, ffn_gate/up/down)
-/// within 4.4e-6 relative per entry; over all 149760 entries the median 5.1e-6, the 99th
-/// percentile 8.1e-5 and the worst 1.5e-3 (one ffn_down column of block 28); 68.5 % of the
-/// entries within 1e-5. The differences grow with depth: ggml's and OpenBLAS's float sums
-/// differ in the last bits, which the f16 KV cache and 30 blocks amplify, and each float sum of
-/// 16384 squares keeps its own rounding. So the bounds below are the issue's 1e-5 where it
-/// holds and the measured spread (with margin) elsewhere; see docs/backends.md#importance-matrix.
+/// (../shared/data/kquants/smollm2-calib.imatrix.gguf, llama.cpp on x86-64 with AVX2/FMA): the
+/// same 210 entries and token counts (16384: every token of every chunk), and every one of the
+/// 149,760 sums bit-identical (the issue asks for 1e-5 relative per entry). That holds because
+/// `numerics=llama.cpp` computes as ggml does (tinyBLAS products, RMS norm in double, fused
+/// RoPE rotation, ggml's SiLU and tiled flash attention; `GGMLArithmeticTests` checks each op)
+/// and adds the squares in llama-imatrix's ubatch order (`LlamaImatrixOrder`). Before that
+/// (2026-12-03, OpenBLAS and qopt's kernels): median 5.1e-6, worst 1.5e-3, 68.5 % within 1e-5.
+/// See docs/backends.md#importance-matrix.
 @Suite(
   .serialized,
   .enabled(
@@ -42,29 +41,25 @@ struct ImatrixRealModelTests {
       let ref = try ImatrixFile.read(path: Self.reference)
       #expect(Set(ours.entries.keys) == Set(ref.entries.keys))
       #expect(ours.chunkCount == ref.chunkCount && ours.chunkSize == ref.chunkSize)
-      var all: [Double] = []
-      var worstOutsideAttention = (0.0, "")
-      for (name, r) in ref.entries {
+      var differing: [String] = []
+      var worst = 0.0
+      for (name, r) in ref.entries.sorted(by: { $0.key < $1.key }) {
         guard let o = ours.entries[name] else { continue }
         #expect(o.tokens == r.tokens, "\(name)")
-        let block0 = name.hasPrefix("blk.0.") && !name.hasPrefix("blk.0.attn_output")
-        for (j, (a, b)) in zip(o.sumSquares, r.sumSquares).enumerated() {
-          let rel = Double(abs(a - b)) / Double(max(abs(b), 1e-30))
-          all.append(rel)
-          if block0 && rel > worstOutsideAttention.0 {
-            worstOutsideAttention = (rel, "\(name)[\(j)]: \(a) vs \(b)")
-          }
+        for (j, (a, b)) in zip(o.sumSquares, r.sumSquares).enumerated()
+        where a.bitPattern != b.bitPattern {
+          differing.append("\(name)[\(j)]: \(a) vs \(b)")
+          worst = max(worst, Double(abs(a - b)) / Double(max(abs(b), 1e-30)))
         }
       }
-      all.sort()
-      #expect(all.count == 149_760)
-      #expect(worstOutsideAttention.0 <= 1e-5, "block 0: \(worstOutsideAttention.1)")
-      let (median, p99, worst) = (all[all.count / 2], all[all.count * 99 / 100], all.last ?? 0)
+      #expect(ours.entries.values.reduce(0) { $0 + $1.sumSquares.count } == 149_760)
       #expect(
-        median <= 3e-5 && p99 <= 2e-4 && worst <= 5e-3,
-        "median \(median), p99 \(p99), worst \(worst)")
+        differing.isEmpty,
+        "\(differing.count) sums differ from llama-imatrix's (worst relative \(worst)), e.g. \(differing.prefix(3))"
+      )
+      #expect(worst <= 1e-5)
       // One forward over 16384 tokens: CPU seconds, so a busy machine does not fail it.
-      #expect(cpu < 120, "qopt imatrix used \(cpu) s of CPU")
+      #expect(cpu < 600, "qopt imatrix used \(cpu) s of CPU")
     }
   }
 

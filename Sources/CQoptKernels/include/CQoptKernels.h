@@ -48,6 +48,28 @@ void qopt_silu_backward(const float *x, const float *dy, float *dx, long n);
 /* Atomically returns *counter and adds 1 (work sharing between threads). */
 long qopt_fetch_increment(long *counter);
 
+/* llama.cpp's CPU arithmetic (ggml_forward.c), bit for bit, for calibrate<numerics=llama.cpp>. */
+
+/* y[j, i] = sum_l w[i, l] x[j, l] as llamafile's tinyBLAS (AVX2) sums it: 8 lanes of FMA over
+ * l ≡ lane (mod 8), then its horizontal sum. w is m × k, x n × k, y n × m. Returns 0 (nothing
+ * written) where tinyBLAS would decline: k % 8 != 0 or m % 4 != 0. */
+int qopt_ggml_sgemm(const float *w, const float *x, float *y, long m, long n, long k);
+
+/* ggml_rms_norm then ggml_mul: sum of squares in double, y = (x · (1 / sqrtf(mean + eps))) · w. */
+void qopt_ggml_rms_norm(const float *x, long rows, long d, const float *w, float eps, float *y);
+
+/* ggml_v_silu (groups of 8) and ggml_silu_f32 (the tail). */
+void qopt_ggml_silu(const float *x, long n, float *y);
+
+/* Causal attention as ggml's tiled CPU flash attention computes it (KV tiles of 64, f32 Q,
+ * sequential FMA dot products, online softmax with ggml_v_expf, sums of each tile in double).
+ * q: tokens × heads·d, k and v: tokens × kvHeads·d (already rounded to f16 as the KV cache
+ * holds them); halfSplit: Q/K head dimensions are in HF order (i, i + d/2 rotate together),
+ * and are summed in GGUF's interleaved order. d <= 256. */
+void qopt_ggml_flash_attn(
+  const float *q, const float *k, const float *v, long tokens, long heads, long kvHeads, long d,
+  int halfSplit, float scale, float *out);
+
 #ifdef __cplusplus
 }
 #endif

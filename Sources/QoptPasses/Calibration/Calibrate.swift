@@ -64,9 +64,11 @@ let calibratePass = Pass(
   if !keep.isEmpty && !options.stats { throw PassError("keep-inputs needs stats (drop no-stats)") }
   var kept: [String: ActivationStore] = [:]
   var keepError: (any Error)?
+  let llama = options.numerics == .llamaCpp
+  var llamaOrder = LlamaImatrixOrder(seqlen: seqlen)
   if options.stats {
     var x = store
-    let batch = 8
+    let batch = llama ? llamaOrder.forwardBatch : 8
     let n = seqlen * width
     var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
     let phase = Progress.shared.phase("calibrate: float forward, block", total: model.blocks.count)
@@ -74,12 +76,15 @@ let calibratePass = Pass(
     for (bi, f) in model.blocks.enumerated() {
       phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
-      // llama.cpp's forward: f16 KV cache, ggml's RoPE angles.
-      exec.keyValueF16 = options.numerics == .llamaCpp
-      exec.ggmlRope = options.numerics == .llamaCpp
+      // llama.cpp's forward: f16 KV cache, ggml's RoPE angles and arithmetic.
+      exec.keyValueF16 = llama
+      exec.ggmlRope = llama
+      exec.ggmlArithmetic = llama
+      exec.ggmlInterleavedQK = LlamaImatrixOrder.interleavedQK(module)
       exec.dispatchAllTokens = options.allExperts
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
+        if llama { _ = llamaOrder.add(name, p, rows: rows, columns: cols) }
         var s = stats[name] ?? .init(columns: cols)
         // One observation per calibration window, so the moving average does not depend on
         // how many windows run together.
@@ -117,7 +122,9 @@ let calibratePass = Pass(
     }
     // llama.cpp's importance matrix is the per-column sum of x² before it becomes a mean.
     for (name, s) in stats.sorted(by: { $0.key < $1.key }) {
-      let sums = ImportanceStats(columns: s.meanSquare.count, sumSquares: s.meanSquare, tokens: [s.tokens])
+      let sums = ImportanceStats(
+        columns: s.meanSquare.count, sumSquares: llamaOrder.sums(name) ?? s.meanSquare,
+        tokens: [s.tokens])
       context.setImportance(name, sums)
     }
     for k in stats.keys { stats[k]!.finish() }  // safe: iterating existing keys
@@ -175,9 +182,9 @@ struct CalibrateOptions: PassOptions {
         + " one; at least 2·seqlen tokens)"),
     .choice(
       "numerics", \.numerics,
-      "llama.cpp: attention reads keys and values rounded to f16 (llama.cpp's default KV"
-        + " cache) and RoPE angles are computed as ggml does (qopt imatrix uses it to match"
-        + " llama-imatrix)"),
+      "llama.cpp: the forward computes as llama.cpp's CPU backend (f16 KV cache, ggml's RoPE"
+        + " angles, tinyBLAS products, RMS norm, SiLU and flash attention) and the sums of x²"
+        + " add up in llama-imatrix's order (qopt imatrix uses it to match llama-imatrix)"),
     .int(
       "seed", \.seed,
       "-1: evenly spaced windows (offset i·⌊tokens/samples⌋); otherwise random offsets from this seed",
