@@ -68,7 +68,7 @@ private func referenceDecode(_ q: QuantizedTensor) -> [Float] {
 /// feedback) lowers the proxy loss against round-to-nearest by ggml's encoder, plain and with
 /// importance weights; its blocks decode, with ggml's reference decoder, to exactly the values
 /// the solver used.
-@Test(arguments: [GGMLBlockKind.q4_k, .q6_k, .q4_0, .q8_0], [false, true])
+@Test(arguments: [GGMLBlockKind.q4_k, .q6_k, .q4_0, .q5_0, .q8_0], [false, true])
 func gptqTowardAGGMLGridBeatsItsRoundToNearest(kind: GGMLBlockKind, weighted: Bool) throws {
   let layer = WideLayer(seed: 5)
   let importance = weighted ? layer.meanSquare : nil
@@ -94,7 +94,7 @@ func gptqTowardAGGMLGridBeatsItsRoundToNearest(kind: GGMLBlockKind, weighted: Bo
 
 /// A rounder's code for each element lands where ggml's decoder reads it: rounding every
 /// element of a freshly encoded block to its own decoded value reproduces the block.
-@Test(arguments: [GGMLBlockKind.q4_k, .q6_k, .q4_0, .q8_0])
+@Test(arguments: [GGMLBlockKind.q4_k, .q6_k, .q4_0, .q5_0, .q8_0])
 func gridRounderWritesCodesWhereGGMLReadsThem(kind: GGMLBlockKind) throws {
   var rng = SplitMix64(seed: 3)
   let cols = 512

@@ -131,11 +131,14 @@ final class GPTQRun {
   ) throws -> any GridRounder {
     let w = options.weights
     let (rows, cols) = (weight.shape[0], weight.shape[1])
-    if let kind = w.scheme.ggml {
+    if let requested = w.scheme.ggml {
       let importance = try GGMLRounding.importance(module, name: name, columns: cols, param: param)
-      guard cols % kind.blockSize == 0 else {
+      guard
+        let kind = GGMLRounding.kind(
+          requested, columns: cols, name: name, param: param, context: context)
+      else {
         throw context.error(
-          "weight \(Printer.symbol(name)) has \(cols) columns; gptq toward \(kind.name) needs whole blocks of \(kind.blockSize) (rtn<scheme=\(kind.name)> applies llama.cpp's fallback type)",
+          "weight \(Printer.symbol(name)) has \(cols) columns; no ggml block fits (leave it out with ignore=)",
           at: param)
       }
       guard let r = GGMLGridRounder(kind: kind, rows: rows, cols: cols, importance: importance)

@@ -9,13 +9,13 @@ import QoptIR
 /// result is a valid ggml block that ggml's decoder turns into exactly the values GPTQ used.
 ///
 /// Per element the grid is `a·q − b` with q in `lo…hi` (Q4_K: `a = d·sc_j`, `b = dmin·m_j`, q in
-/// 0…15; Q6_K: `a = d·sc_j`, q in −32…31; Q4_0: `a = d`, q − 8 in −8…7; Q8_0: `a = d`, q in
-/// −127…127), computed in f32 as ggml's `to_float` computes it.
+/// 0…15; Q6_K: `a = d·sc_j`, q in −32…31; Q4_0: `a = d`, q − 8 in −8…7; Q5_0: `a = d`, q − 16
+/// in −16…15; Q8_0: `a = d`, q in −127…127), computed in f32 as ggml's `to_float` computes it.
 ///
 /// Memory: the blocks of the whole tensor (rows · row bytes).
 package struct GGMLGridRounder: GridRounder {
   /// The types whose block layout this rounder can write a single code into.
-  package static let supported: [GGMLBlockKind] = [.q4_k, .q6_k, .q4_0, .q8_0]
+  package static let supported: [GGMLBlockKind] = [.q4_k, .q6_k, .q4_0, .q5_0, .q8_0]
 
   let kind: GGMLBlockKind
   let rows: Int, cols: Int
@@ -129,6 +129,18 @@ package struct GGMLGridRounder: GridRounder {
       byte.pointee =
         i >= 16 ? (byte.pointee & 0x0F) | UInt8((q + 8) << 4) : (byte.pointee & 0xF0) | UInt8(q + 8)
       return Float(q) * d
+    case .q5_0:
+      // d (f16), qh (u32: bit j is weight j's fifth bit), qs[16] as Q4_0's.
+      let d = half(p)
+      let q = code(x, d, 0, -16, 15) + 16
+      let byte = p + 6 + i % 16
+      byte.pointee =
+        i >= 16
+        ? (byte.pointee & 0x0F) | UInt8((q & 0xF) << 4) : (byte.pointee & 0xF0) | UInt8(q & 0xF)
+      let hb = p + 2 + i / 8
+      let bit = UInt8(1) << UInt8(i % 8)
+      hb.pointee = q >= 16 ? hb.pointee | bit : hb.pointee & ~bit
+      return Float(q - 16) * d
     case .q8_0:
       let d = half(p)
       let q = code(x, d, 0, -127, 127)
