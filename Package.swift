@@ -20,14 +20,14 @@ let package = Package(
     .library(name: "ActClip", type: .dynamic, targets: ["ActClip"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
   ],
   targets: [
     // Support: diagnostics, JSON, name patterns, mapped files, progress (no qopt dependencies).
     .target(name: "QoptSupport"),
 
     // IR
-    .target(name: "QoptIR", dependencies: ["QoptSupport"]),
+    .target(name: "QoptIR", dependencies: ["QoptSupport", "CQoptCodecs"]),
 
     // Formats: one home per file format (GGUF, compressed-tensors, tokenizer.json), read and
     // written here; frontends lower them into IR, backends raise IR into them.
@@ -42,7 +42,9 @@ let package = Package(
       providers: [.apt(["libopenblas-dev"])]),
     // AVX2+FMA vector kernels chosen at run time (Swift itself builds for baseline x86-64).
     .target(name: "CQoptKernels"),
-    .target(name: "QoptRuntime", dependencies: ["QoptIR", "COpenBLAS", "CQoptKernels", "QoptExternKernels"]),
+    .target(
+      name: "QoptRuntime",
+      dependencies: ["QoptIR", "COpenBLAS", "CQoptKernels", "QoptExternKernels"]),
 
     // Passes
     .target(
@@ -52,17 +54,21 @@ let package = Package(
     .target(name: "CQoptPlugin"),
     .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
     .target(
-      name: "QoptPluginHost", dependencies: ["QoptIR", "QoptPasses", "CQoptPlugin", "QoptExternKernels"]),
+      name: "QoptPluginHost",
+      dependencies: ["QoptIR", "QoptPasses", "CQoptPlugin", "QoptExternKernels"]),
     .target(name: "QoptExternKernels", dependencies: ["QoptIR", "CFFI"]),
     .target(
-      name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers", publicHeadersPath: ".",
+      name: "ClipOutliers", dependencies: ["CQoptPlugin"], path: "Plugins/ClipOutliers",
+      publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
     .target(name: "BitWidthRule", dependencies: ["CQoptPlugin"], path: "Plugins/BitWidthRule"),
     .target(
-      name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate", publicHeadersPath: ".",
+      name: "HadamardRotate", dependencies: ["CQoptPlugin"], path: "Plugins/HadamardRotate",
+      publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
     .target(
-      name: "ActClip", dependencies: ["CQoptPlugin"], path: "Plugins/ActClip", publicHeadersPath: ".",
+      name: "ActClip", dependencies: ["CQoptPlugin"], path: "Plugins/ActClip",
+      publicHeadersPath: ".",
       linkerSettings: [.linkedLibrary("m")]),
 
     // I/O
@@ -74,20 +80,31 @@ let package = Package(
     .executableTarget(
       name: "qopt",
       dependencies: [
-        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFormats", "QoptFrontends", "QoptRuntime", "QoptBackends", "QoptExternKernels",
+        "QoptIR", "QoptPasses", "QoptPluginHost", "QoptFormats", "QoptFrontends", "QoptRuntime",
+        "QoptBackends", "QoptExternKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
-      name: "qopt-bench", dependencies: ["QoptIR", "QoptPasses", "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "CQoptKernels"]),
+      name: "qopt-bench",
+      dependencies: [
+        "QoptIR", "QoptPasses", "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends",
+        "CQoptKernels",
+      ]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptSupport", "QoptIR"]),
     .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
-    .testTarget(name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),
     .testTarget(
-      name: "QoptRuntimeTests", dependencies: ["QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "QoptPasses", "QoptTestSupport"]),
-    .testTarget(name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptFormats", "QoptTestSupport"]),
+      name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),
+    .testTarget(
+      name: "QoptRuntimeTests",
+      dependencies: [
+        "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends", "QoptPasses",
+        "QoptTestSupport",
+      ]),
+    .testTarget(
+      name: "QoptFrontendsTests", dependencies: ["QoptFrontends", "QoptFormats", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPluginHostTests",
       dependencies: ["QoptPluginHost", "QoptExternKernels", "QoptPasses"]),

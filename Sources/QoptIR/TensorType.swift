@@ -44,6 +44,9 @@ public enum QuantScheme: Hashable, Sendable {
   case nvfp4(group: Int)
   /// FP8 E4M3 codes with f32 scales.
   case fp8(Granularity)
+  /// ggml's packed blocks (`!q.ggml<q4_k>`): the codes hold the block bytes, one row of
+  /// blocks per weight row; there is no separate scale tensor (the scales are in the blocks).
+  case ggml(GGMLBlockKind)
 }
 
 /// The element type of a tensor: a plain dtype or a quantized scheme.

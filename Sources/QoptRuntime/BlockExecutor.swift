@@ -174,7 +174,9 @@ package final class BlockExecutor {
         switch entry {
         case .dense(let t): floats = t.floats()
         case .quantized(let q):
-          guard case .int = q.scheme else {
+          switch q.scheme {
+          case .int, .ggml: break
+          default:
             throw RuntimeError("weight \(Printer.symbol(name)) has a non-integer scheme", at: op)
           }
           floats = q.dequantized()

@@ -56,6 +56,8 @@ public struct GGUFTypeSelection: Sendable {
     if let d = defaultType { return d }
     switch entry {
     case .quantized(let q):
+      // ggml blocks keep their type (the mixes decide in GGUFMixPlan).
+      if case .ggml(let k) = q.scheme, let t = GGMLType(rawValue: UInt32(k.rawValue)) { return t }
       guard case .int(let s) = q.scheme else { return .f32 }
       for t in [GGMLType.q4_0, .q4_1, .q8_0] where s.bits <= 4 || t == .q8_0 {
         if PrequantizedBlocks.obstacle(q, as: t) == nil { return t }

@@ -17,16 +17,27 @@ import QoptIR
 enum PrequantizedBlocks {
   /// Why `q` cannot be packed as `type` exactly, or nil when it can.
   static func obstacle(_ q: QuantizedTensor, as type: GGMLType) -> String? {
-    guard case .int(let s) = q.scheme else { return "scheme \(q.scheme) has no exact GGUF form in this backend" }
+    if case .ggml(let k) = q.scheme {
+      // The IR holds ggml's blocks: written as they are, or decoded to f32.
+      return Int(type.rawValue) == k.rawValue || type == .f32
+        ? nil : "its \(k.name) blocks would be requantized to \(type.name)"
+    }
+    guard case .int(let s) = q.scheme else {
+      return "scheme \(q.scheme) has no exact GGUF form in this backend"
+    }
     guard q.shape.count == 2 else { return "only 2-D quantized weights can be packed" }
     if type == .f32 { return nil }
     guard type.isQuantized else {
-      return "an already-quantized weight would be rounded by \(type.name); emit it as q8_0/q4_0/q4_1 (exact) or f32"
+      return
+        "an already-quantized weight would be rounded by \(type.name); emit it as q8_0/q4_0/q4_1 (exact) or f32"
     }
     let cols = q.shape[1]
-    guard cols % 32 == 0 else { return "row length \(cols) is not a multiple of the \(type.name) block (32)" }
+    guard cols % 32 == 0 else {
+      return "row length \(cols) is not a multiple of the \(type.name) block (32)"
+    }
     if case .group(let g) = s.granularity, g % 32 != 0 {
-      return "group size \(g) does not align with \(type.name)'s 32-value blocks (needs a multiple of 32)"
+      return
+        "group size \(g) does not align with \(type.name)'s 32-value blocks (needs a multiple of 32)"
     }
     switch type {
     case .q8_0:
@@ -35,7 +46,9 @@ enum PrequantizedBlocks {
       }
     case .q4_0:
       guard s.bits <= 4 else { return "\(s.bits)-bit codes do not fit q4_0's 4-bit range" }
-      guard s.symmetric else { return "q4_0 has no zero point; asymmetric weights pack exactly as q4_1" }
+      guard s.symmetric else {
+        return "q4_0 has no zero point; asymmetric weights pack exactly as q4_1"
+      }
     case .q4_1:
       guard s.bits <= 4 else { return "\(s.bits)-bit codes do not fit q4_1's 4-bit range" }
     default: break
@@ -43,10 +56,14 @@ enum PrequantizedBlocks {
     let scales = q.scale.floats()
     let zeros = q.zeroPoint?.int8s()
     for (i, sc) in scales.enumerated() {
-      guard isF16Exact(sc) else { return "scale \(sc) (group \(i)) is not exactly representable as the f16 block scale" }
+      guard isF16Exact(sc) else {
+        return "scale \(sc) (group \(i)) is not exactly representable as the f16 block scale"
+      }
       if type == .q4_1 {
         let m = -sc * Float(Int(zeros?[i] ?? 0) + 8)
-        guard isF16Exact(m) else { return "offset \(m) (group \(i)) is not exactly representable as q4_1's f16 minimum" }
+        guard isF16Exact(m) else {
+          return "offset \(m) (group \(i)) is not exactly representable as q4_1's f16 minimum"
+        }
       }
     }
     return nil
@@ -56,7 +73,10 @@ enum PrequantizedBlocks {
 
   /// Encodes rows `rowOrder` (a permutation, or identity) of `q` as `type` (already checked),
   /// rows split across `threads` workers.
-  static func encode(_ q: QuantizedTensor, as type: GGMLType, rowOrder: [Int]?, threads: Int = 1) -> [UInt8] {
+  static func encode(
+    _ q: QuantizedTensor, as type: GGMLType, rowOrder: [Int]?, threads: Int = 1
+  ) -> [UInt8] {
+    if case .ggml = q.scheme { return blocks(q, as: type, rowOrder: rowOrder) }
     guard case .int(let s) = q.scheme else { return [] }
     let (rows, cols) = (q.shape[0], q.shape[1])
     let scales = q.scale.floats()
@@ -81,7 +101,8 @@ enum PrequantizedBlocks {
               for c in 0..<cols {
                 let gi = group(c)
                 let v = scales[gi] * (Float(row[c]) - Float(zeros?[gi] ?? 0))
-                dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * (r * cols + c), as: UInt32.self)
+                dst.storeBytes(
+                  of: v.bitPattern.littleEndian, toByteOffset: 4 * (r * cols + c), as: UInt32.self)
               }
               continue
             }
@@ -95,7 +116,11 @@ enum PrequantizedBlocks {
               switch type {
               case .q8_0:
                 BlockQuantizers.storeF16(sc, p)
-                for i in 0..<32 { p.storeBytes(of: Int8(truncatingIfNeeded: Int(row[base + i]) - z), toByteOffset: 2 + i, as: Int8.self) }
+                for i in 0..<32 {
+                  p.storeBytes(
+                    of: Int8(truncatingIfNeeded: Int(row[base + i]) - z), toByteOffset: 2 + i,
+                    as: Int8.self)
+                }
               case .q4_0, .q4_1:
                 BlockQuantizers.storeF16(sc, p)
                 let off = type == .q4_0 ? 2 : 4
@@ -112,6 +137,31 @@ enum PrequantizedBlocks {
         }
       }
     }
+    return out
+  }
+
+  /// A `!q.ggml<…>` weight's block rows as they are (rows in `rowOrder`), or its decoded
+  /// values for `f32`: nothing is requantized.
+  private static func blocks(_ q: QuantizedTensor, as type: GGMLType, rowOrder: [Int]?) -> [UInt8] {
+    let rows = q.shape[0]
+    if type == .f32 {
+      let (cols, v) = (q.shape[1], q.dequantized())
+      var out = [UInt8]()
+      out.reserveCapacity(4 * v.count)
+      for r in 0..<rows {
+        let src = rowOrder?[r] ?? r
+        for c in 0..<cols {
+          withUnsafeBytes(of: v[src * cols + c].bitPattern.littleEndian) { out += $0 }
+        }
+      }
+      return out
+    }
+    let all = q.codes.bytes
+    guard let rowOrder else { return all }
+    let rb = rows == 0 ? 0 : all.count / rows
+    var out = [UInt8]()
+    out.reserveCapacity(all.count)
+    for r in 0..<rows { out += all[(rowOrder[r] * rb)..<((rowOrder[r] + 1) * rb)] }
     return out
   }
 }

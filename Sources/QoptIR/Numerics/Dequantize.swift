@@ -1,3 +1,5 @@
+import CQoptCodecs
+
 extension QuantizedTensor {
   /// The dequantized weights, `scale · (code − zeroPoint)`, row-major f32.
   public func dequantized() -> [Float] {
@@ -5,6 +7,18 @@ extension QuantizedTensor {
     let cols = shape[1]
     switch scheme {
     case .int: break
+    case .ggml(let k):
+      // ggml's own `to_float`, so the runtime sees exactly what llama.cpp computes.
+      var out = [Float](repeating: 0, count: rows * cols)
+      guard rows > 0, cols > 0 else { return out }
+      let rc = codes.withUnsafeBytes { src in
+        out.withUnsafeMutableBufferPointer {
+          qopt_ggml_dequantize(
+            Int32(k.rawValue), src.baseAddress, $0.baseAddress, Int64(rows), Int64(cols))
+        }
+      }
+      precondition(rc == 0, "ggml blocks of \(k.name) do not match the shape \(shape) (verifier)")
+      return out
     case .nvfp4(let g):
       // value(code) · s_g / gs
       let gs = globalScale?.floats().first ?? 1
@@ -12,7 +26,8 @@ extension QuantizedTensor {
       let sc = scale.floats()
       var out = [Float](repeating: 0, count: rows * cols)
       for i in 0..<(rows * cols) {
-        out[i] = e2m1ToFloat(codes[i]) * (sc[(i / cols) * ((cols + g - 1) / g) + (i % cols) / g] / gs)
+        out[i] =
+          e2m1ToFloat(codes[i]) * (sc[(i / cols) * ((cols + g - 1) / g) + (i % cols) / g] / gs)
       }
       return out
     case .fp8(let gran):
@@ -20,11 +35,12 @@ extension QuantizedTensor {
       let sc = scale.floats()
       var out = [Float](repeating: 0, count: rows * cols)
       for i in 0..<(rows * cols) {
-        let si: Int = switch gran {
-        case .tensor: 0
-        case .channel: i / cols
-        case .group(let n): (i / cols) * ((cols + n - 1) / n) + (i % cols) / n
-        }
+        let si: Int =
+          switch gran {
+          case .tensor: 0
+          case .channel: i / cols
+          case .group(let n): (i / cols) * ((cols + n - 1) / n) + (i % cols) / n
+          }
         out[i] = e4m3ToFloat(codes[i]) * sc[si]
       }
       return out

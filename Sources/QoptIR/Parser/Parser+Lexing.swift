@@ -20,7 +20,9 @@ extension Parser {
   mutating func consume(_ token: String) -> Bool {
     c.skipTrivia()
     let t = Array(token.utf8)
-    guard c.pos + t.count <= c.bytes.count, Array(c.bytes[c.pos..<(c.pos + t.count)]) == t else { return false }
+    guard c.pos + t.count <= c.bytes.count, Array(c.bytes[c.pos..<(c.pos + t.count)]) == t else {
+      return false
+    }
     for _ in t { c.advance() }
     return true
   }
@@ -32,7 +34,9 @@ extension Parser {
   mutating func peekKeyword(_ word: String) -> Bool {
     c.skipTrivia()
     let w = Array(word.utf8)
-    guard c.pos + w.count <= c.bytes.count, Array(c.bytes[c.pos..<(c.pos + w.count)]) == w else { return false }
+    guard c.pos + w.count <= c.bytes.count, Array(c.bytes[c.pos..<(c.pos + w.count)]) == w else {
+      return false
+    }
     return !Cursor.isIdentChar(c.peek(w.count))
   }
 
@@ -80,7 +84,9 @@ extension Parser {
     c.advance()
     var out: [UInt8] = []
     while true {
-      guard !c.atEnd, c.peek != 0x0A else { throw ParseError(.invalidString("unterminated string"), at: loc) }
+      guard !c.atEnd, c.peek != 0x0A else {
+        throw ParseError(.invalidString("unterminated string"), at: loc)
+      }
       let b = c.peek
       c.advance()
       if b == UInt8(ascii: "\"") { break }
@@ -96,7 +102,9 @@ extension Parser {
       default:
         let hex = String(decoding: [e, c.peek], as: UTF8.self)
         guard let v = UInt8(hex, radix: 16) else {
-          throw ParseError(.invalidString("unknown escape '\\\(String(decoding: [e], as: UTF8.self))'"), at: c.location)
+          throw ParseError(
+            .invalidString("unknown escape '\\\(String(decoding: [e], as: UTF8.self))'"),
+            at: c.location)
         }
         c.advance()
         out.append(v)
@@ -132,12 +140,16 @@ extension Parser {
       isFloat = true
       c.advance()
       if c.peek == UInt8(ascii: "+") || c.peek == UInt8(ascii: "-") { c.advance() }
-      guard Cursor.isDigit(c.peek) else { throw ParseError(.invalidNumber("missing exponent digits"), at: loc) }
+      guard Cursor.isDigit(c.peek) else {
+        throw ParseError(.invalidNumber("missing exponent digits"), at: loc)
+      }
       while Cursor.isDigit(c.peek) { c.advance() }
     }
     let text = String(decoding: c.bytes[start..<c.pos], as: UTF8.self)
     if !isFloat {
-      guard let i = Int(text) else { throw ParseError(.invalidNumber("'\(text)' does not fit in 64 bits"), at: loc) }
+      guard let i = Int(text) else {
+        throw ParseError(.invalidNumber("'\(text)' does not fit in 64 bits"), at: loc)
+      }
       return .int(i)
     }
     guard let d = Double(text) else { throw ParseError(.invalidNumber("'\(text)'"), at: loc) }
@@ -193,8 +205,10 @@ extension Parser {
     return .plain(d)
   }
 
-  /// The parameters of `!q.int<…>`, `!q.nvfp4<…>`, `!q.fp8<…>`.
-  mutating func parseScheme(_ name: String, at loc: SourceLocation) throws(ParseError) -> QuantScheme {
+  /// The parameters of `!q.int<…>`, `!q.nvfp4<…>`, `!q.fp8<…>`, `!q.ggml<…>`.
+  mutating func parseScheme(
+    _ name: String, at loc: SourceLocation
+  ) throws(ParseError) -> QuantScheme {
     try expect("<")
     var items: [(String, String?, SourceLocation)] = []
     repeat {
@@ -215,7 +229,9 @@ extension Parser {
     } while consume(",")
     try expect(">")
     func int(_ s: String?, _ l: SourceLocation) throws(ParseError) -> Int {
-      guard let s, let v = Int(s), v > 0 else { throw ParseError(.invalidNumber("expected a positive integer, found '\(s ?? "")'"), at: l) }
+      guard let s, let v = Int(s), v > 0 else {
+        throw ParseError(.invalidNumber("expected a positive integer, found '\(s ?? "")'"), at: l)
+      }
       return v
     }
     switch name {
@@ -227,7 +243,9 @@ extension Parser {
       for (k, v, l) in items {
         switch (k, v) {
         case (_, nil) where Int(k) != nil:
-          guard let b = Int(k), (2...8).contains(b) else { throw ParseError(.invalidNumber("bits must be 2...8, found \(k)"), at: l) }
+          guard let b = Int(k), (2...8).contains(b) else {
+            throw ParseError(.invalidNumber("bits must be 2...8, found \(k)"), at: l)
+          }
           bits = b
         case ("sym", nil): sym = true
         case ("asym", nil): sym = false
@@ -239,24 +257,43 @@ extension Parser {
             throw ParseError(.unknownType("scale dtype '\(s)' (expected f32, f16 or bf16)"), at: l)
           }
           scale = d
-        default: throw ParseError(.expected("bits, sym/asym, tensor/channel/group=N or scale=T", found: "'\(k)'"), at: l)
+        default:
+          throw ParseError(
+            .expected("bits, sym/asym, tensor/channel/group=N or scale=T", found: "'\(k)'"), at: l)
         }
       }
       guard let bits, let sym, let gran, let scale else {
-        throw ParseError(.expected("!q.int<bits, sym|asym, tensor|channel|group=N, scale=T>", found: "an incomplete scheme"), at: loc)
+        throw ParseError(
+          .expected(
+            "!q.int<bits, sym|asym, tensor|channel|group=N, scale=T>", found: "an incomplete scheme"
+          ), at: loc)
       }
       return .int(IntScheme(bits: bits, symmetric: sym, granularity: gran, scaleType: scale))
     case "q.nvfp4":
-      guard items.count == 1, items[0].0 == "group" else { throw ParseError(.expected("!q.nvfp4<group=N>", found: "other parameters"), at: loc) }
+      guard items.count == 1, items[0].0 == "group" else {
+        throw ParseError(.expected("!q.nvfp4<group=N>", found: "other parameters"), at: loc)
+      }
       return .nvfp4(group: try int(items[0].1, items[0].2))
     case "q.fp8":
-      guard items.count == 1 else { throw ParseError(.expected("!q.fp8<tensor|channel|group=N>", found: "other parameters"), at: loc) }
+      guard items.count == 1 else {
+        throw ParseError(
+          .expected("!q.fp8<tensor|channel|group=N>", found: "other parameters"), at: loc)
+      }
       switch (items[0].0, items[0].1) {
       case ("tensor", nil): return .fp8(.tensor)
       case ("channel", nil): return .fp8(.channel)
       case ("group", let v): return .fp8(.group(try int(v, items[0].2)))
-      default: throw ParseError(.expected("tensor, channel or group=N", found: "'\(items[0].0)'"), at: items[0].2)
+      default:
+        throw ParseError(
+          .expected("tensor, channel or group=N", found: "'\(items[0].0)'"), at: items[0].2)
       }
+    case "q.ggml":
+      let names = GGMLBlockKind.allCases.map(\.name).joined(separator: ", ")
+      guard items.count == 1, items[0].1 == nil, let k = GGMLBlockKind(name: items[0].0) else {
+        throw ParseError(
+          .expected("!q.ggml<T> with T one of \(names)", found: "'\(items[0].0)'"), at: items[0].2)
+      }
+      return .ggml(k)
     default:
       throw ParseError(.unknownType("!\(name)"), at: loc)
     }
@@ -277,8 +314,11 @@ extension Parser {
     repeat {
       c.skipTrivia()
       let loc = c.location
-      let key = c.peek == UInt8(ascii: "\"") ? try parseString() : try parseIdentifier("an attribute name")
-      guard d[key] == nil else { throw ParseError(.duplicate("duplicate attribute '\(key)'"), at: loc) }
+      let key =
+        c.peek == UInt8(ascii: "\"") ? try parseString() : try parseIdentifier("an attribute name")
+      guard d[key] == nil else {
+        throw ParseError(.duplicate("duplicate attribute '\(key)'"), at: loc)
+      }
       try expect("=")
       d[key] = try parseAttribute(depth: 0)
     } while consume(",")
@@ -288,7 +328,10 @@ extension Parser {
 
   mutating func parseAttribute(depth: Int) throws(ParseError) -> Attribute {
     c.skipTrivia()
-    guard depth < 64 else { throw ParseError(.expected("an attribute nested less than 64 deep", found: "deeper nesting"), at: c.location) }
+    guard depth < 64 else {
+      throw ParseError(
+        .expected("an attribute nested less than 64 deep", found: "deeper nesting"), at: c.location)
+    }
     let ch = c.peek
     if ch == UInt8(ascii: "\"") { return .string(try parseString()) }
     if ch == UInt8(ascii: "@") { return .symbol(try parseSymbol()) }
@@ -304,7 +347,9 @@ extension Parser {
     if peekKeyword("true") { try expectKeyword("true"); return .bool(true) }
     if peekKeyword("false") { try expectKeyword("false"); return .bool(false) }
     if peekKeyword("tensor") { return .type(try parseType()) }
-    if ch == UInt8(ascii: "-") || ch == UInt8(ascii: "+") || Cursor.isDigit(ch) || peekKeyword("inf") || peekKeyword("nan") {
+    if ch == UInt8(ascii: "-") || ch == UInt8(ascii: "+") || Cursor.isDigit(ch)
+      || peekKeyword("inf") || peekKeyword("nan")
+    {
       switch try parseNumberLiteral() {
       case .int(let i): return .int(i)
       case .float(let d): return .float(d)

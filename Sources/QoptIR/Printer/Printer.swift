@@ -20,7 +20,9 @@ public struct Printer {
   public func inlinedWeights(of module: Module) -> Set<String> {
     var out = Set<String>()
     for op in module.allOps {
-      guard let name = op.paramName, let t = module.weights.dense(name), t.count <= inlineWeightLimit else { continue }
+      guard let name = op.paramName, let t = module.weights.dense(name),
+        t.count <= inlineWeightLimit
+      else { continue }
       out.insert(name)
     }
     return out
@@ -31,7 +33,9 @@ public struct Printer {
     if module.name != nil || !module.attributes.isEmpty {
       out += "module"
       if let n = module.name { out += " " + Printer.symbol(n) }
-      if !module.attributes.isEmpty { out += " attributes " + Printer.attributes(module.attributes) }
+      if !module.attributes.isEmpty {
+        out += " attributes " + Printer.attributes(module.attributes)
+      }
       out += "\n\n"
     }
     if !module.importance.isEmpty {
@@ -103,7 +107,9 @@ public struct Printer {
       if !attrs.isEmpty { s += " " + Printer.attributes(attrs) }
       s += " : \(operandTypes) -> \(resultType)"
     case .return?:
-      s += "return " + operandList + " : " + op.operands.map { Printer.type($0.type) }.joined(separator: ", ")
+      s +=
+        "return " + operandList + " : "
+        + op.operands.map { Printer.type($0.type) }.joined(separator: ", ")
     case let kind?:
       s += kind.rawValue
       if !operandList.isEmpty { s += " " + operandList }
@@ -140,6 +146,7 @@ public struct Printer {
       "!q.int<\(s.bits), \(s.symmetric ? "sym" : "asym"), \(granularity(s.granularity)), scale=\(s.scaleType.rawValue)>"
     case .nvfp4(let g): "!q.nvfp4<group=\(g)>"
     case .fp8(let g): "!q.fp8<\(granularity(g))>"
+    case .ggml(let k): "!q.ggml<\(k.name)>"
     }
   }
 
@@ -190,13 +197,15 @@ public struct Printer {
   }
 
   static func isBareIdentifier(_ s: String) -> Bool {
-    guard let f = s.unicodeScalars.first, f == "_" || ("a"..."z").contains(f) || ("A"..."Z").contains(f)
+    guard let f = s.unicodeScalars.first,
+      f == "_" || ("a"..."z").contains(f) || ("A"..."Z").contains(f)
     else { return false }
     return s.unicodeScalars.allSatisfy { isIdentifierChar($0) }
   }
 
   static func isIdentifierChar(_ u: Unicode.Scalar) -> Bool {
-    ("a"..."z").contains(u) || ("A"..."Z").contains(u) || ("0"..."9").contains(u) || u == "_" || u == "." || u == "$" || u == "-"
+    ("a"..."z").contains(u) || ("A"..."Z").contains(u) || ("0"..."9").contains(u) || u == "_"
+      || u == "." || u == "$" || u == "-"
   }
 
   /// A double-quoted string literal with `\"`, `\\`, `\n`, `\t` and `\xx` hex escapes.

@@ -5,7 +5,7 @@
 /// sidecar favours inspection; backends pack.
 public struct QuantizedTensor: Sendable {
   public var scheme: QuantScheme
-  /// i8 codes with the weight's shape.
+  /// i8 codes with the weight's shape; for `.ggml`, the u8 block bytes `[rows, rowBytes]`.
   public var codes: TensorData
   /// Scales `[rows, groupsPerRow]` (`[1]` per tensor), in the scheme's scale dtype.
   public var scale: TensorData
@@ -29,10 +29,24 @@ public struct QuantizedTensor: Sendable {
     self.globalScale = globalScale
   }
 
-  public var shape: [Int] { codes.shape }
+  /// The weight's shape (for `.ggml`, columns counted from the blocks of a row).
+  public var shape: [Int] {
+    guard case .ggml(let k) = scheme, codes.shape.count == 2 else { return codes.shape }
+    return [codes.shape[0], codes.shape[1] / k.blockBytes * k.blockSize]
+  }
+
+  /// A weight held as ggml blocks: `blocks` is `rows` rows of `kind.rowBytes(columns:)`
+  /// bytes, exactly as ggml's encoder wrote them.
+  public init(ggml kind: GGMLBlockKind, blocks: [UInt8], rows: Int, source: TensorData? = nil) {
+    let rowBytes = rows == 0 ? 0 : blocks.count / rows
+    self.init(
+      scheme: .ggml(kind), codes: TensorData(dtype: .u8, shape: [rows, rowBytes], bytes: blocks),
+      scale: TensorData(floats: [], shape: [0]), source: source)
+  }
 
   /// The parts as they are saved in the sidecar, keyed `name#codes`, `name#scale`, ….
   public func parts(named name: String) -> [(String, TensorData)] {
+    if case .ggml = scheme { return [("\(name)#blocks", codes)] }
     var p = [("\(name)#codes", codes), ("\(name)#scale", scale)]
     if let zeroPoint { p.append(("\(name)#zero_point", zeroPoint)) }
     if let globalScale { p.append(("\(name)#global_scale", globalScale)) }
@@ -93,12 +107,16 @@ public final class WeightStore {
   /// Reads a sidecar: plain names are dense tensors; `name#codes` with `name#scale` (and
   /// optional `#zero_point`, `#global_scale`) form a quantized tensor whose scheme comes from
   /// the IR type that refers to it (`schemes`), or a placeholder until the verifier sees it.
-  public static func load(sidecar path: String, schemes: [String: QuantScheme]) throws(StorageError) -> WeightStore {
+  public static func load(
+    sidecar path: String, schemes: [String: QuantScheme]
+  ) throws(StorageError) -> WeightStore {
     try load(sidecar: SafetensorsFile(path: path), schemes: schemes)
   }
 
   /// The weights of an opened sidecar.
-  public static func load(sidecar file: SafetensorsFile, schemes: [String: QuantScheme]) throws(StorageError) -> WeightStore {
+  public static func load(
+    sidecar file: SafetensorsFile, schemes: [String: QuantScheme]
+  ) throws(StorageError) -> WeightStore {
     let path = file.path
     let store = WeightStore()
     store.sourcePath = path
@@ -110,8 +128,9 @@ public final class WeightStore {
         let part = String(name[name.index(after: hash)...])
         // Importance sums (`W#in_sum2`) belong to `Module.importance`, read by `ModuleIO`.
         if part == "in_sum2" { continue }
-        guard ["codes", "scale", "zero_point", "global_scale"].contains(part) else {
-          throw StorageError(file: path, offset: nil, message: "tensor '\(name)': unknown quantized part '#\(part)'")
+        guard ["codes", "scale", "zero_point", "global_scale", "blocks"].contains(part) else {
+          throw StorageError(
+            file: path, offset: nil, message: "tensor '\(name)': unknown quantized part '#\(part)'")
         }
         if parts[base] == nil { order.append(base) }
         parts[base, default: [:]][part] = data
@@ -123,14 +142,53 @@ public final class WeightStore {
     for base in order where parts[base] != nil {
       // safe: order only lists bases present in parts or dense names, checked above.
       let p = parts[base]!
+      if let blocks = p["blocks"] {
+        guard case .ggml(let kind)? = schemes[base] else {
+          throw StorageError(
+            file: path, offset: nil,
+            message:
+              "tensor '\(base)#blocks' holds ggml blocks but the IR gives '\(base)' no !q.ggml<…> type"
+          )
+        }
+        guard blocks.dtype == .u8, blocks.shape.count == 2, blocks.shape[1] % kind.blockBytes == 0,
+          p.count == 1
+        else {
+          throw StorageError(
+            file: path, offset: nil,
+            message:
+              "tensor '\(base)#blocks' must be U8 [rows, whole \(kind.name) blocks] with no other parts, found \(blocks.dtype.safetensorsName) \(blocks.shape)"
+          )
+        }
+        store.set(
+          base,
+          .quantized(
+            QuantizedTensor(
+              scheme: .ggml(kind), codes: blocks, scale: TensorData(floats: [], shape: [0]))))
+        continue
+      }
       guard let codes = p["codes"], let scale = p["scale"] else {
-        throw StorageError(file: path, offset: nil, message: "quantized tensor '\(base)' needs both '#codes' and '#scale'")
+        throw StorageError(
+          file: path, offset: nil,
+          message: "quantized tensor '\(base)' needs both '#codes' and '#scale'")
       }
       guard codes.dtype == .i8 || codes.dtype == .f8e4m3 else {
-        throw StorageError(file: path, offset: nil, message: "tensor '\(base)#codes' must be I8 or F8_E4M3, found \(codes.dtype.safetensorsName)")
+        throw StorageError(
+          file: path, offset: nil,
+          message:
+            "tensor '\(base)#codes' must be I8 or F8_E4M3, found \(codes.dtype.safetensorsName)")
       }
-      let scheme = schemes[base] ?? .int(IntScheme(bits: 8, symmetric: p["zero_point"] == nil, granularity: .tensor, scaleType: scale.dtype))
-      store.set(base, .quantized(QuantizedTensor(scheme: scheme, codes: codes, scale: scale, zeroPoint: p["zero_point"], globalScale: p["global_scale"])))
+      let scheme =
+        schemes[base]
+        ?? .int(
+          IntScheme(
+            bits: 8, symmetric: p["zero_point"] == nil, granularity: .tensor, scaleType: scale.dtype
+          ))
+      store.set(
+        base,
+        .quantized(
+          QuantizedTensor(
+            scheme: scheme, codes: codes, scale: scale, zeroPoint: p["zero_point"],
+            globalScale: p["global_scale"])))
     }
     return store
   }
@@ -141,7 +199,8 @@ public final class WeightStore {
     for name in names where !skip.contains(name) {
       switch entries[name] {
       case .dense(let t)?: out.append(SafetensorsEntry(name: name, data: t))
-      case .quantized(let q)?: out += q.parts(named: name).map { SafetensorsEntry(name: $0.0, data: $0.1) }
+      case .quantized(let q)?:
+        out += q.parts(named: name).map { SafetensorsEntry(name: $0.0, data: $0.1) }
       case nil: break
       }
     }

@@ -59,6 +59,13 @@ public enum OpRules {
       if res.isQuantized && res.rank != 2 {
         e.append("a quantized weight must be 2-D, found \(Printer.type(res))")
       }
+      if case .ggml(let k)? = res.element.scheme, res.rank == 2, let cols = res.shape[1],
+        cols % k.blockSize != 0
+      {
+        e.append(
+          "\(k.name) packs rows in blocks of \(k.blockSize); a row of \(cols) weights does not fill whole blocks"
+        )
+      }
     case .embedding:
       guard need(2...2), let res else { break }
       let (ids, table) = (ops[0], ops[1])
@@ -288,6 +295,17 @@ public enum OpRules {
     var e: [String] = []
     let shape = q.codes.shape
     guard shape.count == 2 else { return ["quantized weight @\(name) must be 2-D, found \(shape)"] }
+    if case .ggml(let k) = q.scheme {
+      if q.codes.dtype != .u8 {
+        e.append("ggml weight @\(name) blocks must be u8, found \(q.codes.dtype.rawValue)")
+      }
+      if shape[1] % k.blockBytes != 0 {
+        e.append(
+          "ggml weight @\(name) rows of \(shape[1]) bytes are not whole \(k.name) blocks of \(k.blockBytes) bytes"
+        )
+      }
+      return e
+    }
     let codeType: DType = if case .fp8 = q.scheme { .f8e4m3 } else { .i8 }
     if q.codes.dtype != codeType {
       e.append(
@@ -318,6 +336,7 @@ public enum OpRules {
         e.append("quantized weight @\(name) scale has shape \(q.scale.shape), expected \(expected)")
       }
       if q.globalScale?.shape != [1] { e.append("nvfp4 weight @\(name) needs a [1] global scale") }
+    case .ggml: break  // checked above
     case .fp8(let g):
       let expected: [Int] =
         switch g {

@@ -12,6 +12,13 @@ extension RTNOptions {
   /// `w` (`rows × cols`) quantized and dequantized as these options will quantize it (the
   /// searches' model of the quantizing pass that follows).
   func fakeQuantized(_ w: [Float], rows: Int, cols: Int) throws -> [Float] {
+    if let kind = scheme.ggml {
+      guard let k = kind.fallback(rowLength: cols) else { return w }
+      return w.withUnsafeBufferPointer {
+        GGMLQuantizer.quantize($0, rows: rows, cols: cols, as: k, importance: nil, threads: 1)
+          .dequantized()
+      }
+    }
     var s = try scheme(columns: cols)
     return try w.withUnsafeBufferPointer { p in
       switch scheme {
@@ -27,6 +34,7 @@ extension RTNOptions {
         if scaleDType == .auto { s.scaleType = scaleRule == .fullRange ? .f16 : .f32 }
         return IntQuantizer(scheme: s, rule: scaleRule).quantize(p, rows: rows, cols: cols)
           .dequantized()
+      default: preconditionFailure("ggml schemes are handled above")
       }
     }
   }
@@ -34,6 +42,7 @@ extension RTNOptions {
   /// Columns sharing one scale along a row (0: one scale per tensor, no clipping search).
   func groupWidth(columns: Int) throws -> Int {
     if scheme == .nvfp4 { return NVFP4Quantizer.groupSize }
+    if let k = scheme.ggml { return k.fallback(rowLength: columns)?.blockSize ?? 0 }
     switch try scheme(columns: columns).granularity {
     case .tensor: return 0
     case .channel: return columns

@@ -24,7 +24,7 @@ final class GPTQRun {
       in: module, context: context)
     try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass, each: true)
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
-    if w.groupSize == nil && w.scheme != .nvfp4 {
+    if w.groupSize == nil && w.scheme != .nvfp4 && w.scheme.ggml == nil {
       let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
       context.remark(
         GroupSizeChoice.summary(
@@ -131,6 +131,24 @@ final class GPTQRun {
   ) throws -> any GridRounder {
     let w = options.weights
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    if let requested = w.scheme.ggml {
+      let importance = try GGMLRounding.importance(module, name: name, columns: cols, param: param)
+      guard
+        let kind = GGMLRounding.kind(
+          requested, columns: cols, name: name, param: param, context: context)
+      else {
+        throw context.error(
+          "weight \(Printer.symbol(name)) has \(cols) columns; no ggml block fits (leave it out with ignore=)",
+          at: param)
+      }
+      guard let r = GGMLGridRounder(kind: kind, rows: rows, cols: cols, importance: importance)
+      else {
+        throw context.error(
+          "gptq toward \(kind.name) is not available (it rounds toward \(GGMLGridRounder.supported.map(\.name).joined(separator: ", ")))",
+          at: param)
+      }
+      return r
+    }
     let scheme = try w.scheme(columns: cols)
     switch w.scheme {
     case .fp8:
@@ -147,6 +165,7 @@ final class GPTQRun {
       let s = try w.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
       return IntGridRounder(
         quantizer: IntQuantizer(scheme: s, rule: w.scaleRule), rows: rows, cols: cols)
+    default: preconditionFailure("ggml schemes are handled above")
     }
   }
 

@@ -37,10 +37,14 @@ public struct WeightPlan: Sendable {
   /// Every weight read by a `param` op, with its type in the input.
   public init(_ module: Module) {
     for op in module.allOps {
-      guard let name = op.paramName, index[name] == nil, let entry = module.weights[name] else { continue }
+      guard let name = op.paramName, index[name] == nil, let entry = module.weights[name] else {
+        continue
+      }
       let scheme: QuantScheme? = if case .quantized(let q) = entry { q.scheme } else { nil }
       index[name] = weights.count
-      weights.append(Weight(name: name, shape: entry.shape, scheme: scheme, producer: nil, location: op.location))
+      weights.append(
+        Weight(name: name, shape: entry.shape, scheme: scheme, producer: nil, location: op.location)
+      )
     }
   }
 
@@ -66,9 +70,14 @@ public struct WeightPlan: Sendable {
     let quantized = names.compactMap { n in self[n].flatMap { w in w.scheme.map { (w, $0) } } }
     guard let (w, s) = quantized.first, each || quantized.count == names.count else { return }
     let origin = w.producer.map { "by '\($0)' earlier in the pipeline" } ?? "in the input"
-    let what = each ? "weight \(w.name) is already quantized (\(SchemeName.short(s)) \(origin)); it tunes float weights only"
+    let what =
+      each
+      ? "weight \(w.name) is already quantized (\(SchemeName.short(s)) \(origin)); it tunes float weights only"
       : "every weight it selects is already quantized (\(w.name) is \(SchemeName.short(s)) \(origin)); it quantizes float weights only, so it would change nothing"
-    throw PassError(pass: pass, what + ". Start from the float checkpoint, or leave these weights out with ignore=", at: w.location)
+    throw PassError(
+      pass: pass,
+      what + ". Start from the float checkpoint, or leave these weights out with ignore=",
+      at: w.location)
   }
 }
 
@@ -79,6 +88,7 @@ public enum SchemeName {
     case .int(let i): "int\(i.bits) \(i.symmetric ? "sym" : "asym") \(granularity(i.granularity))"
     case .nvfp4: "nvfp4"
     case .fp8(let g): "fp8 \(granularity(g))"
+    case .ggml(let k): k.name
     }
   }
 
@@ -116,9 +126,12 @@ public enum PipelinePlan {
     }
     guard let format, let refusal else { return plan }
     // Conflicts grouped by the pass that causes them and the reason's scheme.
-    var conflicts: [(pass: String, scheme: QuantScheme, weights: [WeightPlan.Weight], reason: String)] = []
+    var conflicts:
+      [(pass: String, scheme: QuantScheme, weights: [WeightPlan.Weight], reason: String)] = []
     for w in plan.weights {
-      guard let pass = w.producer, let s = w.scheme, let why = refusal(w.name, w.shape, s) else { continue }
+      guard let pass = w.producer, let s = w.scheme, let why = refusal(w.name, w.shape, s) else {
+        continue
+      }
       if let i = conflicts.firstIndex(where: { $0.pass == pass && $0.scheme == s }) {
         conflicts[i].weights.append(w)
       } else {
@@ -128,52 +141,69 @@ public enum PipelinePlan {
     guard !conflicts.isEmpty else { return plan }
     var notes: [String] = []
     for c in conflicts.dropFirst() {
-      notes.append("'\(c.pass)' would also write \(c.weights.count) weight(s) as \(SchemeName.short(c.scheme)), e.g. \(c.weights[0].name): \(c.reason)")
+      notes.append(
+        "'\(c.pass)' would also write \(c.weights.count) weight(s) as \(SchemeName.short(c.scheme)), e.g. \(c.weights[0].name): \(c.reason)"
+      )
     }
     let c = conflicts[0]
     let w = c.weights[0]
-    var message = "-emit=\(format) cannot hold what '\(c.pass)' would produce (checked before any pass ran): "
+    var message =
+      "-emit=\(format) cannot hold what '\(c.pass)' would produce (checked before any pass ran): "
       + "\(c.weights.count) weight(s) as \(SchemeName.short(c.scheme)), e.g. \(w.name) (\(w.shape.map(String.init).joined(separator: "x"))): \(c.reason)"
     let fixes = groupSizeFixes(c.scheme, c.weights, refusal)
     if !fixes.isEmpty {
-      message += "; fix: \(c.pass)<group-size=\(fixes[0])>" + fixes.dropFirst().map { " or group-size=\($0)" }.joined()
+      message +=
+        "; fix: \(c.pass)<group-size=\(fixes[0])>"
+        + fixes.dropFirst().map { " or group-size=\($0)" }.joined()
     }
     throw PassError(pass: "pipeline", message, at: nil).withNotes(notes)
   }
 
   /// Up to two group sizes (nearest to the refused one first, the smaller on a tie; per
   /// channel when none fits) under which `refusal` accepts every weight in `weights`.
-  static func groupSizeFixes(_ scheme: QuantScheme, _ weights: [WeightPlan.Weight], _ refusal: Refusal) -> [Int] {
+  static func groupSizeFixes(
+    _ scheme: QuantScheme, _ weights: [WeightPlan.Weight], _ refusal: Refusal
+  ) -> [Int] {
     func with(_ g: Granularity) -> QuantScheme? {
       switch scheme {
       case .int(var i):
         i.granularity = g
         return .int(i)
       case .fp8: return .fp8(g)
-      case .nvfp4: return nil
+      case .nvfp4, .ggml: return nil
       }
     }
     var current = Int.max
     switch scheme {
     case .int(let i): if case .group(let n) = i.granularity { current = n } else { return [] }
     case .fp8(let g): if case .group(let n) = g { current = n } else { return [] }
-    case .nvfp4: return []
+    case .nvfp4, .ggml: return []
     }
     var out: [Int] = []
-    func distance(_ g: Int) -> (Double, Int) { (abs(log2(Double(g)) - log2(Double(current))), g > current ? 1 : 0) }
-    for g in [256, 128, 64, 32, 16].filter({ $0 != current }).sorted(by: { distance($0) < distance($1) }) {
+    func distance(_ g: Int) -> (Double, Int) {
+      (abs(log2(Double(g)) - log2(Double(current))), g > current ? 1 : 0)
+    }
+    for g in [256, 128, 64, 32, 16].filter({ $0 != current }).sorted(by: {
+      distance($0) < distance($1)
+    }) {
       guard let s = with(.group(g)) else { continue }
       if weights.allSatisfy({ refusal($0.name, $0.shape, s) == nil }) { out.append(g) }
       if out.count == 2 { break }
     }
-    if out.isEmpty, let s = with(.channel), weights.allSatisfy({ refusal($0.name, $0.shape, s) == nil }) { out.append(-1) }
+    if out.isEmpty, let s = with(.channel),
+      weights.allSatisfy({ refusal($0.name, $0.shape, s) == nil })
+    {
+      out.append(-1)
+    }
     return out
   }
 }
 
 extension PassError {
   /// The error with notes under its message.
-  func withNotes(_ notes: [String]) -> PlannedPipelineError { PlannedPipelineError(error: self, notes: notes) }
+  func withNotes(_ notes: [String]) -> PlannedPipelineError {
+    PlannedPipelineError(error: self, notes: notes)
+  }
 }
 
 /// A conflict found before the pipeline ran, with notes on further conflicts.

@@ -35,6 +35,19 @@ let roundToNearestPass = Pass(
         "weight \(Printer.symbol(name)) has no data in the weight store", at: param)
     }
     let (rows, cols) = (weight.shape[0], weight.shape[1])
+    if let kind = options.scheme.ggml {
+      guard
+        let k = GGMLRounding.kind(kind, columns: cols, name: name, param: param, context: context)
+      else { continue }
+      let importance = try GGMLRounding.importance(module, name: name, columns: cols, param: param)
+      let q = weight.withF32 {
+        GGMLQuantizer.quantize(
+          $0, rows: rows, cols: cols, as: k, importance: importance, threads: context.threads)
+      }
+      context.setWeight(name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(q.scheme)))
+      continue
+    }
     let scheme = try options.scheme(columns: cols)
     if options.groupSize == nil && options.scheme != .nvfp4 {
       autoChosen.append((cols, scheme.granularity))
@@ -92,8 +105,14 @@ let roundToNearestPass = Pass(
   }
 }
 
-/// What `rtn` writes: integer codes, NVFP4 or FP8.
-package enum RTNScheme: String, Sendable, CaseIterable { case int, nvfp4, fp8 }
+/// What `rtn` writes: integer codes, NVFP4, FP8, or ggml blocks (`GGMLBlockKind`'s names).
+package enum RTNScheme: String, Sendable, CaseIterable {
+  case int, nvfp4, fp8
+  case q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs
+
+  /// The ggml block codec this names, or nil for `int`, `nvfp4`, `fp8`.
+  package var ggml: GGMLBlockKind? { GGMLBlockKind(name: rawValue) }
+}
 
 /// The scale precision of `rtn`: `auto` (by the scale rule) or a float dtype.
 enum ScaleDTypeChoice: String, Sendable, CaseIterable {
@@ -127,7 +146,7 @@ package struct RTNOptions: PassOptions {
   package static let weightSchema: [OptionField<RTNOptions>] = [
     .choice(
       "scheme", \.scheme,
-      "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor)"
+      "int: integer codes (bits, sym, group-size apply); nvfp4: FP4 E2M1, groups of 16, E4M3 scales, f32 global scale; fp8: E4M3 codes, f32 scale amax/448 per group-size (-1 channel, 0 tensor); q4_0 … iq4_xs: ggml's blocks, encoded by ggml's encoder (importance-weighted when the module has an importance matrix)"
     ),
     .int("bits", \.bits, "bits per weight", in: 2...8),
     .bool("sym", \.sym, "symmetric (no zero point); no-sym stores a zero point per group"),
@@ -191,6 +210,11 @@ package struct RTNOptions: PassOptions {
     try plan.requireFloat(selected.map(\.1), each: each)
     for (param, name) in selected {
       guard let w = plan[name], w.scheme == nil, w.shape.count == 2 else { continue }
+      if let kind = scheme.ggml {
+        // A row no ggml block fits stays float (the pass says so).
+        if let k = kind.fallback(rowLength: w.shape[1]) { plan.quantize(name, as: .ggml(k)) }
+        continue
+      }
       plan.quantize(
         name,
         as: try predicted(
