@@ -27,9 +27,18 @@ package struct IntGridRounder: GridRounder {
   package let groupWidth: Int
   private let groupsPerRow: Int
   private var scales: [Float], zeros: [Int8], codes: [Int8]
+  /// One importance per column: when set, each group's scale is `ImportanceWeightedScale`'s
+  /// (sym full-range only), not the rule's.
+  let importance: [Float]?
 
-  package init(quantizer: IntQuantizer, rows: Int, cols: Int) {
+  package init(quantizer: IntQuantizer, rows: Int, cols: Int, importance: [Float]? = nil) {
+    precondition(
+      importance == nil
+        || (quantizer.scheme.symmetric && quantizer.rule == .fullRange
+          && importance?.count == cols && quantizer.scheme.granularity != .tensor),
+      "importance-weighted scales: sym full-range, per row or group, one importance per column")
     self.quantizer = quantizer
+    self.importance = importance
     self.rows = rows
     self.cols = cols
     let g = quantizer.scheme.granularity
@@ -45,6 +54,17 @@ package struct IntGridRounder: GridRounder {
     var scratch = [Int8](
       repeating: 0, count: quantizer.scheme.granularity == .tensor ? rows * width : width)
     let g = first / groupWidth
+    if let importance {
+      importance.withUnsafeBufferPointer { imp in
+        for r in 0..<rows {
+          let row = UnsafeBufferPointer(start: values + r * width, count: width)
+          scales[r * groupsPerRow + g] = ImportanceWeightedScale.search(
+            row, importance: imp.baseAddress! + first, bits: quantizer.scheme.bits,
+            scaleType: quantizer.scheme.scaleType)
+        }  // safe: importance has cols > 0 values
+      }
+      return
+    }
     scratch.withUnsafeMutableBufferPointer { q in
       if quantizer.scheme.granularity == .tensor {
         (scales[0], zeros[0]) = quantizer.quantizeGroup(
