@@ -231,7 +231,9 @@ func gptqHessianWeightsTheFirstTokenOfEachWindow(sinkWeight: Double) {
 /// With `search-scale` and a Hessian that couples no columns (`H = c·I`: nothing to compensate)
 /// GPTQ is importance-weighted RTN: the codes and scales of `rtn<weighted>`'s search
 /// (auto-round's optimized RTN, tested against the reference) with equal importances.
-@Test func gptqSearchScaleWithoutCouplingIsWeightedRoundToNearest() {
+/// The search splits rows across workers without changing the result.
+@Test(arguments: [1, 3])
+func gptqSearchScaleWithoutCouplingIsWeightedRoundToNearest(threads: Int) {
   let layer = Layer(seed: 5)
   let (rows, cols) = (layer.rows, layer.cols)
   let scheme = IntScheme(bits: 4, symmetric: true, granularity: .group(8), scaleType: .f16)
@@ -239,7 +241,8 @@ func gptqHessianWeightsTheFirstTokenOfEachWindow(sinkWeight: Double) {
   var h = [Float](repeating: 0, count: cols * cols)
   for j in 0..<cols { h[j * cols + j] = 3 }
   var rounder = IntGridRounder(
-    quantizer: quantizer, rows: rows, cols: cols, importance: (0..<cols).map { h[$0 * cols + $0] })
+    quantizer: quantizer, rows: rows, cols: cols, importance: (0..<cols).map { h[$0 * cols + $0] },
+    threads: threads)
   let gptq = GPTQSolver().solve(layer.w, rows: rows, cols: cols, hessian: h, rounder: &rounder)
   let rtn = layer.w.withUnsafeBufferPointer {
     quantizer.quantizeWeighted(

@@ -12,7 +12,7 @@ struct GPTQOptions: PassOptions {
   /// How many tokens the first token of each calibration window counts for in the Hessian.
   var sinkWeight = 1.0
   var trueSequential = false
-  var searchScale = false
+  var searchScale = true
   var relativeDamping = false
   var floatInputs = false
 
@@ -46,7 +46,7 @@ struct GPTQOptions: PassOptions {
       ),
       .bool(
         "search-scale", \.searchScale,
-        "int sym full-range: each group's scale by auto-round's importance-weighted search (rtn<weighted>) with H's diagonal as importance, when the group is reached"
+        "each group's scale by auto-round's importance-weighted search (rtn<weighted>) with H's diagonal as importance, when the group is reached (int sym full-range; other grids use their rule)"
       ),
       .bool(
         "float-inputs", \.floatInputs,

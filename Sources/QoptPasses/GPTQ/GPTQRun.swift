@@ -23,9 +23,6 @@ final class GPTQRun {
     let selected = try WeightTargets(targets: w.targets, ignore: w.ignore).select(
       in: module, context: context)
     try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass, each: true)
-    if options.searchScale && w.scheme != .int {
-      throw context.error("search-scale applies to scheme=int only (sym, scale-rule=full-range)")
-    }
     let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
     if w.groupSize == nil && w.scheme != .nvfp4 {
       let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
@@ -176,18 +173,14 @@ final class GPTQRun {
         rows: rows, cols: cols, globalScale: fusedGlobalScale(name, in: f, paramByName))
     case .int:
       let s = try w.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
-      if options.searchScale
-        && !(s.symmetric && w.scaleRule == .fullRange && s.granularity != .tensor)
-      {
-        throw context.error(
-          "search-scale applies to scheme=int with sym, scale-rule=full-range and a group size or -1",
-          at: param)
-      }
       // The scale search weighs each column by its input's mean x² (H's diagonal).
-      let importance = options.searchScale ? (0..<cols).map { h[$0 * cols + $0] } : nil
+      // Only where the search is defined (sym full-range, per group or row); else the rule's.
+      let searchable = s.symmetric && w.scaleRule == .fullRange && s.granularity != .tensor
+      let importance =
+        options.searchScale && searchable ? (0..<cols).map { h[$0 * cols + $0] } : nil
       return IntGridRounder(
         quantizer: IntQuantizer(scheme: s, rule: w.scaleRule), rows: rows, cols: cols,
-        importance: importance)
+        importance: importance, threads: context.threads)
     }
   }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 /// A scheme's grid as an algorithm that rounds one column at a time sees it (GPTQ): the scales
@@ -30,8 +31,12 @@ package struct IntGridRounder: GridRounder {
   /// One importance per column: when set, each group's scale is `ImportanceWeightedScale`'s
   /// (sym full-range only), not the rule's.
   let importance: [Float]?
+  /// Workers for the importance-weighted search (rows are independent).
+  let threads: Int
 
-  package init(quantizer: IntQuantizer, rows: Int, cols: Int, importance: [Float]? = nil) {
+  package init(
+    quantizer: IntQuantizer, rows: Int, cols: Int, importance: [Float]? = nil, threads: Int = 1
+  ) {
     precondition(
       importance == nil
         || (quantizer.scheme.symmetric && quantizer.rule == .fullRange
@@ -39,6 +44,7 @@ package struct IntGridRounder: GridRounder {
       "importance-weighted scales: sym full-range, per row or group, one importance per column")
     self.quantizer = quantizer
     self.importance = importance
+    self.threads = max(1, threads)
     self.rows = rows
     self.cols = cols
     let g = quantizer.scheme.granularity
@@ -55,13 +61,24 @@ package struct IntGridRounder: GridRounder {
       repeating: 0, count: quantizer.scheme.granularity == .tensor ? rows * width : width)
     let g = first / groupWidth
     if let importance {
+      let (bits, st, gpr, rows) = (
+        quantizer.scheme.bits, quantizer.scheme.scaleType, groupsPerRow, rows
+      )
+      let workers = min(threads, rows)
       importance.withUnsafeBufferPointer { imp in
-        for r in 0..<rows {
-          let row = UnsafeBufferPointer(start: values + r * width, count: width)
-          scales[r * groupsPerRow + g] = ImportanceWeightedScale.search(
-            row, importance: imp.baseAddress! + first, bits: quantizer.scheme.bits,
-            scaleType: quantizer.scheme.scaleType)
-        }  // safe: importance has cols > 0 values
+        scales.withUnsafeMutableBufferPointer { sb in
+          // safe: both non-empty (cols > 0, rows > 0); each worker writes its own rows.
+          nonisolated(unsafe) let ip = imp.baseAddress! + first
+          nonisolated(unsafe) let sp = sb.baseAddress!
+          nonisolated(unsafe) let vp = values
+          DispatchQueue.concurrentPerform(iterations: workers) { t in
+            for r in (rows * t / workers)..<(rows * (t + 1) / workers) {
+              let row = UnsafeBufferPointer(start: vp + r * width, count: width)
+              sp[r * gpr + g] = ImportanceWeightedScale.search(
+                row, importance: ip, bits: bits, scaleType: st)
+            }
+          }
+        }
       }
       return
     }
