@@ -38,7 +38,8 @@ private struct Layer {
 /// scales (f32 scale dtype) per group of `group` columns, fitted when the group's first column
 /// comes (or, `staticGroups`, from the original weights), columns in `order`.
 private func referenceGPTQ(
-  _ layer: Layer, group: Int, damp: Double, order: [Int], staticGroups: Bool
+  _ layer: Layer, group: Int, damp: Double, order: [Int], staticGroups: Bool,
+  relativeDamping: Bool = false
 ) -> [Double] {
   let (rows, cols) = (layer.rows, layer.cols)
   var h = layer.h
@@ -48,7 +49,7 @@ private func referenceGPTQ(
     for r in 0..<rows { w[r * cols + j] = 0 }
   }
   let mean = (0..<cols).reduce(0.0) { $0 + h[$1 * cols + $1] } / Double(cols)
-  for j in 0..<cols { h[j * cols + j] += damp * mean }
+  for j in 0..<cols { h[j * cols + j] += damp * (relativeDamping ? h[j * cols + j] : mean) }
   // H⁻¹ by Gauss–Jordan elimination.
   var a = h
   var inv = [Double](repeating: 0, count: cols * cols)
@@ -170,7 +171,8 @@ func gptqEqualsTheReferenceAlgorithm(group: Int, blockSize: Int, actOrder: Bool,
 /// deterministic, for int, NVFP4 (fused global scales fixed first) and FP8.
 @Test(arguments: [
   "gptq<bits=4;group-size=32>", "gptq<bits=3;group-size=16;act-order;no-sym>",
-  "gptq<bits=4;group-size=32;sink-weight=64>",
+  "gptq<bits=4;group-size=32;sink-weight=64>", "gptq<bits=4;group-size=32;true-sequential>",
+  "gptq<bits=4;group-size=32;search-scale;sink-weight=0>",
   "gptq<scheme=nvfp4>,fuse-scales", "gptq<scheme=fp8>",
 ])
 func gptqPassQuantizesTheExampleModel(pipeline: String) throws {
@@ -223,5 +225,68 @@ func gptqHessianWeightsTheFirstTokenOfEachWindow(sinkWeight: Double) {
   }
   let got = h.matrix()
   let worst = (0..<(cols * cols)).map { abs(Double(got[$0]) - 2 * expected[$0] / total) }.max() ?? 0
+  #expect(worst < 1e-5, "max |Δ| = \(worst)")
+}
+
+/// With `search-scale` and a Hessian that couples no columns (`H = c·I`: nothing to compensate)
+/// GPTQ is importance-weighted RTN: the codes and scales of `rtn<weighted>`'s search
+/// (auto-round's optimized RTN, tested against the reference) with equal importances.
+/// The search splits rows across workers without changing the result.
+@Test(arguments: [1, 3])
+func gptqSearchScaleWithoutCouplingIsWeightedRoundToNearest(threads: Int) {
+  let layer = Layer(seed: 5)
+  let (rows, cols) = (layer.rows, layer.cols)
+  let scheme = IntScheme(bits: 4, symmetric: true, granularity: .group(8), scaleType: .f16)
+  let quantizer = IntQuantizer(scheme: scheme, rule: .fullRange)
+  var h = [Float](repeating: 0, count: cols * cols)
+  for j in 0..<cols { h[j * cols + j] = 3 }
+  var rounder = IntGridRounder(
+    quantizer: quantizer, rows: rows, cols: cols, importance: (0..<cols).map { h[$0 * cols + $0] },
+    threads: threads)
+  let gptq = GPTQSolver().solve(layer.w, rows: rows, cols: cols, hessian: h, rounder: &rounder)
+  let rtn = layer.w.withUnsafeBufferPointer {
+    quantizer.quantizeWeighted(
+      $0, rows: rows, cols: cols, importance: [Float](repeating: 1, count: cols))
+  }
+  #expect(gptq.quantized.codes.bytes == rtn.codes.bytes)
+  #expect(gptq.quantized.scale.bytes == rtn.scale.bytes)
+  // The search changed some scale away from the plain full-range rule's.
+  let plain = layer.w.withUnsafeBufferPointer { quantizer.quantize($0, rows: rows, cols: cols) }
+  #expect(plain.scale.bytes != rtn.scale.bytes)
+}
+
+/// `true-sequential` stages from dataflow: q/k/v read the block input's norm, o reads the
+/// attention over them, gate/up the norm after o's residual add, down the product of gate/up.
+@Test func gptqTrueSequentialStagesFollowTheDataflow() throws {
+  let m = ExampleModel.make()
+  let f = try #require(m.function(named: "block.0"))
+  let targets = f.body.filter { $0.kind == .linear }.compactMap { op in
+    op.operands[1].definingOp.flatMap { p in p.paramName.map { ($0, p) } }
+  }
+  let stages = GPTQStages.split(targets, in: f)
+  let short = stages.map {
+    $0.map { $0.0.split(separator: ".").dropLast().last.map(String.init) ?? "" }
+  }
+  #expect(
+    short == [
+      ["q_proj", "k_proj", "v_proj"], ["o_proj"], ["gate_proj", "up_proj"], ["down_proj"],
+    ])
+}
+
+/// `damp-relative` (each channel dampened by `damp · H_jj`) equals the reference algorithm run
+/// on `H + damp·diag H`, to 1e-5.
+@Test(arguments: [0.1, 1.0])
+func gptqRelativeDampingEqualsTheReference(damp: Double) {
+  let layer = Layer(seed: 9)
+  let scheme = IntScheme(bits: 4, symmetric: true, granularity: .group(8), scaleType: .f32)
+  var rounder = IntGridRounder(
+    quantizer: IntQuantizer(scheme: scheme, rule: .fullRange), rows: layer.rows, cols: layer.cols)
+  let result = GPTQSolver(dampening: damp, blockSize: 16, relativeDamping: true).solve(
+    layer.w, rows: layer.rows, cols: layer.cols, hessian: layer.h.map(Float.init),
+    rounder: &rounder)
+  let expected = referenceGPTQ(
+    layer, group: 8, damp: damp, order: Array(0..<layer.cols), staticGroups: false,
+    relativeDamping: true)
+  let worst = zip(result.dequantized, expected).map { abs(Double($0) - $1) }.max() ?? 0
   #expect(worst < 1e-5, "max |Δ| = \(worst)")
 }

@@ -32,8 +32,10 @@ let gptqDetails = """
      descending `H_jj` with `act-order`) and each column's error `e = (w − q) / U_ii` updates
      the later columns by `−e · U_i,j`, immediately inside a block of `block-size` columns and
      by one sgemm for the rest;
-  3. group scales (by `rtn`'s rule for the scheme) are fitted when a group's first column is
-     reached, from the values it holds then; `static-groups` (implied by `act-order`, which
+  3. group scales are fitted when a group's first column is reached, from the values it holds
+     then: for int sym full-range by default (`search-scale`) with auto-round's
+     importance-weighted search (`rtn<weighted>`'s) weighted by `H_jj`, otherwise (and with
+     `no-search-scale`) by `rtn`'s rule for the scheme; `static-groups` (implied by `act-order`, which
      keeps the groups contiguous) fits them all first from the original weights. NVFP4's global
      scale is fixed first: the smallest over the selected linears reading the same input, so
      `fuse-scales` keeps the codes;

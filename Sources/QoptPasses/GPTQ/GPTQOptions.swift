@@ -11,6 +11,10 @@ struct GPTQOptions: PassOptions {
   var batchSize = 8
   /// How many tokens the first token of each calibration window counts for in the Hessian.
   var sinkWeight = 1.0
+  var trueSequential = false
+  var searchScale = true
+  var relativeDamping = false
+  var floatInputs = false
 
   init() {}
   static let schema: [OptionField<GPTQOptions>] =
@@ -31,13 +35,30 @@ struct GPTQOptions: PassOptions {
       .double(
         "sink-weight", \.sinkWeight,
         "the first token of each calibration window (the attention sink) counts this many times in H",
-        in: 1...1_000_000),
+        in: 0...1_000_000),
+      .bool(
+        "damp-relative", \.relativeDamping,
+        "damp each input channel by damp times its own H_jj (shrink the input correlations) instead of damp times the mean diagonal"
+      ),
+      .bool(
+        "true-sequential", \.trueSequential,
+        "solve the linears of a block in dataflow stages (q/k/v, o, gate/up, down), each stage's H from the inputs the rounded earlier stages produce"
+      ),
+      .bool(
+        "search-scale", \.searchScale,
+        "each group's scale by auto-round's importance-weighted search (rtn<weighted>) with H's diagonal as importance, when the group is reached (int sym full-range; other grids use their rule)"
+      ),
+      .bool(
+        "float-inputs", \.floatInputs,
+        "each block's H from the float model's inputs to it (otherwise the previous quantized blocks' outputs, as llm-compressor)"
+      ),
       .int("batch-size", \.batchSize, "calibration samples per block forward", in: 1...65536),
     ]
 
   /// What the solver is told.
   var solver: GPTQSolver {
     GPTQSolver(
-      dampening: dampening, blockSize: blockSize, actOrder: actOrder, staticGroups: staticGroups)
+      dampening: dampening, blockSize: blockSize, actOrder: actOrder, staticGroups: staticGroups,
+      relativeDamping: relativeDamping)
   }
 }

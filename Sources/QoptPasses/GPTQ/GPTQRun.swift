@@ -45,39 +45,20 @@ final class GPTQRun {
       let t0 = monotonicSeconds()
       let exec = try BlockExecutor(function: f, module: module)
       let targets = f.linearWeights(in: paramByName)
-      let (hessians, owner) = try collectHessians(exec, f, targets.map(\.0), x: x)
       var loss = 0.0
-      for (name, param) in targets {
-        guard let weight = module.weights.dense(name), weight.shape.count == 2,
-          let key = owner[name]
-        else {
-          throw context.error(
-            "weight \(Printer.symbol(name)) is not a dense 2-D float weight", at: param)
-        }
-        let (rows, cols) = (weight.shape[0], weight.shape[1])
-        // A MoE expert no calibration token reached has no Hessian: with H = I the solver
-        // pushes no error anywhere, which is round-to-nearest on the same grid.
-        let h = hessians[key] ?? identity(cols)
-        if hessians[key] == nil { idle.append(name) }
-        var rounder = try makeRounder(name, param, weight, in: f, paramByName)
-        let r = options.solver.solve(
-          weight.floats(), rows: rows, cols: cols, hessian: h, rounder: &rounder)
-        if r.fellBack { fallbacks.append(name) }
-        loss += r.loss
-        apply(name, param, r.quantized)
-        if let p = exec.weightPointer(name) {
-          r.dequantized.withUnsafeBufferPointer {
-            p.update(from: $0.baseAddress!, count: rows * cols)
-          }
-        }  // safe: non-empty weight
+      // float-inputs: the next block's inputs are this float block's outputs on float inputs.
+      let next =
+        options.floatInputs && bi + 1 < total
+        ? try propagate(exec, x, calib.memoryBudget, bi, phase) : nil
+      let stages = options.trueSequential ? GPTQStages.split(targets, in: f) : [targets]
+      for (si, stage) in stages.enumerated() {
+        if stages.count > 1 { phase.step(bi, "stage \(si + 1)/\(stages.count)") }
+        // Later stages see the inputs the already-rounded linears of this block produce.
+        let (hessians, owner) = try collectHessians(exec, f, stage.map(\.0), x: x)
+        loss += try solve(stage, hessians, owner, exec, f, paramByName, &fallbacks, &idle)
       }
-      // The quantized block's outputs on its (quantized) inputs feed the next block.
-      if bi + 1 < total {
-        phase.step(bi, "propagating")
-        let next = ActivationStore(tokens: x.tokens, width: x.width, budget: calib.memoryBudget)
-        try exec.forward(all: x, batch: options.batchSize, into: next)
-        x = next
-      }
+      // Otherwise the quantized block's outputs on its (quantized) inputs feed the next block.
+      if bi + 1 < total { x = try next ?? propagate(exec, x, calib.memoryBudget, bi, phase) }
       let seconds = monotonicSeconds() - t0
       let eta = (monotonicSeconds() - runStart) / Double(bi + 1) * Double(total - bi - 1)
       progress(
@@ -94,6 +75,52 @@ final class GPTQRun {
         "the dampened Hessian of \(fallbacks.count) weight(s) (e.g. \(fallbacks[0])) is not positive definite; they were rounded to nearest (raise damp, or calibrate on more data)"
       )
     }
+  }
+
+  /// The outputs of the block in `exec` (as it now is) on `x`.
+  private func propagate(
+    _ exec: BlockExecutor, _ x: ActivationStore, _ budget: MemoryBudget, _ bi: Int,
+    _ phase: Progress.Phase
+  ) throws -> ActivationStore {
+    phase.step(bi, "propagating")
+    let next = ActivationStore(tokens: x.tokens, width: x.width, budget: budget)
+    try exec.forward(all: x, batch: options.batchSize, into: next)
+    return next
+  }
+
+  /// Solves each linear of `targets` with its input's Hessian and writes the rounded weights
+  /// to the IR and into `exec` (so later stages and the next block see them); the summed loss.
+  private func solve(
+    _ targets: [(String, Op)], _ hessians: [String: [Float]], _ owner: [String: String],
+    _ exec: BlockExecutor, _ f: Function, _ paramByName: [String: Op],
+    _ fallbacks: inout [String], _ idle: inout [String]
+  ) throws -> Double {
+    var loss = 0.0
+    for (name, param) in targets {
+      guard let weight = module.weights.dense(name), weight.shape.count == 2,
+        let key = owner[name]
+      else {
+        throw context.error(
+          "weight \(Printer.symbol(name)) is not a dense 2-D float weight", at: param)
+      }
+      let (rows, cols) = (weight.shape[0], weight.shape[1])
+      // A MoE expert no calibration token reached has no Hessian: with H = I the solver
+      // pushes no error anywhere, which is round-to-nearest on the same grid.
+      let h = hessians[key] ?? identity(cols)
+      if hessians[key] == nil { idle.append(name) }
+      var rounder = try makeRounder(name, param, weight, in: f, paramByName, hessian: h)
+      let r = options.solver.solve(
+        weight.floats(), rows: rows, cols: cols, hessian: h, rounder: &rounder)
+      if r.fellBack { fallbacks.append(name) }
+      loss += r.loss
+      apply(name, param, r.quantized)
+      if let p = exec.weightPointer(name) {
+        r.dequantized.withUnsafeBufferPointer {
+          p.update(from: $0.baseAddress!, count: rows * cols)
+        }
+      }  // safe: non-empty weight
+    }
+    return loss
   }
 
   /// `GPTQHessian` for every input a selected linear of `f` reads (one per input value: q, k,
@@ -127,7 +154,8 @@ final class GPTQRun {
 
   /// The grid a weight is rounded onto: the scheme `rtn` would use for it.
   private func makeRounder(
-    _ name: String, _ param: Op, _ weight: TensorData, in f: Function, _ paramByName: [String: Op]
+    _ name: String, _ param: Op, _ weight: TensorData, in f: Function,
+    _ paramByName: [String: Op], hessian h: [Float]
   ) throws -> any GridRounder {
     let w = options.weights
     let (rows, cols) = (weight.shape[0], weight.shape[1])
@@ -163,8 +191,14 @@ final class GPTQRun {
         rows: rows, cols: cols, globalScale: fusedGlobalScale(name, in: f, paramByName))
     case .int:
       let s = try w.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
+      // The scale search weighs each column by its input's mean x² (H's diagonal).
+      // Only where the search is defined (sym full-range, per group or row); else the rule's.
+      let searchable = s.symmetric && w.scaleRule == .fullRange && s.granularity != .tensor
+      let importance =
+        options.searchScale && searchable ? (0..<cols).map { h[$0 * cols + $0] } : nil
       return IntGridRounder(
-        quantizer: IntQuantizer(scheme: s, rule: w.scaleRule), rows: rows, cols: cols)
+        quantizer: IntQuantizer(scheme: s, rule: w.scaleRule), rows: rows, cols: cols,
+        importance: importance, threads: context.threads)
     default: preconditionFailure("ggml schemes are handled above")
     }
   }

@@ -29,11 +29,16 @@ package struct GPTQSolver {
   package var blockSize = 128
   package var actOrder = false
   package var staticGroups = false
+  /// Dampen each column by `dampening · H_jj` (its own diagonal) instead of the mean's: a
+  /// shrinkage of the input correlations toward none, the same for every channel whatever its
+  /// scale (`H + λ·diag H ∝ (1 − α)·H + α·diag H`, α = λ/(1 + λ); RTN as λ → ∞).
+  package var relativeDamping = false
 
   package init(
     dampening: Double = 0.01, blockSize: Int = 128, actOrder: Bool = false,
-    staticGroups: Bool = false
+    staticGroups: Bool = false, relativeDamping: Bool = false
   ) {
+    self.relativeDamping = relativeDamping
     self.dampening = dampening
     self.blockSize = blockSize
     self.actOrder = actOrder
@@ -75,7 +80,7 @@ package struct GPTQSolver {
     var hp = [Double](repeating: 0, count: cols * cols)
     for i in 0..<cols {
       for j in 0..<cols { hp[i * cols + j] = hd[perm[i] * cols + perm[j]] }
-      hp[i * cols + i] += damp
+      hp[i * cols + i] += relativeDamping ? dampening * hd[perm[i] * cols + perm[i]] : damp
     }
     let factor = LAPACK.inverseCholeskyUpper(hp, n: cols)
     var u = [Float](repeating: 0, count: cols * cols)

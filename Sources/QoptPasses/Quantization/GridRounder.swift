@@ -1,3 +1,4 @@
+import Dispatch
 import QoptIR
 
 /// A scheme's grid as an algorithm that rounds one column at a time sees it (GPTQ): the scales
@@ -27,9 +28,23 @@ package struct IntGridRounder: GridRounder {
   package let groupWidth: Int
   private let groupsPerRow: Int
   private var scales: [Float], zeros: [Int8], codes: [Int8]
+  /// One importance per column: when set, each group's scale is `ImportanceWeightedScale`'s
+  /// (sym full-range only), not the rule's.
+  let importance: [Float]?
+  /// Workers for the importance-weighted search (rows are independent).
+  let threads: Int
 
-  package init(quantizer: IntQuantizer, rows: Int, cols: Int) {
+  package init(
+    quantizer: IntQuantizer, rows: Int, cols: Int, importance: [Float]? = nil, threads: Int = 1
+  ) {
+    precondition(
+      importance == nil
+        || (quantizer.scheme.symmetric && quantizer.rule == .fullRange
+          && importance?.count == cols && quantizer.scheme.granularity != .tensor),
+      "importance-weighted scales: sym full-range, per row or group, one importance per column")
     self.quantizer = quantizer
+    self.importance = importance
+    self.threads = max(1, threads)
     self.rows = rows
     self.cols = cols
     let g = quantizer.scheme.granularity
@@ -45,6 +60,28 @@ package struct IntGridRounder: GridRounder {
     var scratch = [Int8](
       repeating: 0, count: quantizer.scheme.granularity == .tensor ? rows * width : width)
     let g = first / groupWidth
+    if let importance {
+      let (bits, st, gpr, rows) = (
+        quantizer.scheme.bits, quantizer.scheme.scaleType, groupsPerRow, rows
+      )
+      let workers = min(threads, rows)
+      importance.withUnsafeBufferPointer { imp in
+        scales.withUnsafeMutableBufferPointer { sb in
+          // safe: both non-empty (cols > 0, rows > 0); each worker writes its own rows.
+          nonisolated(unsafe) let ip = imp.baseAddress! + first
+          nonisolated(unsafe) let sp = sb.baseAddress!
+          nonisolated(unsafe) let vp = values
+          DispatchQueue.concurrentPerform(iterations: workers) { t in
+            for r in (rows * t / workers)..<(rows * (t + 1) / workers) {
+              let row = UnsafeBufferPointer(start: vp + r * width, count: width)
+              sp[r * gpr + g] = ImportanceWeightedScale.search(
+                row, importance: ip, bits: bits, scaleType: st)
+            }
+          }
+        }
+      }
+      return
+    }
     scratch.withUnsafeMutableBufferPointer { q in
       if quantizer.scheme.granularity == .tensor {
         (scales[0], zeros[0]) = quantizer.quantizeGroup(
