@@ -263,17 +263,7 @@ public enum GGUFMixes {
   /// `tensor_type_fallback`: a type whose block does not divide the row length becomes the
   /// 32-block type of about the same size, or F16 when 32 does not divide it either.
   public static func fallback(_ type: GGMLType, rowLength: Int) -> GGMLType {
-    guard rowLength % type.blockSize != 0 else { return type }
-    let smaller: GGMLType
-    switch type {
-    case .iq4_xs: smaller = .iq4_nl
-    case .q2_K, .q3_K: smaller = .q4_0
-    case .q4_K: smaller = .q5_0
-    case .q5_K: smaller = .q5_1
-    case .q6_K: smaller = .q8_0
-    default: smaller = type  // already a 32-block type
-    }
-    return rowLength % smaller.blockSize == 0 ? smaller : .f16
+    type.fallback(rowLength: rowLength)
   }
 
   /// `quantize_state_impl`: the counters the rules advance as tensors go by.

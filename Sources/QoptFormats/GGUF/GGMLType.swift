@@ -104,4 +104,21 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
 
   /// Bytes of a tensor of `count` elements (a multiple of `blockSize`).
   public func byteCount(elements count: Int) -> Int { count / blockSize * typeSize }
+
+  /// llama.cpp's `tensor_type_fallback`: a type whose block does not divide the row length
+  /// becomes the 32-block type of about the same size, or F16 when 32 does not divide it
+  /// either (what both the mixes and `assign-schemes` apply).
+  public func fallback(rowLength: Int) -> GGMLType {
+    guard rowLength % blockSize != 0 else { return self }
+    let smaller: GGMLType
+    switch self {
+    case .iq4_xs: smaller = .iq4_nl
+    case .q2_K, .q3_K: smaller = .q4_0
+    case .q4_K: smaller = .q5_0
+    case .q5_K: smaller = .q5_1
+    case .q6_K: smaller = .q8_0
+    default: smaller = self  // already a 32-block type
+    }
+    return rowLength % smaller.blockSize == 0 ? smaller : .f16
+  }
 }

@@ -59,6 +59,7 @@ public enum OpRules {
       if res.isQuantized && res.rank != 2 {
         e.append("a quantized weight must be 2-D, found \(Printer.type(res))")
       }
+      if case .failure(let why) = AssignedScheme.of(op) { e.append(why.message) }
     case .embedding:
       guard need(2...2), let res else { break }
       let (ids, table) = (ops[0], ops[1])
