@@ -45,6 +45,17 @@ public final class Interpreter {
     self.policy = policy
   }
 
+  /// Reads weight `name` as `data` (f32) instead of its store entry from now on, or, with nil,
+  /// as the store holds it again: how `assign-schemes<score=kl>` measures one weight quantized
+  /// with the rest float, without copying the module.
+  public func substitute(_ name: String, _ data: TensorData?) throws(RuntimeError) {
+    guard let data else {
+      kept[name] = nil
+      return
+    }
+    kept[name] = try WeightView.make(.dense(data), name: name)
+  }
+
   /// Logits `[T, V]` of `@main` for `ids`.
   public func run(ids: [Int32]) throws(RuntimeError) -> Tensor {
     guard let main = module.function(named: "main") else {

@@ -25,22 +25,37 @@ struct EvalCommand: ParsableCommand {
   @Argument(help: "The model: an .ir file, a checkpoint directory or a .gguf file.")
   var model: String
 
-  @Option(name: .customLong("data", withSingleDash: true), help: "Text (tokenized with the model's tokenizer) or a .json array of token ids.")
+  @Option(
+    name: .customLong("data", withSingleDash: true),
+    help: "Text (tokenized with the model's tokenizer) or a .json array of token ids.")
   var data: String
 
   @Option(name: .customLong("seqlen", withSingleDash: true), help: "Tokens per window.")
   var seqlen: Int = 512
 
-  @Option(name: .customLong("windows", withSingleDash: true), help: "How many windows to evaluate (from the start).")
+  @Option(
+    name: .customLong("windows", withSingleDash: true),
+    help: "How many windows to evaluate (from the start).")
   var windows: Int = 40
 
-  @Option(name: .customLong("load-pass-plugin", withSingleDash: true), help: "Load a pass plugin first, so its external kernels can run (repeatable).")
+  @Option(
+    name: .customLong("load-pass-plugin", withSingleDash: true),
+    help: "Load a pass plugin first, so its external kernels can run (repeatable).")
   var loadPassPlugin: [String] = []
 
   @Flag(
     name: .customLong("allow-long-context", withSingleDash: true),
-    help: "Allow -seqlen above the model's max_position_embeddings (for rope scaling that supports it).")
+    help:
+      "Allow -seqlen above the model's max_position_embeddings (for rope scaling that supports it)."
+  )
   var allowLongContext = false
+
+  @Option(
+    name: .customLong("kl-base", withSingleDash: true),
+    help: ArgumentHelp(
+      "A base (float) model: also report the KL divergence of MODEL's next-token distributions from its, and top-1 agreement (llama-perplexity --kl-divergence).",
+      valueName: "FLOAT_MODEL"))
+  var klBase: String?
 
   @Flag(name: .customLong("json", withSingleDash: true), help: "Print one JSON object on stdout.")
   var json = false
@@ -52,7 +67,9 @@ struct EvalCommand: ParsableCommand {
   func validate() throws {
     if seqlen < 2 { throw ValidationError("-seqlen must be at least 2, found \(seqlen)") }
     if windows < 1 { throw ValidationError("-windows must be at least 1, found \(windows)") }
-    if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
+    if threads < 1 || threads > 1024 {
+      throw ValidationError("-threads must be in 1...1024, found \(threads)")
+    }
   }
 
   func run() throws {
@@ -60,17 +77,23 @@ struct EvalCommand: ParsableCommand {
     ThreadsOption.apply(threadsOption)
     let module = try loadInput(path: model)
     try module.verify()
-    if !allowLongContext, let problem = ContextLength.problem(seqlen: seqlen, module: module, override: "-allow-long-context") {
+    if !allowLongContext,
+      let problem = ContextLength.problem(
+        seqlen: seqlen, module: module, override: "-allow-long-context")
+    {
       throw RuntimeError("eval: \(problem)")
     }
     let ids = try EvalData.tokenIds(path: data, module: module)
-    // A quantized model is dequantized once and kept (one f32 copy, as a float model holds)
-    // instead of once per window.
-    let quantized = module.weights.names.contains { module.weights.quantized($0) != nil }
-    let interpreter = Interpreter(module: module, policy: quantized ? .keepAll : .perUse)
+    let interpreter = Self.interpreter(module)
+    if let klBase {
+      let base = try loadInput(path: klBase)
+      try base.verify()
+      return try runKL(interpreter, base: Self.interpreter(base), ids: ids)
+    }
     // A status line with ETA on a terminal; the result lines below close the phase.
     var phase: Progress.Phase?
-    let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) { done, total in
+    let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) {
+      done, total in
       if phase == nil { phase = Progress.shared.phase("eval: window", total: total) }
       phase?.step(done)
     }
@@ -87,8 +110,50 @@ struct EvalCommand: ParsableCommand {
     } else {
       print("perplexity: \(result.ppl)")
       print("mean nll: \(result.meanNLL)")
-      print("predicted tokens: \(result.predictedTokens) (\(result.windows) windows of \(result.seqlen))")
+      print(
+        "predicted tokens: \(result.predictedTokens) (\(result.windows) windows of \(result.seqlen))"
+      )
       print("tokens/s: \(result.tokensPerSecond)")
+      print("peak rss: \(Int(rss.rounded())) MiB")
+    }
+  }
+
+  /// A quantized model is dequantized once and kept (one f32 copy, as a float model holds)
+  /// instead of once per window.
+  static func interpreter(_ module: Module) -> Interpreter {
+    let quantized = module.weights.names.contains { module.weights.quantized($0) != nil }
+    return Interpreter(module: module, policy: quantized ? .keepAll : .perUse)
+  }
+
+  /// `-kl-base`: perplexity and KL divergence in one pass over the windows.
+  func runKL(_ interpreter: Interpreter, base: Interpreter, ids: [Int32]) throws {
+    var phase: Progress.Phase?
+    let r = try KLDivergence.evaluate(
+      interpreter, base: base, ids: ids, seqlen: seqlen, windows: windows
+    ) { done, total in
+      if phase == nil { phase = Progress.shared.phase("eval: window", total: total) }
+      phase?.step(done)
+    }
+    phase?.close()
+    let rss = peakRSSMegabytes()
+    if json {
+      let obj: JSON = .object([
+        ("ppl", .double(r.ppl)), ("base_ppl", .double(r.basePPL)), ("mean_kl", .double(r.meanKL)),
+        ("median_kl", .double(r.medianKL)), ("p99_kl", .double(r.p99KL)),
+        ("max_kl", .double(r.maxKL)), ("top1_agreement", .double(r.top1Agreement)),
+        ("predicted_tokens", .int(r.predictedTokens)), ("windows", .int(r.windows)),
+        ("seqlen", .int(r.seqlen)), ("peak_rss_mb", .double(rss)),
+      ])
+      print(obj.serialized)
+    } else {
+      print("perplexity: \(r.ppl)")
+      print("base perplexity: \(r.basePPL)")
+      print("mean kl: \(r.meanKL)")
+      print("median kl: \(r.medianKL)")
+      print("p99 kl: \(r.p99KL)")
+      print("max kl: \(r.maxKL)")
+      print("top-1 agreement: \(r.top1Agreement * 100) %")
+      print("predicted tokens: \(r.predictedTokens) (\(r.windows) windows of \(r.seqlen))")
       print("peak rss: \(Int(rss.rounded())) MiB")
     }
   }
@@ -100,7 +165,10 @@ enum EvalData {
     let bytes = try readFile(path)
     if path.hasSuffix(".json") {
       let j: JSON
-      do { j = try JSON.parse(bytes) } catch { throw StorageError(file: path, offset: error.offset, message: "not valid JSON: \(error.message)") }
+      do { j = try JSON.parse(bytes) } catch {
+        throw StorageError(
+          file: path, offset: error.offset, message: "not valid JSON: \(error.message)")
+      }
       guard let arr = j.arrayValue ?? j["input_ids"]?.arrayValue ?? j["ids"]?.arrayValue else {
         throw StorageError(file: path, offset: 0, message: "expected a JSON array of token ids")
       }
@@ -115,7 +183,8 @@ enum EvalData {
       return out
     }
     guard let text = String(validating: bytes, as: UTF8.self) else {
-      throw StorageError(file: path, offset: nil, message: "data file is neither .json nor UTF-8 text")
+      throw StorageError(
+        file: path, offset: nil, message: "data file is neither .json nor UTF-8 text")
     }
     return try Tokenizer(module: module).encode(text)
   }

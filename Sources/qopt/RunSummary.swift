@@ -75,6 +75,12 @@ enum RunSummary {
     for (why, n, example) in float {
       out += "  float: \(n) weight\(n == 1 ? "" : "s"), e.g. \(example): \(why)\n"
     }
+    if let bpw = module.attributes["assign_schemes.bpw"]?.doubleValue,
+      let b = module.attributes["assign_schemes.bytes"]?.intValue
+    {
+      out +=
+        "  assign-schemes: \((bpw * 10000).rounded() / 10000) bits per assigned weight, \(b) bytes of tensor data\n"
+    }
     out += "  output: \(output) (\(format)), \(bytes(sizeOnDisk(output, format: format)))\n"
     out +=
       "  wall time \(Progress.duration(seconds)), peak memory \(bytes(Int(peakRSSMegabytes() * 1_048_576)))\n"

@@ -171,6 +171,7 @@ public struct GGUFEmitter: WeightEmitter {
         infos, module: module, selection: types, mix: mix, hasImatrix: !importance.isEmpty,
         output: output)
     }
+    let assigned = AssignedScheme.all(in: module)
     for (hf, gguf, parts) in groups {
       func fail(_ m: String) -> BackendError { BackendError(output: output, tensor: hf, m) }
       guard seen.insert(gguf).inserted else {
@@ -182,8 +183,15 @@ public struct GGUFEmitter: WeightEmitter {
         // Gemma3 norms hold `1 + w` in the file, added in f32 as the converter does.
         entry = .dense(TensorData(floats: d.floats().map { $0 + shift }, shape: d.shape))
       }
+      // An `assign-schemes` annotation acts as a `-gguf-type-override` would; an explicit
+      // override on the command line still wins.
+      let overridden = types.overrides.contains {
+        GGUFTypeSelection.matches($0.pattern, hf) || GGUFTypeSelection.matches($0.pattern, gguf)
+      }
+      let annotated = try Self.assignedType(assigned[hf], output: output, tensor: hf)
       var type =
-        mixTypes?[gguf] ?? types.type(hf: hf, gguf: gguf, entry: entry, sourceType: sourceTypes[hf])
+        (overridden ? nil : annotated) ?? mixTypes?[gguf]
+        ?? types.type(hf: hf, gguf: gguf, entry: entry, sourceType: sourceTypes[hf])
       let shape = stackedShape(parts)
       var requantize = false
       // As llama.cpp does when a row does not fill whole blocks: the 32-block type of about the
@@ -197,7 +205,9 @@ public struct GGUFEmitter: WeightEmitter {
           }
         case .quantized(let q):
           if let why = PrequantizedBlocks.obstacle(q, as: type) {
-            guard types.mix != nil else { throw fail("cannot be written as \(type.name): \(why)") }
+            guard types.mix != nil || annotated != nil else {
+              throw fail("cannot be written as \(type.name): \(why)")
+            }
             requantize = true
           }
         }
@@ -249,6 +259,21 @@ public struct GGUFEmitter: WeightEmitter {
       throw BackendError(output: output, "duplicate metadata key '\(k)'")
     }
     return ((metadata, tokenizer.raw), tensors)
+  }
+
+  /// The ggml type an `assign-schemes` annotation names; an annotation of another family
+  /// (`int4-g64`, …) is for the compressed-tensors backend and an error here.
+  static func assignedType(
+    _ s: AssignedScheme?, output: String, tensor: String
+  ) throws(BackendError) -> GGMLType? {
+    guard let s else { return nil }
+    guard case .ggml(let n) = s, let t = GGMLType(name: n) else {
+      throw BackendError(
+        output: output, tensor: tensor,
+        "is assigned \(s.spelling) (qopt.scheme), which is not a ggml type; assign-schemes<candidates=gguf> for GGUF output"
+      )
+    }
+    return t
   }
 
   /// Encodes a float tensor row by row (rows taken in `rowOrder`), split across threads, each

@@ -264,12 +264,7 @@ public enum GGUFMixes {
   /// 32-block type of about the same size, or F16 when 32 does not divide it either (the rule
   /// lives in `GGMLBlockKind.fallback`, which `rtn<scheme=…>` applies too).
   public static func fallback(_ type: GGMLType, rowLength: Int) -> GGMLType {
-    guard rowLength % type.blockSize != 0 else { return type }
-    guard let k = GGMLBlockKind(rawValue: Int(type.rawValue)) else {
-      return rowLength % 32 == 0 && type.blockSize == 32 ? type : .f16
-    }
-    return k.fallback(rowLength: rowLength).flatMap { GGMLType(rawValue: UInt32($0.rawValue)) }
-      ?? .f16
+    type.fallback(rowLength: rowLength)
   }
 
   /// `quantize_state_impl`: the counters the rules advance as tensors go by.

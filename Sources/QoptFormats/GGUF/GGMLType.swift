@@ -1,4 +1,5 @@
 import CQoptCodecs
+import QoptIR
 
 /// The ggml tensor types qopt knows by id (`enum ggml_type`, `GGML_QUANT_SIZES`, ids from
 /// `gguf.constants.GGMLQuantizationType`). The reader accepts all of them; `GGUFDequant` decodes
@@ -104,4 +105,15 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
 
   /// Bytes of a tensor of `count` elements (a multiple of `blockSize`).
   public func byteCount(elements count: Int) -> Int { count / blockSize * typeSize }
+
+  /// llama.cpp's `tensor_type_fallback` (what both the mixes and `assign-schemes` apply):
+  /// `GGMLBlockKind.fallback`, the one home of the rule, with F16 where it gives none.
+  public func fallback(rowLength: Int) -> GGMLType {
+    guard rowLength % blockSize != 0 else { return self }
+    guard let kind = GGMLBlockKind(rawValue: Int(rawValue)) else {
+      return rowLength % 32 == 0 && blockSize == 32 ? self : .f16
+    }
+    return kind.fallback(rowLength: rowLength).flatMap { GGMLType(rawValue: UInt32($0.rawValue)) }
+      ?? .f16
+  }
 }

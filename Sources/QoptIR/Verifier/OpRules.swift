@@ -66,6 +66,7 @@ public enum OpRules {
           "\(k.name) packs rows in blocks of \(k.blockSize); a row of \(cols) weights does not fill whole blocks"
         )
       }
+      if case .failure(let why) = AssignedScheme.of(op) { e.append(why.message) }
     case .embedding:
       guard need(2...2), let res else { break }
       let (ids, table) = (ops[0], ops[1])

@@ -12,6 +12,8 @@ extension PassRegistry {
       awqPass,
       quantizeActivationsPass,
       smoothQuantPass,
+      // Mixed precision
+      assignSchemesPass,
       // Cleanup
       deadCodeEliminationPass,
       // Debug

@@ -29,6 +29,8 @@ let roundToNearestPass = Pass(
     if !autoChosen.isEmpty { context.remark(GroupSizeChoice.summary(autoChosen)) }
   }
   for (param, name) in selected {
+    // An `assign-schemes` choice replaces the pass's own scheme for this weight.
+    guard let options = try options.assigned(to: param, name: name) else { continue }
     guard let weight = module.weights.dense(name), let result = param.result else {
       if module.weights.quantized(name) != nil { continue }  // quantized earlier: leave it
       throw context.error(
@@ -280,6 +282,11 @@ let rtnDetails = """
   `calibrate`'s statistic of the linear's input channel j. Integer symmetric full-range only.
   It is an `rtn` option rather than a pass of its own because the grid, the options and
   what is written are `rtn`'s; only the choice of each group's scale differs.
+
+  Assigned schemes: a selected `param` carrying `{qopt.scheme = S}` (from `assign-schemes`)
+  is quantized as S instead of with these options: `intB-gG` (B bits, group G, symmetric),
+  `intB` (per channel), `fp8` (per channel), `nvfp4`; `float` leaves it float; a ggml type
+  name is an error (GGUF output encodes those itself).
 
   Per-weight widths: a selected `param` carrying `{qopt.bits = N}` (set by an earlier pass,
   e.g. the `bit-width-rule` sample plugin) is quantized at N bits (2…8) instead of `bits`
