@@ -16,7 +16,8 @@ import Testing
   #expect((p[0].options as? RTNOptions)?.scheme == .fp8)
   #expect((try PipelineParser.parse("rtn", registry: .builtin())[0].options as? RTNOptions)?.scheme == .int)
   let listed = try #require(PassRegistry.builtin().pass(named: "rtn")?.options.first { $0.key == "scheme" })
-  #expect(listed.valueSyntax == "int|nvfp4|fp8|q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|iq4_nl|iq4_xs" && listed.defaultValue == "int")
+  let schemes = "int|nvfp4|fp8|q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|iq4_nl|iq4_xs"
+  #expect(listed.valueSyntax == schemes && listed.defaultValue == "int")
 }
 
 @Test(arguments: [

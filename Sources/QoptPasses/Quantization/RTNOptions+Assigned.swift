@@ -3,7 +3,7 @@ import QoptIR
 extension RTNOptions {
   /// The options for one weight: these, or — when its `param` carries an `assign-schemes`
   /// choice (`{qopt.scheme = "int8"}`) — that scheme in their place; nil when the choice is
-  /// `float` (the weight stays as it is).
+  /// `float` or a float ggml type (the weight stays as it is).
   func assigned(to param: Op, name: String) throws -> RTNOptions? {
     let chosen: AssignedScheme?
     switch AssignedScheme.of(param) {
@@ -23,9 +23,10 @@ extension RTNOptions {
     case .int(let bits, let group):
       (o.scheme, o.bits, o.sym, o.groupSize) = (.int, bits, true, group)
     case .ggml(let t):
-      throw PassError(
-        "weight \(Printer.symbol(name)) is assigned the ggml type \(t); emit it with -emit=gguf instead of quantizing it in the IR",
-        at: param.location)
+      // A ggml block type quantizes in the IR (`!q.ggml<…>`), and the GGUF backend writes
+      // those blocks as they are; f32/f16/bf16 stay float for the backend to write.
+      guard let block = RTNScheme(rawValue: t), block.ggml != nil else { return nil }
+      o.scheme = block
     }
     return o
   }
