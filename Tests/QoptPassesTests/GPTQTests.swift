@@ -290,3 +290,32 @@ func gptqRelativeDampingEqualsTheReference(damp: Double) {
   let worst = zip(result.dequantized, expected).map { abs(Double($0) - $1) }.max() ?? 0
   #expect(worst < 1e-5, "max |Δ| = \(worst)")
 }
+
+/// `search-scale` on NVFP4: with an uncoupled Hessian of unequal diagonal (nothing to
+/// compensate, so each group is rounded on its own) every 16-wide group's importance-weighted
+/// error is at most the max-based E4M3 scale's, and the search lowers the total.
+@Test func gptqNVFP4SearchScaleNeverLosesToTheRule() {
+  let (rows, cols) = (6, 64)
+  var g = SplitMix64(seed: 11)
+  let w = (0..<(rows * cols)).map { _ in Float.random(in: -1...1, using: &g) }
+  let importance = (0..<cols).map { _ in Float.random(in: 0.01...4, using: &g) }
+  var h = [Float](repeating: 0, count: cols * cols)
+  for j in 0..<cols { h[j * cols + j] = importance[j] }
+  let gs = NVFP4Quantizer.globalScale(amax: w.map(abs).max() ?? 1)
+  func weightedError(_ importance: [Float]?) -> [Float] {
+    var rounder = NVFP4GridRounder(rows: rows, cols: cols, globalScale: gs, importance: importance)
+    let q = GPTQSolver().solve(w, rows: rows, cols: cols, hessian: h, rounder: &rounder)
+    let d = q.quantized.dequantized()
+    return (0..<(rows * cols / 16)).map { grp in
+      let (r, c0) = (grp / (cols / 16), grp % (cols / 16) * 16)
+      return (c0..<(c0 + 16)).reduce(Float(0)) {
+        let e = w[r * cols + $1] - d[r * cols + $1]
+        return $0 + h[$1 * cols + $1] * e * e
+      }
+    }
+  }
+  let plain = weightedError(nil)
+  let searched = weightedError(importance)
+  for (s, p) in zip(searched, plain) { #expect(s <= p * (1 + 1e-6) + 1e-12) }
+  #expect(searched.reduce(0, +) < plain.reduce(0, +))
+}

@@ -46,7 +46,7 @@ struct GPTQOptions: PassOptions {
       ),
       .bool(
         "search-scale", \.searchScale,
-        "each group's scale by auto-round's importance-weighted search (rtn<weighted>) with H's diagonal as importance, when the group is reached (int sym full-range; other grids use their rule)"
+        "each group's scale by auto-round's importance-weighted search (rtn<weighted>) with H's diagonal as importance, when the group is reached (int sym full-range; nvfp4: the best E4M3 group scale within ±3 codes of the max rule's; other grids use their rule)"
       ),
       .bool(
         "float-inputs", \.floatInputs,

@@ -188,7 +188,8 @@ final class GPTQRun {
           at: param)
       }
       return NVFP4GridRounder(
-        rows: rows, cols: cols, globalScale: fusedGlobalScale(name, in: f, paramByName))
+        rows: rows, cols: cols, globalScale: fusedGlobalScale(name, in: f, paramByName),
+        importance: options.searchScale ? (0..<cols).map { h[$0 * cols + $0] } : nil)
     case .int:
       let s = try w.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
       // The scale search weighs each column by its input's mean x² (H's diagonal).

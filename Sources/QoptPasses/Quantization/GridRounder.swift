@@ -143,17 +143,22 @@ extension IntQuantizer {
 }
 
 /// NVFP4 (`NVFP4Quantizer`'s rule): E2M1 codes, an E4M3 scale per 16 weights of a row fitted
-/// from the group's values, and a global scale fixed when the rounder is made.
+/// from the group's values, and a global scale fixed when the rounder is made. With per-column
+/// `importance` the group scale is searched instead: the E4M3 codes around the max-based one
+/// (three below, three above), keeping the one with the least importance-weighted squared
+/// error — the E4M3 counterpart of the integer grids' weighted search (ties keep the rule's).
 package struct NVFP4GridRounder: GridRounder {
   let rows: Int, cols: Int
   let globalScale: Float
+  let importance: [Float]?
   package let groupWidth = NVFP4Quantizer.groupSize
   private var scales: [UInt8], codes: [UInt8]
 
-  package init(rows: Int, cols: Int, globalScale: Float) {
+  package init(rows: Int, cols: Int, globalScale: Float, importance: [Float]? = nil) {
     self.rows = rows
     self.cols = cols
     self.globalScale = globalScale
+    self.importance = importance
     scales = [UInt8](repeating: 0x38, count: rows * (cols / NVFP4Quantizer.groupSize))
     codes = [UInt8](repeating: 0, count: rows * cols)
   }
@@ -165,8 +170,39 @@ package struct NVFP4GridRounder: GridRounder {
       for i in 0..<width { let a = abs(values[r * width + i]); am = a > am ? a : am }
       var sb = floatToE4M3(Swift.min(Swift.max(globalScale * (am / 6), -448), 448))
       if sb == 0 || sb == 0x80 { sb = 0x20 }  // an exact zero scale becomes 0.125
+      if let importance, am > 0 {
+        sb = searchedScale(
+          around: sb, values: values + r * width, width: width, importance: importance, first: first
+        )
+      }
       scales[r * groups + first / groupWidth] = sb
     }
+  }
+
+  /// The E4M3 code within ±3 of `base` (positive, finite: 0x01…0x7E) whose grid gives the
+  /// least Σ importance·(v − q)² over the group; `base` on ties.
+  private func searchedScale(
+    around base: UInt8, values: UnsafePointer<Float>, width: Int, importance: [Float], first: Int
+  ) -> UInt8 {
+    func loss(_ code: UInt8) -> Float {
+      let step = e4m3ToFloat(code) / globalScale
+      var e: Float = 0
+      for i in 0..<width {
+        let v = values[i]
+        let d = v - e2m1ToFloat(floatToE2M1(Swift.min(Swift.max(v / step, -6), 6))) * step
+        e += importance[first + i] * d * d
+      }
+      return e
+    }
+    var best = base
+    var bestLoss = loss(base)
+    for k in -3...3 where k != 0 {
+      let c = Int(base) + k
+      guard (0x01...0x7E).contains(c) else { continue }
+      let l = loss(UInt8(c))
+      if l < bestLoss { (best, bestLoss) = (UInt8(c), l) }
+    }
+    return best
   }
 
   package mutating func round(column c: Int, _ values: UnsafeMutablePointer<Float>) {
