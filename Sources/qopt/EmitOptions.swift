@@ -96,7 +96,11 @@ struct EmitOptions: ParsableArguments {
   }
 
   /// The emitter for `-o output`, or nil when the output is IR.
-  func emitter(threads: Int, output: String) throws -> (any WeightEmitter)? {
+  /// `command` is what a directory output's manifest records (default: this process's
+  /// arguments; `qopt merge` passes the equivalent single-process command).
+  func emitter(
+    threads: Int, output: String, command: [String]? = nil
+  ) throws -> (any WeightEmitter)? {
     guard let format = try resolvedFormat(output: output) else {
       if hasGGUFOptions { throw ValidationError("-gguf-* options need -emit=gguf") }
       return nil
@@ -112,7 +116,7 @@ struct EmitOptions: ParsableArguments {
         throw ValidationError(
           "-max-shard-size: '\(maxShardSize)' is not a size (bytes, or e.g. 500MB, 5GB, 2GiB)")
       }
-      let command = OutputName.recordedCommand(Array(CommandLine.arguments.dropFirst()))
+      let command = OutputName.recordedCommand(command ?? Array(CommandLine.arguments.dropFirst()))
       if parts[0] == "safetensors" {
         return SafetensorsEmitter(
           maxShardSize: size, denseDType: dense, force: force, command: command)

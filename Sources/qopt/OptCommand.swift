@@ -15,13 +15,22 @@ struct OptCommand: ParsableCommand {
     usage: "qopt [-passes=PIPELINE] [<options>] IN [-o OUT]",
     helpNames: [.customLong("help", withSingleDash: true), .short, .long])
 
-  @Argument(help: "Input: an .ir file (with its .safetensors sidecar), - for standard input, a .gguf file, or a Hugging Face or compressed-tensors checkpoint directory.")
+  @Argument(
+    help:
+      "Input: an .ir file (with its .safetensors sidecar), - for standard input, a .gguf file, or a Hugging Face or compressed-tensors checkpoint directory."
+  )
   var input: String = "-"
 
-  @Option(name: .customLong("passes", withSingleDash: true), help: "Pipeline, e.g. 'rtn<bits=4;group-size=128>,verify'.")
+  @Option(
+    name: .customLong("passes", withSingleDash: true),
+    help: "Pipeline, e.g. 'rtn<bits=4;group-size=128>,verify'.")
   var passes: String?
 
-  @Option(name: .customShort("o"), help: "Write the result here: NAME.ir (plus its .safetensors sidecar) or NAME.gguf; a directory with -emit=compressed-tensors or -emit=safetensors.")
+  @Option(
+    name: .customShort("o"),
+    help:
+      "Write the result here: NAME.ir (plus its .safetensors sidecar) or NAME.gguf; a directory with -emit=compressed-tensors or -emit=safetensors."
+  )
   var output: String?
 
   @Option(
@@ -33,50 +42,78 @@ struct OptCommand: ParsableCommand {
 
   @Option(
     name: .customLong("load-pass-plugin", withSingleDash: true),
-    help: "Load a pass plugin (a shared library exporting qoptGetPassPluginInfo) before the pipeline is parsed (repeatable).")
+    help:
+      "Load a pass plugin (a shared library exporting qoptGetPassPluginInfo) before the pipeline is parsed (repeatable)."
+  )
   var loadPassPlugin: [String] = []
 
-  @Flag(name: .customLong("print-passes", withSingleDash: true), help: "List every pass with its options and defaults, then exit.")
+  @Flag(
+    name: .customLong("print-passes", withSingleDash: true),
+    help: "List every pass with its options and defaults, then exit.")
   var printPasses = false
 
-  @Flag(name: .customLong("print-pass-docs", withSingleDash: true), help: "Print docs/passes.md (the pass reference) and exit.")
+  @Flag(
+    name: .customLong("print-pass-docs", withSingleDash: true),
+    help: "Print docs/passes.md (the pass reference) and exit.")
   var printPassDocs = false
 
-  @Flag(name: .customLong("print-plugin-include-dir", withSingleDash: true), help: "Print the directory holding qopt_plugin.h (for cc -I when building a plugin) and exit.")
+  @Flag(
+    name: .customLong("print-plugin-include-dir", withSingleDash: true),
+    help: "Print the directory holding qopt_plugin.h (for cc -I when building a plugin) and exit.")
   var printPluginIncludeDir = false
 
-  @Flag(name: .customLong("print-after-all", withSingleDash: true), help: "Print the IR to stderr after every pass.")
+  @Flag(
+    name: .customLong("print-after-all", withSingleDash: true),
+    help: "Print the IR to stderr after every pass.")
   var printAfterAll = false
 
-  @Flag(name: .customLong("print-before-all", withSingleDash: true), help: "Print the IR to stderr before every pass.")
+  @Flag(
+    name: .customLong("print-before-all", withSingleDash: true),
+    help: "Print the IR to stderr before every pass.")
   var printBeforeAll = false
 
-  @Option(name: .customLong("print-before", withSingleDash: true), help: "Print the IR to stderr before this pass (repeatable).")
+  @Option(
+    name: .customLong("print-before", withSingleDash: true),
+    help: "Print the IR to stderr before this pass (repeatable).")
   var printBefore: [String] = []
 
-  @Option(name: .customLong("print-after", withSingleDash: true), help: "Print the IR to stderr after this pass (repeatable).")
+  @Option(
+    name: .customLong("print-after", withSingleDash: true),
+    help: "Print the IR to stderr after this pass (repeatable).")
   var printAfter: [String] = []
 
-  @Flag(name: .customLong("verify-each", withSingleDash: true), help: "Verify the module after every pass.")
+  @Flag(
+    name: .customLong("verify-each", withSingleDash: true),
+    help: "Verify the module after every pass.")
   var verifyEach = false
 
-  @Flag(name: .customLong("time-passes", withSingleDash: true), help: "Print tables of pass timings and of input/output timings to stderr.")
+  @Flag(
+    name: .customLong("time-passes", withSingleDash: true),
+    help: "Print tables of pass timings and of input/output timings to stderr.")
   var timePasses = false
 
-  @Flag(name: .customLong("debug-pass-manager", withSingleDash: true), help: "Log what runs, what is cached and what is invalidated.")
+  @Flag(
+    name: .customLong("debug-pass-manager", withSingleDash: true),
+    help: "Log what runs, what is cached and what is invalidated.")
   var debugPassManager = false
 
-  @Flag(name: .customLong("verify-diagnostics", withSingleDash: true), help: "Check the input's diagnostics against its '// expected-error' comments.")
+  @Flag(
+    name: .customLong("verify-diagnostics", withSingleDash: true),
+    help: "Check the input's diagnostics against its '// expected-error' comments.")
   var verifyDiagnostics = false
 
-  @Flag(name: .customLong("split-input-file", withSingleDash: true), help: "Treat each '// -----' separated chunk as its own input.")
+  @Flag(
+    name: .customLong("split-input-file", withSingleDash: true),
+    help: "Treat each '// -----' separated chunk as its own input.")
   var splitInputFile = false
 
   @Option(name: .customLong("threads", withSingleDash: true), help: ThreadsOption.help)
   var threadsOption: Int?
   var threads: Int { threadsOption ?? defaultThreads() }
 
-  @Flag(name: .customLong("quiet", withSingleDash: true), help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
+  @Flag(
+    name: .customLong("quiet", withSingleDash: true),
+    help: "No progress lines and no closing summary on stderr (errors and remarks still print).")
   var quiet = false
 
   @Flag(
@@ -89,12 +126,27 @@ struct OptCommand: ParsableCommand {
     help: "Keep no checkpoint beside -o: an interrupted autoround starts over.")
   var noCheckpoint = false
 
+  @Option(
+    name: .customLong("blocks", withSingleDash: true),
+    help: ArgumentHelp(
+      "Change only the weights of decoder blocks A..B (inclusive, 0-based, e.g. 0..3; or one index):"
+        + " every other weight stays as the input has it; calibrate's forward stops after block B.")
+  )
+  var blocks: String?
+
   @OptionGroup var emit: EmitOptions
 
   func validate() throws {
-    if threads < 1 || threads > 1024 { throw ValidationError("-threads must be in 1...1024, found \(threads)") }
-    if output != nil && splitInputFile { throw ValidationError("-o cannot be combined with -split-input-file") }
+    if threads < 1 || threads > 1024 {
+      throw ValidationError("-threads must be in 1...1024, found \(threads)")
+    }
+    if output != nil && splitInputFile {
+      throw ValidationError("-o cannot be combined with -split-input-file")
+    }
     try emit.validate(output: output)
+    if let blocks {
+      do { _ = try BlockSelection(parsing: blocks) } catch { throw ValidationError(error.message) }
+    }
     if output == nil && (fresh || noCheckpoint) {
       let why = "-fresh and -no-checkpoint apply to the checkpoint kept beside -o OUT"
       throw ValidationError(why + "; without -o there is none")
@@ -139,7 +191,10 @@ struct OptCommand: ParsableCommand {
     ins.verifyEach = verifyEach
     ins.timePasses = timePasses
     ins.debugPassManager = debugPassManager
-    var manager = PassManager(instrumentation: ins, threads: threads) { stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n") }
+    var manager = PassManager(instrumentation: ins, threads: threads) {
+      stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n")
+    }
+    manager.blocks = try blocks.map { try BlockSelection(parsing: $0) }
 
     if verifyDiagnostics {
       try ExpectedDiagnosticsCheck.run(path: input, split: splitInputFile) { m in
@@ -180,6 +235,7 @@ struct OptCommand: ParsableCommand {
     var t0 = now()
     let module = try loadInput(path: input)
     try module.verify()
+    try manager.blocks?.check(against: module)
     if let imatrix {
       // Entries the file names replace the module's; weights it does not name keep theirs.
       let loaded = try ImatrixFile.read(path: imatrix).importance(for: module, path: imatrix)
@@ -194,7 +250,9 @@ struct OptCommand: ParsableCommand {
     try module.verify()
     t0 = now()
     if let emitter, let output {
-      try IOProgress.emitting(output, format: emitter.formatName) { try emitter.emit(module, to: output) }
+      try IOProgress.emitting(output, format: emitter.formatName) {
+        try emitter.emit(module, to: output)
+      }
       io.append(("emit " + emitter.formatName + " " + output, now() - t0))
     } else if let output {
       try IOProgress.emitting(output, format: "ir") { try ModuleIO.save(module, to: output) }
@@ -207,7 +265,9 @@ struct OptCommand: ParsableCommand {
     // checkpoint they are most of the run.
     if timePasses { stderrWrite(timingReport(io, title: "Input and output timing report")) }
     if let output, !quiet {
-      stderrWrite(RunSummary.text(module, output: output, format: emitter?.formatName ?? "ir", seconds: now() - started))
+      stderrWrite(
+        RunSummary.text(
+          module, output: output, format: emitter?.formatName ?? "ir", seconds: now() - started))
     }
   }
 }
@@ -218,6 +278,7 @@ struct PipelineDiagnostic: DiagnosticError {
   let text: String
   var diagnostics: [Diagnostic] { error.diagnostics }
   var description: String {
-    error.description + "\n  " + text + "\n  " + String(repeating: " ", count: max(0, error.column - 1)) + "^"
+    error.description + "\n  " + text + "\n  "
+      + String(repeating: " ", count: max(0, error.column - 1)) + "^"
   }
 }

@@ -8,5 +8,9 @@ enum QoptSubcommands {
     EvalCommand.self,
     GenerateCommand.self,
     ImatrixCommand.self,
+    PlanCommand.self,
+    UnitCommand.self,
+    MergeCommand.self,
+    SlurmCommand.self,
   ]
 }

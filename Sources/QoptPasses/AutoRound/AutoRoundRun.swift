@@ -89,7 +89,8 @@ package final class AutoRoundRun {
     let checkpoint = try directory.map {
       try AutoRoundCheckpoint(
         directory: $0, model: modelFingerprint(), data: calib.fingerprint,
-        options: options.fingerprint(threads: context.threads),
+        options: options.fingerprint(threads: context.threads)
+          + (context.blocks.map { "blocks=\($0);" } ?? ""),
         wayOut: explicit
           ? "remove the directory or use another checkpoint-dir"
           : "add -fresh to discard it and start over (or remove the directory)")
@@ -132,7 +133,9 @@ package final class AutoRoundRun {
     kept(start)
 
     let runStart = monotonicSeconds()
-    for bi in start..<total {
+    // `-blocks=A..B`: blocks before A stay float and only feed block A; none after B runs.
+    let selection = context.blocks?.range ?? 0...(total - 1)
+    for bi in start..<min(total, selection.upperBound + 1) {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
       let exec = try BlockExecutor(function: f, module: module)
@@ -140,6 +143,16 @@ package final class AutoRoundRun {
       //    with float activations, as auto-round computes it.
       let y = newStore()
       try forwardAll(exec, xFp, into: y)
+      if bi < selection.lowerBound {
+        // A float block: its outputs are both the next float and the next tuning inputs.
+        if let q = xQ {
+          let next = newStore()
+          try forwardAll(exec, q, into: next)
+          xQ = next
+        }
+        xFp = y
+        continue
+      }
       // 2. Tune on the quantized inputs (the float ones for the first block), with every
       //    linear input quantized as the runtime will (static scales first calibrated on them).
       let xTune = xQ ?? xFp

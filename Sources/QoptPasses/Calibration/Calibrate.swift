@@ -71,9 +71,12 @@ let calibratePass = Pass(
     let batch = llama ? llamaOrder.forwardBatch : 8
     let n = seqlen * width
     var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
-    let phase = Progress.shared.phase("calibrate: float forward, block", total: model.blocks.count)
+    // Under `-blocks=A..B` the forward stops after block B: no later block's statistics are
+    // needed.
+    let last = min(context.blocks?.range.upperBound ?? Int.max, model.blocks.count - 1)
+    let phase = Progress.shared.phase("calibrate: float forward, block", total: last + 1)
     defer { phase.close() }
-    for (bi, f) in model.blocks.enumerated() {
+    for (bi, f) in model.blocks.enumerated() where bi <= last {
       phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
       // llama.cpp's forward: f16 KV cache, ggml's RoPE angles and arithmetic.
@@ -104,7 +107,7 @@ let calibratePass = Pass(
       }
       // The last block's outputs are not needed.
       let next =
-        bi + 1 < model.blocks.count
+        bi < last
         ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
       var s0 = 0
       while s0 < windows.count {

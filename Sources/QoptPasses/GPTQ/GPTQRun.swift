@@ -40,10 +40,16 @@ final class GPTQRun {
     let runStart = monotonicSeconds()
     var fallbacks: [String] = []
     var idle: [String] = []
-    for (bi, f) in model.blocks.enumerated() {
-      phase.step(bi, "Hessians")
+    // `-blocks=A..B`: blocks before A stay float and only feed block A; none after B runs.
+    let selection = context.blocks?.range ?? 0...(total - 1)
+    for (bi, f) in model.blocks.enumerated() where bi <= selection.upperBound {
       let t0 = monotonicSeconds()
       let exec = try BlockExecutor(function: f, module: module)
+      if bi < selection.lowerBound {
+        x = try propagate(exec, x, calib.memoryBudget, bi, phase)
+        continue
+      }
+      phase.step(bi, "Hessians")
       let targets = f.linearWeights(in: paramByName)
       var loss = 0.0
       // float-inputs: the next block's inputs are this float block's outputs on float inputs.

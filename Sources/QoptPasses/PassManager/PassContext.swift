@@ -13,6 +13,8 @@ public final class PassContext {
   public let analyses: AnalysisManager
   /// Worker threads a pass may use (the `-threads` option).
   public let threads: Int
+  /// The decoder blocks whose weights the run may change (`-blocks=A..B`); nil: all of them.
+  public internal(set) var blocks: BlockSelection?
   /// Where remarks and warnings go (stderr in the CLI).
   let emit: (Diagnostic) -> Void
   let debugLog: (String) -> Void

@@ -7,6 +7,8 @@ public struct PassManager {
   public var threads: Int
   /// Default checkpoints of block-wise passes (none unless the caller sets a root).
   public var checkpoints = BlockCheckpoints()
+  /// `-blocks=A..B`: only these decoder blocks' weights change (`BlockSelection`).
+  public var blocks: BlockSelection?
   let log: (String) -> Void
 
   public init(instrumentation: Instrumentation = Instrumentation(), threads: Int = 2, log: @escaping (String) -> Void) {
@@ -35,6 +37,7 @@ public struct PassManager {
       context.defaultCheckpointDirectory = checkpoints.directory(
         pass: name, occurrence: occurrences[name] ?? 1)
       context.checkpointSaved = checkpoints.onSaved
+      context.blocks = blocks
       let t0 = now()
       try PassError.naming(name) { try inv.pass.body(module, inv.options, context) }
       timings.append((name, now() - t0))

@@ -21,8 +21,11 @@ struct WeightTargets {
   ///
   /// `ignore=lm_head` on a model whose output head is tied to the embedding table (nothing is
   /// named lm_head) is in nearly every recipe; it gets a `remark`, not an error.
+  ///
+  /// Under `-blocks=A..B` only the weights of those decoder blocks are selected (patterns are
+  /// still checked against the whole module, so a typo fails the same way in every unit).
   func select(in module: Module, context: PassContext) throws -> [(Op, String)] {
-    try select(in: module, remark: { context.remark($0) })
+    try context.restrictedToBlocks(select(in: module, remark: { context.remark($0) }))
   }
 
   /// As `select(in:context:)`, outside a pass run (a pass's `plan:`); `pass` names the errors

@@ -1,0 +1,47 @@
+/// The batch scripts `qopt slurm` writes into `WORK/slurm/` and submits: one job array for the
+/// units (task k runs `qopt unit WORK k`) and a merge job that starts after every array task
+/// succeeded (`--dependency=afterok:UNITS`). Each task is a plain `qopt` invocation with
+/// absolute paths, so the scripts can be read, edited and resubmitted by hand.
+struct SlurmJobs {
+  /// Absolute path of the qopt binary that the tasks run.
+  var qopt: String
+  /// Absolute path of the work folder (on storage every node sees).
+  var work: String
+  var units: Int
+  /// Extra `#SBATCH` arguments (`-sbatch-arg`), in order.
+  var extra: [String]
+
+  var folder: String { work + "/slurm" }
+  var unitsScript: String { folder + "/units.sbatch" }
+  var mergeScript: String { folder + "/merge.sbatch" }
+
+  /// The job array: task k is unit k; a finished unit is skipped when the task is rerun.
+  var unitsText: String {
+    script(
+      name: "qopt-units", log: "unit-%a.log",
+      options: ["--array=0-\(units - 1)"],
+      command: "\(quoted(qopt)) unit \(quoted(work)) \"$SLURM_ARRAY_TASK_ID\" -quiet")
+  }
+
+  /// The merge job, started once every task of job array `unitsJob` exited 0.
+  func mergeText(after unitsJob: String) -> String {
+    script(
+      name: "qopt-merge", log: "merge.log",
+      options: ["--dependency=afterok:\(unitsJob)", "--kill-on-invalid-dep=yes"],
+      command: "\(quoted(qopt)) merge \(quoted(work)) -quiet")
+  }
+
+  private func script(name: String, log: String, options: [String], command: String) -> String {
+    var s = "#!/bin/bash\n"
+    s +=
+      "# Written by qopt slurm; resubmit with: sbatch \(folder)/\(name == "qopt-units" ? "units" : "merge").sbatch\n"
+    s += "#SBATCH --job-name=\(name)\n"
+    s += "#SBATCH --output=\(folder)/\(log)\n"
+    for o in options + extra { s += "#SBATCH \(o)\n" }
+    s += "set -e\n"
+    s += "exec \(command)\n"
+    return s
+  }
+
+  private func quoted(_ s: String) -> String { shellQuoted(s, force: true) }
+}
