@@ -154,7 +154,7 @@ final class FinetuneRun {
       context.checkpointSaved(
         BlockCheckpointProgress(
           pass: "finetune", directory: directory, done: done, total: options.steps,
-          isDefault: !explicit))
+          isDefault: !explicit, unit: "steps"))
     }
     kept(start)
 

@@ -64,4 +64,6 @@ public struct BlockCheckpointProgress: Sendable {
   public var total: Int
   /// Whether `directory` is the default one (under `BlockCheckpoints.root`).
   public var isDefault: Bool
+  /// What `done` and `total` count: "blocks" (`autoround`) or "steps" (`finetune`).
+  public var unit = "blocks"
 }
