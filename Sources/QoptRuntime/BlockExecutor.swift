@@ -57,7 +57,8 @@ package final class BlockExecutor {
     }
   }
 
-  package let function: Function
+  /// The function compiled, or nil for a `tail` (the ops of `@main` after its last call).
+  package let function: Function?
   private(set) var steps: [Step] = []
   private var slotOf: [ObjectIdentifier: Int] = [:]
   private var slotCount = 0
@@ -73,6 +74,9 @@ package final class BlockExecutor {
   private var needsGrad: [Bool] = []
   /// Names of the weights whose gradients `backward` computes.
   package var trainable: Set<String> = []
+  /// When true, `backward` also computes ∂L/∂input (`inputGradient`), so a caller can chain
+  /// blocks (`finetune`'s whole-model backward); every value then needs a gradient.
+  package var computesInputGradient = false
   private var weightGrads: [String: FloatStorage] = [:]
   private(set) var rows = 0
   private(set) var tokens = 0
@@ -142,11 +146,22 @@ package final class BlockExecutor {
   /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
   /// Ops are decoded by `ExecutableOp`, as the interpreter decodes them; errors are
   /// `RuntimeError`s located at the op, which the pass that asked names (`PassManager`).
-  package init(function: Function, module: Module) throws(RuntimeError) {
-    self.function = function
+  package convenience init(function: Function, module: Module) throws(RuntimeError) {
     guard function.arguments.count == 1 else {
       throw RuntimeError("@\(function.name) must take one activation argument")
     }
+    try self.init(
+      input: function.arguments[0], body: function.body, module: module, of: function)
+  }
+
+  /// Compiles `body`, a straight-line run of ops whose only activation input is `input`
+  /// (`finetune` runs `@main`'s ops after the last block call, the final norm and the head,
+  /// this way); `body` ends in a `return` or its last op's result is the output.
+  package init(
+    input: Value, body: [Op], module: Module, of compiled: Function? = nil
+  ) throws(RuntimeError) {
+    self.function = compiled
+    let function = (arguments: [input], body: body)
     func slot(_ v: Value) -> Int {
       if let s = slotOf[ObjectIdentifier(v)] { return s }
       let s = slotCount
@@ -155,6 +170,7 @@ package final class BlockExecutor {
       width.append(0)
       return s
     }
+    var sawReturn = false
     inputSlot = slot(function.arguments[0])
     width[inputSlot] = function.arguments[0].type.shape.last.flatMap { $0 } ?? 0
     func use(_ op: Op, _ i: Int) throws(RuntimeError) -> Int {
@@ -281,9 +297,13 @@ package final class BlockExecutor {
         steps.append(op.kind == .mul ? .mul(out: o, a: a, b: b) : .add(out: o, a: a, b: b))
       case .return:
         outputSlot = try use(op, 0)
+        sawReturn = true
       case .embedding, .call, .dequantize, .extern:
         throw RuntimeError("the block executor cannot run '\(op.name)'", at: op)
       }
+    }
+    if !sawReturn, let r = body.last?.result, let s = slotOf[ObjectIdentifier(r)] {
+      outputSlot = s
     }
     acts = [FloatStorage?](repeating: nil, count: slotCount)
     slotRows = [Int](repeating: 0, count: slotCount)
@@ -291,15 +311,16 @@ package final class BlockExecutor {
     needsGrad = [Bool](repeating: false, count: slotCount)
   }
 
-  private var plannedFor: Set<String>?
+  private var plannedFor: (Set<String>, Bool)?
 
   /// Marks the values whose gradient `backward` must compute: those that depend on a trainable
   /// weight. Everything upstream of the first tuned linear (the block input, the first norm,
   /// the q/k/v inputs) needs none, which skips their input-gradient products.
   private func planGradients() {
-    guard plannedFor != trainable else { return }
-    plannedFor = trainable
+    if let p = plannedFor, p.0 == trainable, p.1 == computesInputGradient { return }
+    plannedFor = (trainable, computesInputGradient)
     var depends = [Bool](repeating: false, count: slotCount)
+    depends[inputSlot] = computesInputGradient
     for (name, s) in weightSlotByName where trainable.contains(name) { depends[s] = true }
     for step in steps {
       switch step {
@@ -324,6 +345,25 @@ package final class BlockExecutor {
 
   /// Width of the block's input and output rows.
   package var hiddenWidth: Int { width[inputSlot] }
+  /// Width of the output rows (the vocabulary for a head).
+  package var outputWidth: Int { width[outputSlot] }
+
+  /// ∂L/∂input of the last `backward` (`rows × hiddenWidth`), when `computesInputGradient`.
+  package var inputGradient: UnsafePointer<Float>? {
+    guard computesInputGradient, let g = grads[inputSlot] else { return nil }
+    return UnsafePointer(g.pointer)
+  }
+
+  /// Frees every activation and gradient buffer (the weights stay): between uses, a block
+  /// that is recomputed on the backward (activation checkpointing) holds only its weights.
+  package func releaseActivations() {
+    for s in 0..<slotCount where weights[s] == nil {
+      acts[s] = nil
+      grads[s] = nil
+    }
+    quantizedInputs = [:]
+    scratchBuffers = []
+  }
 
   /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
   package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {

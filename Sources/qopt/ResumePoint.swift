@@ -47,8 +47,8 @@ final class ResumePoint: Sendable {
       if p.isDefault { usedRoot.store(true, ordering: .relaxed) }
       Interruption.setMessage(
         p.done == 0
-          ? "qopt: interrupted; \(p.pass) had not finished a block, nothing is kept\n"
-          : keptMessage("\(p.pass) kept \(p.done)/\(p.total) blocks in \(p.directory)"))
+          ? "qopt: interrupted; \(p.pass) had not finished \(p.unit == "blocks" ? "a block" : "a checkpoint"), nothing is kept\n"
+          : keptMessage("\(p.pass) kept \(p.done)/\(p.total) \(p.unit) in \(p.directory)"))
     }
   }
 

@@ -283,6 +283,9 @@ package final class AutoRoundRun {
   }
 
   private func apply(_ name: String, _ param: Op, _ q: QuantizedTensor) {
+    var q = q
+    // The float weights stay at hand (never saved) for `finetune`'s float teacher.
+    q.source = q.source ?? module.weights.dense(name) ?? module.weights.quantized(name)?.source
     context?.setWeight(name, .quantized(q))
     if let r = param.result { context?.retype(r, to: r.type.with(element: .quantized(q.scheme))) }
     if case .nvfp4 = q.scheme, let g = q.globalScale?.floats().first {

@@ -30,7 +30,7 @@ public struct BlockCheckpoints: Sendable {
   }
 
   /// Deletes the checkpoints under `root` file by file, only the names a checkpoint holds
-  /// (`AutoRoundCheckpoint.isOwnFile`), then the emptied directories. Returns the first file
+  /// (`AutoRoundCheckpoint.isOwnFile`, `FinetuneCheckpoint.isOwnFile`), then the emptied directories. Returns the first file
   /// it left because qopt did not write it (the directory stays then), or nil when `root` is
   /// gone (or never existed).
   public static func remove(root: String) -> String? {
@@ -43,7 +43,7 @@ public struct BlockCheckpoints: Sendable {
         continue
       }
       for file in directoryEntries(sub) {
-        if AutoRoundCheckpoint.isOwnFile(file) {
+        if AutoRoundCheckpoint.isOwnFile(file) || FinetuneCheckpoint.isOwnFile(file) {
           unlink(sub + "/" + file)
         } else {
           foreign = foreign ?? sub + "/" + file
@@ -64,4 +64,6 @@ public struct BlockCheckpointProgress: Sendable {
   public var total: Int
   /// Whether `directory` is the default one (under `BlockCheckpoints.root`).
   public var isDefault: Bool
+  /// What `done` and `total` count: "blocks" (`autoround`) or "steps" (`finetune`).
+  public var unit = "blocks"
 }

@@ -9,6 +9,7 @@ extension PassRegistry {
       roundToNearestPass,
       calibratePass,
       autoRoundPass,
+      finetunePass,
       awqPass,
       quantizeActivationsPass,
       smoothQuantPass,

@@ -80,7 +80,7 @@ let roundToNearestPass = Pass(
     }
     let s = try options.intScheme(scheme, param: param, name: name, dtype: weight.dtype)
     let quantizer = IntQuantizer(scheme: s, rule: rule)
-    let q: QuantizedTensor
+    var q: QuantizedTensor
     if options.weighted {
       guard let stats = try context.analysis(CalibrationAnalysis.self).linearStats[name] else {
         throw context.error(
@@ -102,6 +102,7 @@ let roundToNearestPass = Pass(
         quantizer.quantize($0, rows: rows, cols: cols, threads: context.threads)
       }
     }
+    q.source = weight  // kept for finetune's float teacher and starting weights (never saved)
     context.setWeight(name, .quantized(q))
     context.retype(result, to: result.type.with(element: .quantized(.int(s))))
   }
