@@ -202,7 +202,7 @@ package struct AutoRoundCheckpoint {
   }
 
   /// Block `block`'s weights as written by `save`.
-  package func loadBlock(_ block: Int, scheme schemeFor: (_ columns: Int) -> IntScheme) throws -> [(String, QuantizedTensor)] {
+  package func loadBlock(_ block: Int, scheme schemeFor: (_ name: String, _ columns: Int) -> IntScheme) throws -> [(String, QuantizedTensor)] {
     let path = directory + "/block.\(block).bin"
     let b = try readFile(path)
     var pos = 8
@@ -236,7 +236,7 @@ package struct AutoRoundCheckpoint {
           scale: TensorData(dtype: .f8e4m3, shape: shape, bytes: sf.map(floatToE4M3)), globalScale: TensorData(floats: [g], shape: [1]))))
         continue
       }
-      let scheme = schemeFor(cols)
+      let scheme = schemeFor(name, cols)
       guard (z == nil) == scheme.symmetric else { throw fail("zero points of \(name) do not match the scheme") }
       out.append((name, QuantizedTensor(scheme: .int(scheme),
         codes: TensorData(int8: codes, shape: [rows, cols]), scale: TensorData(floats: sf, shape: shape, as: scheme.scaleType),

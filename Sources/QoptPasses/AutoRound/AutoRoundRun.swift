@@ -13,6 +13,8 @@ package final class AutoRoundRun {
   let module: Module
   let options: AutoRoundOptions
   let context: PassContext?
+  /// Each selected weight's options: the pass's, or its `assign-schemes` choice.
+  private var perWeight: [String: AutoRoundOptions] = [:]
   /// Called after each tuning iteration with the iterations done and that iteration's loss
   /// (the terminal progress line).
   package var onIteration: ((Int, Double) -> Void)?
@@ -39,9 +41,18 @@ package final class AutoRoundRun {
     let model = try ModelBlocks(module: module)
     let selected = try WeightTargets(targets: options.targets, ignore: options.ignore).select(
       in: module, context: context)
-    let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
-    if options.groupSize == nil && options.quantScheme == "int" {
-      let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
+    // An `assign-schemes` choice replaces the pass's own bits and group size per weight;
+    // `float` leaves the weight alone (`AutoRoundOptions.assigned`).
+    var chosen: [(Op, String)] = []
+    for (param, name) in selected {
+      guard let o = try options.assigned(to: param, name: name) else { continue }
+      perWeight[name] = o
+      chosen.append((param, name))
+    }
+    let paramByName = Dictionary(chosen.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+    let auto = chosen.filter { $0.0.attributes[AssignedScheme.attribute] == nil }
+    if options.groupSize == nil && options.quantScheme == "int" && !auto.isEmpty {
+      let columns = auto.compactMap { module.weights[$0.1]?.shape.last }
       context.remark(
         GroupSizeChoice.summary(
           columns.map { ($0, GroupSizeChoice.granularity(explicit: nil, columns: $0)) }))
@@ -50,14 +61,15 @@ package final class AutoRoundRun {
     // iters=0 is RTN, optimized (importance-weighted scales) when calibrate's statistics are
     // there and the scheme has the search, as auto-round's default (autoround.md §10).
     if options.iters == 0 {
-      let optimized =
-        options.optRTN && options.quantScheme == "int" && options.sym && options.bits < 8
-      let stats = optimized ? (try? context.analysis(CalibrationAnalysis.self))?.linearStats : nil
+      let stats =
+        options.optRTN && options.quantScheme == "int"
+        ? (try? context.analysis(CalibrationAnalysis.self))?.linearStats : nil
       for f in model.blocks {
         let targets = f.linearWeights(in: paramByName)
         for (l, (name, param)) in zip(try makeLinears(f, targets), targets) {
-          if let st = stats?[name], let t = module.weights.dense(name) {
-            let quantizer = IntQuantizer(scheme: options.scheme(columns: l.cols), rule: .fullRange)
+          let o = weightOptions(name)
+          if o.sym && o.bits < 8, let st = stats?[name], let t = module.weights.dense(name) {
+            let quantizer = IntQuantizer(scheme: o.scheme(columns: l.cols), rule: .fullRange)
             apply(
               name, param,
               t.floats().withUnsafeBufferPointer {
@@ -89,7 +101,7 @@ package final class AutoRoundRun {
     let checkpoint = try directory.map {
       try AutoRoundCheckpoint(
         directory: $0, model: modelFingerprint(), data: calib.fingerprint,
-        options: options.fingerprint(threads: context.threads)
+        options: options.fingerprint(threads: context.threads) + assignedFingerprint()
           + (context.blocks.map { "blocks=\($0);" } ?? ""),
         wayOut: explicit
           ? "remove the directory or use another checkpoint-dir"
@@ -105,7 +117,9 @@ package final class AutoRoundRun {
     if let checkpoint, let resumed = try checkpoint.resume(samples: xFp.samples, newStore: newStore)
     {
       for i in 0..<resumed.next {
-        for (name, q) in try checkpoint.loadBlock(i, scheme: options.scheme(columns:)) {
+        for (name, q) in try checkpoint.loadBlock(
+          i, scheme: { self.weightOptions($0).scheme(columns: $1) })
+        {
           guard let param = paramByName[name] else {
             throw PassError(
               "checkpoint holds \(name), which this run does not quantize")
@@ -223,6 +237,9 @@ package final class AutoRoundRun {
     }
   }
 
+  /// The options `name` is quantized with.
+  private func weightOptions(_ name: String) -> AutoRoundOptions { perWeight[name] ?? options }
+
   private func makeLinear(_ name: String, _ param: Op) throws -> SignRoundLinear {
     guard let t = module.weights.dense(name), t.shape.count == 2 else {
       throw PassError(
@@ -231,7 +248,7 @@ package final class AutoRoundRun {
     }
     return SignRoundLinear(
       name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1],
-      scheme: options.scheme(columns: t.shape[1]))
+      scheme: weightOptions(name).scheme(columns: t.shape[1]))
   }
 
   /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
@@ -351,6 +368,18 @@ package final class AutoRoundRun {
     _ exec: BlockExecutor, _ x: ActivationStore, into out: ActivationStore?
   ) throws {
     try exec.forward(all: x, batch: options.batchSize, into: out)
+  }
+
+  /// The per-weight choices that differ from the pass's options, for the checkpoint.
+  private func assignedFingerprint() -> String {
+    let own = options.fingerprint(threads: 0)
+    let differing = perWeight.filter { $0.value.fingerprint(threads: 0) != own }
+    guard !differing.isEmpty else { return "" }
+    return ";assigned="
+      + differing.keys.sorted().map {
+        let o = perWeight[$0]!  // safe: a key
+        return "\($0):\(o.bits)/\(o.groupSize.map(String.init) ?? "auto")"
+      }.joined(separator: ",")
   }
 
   /// A hash of the module's weights (names, shapes, bytes) and its linears' input quantization,

@@ -9,6 +9,8 @@ final class GPTQRun {
   let module: Module
   let options: GPTQOptions
   let context: PassContext
+  /// Each selected weight's options: the pass's, or its `assign-schemes` choice.
+  private var perWeight: [String: RTNOptions] = [:]
 
   init(module: Module, options: GPTQOptions, context: PassContext) {
     self.module = module
@@ -23,9 +25,35 @@ final class GPTQRun {
     let selected = try WeightTargets(targets: w.targets, ignore: w.ignore).select(
       in: module, context: context)
     try WeightPlan(module).requireFloat(selected.map(\.1), pass: context.pass, each: true)
-    let paramByName = Dictionary(selected.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
-    if w.groupSize == nil && w.scheme != .nvfp4 && w.scheme.ggml == nil {
-      let columns = selected.compactMap { module.weights[$0.1]?.shape.last }
+    // An `assign-schemes` choice replaces the pass's own scheme per weight (`float`, f16,
+    // bf16, f32: the weight is left alone), as in `rtn`.
+    // An assigned ggml type gptq has no grid for stays float, annotated, for the GGUF backend
+    // to encode (importance-weighted, as without gptq).
+    var kept: [(Op, String)] = []
+    var toBackend: [String: [String]] = [:]
+    for (param, name) in selected {
+      guard let o = try w.assigned(to: param, name: name) else { continue }
+      if let kind = o.scheme.ggml, param.attributes[AssignedScheme.attribute] != nil,
+        !GGMLGridRounder.supported.contains(kind)
+      {
+        toBackend[kind.name, default: []].append(name)
+        continue
+      }
+      perWeight[name] = o
+      kept.append((param, name))
+    }
+    if !toBackend.isEmpty {
+      let kinds = toBackend.keys.sorted()
+      let list = kinds.map { "\(toBackend[$0]!.count) \($0)" }  // safe: a key
+      context.remark(
+        "left \(list.joined(separator: ", ")) weight(s) (e.g. \(toBackend[kinds[0]]![0])) float for the backend to encode: gptq rounds toward \(GGMLGridRounder.supported.map(\.name).joined(separator: ", ")) only"
+      )
+    }
+    let paramByName = Dictionary(kept.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+    // The group sizes `auto` chose, for the weights that use the pass's own options.
+    let auto = kept.filter { $0.0.attributes[AssignedScheme.attribute] == nil }
+    if w.groupSize == nil && w.scheme != .nvfp4 && w.scheme.ggml == nil && !auto.isEmpty {
+      let columns = auto.compactMap { module.weights[$0.1]?.shape.last }
       context.remark(
         GroupSizeChoice.summary(
           columns.map {
@@ -163,7 +191,7 @@ final class GPTQRun {
     _ name: String, _ param: Op, _ weight: TensorData, in f: Function,
     _ paramByName: [String: Op], hessian h: [Float]
   ) throws -> any GridRounder {
-    let w = options.weights
+    let w = perWeight[name] ?? options.weights
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     if let requested = w.scheme.ggml {
       let importance = try GGMLRounding.importance(module, name: name, columns: cols, param: param)
@@ -178,7 +206,7 @@ final class GPTQRun {
       guard let r = GGMLGridRounder(kind: kind, rows: rows, cols: cols, importance: importance)
       else {
         throw context.error(
-          "gptq toward \(kind.name) is not available (it rounds toward \(GGMLGridRounder.supported.map(\.name).joined(separator: ", ")))",
+          "weight \(Printer.symbol(name)): gptq toward \(kind.name) is not available (it rounds toward \(GGMLGridRounder.supported.map(\.name).joined(separator: ", ")))",
           at: param)
       }
       return r
@@ -223,6 +251,7 @@ final class GPTQRun {
     var gs = Float.infinity
     for op in linears where inputs.contains(ObjectIdentifier(op.operands[0])) {
       guard let n = op.operands[1].definingOp?.paramName, paramByName[n] != nil,
+        perWeight[n]?.scheme ?? options.weights.scheme == .nvfp4,
         let t = module.weights.dense(n)
       else { continue }
       gs = min(

@@ -11,7 +11,10 @@ import QoptIR
 /// The weights stay float: a quantizing pass or the backend acts on the annotation.
 let assignSchemesPass = Pass(
   "assign-schemes", summary: "choose each weight's scheme to minimise damage within a size budget",
-  details: assignSchemesDetails, options: AssignSchemesOptions.self
+  details: assignSchemesDetails, options: AssignSchemesOptions.self,
+  // Only attributes change: the float model and its calibration are as they were, so a
+  // `gptq` or `autoround` after it uses the same `calibrate` run.
+  preserves: [CalibrationAnalysis.name, "linear-groups"]
 ) { module, options, context in
   guard (options.bpw != nil) != (options.size > 0) else {
     throw context.error("give exactly one of bpw=B and size=BYTES")
