@@ -51,7 +51,9 @@ public struct CheckpointShape: Sendable, Equatable {
   /// shape and the spread of its random values.
   public var tensors: [(name: String, shape: [Int], kind: TensorKind)] {
     let d = hidden, kv = kvHeads * headDim
-    var out: [(String, [Int], TensorKind)] = [("model.embed_tokens.weight", [vocab, d], .embedding)]
+    var out: [(String, [Int], TensorKind)] = [
+      ("model.embed_tokens.weight", [vocab, d], .embedding)
+    ]
     for l in 0..<layers {
       let p = "model.layers.\(l)."
       out += [

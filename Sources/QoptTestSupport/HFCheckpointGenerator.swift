@@ -1,9 +1,10 @@
+import QoptIR
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import QoptIR
 
 /// Writes a bf16 Hugging Face checkpoint of a `CheckpointShape` with random weights, sharded
 /// like the Hub (`model-0000K-of-0000N.safetensors` + `model.safetensors.index.json`) or as one
@@ -107,7 +108,9 @@ public enum HFCheckpointGenerator {
     defer { close(fd) }
     var prefix = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) }
     prefix += header
-    if let e = prefix.withUnsafeBytes({ raw in attempt { () throws(StorageError) in try writeAll(fd, raw, path) } }) {
+    if let e = prefix.withUnsafeBytes({ raw in
+      attempt { () throws(StorageError) in try writeAll(fd, raw, path) }
+    }) {
       throw e
     }
     let chunk = 4 << 20
@@ -121,7 +124,9 @@ public enum HFCheckpointGenerator {
         let failure = buffer.withUnsafeMutableBufferPointer { b in
           let part = UnsafeMutableBufferPointer(rebasing: b[0..<n])
           stream.fill(part)
-          return attempt { () throws(StorageError) in try writeAll(fd, UnsafeRawBufferPointer(part), path) }
+          return attempt { () throws(StorageError) in
+            try writeAll(fd, UnsafeRawBufferPointer(part), path)
+          }
         }
         if let failure { throw failure }
         left -= n
@@ -129,7 +134,9 @@ public enum HFCheckpointGenerator {
     }
   }
 
-  static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, _ path: String)
+  static func writeAll(
+    _ fd: Int32, _ raw: UnsafeRawBufferPointer, _ path: String
+  )
     throws(StorageError)
   {
     var done = 0
@@ -186,7 +193,8 @@ struct ValueStream {
     rng = SplitMix64(seed: seed ^ h)
     let (center, halfWidth): (Float, Float)
     switch kind {
-    case .linear: (center, halfWidth) = (0, Float(3.0.squareRoot() / Double(max(cols, 1)).squareRoot()))
+    case .linear:
+      (center, halfWidth) = (0, Float(3.0.squareRoot() / Double(max(cols, 1)).squareRoot()))
     case .embedding: (center, halfWidth) = (0, Float(0.02 * 3.0.squareRoot()))
     case .norm: (center, halfWidth) = (1, 0.05)
     }

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import QoptFormats
 import QoptFrontends
 import QoptIR
 import QoptTestSupport
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Regenerates the bundled example model: `qopt-gen-example [OUT.ir]`
 /// (default IR/examples/tiny-llama.ir, plus its .safetensors sidecar).

@@ -21,7 +21,8 @@ import Testing
         scheme: .int(IntScheme(bits: 8, symmetric: true, granularity: .channel, scaleType: .f32)),
         codes: TensorData(int8: codes, shape: [64, 128]),
         scale: TensorData(floats: scales, shape: [64, 1]))
-      store.set("w", .dense(TensorData(floats: [Float](repeating: 1, count: 64 * 128), shape: [64, 128])))
+      store.set(
+        "w", .dense(TensorData(floats: [Float](repeating: 1, count: 64 * 128), shape: [64, 128])))
       store.set("w", .quantized(q))
       let back = try #require(store.quantized("w"))
       #expect(back.codes.isMemoryMapped)

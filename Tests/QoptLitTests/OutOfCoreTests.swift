@@ -18,7 +18,8 @@ import Testing
   static func checkpoints(in dir: String) throws -> (sharded: String, single: String) {
     let sharded = dir + "/sharded", single = dir + "/single"
     for (out, extra) in [(sharded, [String]()), (single, ["-single-file"])] {
-      let r = try ChildProcess.run([gen, "-shape", "tiny-sharded", "-seed", "5", "-o", out] + extra)
+      let r = try ChildProcess.run(
+        [gen, "-shape", "tiny-sharded", "-seed", "5", "-o", out] + extra)
       #expect(r.termination == .exited(0), "\(r.stdout)\(r.stderr)")
     }
     return (sharded, single)
@@ -91,7 +92,8 @@ import Testing
           [Self.qopt, "-threads", "2", model] + c.args + ["-spill-weights=\(spill)", "-o", out])
         #expect(r.termination == .exited(0), "\(r.stderr)")
         outputs.append(Self.files(out))
-        #expect(!directoryEntries(dir).contains { $0.contains("qopt-spill") }, "spill folder removed")
+        #expect(
+          !directoryEntries(dir).contains { $0.contains("qopt-spill") }, "spill folder removed")
       }
       #expect(!outputs[0].isEmpty)
       func differing(_ k: Int) -> [String] {
