@@ -88,12 +88,13 @@ let package = Package(
       name: "qopt-bench",
       dependencies: [
         "QoptIR", "QoptPasses", "QoptRuntime", "QoptFormats", "QoptFrontends", "QoptBackends",
-        "CQoptKernels",
+        "CQoptKernels", "QoptTestSupport",
       ]),
 
     // Tests
     .target(name: "QoptTestSupport", dependencies: ["QoptSupport", "QoptIR"]),
-    .executableTarget(name: "qopt-gen-example", dependencies: ["QoptTestSupport"]),
+    .executableTarget(
+      name: "qopt-gen-example", dependencies: ["QoptTestSupport", "QoptFrontends", "QoptFormats"]),
     .testTarget(name: "QoptIRTests", dependencies: ["QoptIR", "QoptTestSupport"]),
     .testTarget(
       name: "QoptPassesTests", dependencies: ["QoptPasses", "QoptTestSupport", "CQoptCodecs"]),

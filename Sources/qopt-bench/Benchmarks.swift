@@ -6,6 +6,7 @@ enum Benchmarks {
     ("eval", runEvalBench),
     ("gguf-mix", runGGUFMixBench),
     ("kernels", runKernelsBench),
+    ("ooc", { runOOCBench() }),
     ("plugin", { runPluginBench() }),
     ("rtn", runRTNBench),
     ("threads", runThreadsBench),

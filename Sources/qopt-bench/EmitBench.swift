@@ -310,7 +310,13 @@ private func emitBenchWriteLargeCheckpoint(_ base: String, bytes: Int) throws ->
 
 // MARK: - Processes, clocks, files
 
-struct EmitBenchChild { var status: Int32; var wall: Double; var rssMiB: Double }
+struct EmitBenchChild {
+  var status: Int32
+  var wall: Double
+  var rssMiB: Double
+  /// User + system CPU seconds of the child.
+  var cpu: Double = 0
+}
 
 /// Runs `exe args` under `/usr/bin/time` and returns its exit status, wall time and peak RSS.
 ///
@@ -339,7 +345,10 @@ func emitBenchRun(_ exe: String, _ args: [String]) -> EmitBenchChild {
     let text = String(decoding: b, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
     kib = Double(text.trimmingCharacters()) ?? kib
   }
-  return EmitBenchChild(status: code, wall: wall, rssMiB: kib / 1024)
+  let cpu =
+    Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6 + Double(ru.ru_stime.tv_sec)
+    + Double(ru.ru_stime.tv_usec) / 1e6
+  return EmitBenchChild(status: code, wall: wall, rssMiB: kib / 1024, cpu: cpu)
 }
 
 extension String {
@@ -360,7 +369,7 @@ func emitBenchFormat(_ x: Double, _ digits: Int) -> String {
   return s
 }
 
-private func emitBenchClock() -> Double {
+func emitBenchClock() -> Double {
   var ts = timespec()
   clock_gettime(CLOCK_MONOTONIC, &ts)
   return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -134,6 +134,9 @@ struct OptCommand: ParsableCommand {
   )
   var blocks: String?
 
+  @Option(name: .customLong("spill-weights", withSingleDash: true), help: WeightSpillOption.help)
+  var spillWeights = WeightSpillOption.auto
+
   @OptionGroup var emit: EmitOptions
 
   func validate() throws {
@@ -246,6 +249,8 @@ struct OptCommand: ParsableCommand {
     // change nothing, fails here in a second rather than after the work.
     let emitter = try output.flatMap { try emit.emitter(threads: threads, output: $0) }
     try Preflight.check(pipeline, module, emitter: emitter)
+    let spill = spillWeights.attach(to: module, output: output)
+    defer { if let warning = WeightSpillOption.finish(spill) { stderrWrite(warning) } }
     try manager.run(pipeline, on: module)
     try module.verify()
     t0 = now()

@@ -224,21 +224,21 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     return s
   }
 
-  /// A dense tensor written as it is; a memory-mapped source is copied out and its pages
-  /// released, so writing a checkpoint larger than memory keeps one tensor resident at a time.
+  /// A dense tensor written as it is. A memory-mapped source is written straight from the
+  /// mapping, whose pages the writer releases chunk by chunk (`SafetensorsFile.writeParallel`),
+  /// so writing a checkpoint larger than memory keeps a few chunks resident at a time.
   static func streamed(_ name: String, _ t: TensorData) -> SafetensorsEntry {
-    guard t.isMemoryMapped else { return SafetensorsEntry(name: name, data: t) }
-    return SafetensorsEntry(name: name, dtype: t.dtype, shape: t.shape) {
-      defer { t.releasePages() }
-      return t.withUnsafeBytes { src in
-        TensorData.build(dtype: t.dtype, shape: t.shape) { dst in dst.copyMemory(from: src) }
-      }
-    }
+    SafetensorsEntry(name: name, data: t)
   }
 
-  /// A float tensor rounded to `dtype` (the source's precision) as it is written.
+  /// A float tensor rounded to `dtype` (the source's precision) as it is written. An f32 view
+  /// of an f16/bf16 checkpoint tensor going back to its own dtype is the source's bytes (the
+  /// round trip is exact), written from the mapping without converting.
   static func converted(_ name: String, _ t: TensorData, to dtype: DType) -> SafetensorsEntry {
-    SafetensorsEntry(name: name, dtype: dtype, shape: t.shape) {
+    if let source = t.conversionSource, source.dtype == dtype {
+      return SafetensorsEntry(name: name, data: source)
+    }
+    return SafetensorsEntry(name: name, dtype: dtype, shape: t.shape) {
       defer { t.releasePages() }
       return TensorData(floats: t.floats(), shape: t.shape, as: dtype)
     }

@@ -4,8 +4,9 @@ import QoptIR
 /// A Hugging Face checkpoint directory (config.json + `model.safetensors`, or shards listed in
 /// `model.safetensors.index.json`) → IR, for the Llama family: llama, mistral, qwen2.
 ///
-/// f32 tensors stay memory-mapped from the checkpoint; f16/bf16 ones are converted to owned f32
-/// one tensor at a time. tokenizer.json and the serving files beside it (tokenizer_config.json,
+/// f32 tensors stay memory-mapped from the checkpoint; f16/bf16 ones stay mapped too and are
+/// converted to f32 when a pass or backend reads them (a chunk of rows at a time where it can),
+/// so importing costs no memory whatever the model's size. tokenizer.json and the serving files beside it (tokenizer_config.json,
 /// generation_config.json, …), when present, are stored as u8 weights of the same names so the
 /// `.ir` sidecar carries them and directory backends write them back.
 public enum HFImporter {
@@ -93,16 +94,15 @@ public enum HFImporter {
   }
 
   /// A checkpoint tensor as the runtime's f32: f32 as it is (memory-mapped), f16/bf16 converted
-  /// into owned memory, anything else an error naming the tensor.
+  /// on use from the mapped bytes (`TensorData(f32Decoding:)`), anything else an error naming
+  /// the tensor.
   static func asF32(
     _ data: TensorData, name: String, file: String, supported: String
   ) throws(FrontendError) -> TensorData {
     switch data.dtype {
     case .f32: return data
     case .f16, .bf16:
-      return TensorData.build(dtype: .f32, shape: data.shape) { raw in
-        data.readFloats(into: raw.bindMemory(to: Float.self))
-      }
+      return TensorData(f32Decoding: data)
     default:
       throw FrontendError(
         file: file, key: name,

@@ -219,7 +219,8 @@ public enum SafetensorsWriter {
   /// Writes a tensor's bytes at file offset `at`, in chunks shared among `writeThreads`. A
   /// tensor decoded on first use (a GGUF import) is decoded a chunk of rows at a time into
   /// each thread's buffer, so the whole f32 tensor is never held (the tied embedding alone is
-  /// 113 MB for a 135M model).
+  /// 113 MB for a 135M model); a memory-mapped one is copied a chunk at a time and each
+  /// chunk's pages released once written.
   static func writeParallel(_ t: TensorData, at base: Int, into out: AtomicFileWriter) throws(StorageError) {
     let total = t.byteCount
     guard total > 0 else { return }
@@ -257,6 +258,8 @@ public enum SafetensorsWriter {
             do throws(StorageError) { try file.write(UnsafeRawBufferPointer(rebasing: src[lo..<hi]), at: base + lo) } catch {
               failure.withLock { if $0 == nil { $0 = error } }
             }
+            // A mapped source's pages are read once: drop them so they do not add up in RSS.
+            t.releasePages(lo..<hi)
             c += workers
           }
         }

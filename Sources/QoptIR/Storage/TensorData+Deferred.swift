@@ -14,15 +14,19 @@ final class DeferredBytes: @unchecked Sendable {
   /// Writes f32 rows `range` (of `rowLength` floats each) to the pointer, when the decoder can
   /// produce rows independently.
   let rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
+  /// The stored tensor the bytes are decoded from, when it is a plain f16/bf16 one
+  /// (`TensorData(f32Decoding:)`): a writer that wants that dtype back copies it instead.
+  let source: TensorData?
   private let cache = Mutex<OwnedBytes?>(nil)
 
   init(
     byteCount: Int, fill: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void,
-    rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
+    rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?, source: TensorData? = nil
   ) {
     self.byteCount = byteCount
     self.fill = fill
     self.rows = rows
+    self.source = source
   }
 
   /// The decoded bytes, decoding them now if nothing holds them.
@@ -50,6 +54,44 @@ extension TensorData {
   ) {
     let n = shape.reduce(1, *) * 4
     self.init(dtype: .f32, shape: shape, storage: .deferred(DeferredBytes(byteCount: n, fill: fill, rows: rows)), byteCount: n)
+  }
+
+  /// The f32 values of an f16 or bf16 tensor, converted on first use (or row by row by a
+  /// streaming reader) instead of up front.
+  ///
+  /// Why: a bf16 checkpoint converted eagerly is held twice over in f32 — 32 GB for an 8B
+  /// model — before any pass runs. Deferred, `rtn` and the backends convert a chunk of rows
+  /// at a time, and a full conversion (a forward pass reading the weight) is dropped again by
+  /// `releasePages()`, together with the source's mapped pages.
+  public init(f32Decoding source: TensorData) {
+    precondition(source.dtype == .f16 || source.dtype == .bf16, "f32Decoding of \(source.dtype)")
+    let n = source.count * 4
+    let cols = max(source.shape.last ?? 1, 1)
+    let half = source.dtype == .f16
+    self.init(
+      dtype: .f32, shape: source.shape,
+      storage: .deferred(
+        DeferredBytes(
+          byteCount: n,
+          fill: { raw in
+            source.readFloats(into: raw.bindMemory(to: Float.self))
+            source.releasePages()
+          },
+          rows: { range, dst in
+            source.withUnsafeBytes { raw in
+              let lo = range.lowerBound * cols
+              for i in 0..<(range.count * cols) {
+                let bits = raw.loadUnaligned(fromByteOffset: 2 * (lo + i), as: UInt16.self)
+                dst[i] = half ? f16ToFloat(bits) : bf16ToFloat(bits)
+              }
+            }
+          }, source: source)), byteCount: n)
+  }
+
+  /// The f16/bf16 tensor this f32 one is converted from on use (`init(f32Decoding:)`), if any.
+  public var conversionSource: TensorData? {
+    if case .deferred(let d) = storage { return d.source }
+    return nil
   }
 
   /// Whether the bytes are made on first use (and not made yet).

@@ -20,9 +20,19 @@ extension TensorData {
   public func releasePages() {
     if case .deferred(let d) = storage {
       d.release()
+      d.source?.releasePages()
       return
     }
-    guard case .mapped(let file, let offset) = storage, let base = file.base, byteCount > 0 else { return }
+    releasePages(0..<byteCount)
+  }
+
+  /// Drops the resident pages of bytes `range` of a memory-mapped tensor (no-op otherwise):
+  /// a writer copying a large mapped tensor releases each chunk once it is written.
+  public func releasePages(_ range: Range<Int>) {
+    guard case .mapped(let file, let offset0) = storage, let base = file.base, !range.isEmpty
+    else { return }
+    let offset = offset0 + range.lowerBound
+    let byteCount = range.count
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = (Int(bitPattern: base) + offset + page - 1) / page * page
     let end = (Int(bitPattern: base) + offset + byteCount) / page * page

@@ -81,9 +81,20 @@ public struct TensorData: @unchecked Sendable {
   public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
   /// Every element converted to f32 (exactly, for float and small integer types).
+  ///
+  /// A deferred tensor that decodes by rows is decoded straight into the result, without
+  /// keeping a decoded copy: a runtime reading an 8B model's weights block by block would
+  /// otherwise hold each block twice, and every block it has read.
   public func floats() -> [Float] {
     var out = [Float](repeating: 0, count: count)
-    out.withUnsafeMutableBufferPointer { dst in readFloats(into: dst) }
+    out.withUnsafeMutableBufferPointer { dst in
+      if let cols = shape.last, cols > 0, let base = dst.baseAddress,
+        decodeRows(0..<(count / cols), into: base)
+      {
+        return
+      }
+      readFloats(into: dst)
+    }
     return out
   }
 

@@ -83,9 +83,19 @@ public final class WeightStore {
 
   public func contains(_ name: String) -> Bool { entries[name] != nil }
 
-  /// Adds or replaces an entry (a replaced entry keeps its position).
+  /// Where quantized entries go as they are set, for models too large to hold them (nil: they
+  /// stay in memory).
+  public var spill: WeightSpill?
+
+  /// Adds or replaces an entry (a replaced entry keeps its position). A replaced dense tensor's
+  /// mapped pages (or decoded copy) are released: the store no longer reads it, and a model
+  /// quantized tensor by tensor would otherwise keep every page it read resident.
   public func set(_ name: String, _ entry: Entry) {
-    if entries.updateValue(entry, forKey: name) == nil { names.append(name) }
+    var entry = entry
+    if let spill, case .quantized(let q) = entry { entry = .quantized(spill.spill(q)) }
+    let old = entries.updateValue(entry, forKey: name)
+    if old == nil { names.append(name) }
+    if case .dense(let t)? = old { t.releasePages() }
   }
 
   public func remove(_ name: String) {

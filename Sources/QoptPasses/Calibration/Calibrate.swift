@@ -32,7 +32,7 @@ let calibratePass = Pass(
   BLAS.useThreads(context.threads)
 
   // Block-0 inputs: the embedding rows of every window.
-  let table = try model.embeddingTable()
+  let table = try model.embeddingLookup()
   let width = table.columns
   let store = ActivationStore(
     tokens: seqlen, width: width, budgetBytes: options.memoryBudgetMB << 20)
@@ -43,13 +43,7 @@ let calibratePass = Pass(
         "token id \(bad) from \(source) is outside the model's vocabulary (0..<\(table.rows))")
     }
     try row.withUnsafeMutableBufferPointer { rp in
-      w.withUnsafeBufferPointer { ip in
-        table.values.withUnsafeBufferPointer { tp in
-          Kernels.embedding(
-            ip.baseAddress!, count: seqlen, table: tp.baseAddress!, columns: width,
-            into: rp.baseAddress!)  // safe: non-empty windows
-        }
-      }
+      table.lookup(w, rp.baseAddress!)  // safe: non-empty windows
       try store.append(rp.baseAddress!)  // safe: as above
     }
   }

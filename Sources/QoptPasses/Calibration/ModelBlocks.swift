@@ -1,4 +1,5 @@
 import QoptIR
+import QoptRuntime
 
 /// The decoder structure of a module as calibration and AutoRound see it: `@main` embeds the
 /// token ids and calls the block functions one after another, each on the previous one's output.
@@ -48,20 +49,50 @@ struct ModelBlocks {
     embeddingScale = scale
   }
 
-  /// The embedding table as f32 `[rows, columns]`.
-  func embeddingTable() throws -> (values: [Float], rows: Int, columns: Int) {
+  /// The embedding table's shape and a lookup that writes the f32 rows of `ids` (scaled, for
+  /// a scaled embedding) one after another.
+  ///
+  /// A table decoded on use (a bf16 or GGUF checkpoint) is read a row per token, never whole:
+  /// Llama-3's 128256 × 4096 table is 2.1 GB as f32, while 8 windows of 256 tokens need 2048 rows.
+  func embeddingLookup() throws -> (
+    rows: Int, columns: Int, lookup: ([Int32], UnsafeMutablePointer<Float>) -> Void
+  ) {
     guard let p = embedding.operands[1].definingOp, let name = p.paramName,
       let entry = module.weights[name], entry.shape.count == 2
     else {
       throw PassError("the embedding table is not a 2-D param", at: embedding.location)
+    }
+    let (rows, cols) = (entry.shape[0], entry.shape[1])
+    let scale = embeddingScale
+    func scaled(_ y: UnsafeMutablePointer<Float>, _ n: Int) {
+      if let f = scale { for i in 0..<n { y[i] = y[i] * f } }
+    }
+    if case .dense(let t) = entry, t.decodesRows {
+      return (
+        rows, cols,
+        { ids, y in
+          for (r, id) in ids.enumerated() { _ = t.decodeRows(Int(id)..<(Int(id) + 1), into: y + r * cols) }
+          scaled(y, ids.count * cols)
+        }
+      )
     }
     let values: [Float]
     switch entry {
     case .dense(let t): values = t.floats()
     case .quantized(let q): values = q.dequantized()
     }
-    // Scaling the table equals scaling each looked-up row (one f32 product per element).
-    if let f = embeddingScale { return (values.map { $0 * f }, entry.shape[0], entry.shape[1]) }
-    return (values, entry.shape[0], entry.shape[1])
+    return (
+      rows, cols,
+      { ids, y in
+        ids.withUnsafeBufferPointer { ip in
+          values.withUnsafeBufferPointer { tp in
+            Kernels.embedding(
+              ip.baseAddress!, count: ids.count, table: tp.baseAddress!, columns: cols, into: y)  // safe: non-empty
+          }
+        }
+        // Scaling the table equals scaling each looked-up row (one f32 product per element).
+        scaled(y, ids.count * cols)
+      }
+    )
   }
 }
