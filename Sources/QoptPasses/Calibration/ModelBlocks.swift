@@ -86,8 +86,9 @@ struct ModelBlocks {
       { ids, y in
         ids.withUnsafeBufferPointer { ip in
           values.withUnsafeBufferPointer { tp in
+            // safe: non-empty
             Kernels.embedding(
-              ip.baseAddress!, count: ids.count, table: tp.baseAddress!, columns: cols, into: y)  // safe: non-empty
+              ip.baseAddress!, count: ids.count, table: tp.baseAddress!, columns: cols, into: y)
           }
         }
         // Scaling the table equals scaling each looked-up row (one f32 product per element).
