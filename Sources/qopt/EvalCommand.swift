@@ -90,14 +90,10 @@ struct EvalCommand: ParsableCommand {
       try base.verify()
       return try runKL(interpreter, base: Self.interpreter(base), ids: ids)
     }
-    // A status line with ETA on a terminal; the result lines below close the phase.
-    var phase: Progress.Phase?
-    let result = try Perplexity.evaluate(interpreter, ids: ids, seqlen: seqlen, windows: windows) {
-      done, total in
-      if phase == nil { phase = Progress.shared.phase("eval: window", total: total) }
-      phase?.step(done)
+    let result = try withWindowProgress { step in
+      try Perplexity.evaluate(
+        interpreter, ids: ids, seqlen: seqlen, windows: windows, progress: step)
     }
-    phase?.close()
     let rss = peakRSSMegabytes()
     if json {
       let obj: JSON = .object([
@@ -125,16 +121,28 @@ struct EvalCommand: ParsableCommand {
     return Interpreter(module: module, policy: quantized ? .keepAll : .perUse)
   }
 
-  /// `-kl-base`: perplexity and KL divergence in one pass over the windows.
-  func runKL(_ interpreter: Interpreter, base: Interpreter, ids: [Int32]) throws {
+  /// Runs `body` with a per-window progress callback: a status line with ETA on a terminal,
+  /// closed before the result lines print.
+  func withWindowProgress<T>(
+    _ body: (_ step: @escaping (Int, Int) -> Void) throws -> T
+  ) rethrows
+    -> T
+  {
     var phase: Progress.Phase?
-    let r = try KLDivergence.evaluate(
-      interpreter, base: base, ids: ids, seqlen: seqlen, windows: windows
-    ) { done, total in
+    let result = try body { done, total in
       if phase == nil { phase = Progress.shared.phase("eval: window", total: total) }
       phase?.step(done)
     }
     phase?.close()
+    return result
+  }
+
+  /// `-kl-base`: perplexity and KL divergence in one pass over the windows.
+  func runKL(_ interpreter: Interpreter, base: Interpreter, ids: [Int32]) throws {
+    let r = try withWindowProgress { step in
+      try KLDivergence.evaluate(
+        interpreter, base: base, ids: ids, seqlen: seqlen, windows: windows, progress: step)
+    }
     let rss = peakRSSMegabytes()
     if json {
       let obj: JSON = .object([
