@@ -79,12 +79,12 @@ struct PlanOptions: ParsableArguments {
     }
     if rules.contains(.calibration) {
       reasons.append(
-        "calibrate's statistics of block i come from the float forward through blocks 0..i: each unit runs it as far as its last block (sums over the same windows, so equal to one run's)"
+        "calibrate's statistics of block i come from the float forward through blocks 0..i: each unit runs it over its own blocks, from its first block's inputs (sums over the same windows in the same order, so equal to one run's)"
       )
     }
     if rules.contains(.blockwise) {
       reasons.append(
-        "block-wise tuning on float inputs (autoround quanted-input=false, gptq float-inputs) needs only the float blocks before its own: each unit forwards them (forward only) and tunes its blocks"
+        "block-wise tuning on float inputs (autoround quanted-input=false, gptq float-inputs) needs only the float model's inputs of its first block, not the quantized blocks before it (quanted-input=true, or gptq without float-inputs, is refused: it is sequential)"
       )
     }
     if rules.isEmpty { reasons.append("no pass: each unit copies its blocks") }
@@ -104,6 +104,14 @@ struct PlanOptions: ParsableArguments {
         "plan: \(w.producer ?? "") would quantize \(w.name), which no decoder block reads; units cover blocks only (leave it out with ignore=, or run as one process)"
       )
     }
+    let units = WorkPlan.split(blocks: blocks, tasks: tasks)
+    let cacheBlocks = WorkPlan.cacheBlocks(
+      units: units, forwards: rules.contains(.calibration) || rules.contains(.blockwise))
+    if !cacheBlocks.isEmpty {
+      reasons.append(
+        "the float forward before a unit's first block is the same for every unit: a cache phase runs it once (calibrate's forward, and the tuning pass's own batching where it differs) and stores the inputs of blocks \(cacheBlocks.map(String.init).joined(separator: ", ")) for the units"
+      )
+    }
     let work = WorkPlan.folder(for: absolutePath(output))
     if !isDirectory(work) && mkdir(work, 0o755) != 0 {
       throw WorkError("\(work): cannot create the work folder (errno \(errno))")
@@ -112,7 +120,7 @@ struct PlanOptions: ParsableArguments {
       model: absolutePath(input), passes: passes, output: absolutePath(output),
       emitArguments: emitArguments(), command: singleRunArguments(commandWord, extra),
       threads: threads, threadsFixed: threadsOption != nil, blockCount: blocks,
-      units: WorkPlan.split(blocks: blocks, tasks: tasks), reasons: reasons,
+      units: units, cacheBlocks: cacheBlocks, reasons: reasons,
       modelIdentity: try ModelIdentity.of(path: input))
     try p.write(work: work)
     return (p, work)
@@ -177,8 +185,16 @@ extension WorkPlan {
       s += "  unit \(k): blocks \(r.lowerBound)..\(r.upperBound)\n"
     }
     for r in reasons { s += "why: \(r)\n" }
-    s +=
-      "run: qopt unit \(work) K for K in 0..\(units.count - 1) (any order, in parallel), then qopt merge \(work)\n"
+    if !cacheBlocks.isEmpty {
+      s +=
+        "phases: cache (1 task: qopt cache \(work), stores the float inputs of blocks \(cacheBlocks.map(String.init).joined(separator: ", ")) in \(WorkPlan.cacheFolder(work))), units (\(units.count) tasks), merge\n"
+      s +=
+        "run: qopt cache \(work), then qopt unit \(work) K for K in 0..\(units.count - 1) (any order, in parallel), then qopt merge \(work)\n"
+    } else {
+      s += "phases: units (\(units.count) task\(units.count == 1 ? "" : "s")), merge\n"
+      s +=
+        "run: qopt unit \(work) K for K in 0..\(units.count - 1) (any order, in parallel), then qopt merge \(work)\n"
+    }
     return s
   }
 }

@@ -42,16 +42,21 @@ struct SlurmCommand: ParsableCommand {
     print(p.summary(work: work), terminator: "")
     let jobs = SlurmJobs(
       qopt: absolutePath(PluginHeaders.currentExecutable()), work: work, units: p.units.count,
-      extra: sbatchArgs)
+      cache: !p.cacheBlocks.isEmpty, extra: sbatchArgs)
     if !isDirectory(jobs.folder) && mkdir(jobs.folder, 0o755) != 0 {
       throw WorkError("\(jobs.folder): cannot create it (errno \(errno))")
     }
-    try write(jobs.unitsText, to: jobs.unitsScript)
+    var cacheJob: String?
+    if jobs.cache {
+      try write(jobs.cacheText, to: jobs.cacheScript)
+      cacheJob = try submit(sbatch, jobs.cacheScript)
+    }
+    try write(jobs.unitsText(after: cacheJob), to: jobs.unitsScript)
     let unitsJob = try submit(sbatch, jobs.unitsScript)
     try write(jobs.mergeText(after: unitsJob), to: jobs.mergeScript)
     let mergeJob = try submit(sbatch, jobs.mergeScript)
     print(
-      "slurm: units job \(unitsJob) (array 0-\(p.units.count - 1)), merge job \(mergeJob); scripts and logs in \(jobs.folder)"
+      "slurm: \(cacheJob.map { "cache job \($0), " } ?? "")units job \(unitsJob) (array 0-\(p.units.count - 1)), merge job \(mergeJob); scripts and logs in \(jobs.folder)"
     )
     // A -wait may last hours: what was submitted shows at once, also through a pipe.
     fflush(nil)

@@ -1,6 +1,7 @@
-/// The batch scripts `qopt slurm` writes into `WORK/slurm/` and submits: one job array for the
-/// units (task k runs `qopt unit WORK k`) and a merge job that starts after every array task
-/// succeeded (`--dependency=afterok:UNITS`). Each task is a plain `qopt` invocation with
+/// The batch scripts `qopt slurm` writes into `WORK/slurm/` and submits: the cache phase as a
+/// job of its own when the plan has one (`qopt cache WORK`), one job array for the units (task
+/// k runs `qopt unit WORK k`, after the cache job succeeded: `--dependency=afterok:CACHE`) and
+/// a merge job that starts after every array task succeeded (`--dependency=afterok:UNITS`). Each task is a plain `qopt` invocation with
 /// absolute paths, so the scripts can be read, edited and resubmitted by hand.
 struct SlurmJobs {
   /// Absolute path of the qopt binary that the tasks run.
@@ -8,33 +9,46 @@ struct SlurmJobs {
   /// Absolute path of the work folder (on storage every node sees).
   var work: String
   var units: Int
+  /// Whether the plan has a cache phase.
+  var cache: Bool
   /// Extra `#SBATCH` arguments (`-sbatch-arg`), in order.
   var extra: [String]
 
   var folder: String { work + "/slurm" }
+  var cacheScript: String { folder + "/cache.sbatch" }
   var unitsScript: String { folder + "/units.sbatch" }
   var mergeScript: String { folder + "/merge.sbatch" }
 
-  /// The job array: task k is unit k; a finished unit is skipped when the task is rerun.
-  var unitsText: String {
+  /// The cache phase: one task; files already stored for the plan are skipped when rerun.
+  var cacheText: String {
     script(
-      name: "qopt-units", log: "unit-%a.log",
-      options: ["--array=0-\(units - 1)"],
+      name: "qopt-cache", file: "cache", log: "cache.log", options: [],
+      command: "\(quoted(qopt)) cache \(quoted(work)) -quiet")
+  }
+
+  /// The job array: task k is unit k; a finished unit is skipped when the task is rerun. With
+  /// a cache phase, it starts once cache job `cacheJob` succeeded.
+  func unitsText(after cacheJob: String?) -> String {
+    let after = cacheJob.map { ["--dependency=afterok:\($0)", "--kill-on-invalid-dep=yes"] } ?? []
+    return script(
+      name: "qopt-units", file: "units", log: "unit-%a.log",
+      options: ["--array=0-\(units - 1)"] + after,
       command: "\(quoted(qopt)) unit \(quoted(work)) \"$SLURM_ARRAY_TASK_ID\" -quiet")
   }
 
   /// The merge job, started once every task of job array `unitsJob` exited 0.
   func mergeText(after unitsJob: String) -> String {
     script(
-      name: "qopt-merge", log: "merge.log",
+      name: "qopt-merge", file: "merge", log: "merge.log",
       options: ["--dependency=afterok:\(unitsJob)", "--kill-on-invalid-dep=yes"],
       command: "\(quoted(qopt)) merge \(quoted(work)) -quiet")
   }
 
-  private func script(name: String, log: String, options: [String], command: String) -> String {
+  private func script(
+    name: String, file: String, log: String, options: [String], command: String
+  ) -> String {
     var s = "#!/bin/bash\n"
-    s +=
-      "# Written by qopt slurm; resubmit with: sbatch \(folder)/\(name == "qopt-units" ? "units" : "merge").sbatch\n"
+    s += "# Written by qopt slurm; resubmit with: sbatch \(folder)/\(file).sbatch\n"
     s += "#SBATCH --job-name=\(name)\n"
     s += "#SBATCH --output=\(folder)/\(log)\n"
     for o in options + extra { s += "#SBATCH \(o)\n" }

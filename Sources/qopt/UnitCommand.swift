@@ -43,6 +43,11 @@ struct UnitCommand: ParsableCommand {
       stderrWrite($0.hasSuffix("\n") ? $0 : $0 + "\n")
     }
     manager.blocks = BlockSelection(blocks)
+    // The cache phase's inputs of this unit's first block, when stored (without them the
+    // passes forward the blocks before it, as a plan without a cache phase does).
+    if !plan.cacheBlocks.isEmpty {
+      manager.blockInputCache = plan.blockInputCache(work: work, writing: false)
+    }
     let module = try loadInput(path: plan.model)
     try module.verify()
     try manager.blocks?.check(against: module)

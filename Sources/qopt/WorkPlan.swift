@@ -29,6 +29,10 @@ struct WorkPlan: Equatable {
   var threadsFixed: Bool
   var blockCount: Int
   var units: [ClosedRange<Int>]
+  /// The cache phase (`qopt cache WORK`): the blocks whose float inputs it stores, every
+  /// unit's first block but 0; empty when the plan has none (no `calibrate` in the pipeline,
+  /// or one unit).
+  var cacheBlocks: [Int]
   /// Why the pipeline splits the way it does, one line per reason.
   var reasons: [String]
   /// Names, sizes and modification times of the input's files (`ModelIdentity`).
@@ -45,6 +49,32 @@ struct WorkPlan: Equatable {
 
   /// `unit-K.ir` in `work` (its sidecar is `unit-K.safetensors`).
   static func unitPath(_ work: String, _ index: Int) -> String { work + "/unit-\(index).ir" }
+
+  /// `WORK/cache`, the cache phase's stored block inputs.
+  static func cacheFolder(_ work: String) -> String { work + "/cache" }
+
+  /// The blocks the cache phase stores for `units` when the pipeline forwards float blocks
+  /// (`calibrate`, block-wise tuning): the first block of every unit but the one at 0.
+  static func cacheBlocks(units: [ClosedRange<Int>], forwards: Bool) -> [Int] {
+    forwards ? units.map(\.lowerBound).filter { $0 > 0 } : []
+  }
+
+  /// What the plan contributes to every cached file's fingerprint (`BlockInputCache`): the
+  /// qopt release, the pipeline, the input's identity and the threads.
+  var cacheFingerprintBase: String {
+    ModelIdentity.hash(
+      Array(
+        [QoptVersion.current, passes, modelIdentity, "threads=\(threads)"].joined(
+          separator: "\n"
+        ).utf8))
+  }
+
+  /// The cache as the cache phase writes it or a unit reads it.
+  func blockInputCache(work: String, writing: Bool) -> BlockInputCache {
+    BlockInputCache(
+      directory: Self.cacheFolder(work), base: cacheFingerprintBase,
+      mode: writing ? .write(blocks: cacheBlocks) : .read)
+  }
 
   /// Contiguous block ranges, as even as possible, at most one unit per block.
   static func split(blocks: Int, tasks: Int) -> [ClosedRange<Int>] {
@@ -80,6 +110,7 @@ struct WorkPlan: Equatable {
         "units",
         .array(units.map { .array([.int($0.lowerBound), .int($0.upperBound)]) })
       ),
+      ("cache_blocks", .array(cacheBlocks.map { .int($0) })),
       ("reasons", .array(reasons.map { .string($0) })),
       ("model_identity", .string(modelIdentity)),
       ("qopt_version", .string(QoptVersion.current)),
@@ -122,7 +153,9 @@ struct WorkPlan: Equatable {
       model: try string("model"), passes: try string("passes"), output: try string("output"),
       emitArguments: try strings("emit_arguments"), command: try strings("command"),
       threads: threads, threadsFixed: j["threads_fixed"]?.boolValue ?? false, blockCount: blocks,
-      units: ranges, reasons: try strings("reasons"),
+      units: ranges,
+      cacheBlocks: (j["cache_blocks"]?.arrayValue ?? []).compactMap(\.intValue),
+      reasons: try strings("reasons"),
       modelIdentity: try string("model_identity"))
   }
 

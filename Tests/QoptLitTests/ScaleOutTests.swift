@@ -7,10 +7,10 @@ import Testing
 #endif
 
 /// Runs a pipeline on the shared SmolLM2 model three ways and checks every output file
-/// byte-identical: one process; `qopt plan -tasks=4`, the 4 units run one after another in a
-/// shuffled order, `qopt merge`; and, where `scripts/slurm-local start` brings up a
-/// single-node Slurm, `qopt slurm -tasks=4 -wait` (skipped with the script's message
-/// otherwise). Small calibration (8 windows of 128 tokens, 5 iterations) keeps it short.
+/// byte-identical: one process; `qopt plan -tasks=4`, the cache phase (`qopt cache`), the 4
+/// units run one after another in a shuffled order, `qopt merge`; and, where
+/// `scripts/slurm-local start` brings up a single-node Slurm, `qopt slurm -tasks=4 -wait`
+/// (cache job, units array, merge; skipped with the script's message otherwise). Small calibration (8 windows of 128 tokens, 5 iterations) keeps it short.
 @Suite(.serialized) struct ScaleOutTests {
   static let model = TestPaths.shared + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -35,6 +35,19 @@ import Testing
 
     try #require(system("\(qopt) plan \(args) -o '\(dir)/units' -tasks=4 >/dev/null") == 0)
     let work = dir + "/units.qopt-work"
+    // The cache phase (nothing to do for rtn): block 7, 15 and 22's float inputs, 8 windows
+    // × 128 tokens × 576 floats each, as calibrate (batch 8) and autoround (batch 4) make them.
+    try #require(system("\(qopt) cache '\(work)' -quiet 2>/dev/null") == 0)
+    if tag == "autoround" {
+      for recipe in ["batch-8", "batch-4"] {
+        for block in [7, 15, 22] {
+          let path = "\(work)/cache/inputs-\(recipe)-block-\(block).f32"
+          let bytes = try readFile(path)
+          let header = bytes.firstIndex(of: 10).map { $0 + 1 } ?? 0
+          #expect(bytes.count - header == 8 * 128 * 576 * 4, "\(path)")
+        }
+      }
+    }
     for k in order {
       try #require(system("\(qopt) unit '\(work)' \(k) -quiet 2>/dev/null") == 0, "unit \(k)")
     }
@@ -53,6 +66,7 @@ import Testing
     let said = (try? readFile(dir + "/slurm.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
     try #require(status == 0, "qopt slurm: \(said)")
     #expect(said.contains("merge job"))
+    #expect(said.contains("cache job") == (tag == "autoround"), "\(said)")
     #expect(system("diff -r '\(dir)/single' '\(dir)/slurm'") == 0)
   }
 

@@ -94,6 +94,13 @@ package final class AutoRoundRun {
     var reports: [BlockReport] = []
     var inputScales: [(String, Float)] = []
     var start = 0
+    // A plan's cache phase: store the float inputs of the units' first blocks; tune nothing.
+    if let cache = context.blockInputCache, !cache.blocksToWrite.isEmpty {
+      try cache.writePrefix(
+        model, module, from: xFp, batch: options.batchSize, data: calib.fingerprint,
+        budget: budget, context: context)
+      return
+    }
     // The explicit `checkpoint-dir`, else the default one beside the output (`-o OUT`:
     // `OUT.qopt-resume/autoround`), which the CLI removes once the output is written.
     let explicit = !options.checkpointDir.isEmpty
@@ -149,7 +156,16 @@ package final class AutoRoundRun {
     let runStart = monotonicSeconds()
     // `-blocks=A..B`: blocks before A stay float and only feed block A; none after B runs.
     let selection = context.blocks?.range ?? 0...(total - 1)
-    for bi in start..<min(total, selection.upperBound + 1) {
+    // A unit of a plan reads block A's float inputs from the cache phase when they are there.
+    var from = start
+    if start == 0 && !options.quantedInput,
+      let stored = try context.blockInputCache?.readFirst(
+        like: xFp, batch: options.batchSize, data: calib.fingerprint, budget: budget,
+        context: context)
+    {
+      (xFp, from) = (stored.inputs, stored.block)
+    }
+    for bi in from..<min(total, selection.upperBound + 1) {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
       let exec = try BlockExecutor(function: f, module: module)
@@ -178,7 +194,7 @@ package final class AutoRoundRun {
       let iters = options.iters
       let blockPhase = Progress.shared.phase(
         "autoround: block \(bi + 1)/\(total), iteration", total: iters)
-      let finished = bi - start
+      let finished = bi - from
       onIteration = { it, loss in
         let spent = monotonicSeconds() - runStart - blockPhase.elapsed
         let perBlock =
@@ -206,7 +222,7 @@ package final class AutoRoundRun {
       report.index = bi
       report.seconds = monotonicSeconds() - t0
       reports.append(report)
-      let done = bi - start + 1
+      let done = bi - from + 1
       let eta = (monotonicSeconds() - runStart) / Double(done) * Double(total - bi - 1)
       progress(
         "autoround: block \(bi + 1)/\(total)  loss \(lossText(report.firstLoss)) -> best \(lossText(report.bestLoss)) (iter \(report.bestIteration))  "

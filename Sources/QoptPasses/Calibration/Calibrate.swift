@@ -60,6 +60,8 @@ let calibratePass = Pass(
   var keepError: (any Error)?
   let llama = options.numerics == .llamaCpp
   var llamaOrder = LlamaImatrixOrder(seqlen: seqlen)
+  let hash = fnv1a64(data)
+  let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
   if options.stats {
     var x = store
     let batch = llama ? llamaOrder.forwardBatch : 8
@@ -67,10 +69,42 @@ let calibratePass = Pass(
     var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
     // Under `-blocks=A..B` the forward stops after block B: no later block's statistics are
     // needed.
-    let last = min(context.blocks?.range.upperBound ?? Int.max, model.blocks.count - 1)
+    var last = min(context.blocks?.range.upperBound ?? Int.max, model.blocks.count - 1)
+    // A plan's cache phase stores this forward's inputs of the units' first blocks and stops
+    // at the last of them; a unit starts at its first block from them (`BlockInputCache`).
+    let cache = context.blockInputCache
+    let recipe =
+      BlockInputCache.recipe(batch: batch) + (llama ? ";numerics=llama.cpp" : "")
+      + (options.allExperts ? ";all-experts" : "")
+    let writing = cache?.blocksToWrite ?? []
+    var first = 0
+    if let cache, let w = writing.last {
+      last =
+        writing.allSatisfy { cache.isCurrent(recipe: recipe, block: $0, data: fingerprint) }
+        ? -1 : w
+      if last < 0 {
+        context.remark("the inputs of blocks \(writing) (\(recipe)) are stored already")
+      }
+    } else if let cache, let a = context.blocks?.range.lowerBound, a > 0 {
+      if let stored = try cache.load(
+        recipe: recipe, block: a, data: fingerprint, samples: windows.count, tokens: seqlen,
+        width: width, budget: store.budget)
+      {
+        (x, first) = (stored, a)
+        context.remark("read the inputs of block \(a) (\(recipe)) from \(cache.directory)")
+      } else {
+        context.remark(
+          "no stored inputs of block \(a) (\(recipe)) in \(cache.directory): forwarding blocks 0..\(a - 1)"
+        )
+      }
+    }
     let phase = Progress.shared.phase("calibrate: float forward, block", total: last + 1)
     defer { phase.close() }
-    for (bi, f) in model.blocks.enumerated() where bi <= last {
+    for (bi, f) in model.blocks.enumerated() where bi <= last && bi >= first {
+      if writing.contains(bi) {
+        try cache?.save(x, recipe: recipe, block: bi, data: fingerprint)
+        if bi == last { break }
+      }
       phase.step(bi, "\(windows.count) windows of \(seqlen) tokens")
       let exec = try BlockExecutor(function: f, module: module)
       // llama.cpp's forward: f16 KV cache, ggml's RoPE angles and arithmetic.
@@ -117,6 +151,9 @@ let calibratePass = Pass(
       if let next { x = next }
       if let keepError { throw keepError }
     }
+    if let cache, last >= 0, !writing.isEmpty {
+      context.remark("stored the inputs of blocks \(writing) (\(recipe)) in \(cache.directory)")
+    }
     // llama.cpp's importance matrix is the per-column sum of x² before it becomes a mean.
     for (name, s) in stats.sorted(by: { $0.key < $1.key }) {
       let sums = ImportanceStats(
@@ -128,8 +165,6 @@ let calibratePass = Pass(
     reportExpertTokens(module, stats, allExperts: options.allExperts, context: context)
   }
 
-  let hash = fnv1a64(data)
-  let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
   context.setModuleAttribute("calib.data_hash", .string(hash))
   context.setModuleAttribute("calib.samples", .int(windows.count))
   context.setModuleAttribute("calib.seqlen", .int(seqlen))

@@ -62,6 +62,25 @@ final class GPTQRun {
     }
     let calib = try context.analysis(CalibrationAnalysis.self)
     var x = calib.blockInputs
+    // A plan's cache phase: store the float inputs of the units' first blocks; solve nothing.
+    if let cache = context.blockInputCache, !cache.blocksToWrite.isEmpty {
+      guard options.floatInputs else {
+        throw context.error("the cache phase needs float-inputs (the plan refuses gptq without)")
+      }
+      try cache.writePrefix(
+        model, module, from: x, batch: options.batchSize, data: calib.fingerprint,
+        budget: calib.memoryBudget, context: context)
+      return
+    }
+    // A unit of a plan reads block A's float inputs from the cache phase when they are there.
+    var from = 0
+    if options.floatInputs,
+      let stored = try context.blockInputCache?.readFirst(
+        like: x, batch: options.batchSize, data: calib.fingerprint, budget: calib.memoryBudget,
+        context: context)
+    {
+      (x, from) = (stored.inputs, stored.block)
+    }
     let total = model.blocks.count
     let phase = Progress.shared.phase("gptq: block", total: total)
     defer { phase.close() }
@@ -70,7 +89,7 @@ final class GPTQRun {
     var idle: [String] = []
     // `-blocks=A..B`: blocks before A stay float and only feed block A; none after B runs.
     let selection = context.blocks?.range ?? 0...(total - 1)
-    for (bi, f) in model.blocks.enumerated() where bi <= selection.upperBound {
+    for (bi, f) in model.blocks.enumerated() where bi <= selection.upperBound && bi >= from {
       let t0 = monotonicSeconds()
       let exec = try BlockExecutor(function: f, module: module)
       if bi < selection.lowerBound {

@@ -15,6 +15,9 @@ public final class PassContext {
   public let threads: Int
   /// The decoder blocks whose weights the run may change (`-blocks=A..B`); nil: all of them.
   public internal(set) var blocks: BlockSelection?
+  /// Stored float block inputs of a plan's cache phase (`BlockInputCache`): written by the
+  /// cache phase, read by a unit in place of forwarding the blocks before its own; nil: none.
+  public internal(set) var blockInputCache: BlockInputCache?
   /// Where remarks and warnings go (stderr in the CLI).
   let emit: (Diagnostic) -> Void
   let debugLog: (String) -> Void
@@ -27,7 +30,8 @@ public final class PassContext {
   }
 
   init(
-    pass: String, module: Module, analyses: AnalysisManager, threads: Int, emit: @escaping (Diagnostic) -> Void,
+    pass: String, module: Module, analyses: AnalysisManager, threads: Int,
+    emit: @escaping (Diagnostic) -> Void,
     debug: @escaping (String) -> Void = { _ in }
   ) {
     self.pass = pass
@@ -158,7 +162,9 @@ public struct PassError: DiagnosticError, Sendable {
     self.init(pass: "", message, at: location)
   }
 
-  public var diagnostics: [Diagnostic] { [Diagnostic(.error, pass.isEmpty ? message : "\(pass): \(message)", at: location)] }
+  public var diagnostics: [Diagnostic] {
+    [Diagnostic(.error, pass.isEmpty ? message : "\(pass): \(message)", at: location)]
+  }
 
   /// Runs `body` on behalf of pass `pass` and rethrows the errors that name no pass as its
   /// own: a `PassError` from shared code, and a `RuntimeError` from the runtime's executors

@@ -9,9 +9,14 @@ public struct PassManager {
   public var checkpoints = BlockCheckpoints()
   /// `-blocks=A..B`: only these decoder blocks' weights change (`BlockSelection`).
   public var blocks: BlockSelection?
+  /// The cache phase's stored block inputs, written or read (`BlockInputCache`).
+  public var blockInputCache: BlockInputCache?
   let log: (String) -> Void
 
-  public init(instrumentation: Instrumentation = Instrumentation(), threads: Int = 2, log: @escaping (String) -> Void) {
+  public init(
+    instrumentation: Instrumentation = Instrumentation(), threads: Int = 2,
+    log: @escaping (String) -> Void
+  ) {
     self.instrumentation = instrumentation
     self.threads = threads
     self.log = log
@@ -32,12 +37,14 @@ public struct PassManager {
       }
       if debug { log("qopt-pm: running pass: \(name)") }
       let context = PassContext(
-        pass: name, module: module, analyses: analyses, threads: threads, emit: { d in self.log(d.description) },
+        pass: name, module: module, analyses: analyses, threads: threads,
+        emit: { d in self.log(d.description) },
         debug: { m in if debug { self.log("qopt-pm: \(name): \(m)") } })
       context.defaultCheckpointDirectory = checkpoints.directory(
         pass: name, occurrence: occurrences[name] ?? 1)
       context.checkpointSaved = checkpoints.onSaved
       context.blocks = blocks
+      context.blockInputCache = blockInputCache
       let t0 = now()
       try PassError.naming(name) { try inv.pass.body(module, inv.options, context) }
       timings.append((name, now() - t0))
@@ -48,7 +55,8 @@ public struct PassManager {
       }
       if ins.verifyEach {
         do { try module.verify() } catch {
-          throw PassError(pass: name, "the module does not verify after this pass:\n\(error.description)")
+          throw PassError(
+            pass: name, "the module does not verify after this pass:\n\(error.description)")
         }
       }
       if ins.printAfterAll || ins.printAfter.contains(name) {
