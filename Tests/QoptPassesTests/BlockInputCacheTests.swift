@@ -34,7 +34,7 @@ import Testing
       let back = try #require(
         try c.load(
           recipe: "batch=8", block: 3, data: "d", samples: 3, tokens: 4, width: 5,
-          budget: MemoryBudget(bytes: 4 * 20 * 4)))
+          budget: MemoryBudget(bytes: 20 * 4)))
       // One sample fits the budget, the other two spill; all read back identical bits.
       #expect(back.spilled == 2)
       #expect(try back.all().map(\.bitPattern) == (try s.all()).map(\.bitPattern))

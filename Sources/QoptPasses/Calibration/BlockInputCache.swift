@@ -117,8 +117,9 @@ public final class BlockInputCache: @unchecked Sendable {
       try buffer.withUnsafeMutableBytes { b in
         var done = 0
         while done < bytes {
+          // safe: a sample is non-empty
           let got = pread(
-            fd, b.baseAddress! + done, bytes - done, off_t(h.dataOffset + s * bytes + done))  // safe: non-empty
+            fd, b.baseAddress! + done, bytes - done, off_t(h.dataOffset + s * bytes + done))
           guard got > 0 else { throw PassError("\(p): truncated at sample \(s)") }
           done += got
         }
@@ -152,7 +153,8 @@ public final class BlockInputCache: @unchecked Sendable {
       guard fd >= 0 else { return nil }
       defer { close(fd) }
       var head = [UInt8](repeating: 0, count: 4096)
-      let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, 4096, 0) }  // safe: non-empty
+      // safe: a non-empty buffer
+      let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, 4096, 0) }
       guard n > 0, let end = head[0..<n].firstIndex(of: 10),
         let j = try? JSON.parse(Array(head[0..<end])), j["qopt_block_inputs"]?.intValue == 1,
         let f = j["fingerprint"]?.stringValue, let r = j["recipe"]?.stringValue,

@@ -62,8 +62,21 @@ let calibratePass = Pass(
   var llamaOrder = LlamaImatrixOrder(seqlen: seqlen)
   let hash = fnv1a64(data)
   let fingerprint = "\(hash)/\(windows.count)/\(seqlen)/\(options.seed)"
+  // `data-shards`: statistics per contiguous shard of windows, added in shard order
+  // (`CalibrationShards`); `shard=K` forwards only shard K's windows and saves its partial
+  // statistics, `partials=DIR` alone reads every shard's and forwards nothing for them.
+  let shards = try CalibrationShards(options, windows: windows.count)
+  let readsPartials = !options.partials.isEmpty && options.shard < 0
+  if options.shard >= 0 && (context.blocks != nil || context.blockInputCache != nil) {
+    throw context.error(
+      "shard=\(options.shard) runs on its own, not under -blocks or in a plan's units (give the plan partials=DIR alone)"
+    )
+  }
+  let active = options.shard >= 0 ? shards.range(options.shard) : 0..<windows.count
+  var parts = [[String: CalibrationData.ChannelStats]](repeating: [:], count: shards.count)
+  var part = 0
   if options.stats {
-    var x = store
+    var x = try options.shard >= 0 ? store.copy(active) : store
     let batch = llama ? llamaOrder.forwardBatch : 8
     let n = seqlen * width
     var buffer = [Float](repeating: 0, count: min(batch, windows.count) * n)
@@ -78,6 +91,7 @@ let calibratePass = Pass(
       + (options.allExperts ? ";all-experts" : "")
     let writing = cache?.blocksToWrite ?? []
     var first = 0
+    if readsPartials && writing.isEmpty { last = -1 }
     if let cache, let w = writing.last {
       last =
         writing.allSatisfy { cache.isCurrent(recipe: recipe, block: $0, data: fingerprint) }
@@ -116,7 +130,7 @@ let calibratePass = Pass(
       let momentum = Float(options.momentum)
       exec.linearInputHook = { name, p, rows, cols in
         if llama { _ = llamaOrder.add(name, p, rows: rows, columns: cols) }
-        var s = stats[name] ?? .init(columns: cols)
+        var s = parts[part][name] ?? .init(columns: cols)
         // One observation per calibration window, so the moving average does not depend on
         // how many windows run together.
         var r0 = 0
@@ -125,7 +139,7 @@ let calibratePass = Pass(
           s.observe(window: p + r0 * cols, rows: n, cols: cols, momentum: momentum)
           r0 += n
         }
-        stats[name] = s
+        parts[part][name] = s
         if keep.contains(name), keepError == nil {
           let rowsStore =
             kept[name] ?? ActivationStore(tokens: seqlen, width: cols, budget: store.budget)
@@ -138,9 +152,12 @@ let calibratePass = Pass(
         bi < last
         ? ActivationStore(tokens: seqlen, width: width, budget: store.budget) : nil
       var s0 = 0
-      while s0 < windows.count {
+      while s0 < x.samples {
         BLAS.adapt()  // the free cores, re-measured between batches
-        let b = min(batch, windows.count - s0)
+        // A batch never crosses a shard's end (one shard: all windows).
+        let g = active.lowerBound + s0
+        part = shards.shard(of: g)
+        let b = min(batch, x.samples - s0, shards.range(part).upperBound - g)
         try buffer.withUnsafeMutableBufferPointer { xp in
           try x.read(s0..<(s0 + b), into: xp.baseAddress!)  // safe: non-empty
           let y = exec.forward(xp.baseAddress!, samples: b, tokens: seqlen)  // safe: as above
@@ -151,6 +168,20 @@ let calibratePass = Pass(
       if let next { x = next }
       if let keepError { throw keepError }
     }
+    if readsPartials {
+      parts = [
+        try shards.load(dir: options.partials, data: fingerprint, momentum: Float(options.momentum))
+      ]
+      context.remark(
+        "added the partial statistics of \(shards.count) data shards from \(options.partials)")
+    } else if options.shard >= 0 {
+      parts = [parts[options.shard]]
+      try shards.save(parts[0], shard: options.shard, dir: options.partials, data: fingerprint)
+      context.remark(
+        "wrote the partial statistics of shard \(options.shard) (windows \(active.lowerBound)..<\(active.upperBound)) to \(CalibrationShards.path(options.partials, options.shard, of: shards.count))"
+      )
+    }
+    stats = CalibrationShards.add(parts, momentum: Float(options.momentum))
     if let cache, last >= 0, !writing.isEmpty {
       context.remark("stored the inputs of blocks \(writing) (\(recipe)) in \(cache.directory)")
     }
@@ -193,6 +224,9 @@ struct CalibrateOptions: PassOptions {
   var allowLongContext = false
   var keepInputs: [String] = []
   var allExperts = false
+  var dataShards = 1
+  var shard = -1
+  var partials = ""
 
   /// Where the windows come from in the token stream.
   enum Windowing: String, CaseIterable, Sendable { case spread, consecutive }
@@ -238,6 +272,18 @@ struct CalibrateOptions: PassOptions {
     .bool(
       "all-experts", \.allExperts,
       "MoE: send every calibration token to every expert for the statistics (llm-compressor's calibrate_all_experts); the blocks' outputs still follow the router"
+    ),
+    .int(
+      "data-shards", \.dataShards,
+      "statistics as this many contiguous shards of windows, each summed in window order (forward batches within the shard) and added in shard order: the same bits in one process or merged from shard=K runs (1: plain sums)",
+      in: 1...1_000_000),
+    .int(
+      "shard", \.shard,
+      "-1: every shard; K: forward only shard K's windows and write its partial statistics under partials",
+      in: -1...999_999),
+    .string(
+      "partials", \.partials,
+      "directory of the shards' partial statistics (calibrate-shard-K-of-N.json): written with shard=K; without shard, read and added in shard order instead of forwarding"
     ),
     .list(
       "keep-inputs", \.keepInputs,

@@ -17,6 +17,11 @@ public final class CalibrationData: @unchecked Sendable {
     public var movingMin: Float = 0
     public var movingMax: Float = 0
     public var movingAbsMax: Float = 0
+    /// The first window's min, max and max |x|, which the moving averages start from (adding
+    /// a later data shard's averages needs them, `CalibrationShards`).
+    public var firstMin: Float = 0
+    public var firstMax: Float = 0
+    public var firstAbsMax: Float = 0
     /// Per-token ranges: the smallest, mean and largest `max |x_row|` over all calibration
     /// tokens (what dynamic per-token scales times 448 or 127.5 range over).
     public var tokenAbsMaxMin: Float = .infinity

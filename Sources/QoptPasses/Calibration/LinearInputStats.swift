@@ -26,6 +26,7 @@ extension CalibrationData.ChannelStats {
     let wAbs = Swift.max(abs(wMin), abs(wMax))
     if windows == 0 {
       (movingMin, movingMax, movingAbsMax) = (wMin, wMax, wAbs)
+      (firstMin, firstMax, firstAbsMax) = (wMin, wMax, wAbs)
     } else {
       movingMin = momentum * movingMin + (1 - momentum) * wMin
       movingMax = momentum * movingMax + (1 - momentum) * wMax
