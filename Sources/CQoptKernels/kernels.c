@@ -275,6 +275,17 @@ void qopt_silu(const float *x, float *y, long n) {
   silu_scalar(x, y, n);
 }
 
+void qopt_silu_mul(const float *g, const float *u, float *y, long n) {
+  /* Blocks are multiples of 8, so qopt_silu's scalar tail covers the same elements as one call
+   * over all n would. */
+  float s[1024];
+  for (long i = 0; i < n; i += 1024) {
+    long len = n - i < 1024 ? n - i : 1024;
+    qopt_silu(g + i, s, len);
+    for (long j = 0; j < len; j++) y[i + j] = s[j] * u[i + j];
+  }
+}
+
 void qopt_silu_backward(const float *x, const float *dy, float *dx, long n) {
 #ifdef QOPT_X86
   if (qopt_kernels_avx2()) { silu_backward_avx2(x, dy, dx, n); return; }

@@ -39,6 +39,8 @@ public final class Interpreter {
   private var kept: [String: WeightView] = [:]
   private var ropeTables: [String: RopeTable] = [:]
   private var lastUses: [ObjectIdentifier: [[ObjectIdentifier]]] = [:]
+  /// Per function: the indices of `silu` ops fused with the `mul` after them.
+  var siluMulFusions: [ObjectIdentifier: Set<Int>] = [:]
 
   public init(module: Module, policy: WeightPolicy = .perUse) {
     self.module = module
@@ -115,8 +117,24 @@ public final class Interpreter {
     var env: [ObjectIdentifier: RuntimeValue] = [:]
     for (a, v) in zip(f.arguments, args) { env[ObjectIdentifier(a)] = v }
     let drops = lastUseTable(f)
+    let fusions = observer == nil ? siluMulPairs(f) : []
+    var fusedMul = -1
     for (i, op) in f.body.enumerated() {
+      if i == fusedMul {  // computed with the silu before it
+        for id in drops[i] { env[id] = nil }
+        continue
+      }
       if let stop, try stop(op, env) { return .ids([]) }
+      if fusions.contains(i) {
+        let mul = f.body[i + 1]
+        let t0 = profile == nil ? 0 : monotonicSeconds()
+        let result = try siluMul(op, mul, env)
+        if profile != nil { profile?["silu·mul", default: 0] += monotonicSeconds() - t0 }
+        for id in drops[i] { env[id] = nil }
+        if let r = mul.result { env[ObjectIdentifier(r)] = result }
+        fusedMul = i + 1
+        continue
+      }
       if op.kind == .return {
         guard let v = env[ObjectIdentifier(op.operands[0])] else {
           throw RuntimeError("returns an undefined value", at: op)
@@ -127,7 +145,7 @@ public final class Interpreter {
       if profile != nil && op.kind != .call {
         let t0 = monotonicSeconds()
         result = try execute(op, env)
-        profile?[op.name, default: 0] += monotonicSeconds() - t0
+        profile?[profileKey(op), default: 0] += monotonicSeconds() - t0
       } else {
         result = try execute(op, env)
       }
@@ -136,6 +154,26 @@ public final class Interpreter {
       if let r = op.result { env[ObjectIdentifier(r)] = result }
     }
     throw RuntimeError("@\(f.name) does not end with return")
+  }
+
+  /// Runs `body`, adding its wall time to `profile[key]` when profiling.
+  public func timed(_ key: String, _ body: () -> Void) {
+    guard profile != nil else { return body() }
+    let t0 = monotonicSeconds()
+    body()
+    profile?[key, default: 0] += monotonicSeconds() - t0
+  }
+
+  /// The profile entry of an op: its name, and for a linear also its weight's projection
+  /// ("linear q_proj" for `model.layers.3.self_attn.q_proj.weight`), so each GEMM shape shows.
+  private func profileKey(_ op: Op) -> String {
+    guard op.kind == .linear, op.operands.count > 1, let p = op.operands[1].definingOp,
+      case .param(let name)? = try? ExecutableOp(p)
+    else { return op.name }
+    let parts = name.split(separator: ".")
+    let proj =
+      parts.count >= 2 && parts.last == "weight" ? parts[parts.count - 2] : parts.last ?? ""
+    return "linear \(proj)"
   }
 
   /// For each op index, the values whose last use is that op (freed right after it).
@@ -151,7 +189,7 @@ public final class Interpreter {
 
   // MARK: - Ops
 
-  private func tensor(_ v: RuntimeValue?, _ op: Op, _ what: String) throws(RuntimeError) -> Tensor {
+  func tensor(_ v: RuntimeValue?, _ op: Op, _ what: String) throws(RuntimeError) -> Tensor {
     guard case .tensor(let t)? = v else {
       throw RuntimeError("\(what) must be an f32 activation", at: op)
     }
@@ -246,6 +284,19 @@ public final class Interpreter {
       // Each run of len(w) elements is normalised (one head for a q/k norm).
       let (rows, n) = (x.rows * (x.columns / w.count), w.count)
       let scaled = offset == 0 ? nil : (0..<n).map { offset + w.pointer[$0] }
+      if scaled == nil {
+        return .tensor(
+          Tensor(shape: x.shape) { y in
+            x.data.withUnsafeBufferPointer { xp in
+              // safe: non-empty when filled
+              nonisolated(unsafe) let (xp, wp, y) = (xp.baseAddress!, w.pointer, y)
+              parallelParts(rows, align: 1, work: rows * n) { lo, hi in
+                Kernels.rmsNorm(
+                  xp + lo * n, rows: hi - lo, columns: n, weight: wp, eps: eps, into: y + lo * n)
+              }
+            }
+          })
+      }
       return .tensor(
         Tensor(shape: x.shape) { y in
           x.data.withUnsafeBufferPointer { xp in
@@ -333,7 +384,13 @@ public final class Interpreter {
       let x = try tensor(try operand(0), op, "input")
       return .tensor(
         Tensor(shape: x.shape) { y in
-          x.data.withUnsafeBufferPointer { Kernels.silu($0.baseAddress!, count: x.count, into: y) }  // safe: non-empty when filled
+          x.data.withUnsafeBufferPointer {
+            nonisolated(unsafe) let (xp, y) = ($0.baseAddress!, y)  // safe: non-empty when filled
+            // Parts start at multiples of 8: the vector body covers the same elements as one call.
+            parallelParts(x.count, align: 8) { lo, hi in
+              Kernels.silu(xp + lo, count: hi - lo, into: y + lo)
+            }
+          }
         })
 
     case .geluTanh:
@@ -439,12 +496,15 @@ public final class Interpreter {
         Tensor(shape: a.shape) { y in
           a.data.withUnsafeBufferPointer { ap in
             b.data.withUnsafeBufferPointer { bp in
-              if isMul {
-                Kernels.mul(ap.baseAddress!, bp.baseAddress!, count: a.count, into: y)
-              }  // safe: non-empty when filled
-              else {
-                Kernels.add(ap.baseAddress!, bp.baseAddress!, count: a.count, into: y)
-              }  // safe: as above
+              // safe: non-empty when filled
+              nonisolated(unsafe) let (ap, bp, y) = (ap.baseAddress!, bp.baseAddress!, y)
+              parallelParts(a.count, align: 8) { lo, hi in
+                if isMul {
+                  Kernels.mul(ap + lo, bp + lo, count: hi - lo, into: y + lo)
+                } else {
+                  Kernels.add(ap + lo, bp + lo, count: hi - lo, into: y + lo)
+                }
+              }
             }
           }
         })

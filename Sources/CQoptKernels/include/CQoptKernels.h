@@ -42,6 +42,10 @@ void qopt_scale(float *p, long n, float s);
 /* y[i] = x[i] / (1 + exp(-x[i])) (y may equal x). */
 void qopt_silu(const float *x, float *y, long n);
 
+/* y[i] = silu(g[i]) * u[i]: qopt_silu then one f32 multiply per element, in L1-sized blocks
+ * (the same values as the two passes, which would write and reread the silu values). */
+void qopt_silu_mul(const float *g, const float *u, float *y, long n);
+
 /* dx[i] += dy[i] * s * (1 + x (1 - s)), s = sigmoid(x[i]). */
 void qopt_silu_backward(const float *x, const float *dy, float *dx, long n);
 

@@ -22,4 +22,23 @@ extension Kernels {
     }
     return total
   }
+
+  /// Folds `n > 0` more logits of one row into a running log-sum-exp: `max` is the largest
+  /// logit seen so far (start at −∞), `sum` is Σ exp(x − max) over them (start at 0), kept in
+  /// f64; `logsumexp = max + log(sum)` at the end. What lets the lm_head run in vocabulary
+  /// chunks: each chunk's Σ is taken against the chunk's own maximum, then rescaled to the
+  /// running one (the online softmax of flash attention). O(n).
+  public static func foldLogSumExp(
+    _ row: UnsafePointer<Float>, count n: Int, max m: inout Double, sum s: inout Double
+  ) {
+    let cm = FastMath.max(row, count: n)
+    let cs = Double(FastMath.expShifted(row, nil, count: n, shift: cm))
+    let c = Double(cm)
+    if c > m {
+      s = s * exp(m - c) + cs
+      m = c
+    } else {
+      s += cs * exp(c - m)
+    }
+  }
 }
