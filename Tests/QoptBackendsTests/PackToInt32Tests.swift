@@ -81,10 +81,10 @@ private func pack(_ codes: [Int8], bits: Int) -> [UInt32] {
   #expect(w == [0xBA98_7654, 0, 0xBA98_7654, 0])
 }
 
-/// The vector path (32 codes at a time) and the word-at-a-time rest give the words the generic
-/// bit loop defines: every row length that is a multiple of 8 up to 200, several rows, any code
+/// The 4-bit fast path (eight codes a word, rows that are a multiple of 8) gives the words the
+/// generic bit loop defines: every such row length up to 200, several rows, any code
 /// (out-of-range bytes keep their low nibble), checked by the independent unpacker.
-@Test func int4VectorPathMatchesTheDefinition() {
+@Test func int4FastPathMatchesTheDefinition() {
   var seed: UInt64 = 3
   for cols in stride(from: 8, through: 200, by: 8) {
     let rows = 3
