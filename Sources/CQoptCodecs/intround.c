@@ -6,6 +6,9 @@
 #pragma clang fp contract(off)
 
 #include "CQoptCodecs.h"
+#include "halffloat.h"
+
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -179,4 +182,36 @@ void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, f
   if (!portable && use_avx2()) { round_after_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
 #endif
   round_after_portable(w, n, s, plus, lo, hi, q);
+}
+
+/* ---- a row of symmetric full-range groups -------------------------------------------------- */
+
+/* x rounded to the scale dtype (0: f32, 1: f16, 2: bf16), as QoptIR's `roundFloat`. */
+static inline float round_scale(float x, int scale_type) {
+  if (scale_type == 1) return f16_to_float(half_bits(x));
+  if (scale_type != 2) return x;
+  uint32_t b;
+  memcpy(&b, &x, 4);
+  uint16_t h = x != x ? (uint16_t)((b >> 16) | 0x40) : (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+  uint32_t r = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &r, 4);
+  return f;
+}
+
+void qopt_int_rtn_sym_row(const float *w, size_t cols, size_t group, int bits, int scale_type, float thresh, int8_t *q, float *scales, int portable) {
+  const float maxq = (float)(1 << (bits - 1));
+  for (size_t start = 0, g = 0; start < cols; start += group, g++) {
+    size_t n = cols - start < group ? cols - start : group;
+    float lo, hi;
+    qopt_int_range(w + start, n, &lo, &hi, portable);
+    /* IntQuantizer.quantizeGroup, case (.fullRange, true), operation for operation. */
+    float wmin_abs = -lo;
+    float maxv = hi < wmin_abs ? wmin_abs : -hi;
+    float s = round_scale(maxv / maxq, scale_type);
+    s = s < 0 ? (-thresh < s ? -thresh : s) : (thresh >= s ? thresh : s);
+    float wmax = hi >= -lo ? hi : -lo;
+    qopt_int_round_clamp_after(w + start, n, s, 0, -maxq, maxq - 1, wmax, q + start, portable);
+    scales[g] = s;
+  }
 }

@@ -67,9 +67,28 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
   return Float(bitPattern: sign | (Float(em) * 0x1p-24).bitPattern)
 }
 
-/// f32 → f16 bits, rounding to nearest even (IEEE conversion).
-@inlinable public func floatToF16(_ x: Float) -> UInt16 {
-  Float16(x).bitPattern
+/// f32 → f16 bits, rounding to nearest even (IEEE conversion), overflow to infinity, NaN made
+/// quiet with its top payload bits (as the F16C instruction does). Integer-only: on x86-64
+/// builds without F16C, `Float16(x)` is a library call per element (`__truncsfhf2`), which
+/// cost a third of a compressed-tensors emit's bf16/f16 conversions and scale rounding.
+@inlinable public func floatToF16(_ v: Float) -> UInt16 {
+  var x = v.bitPattern
+  let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
+  x &= 0x7FFF_FFFF
+  if x >= 0x4780_0000 {  // ≥ 65536, inf or NaN
+    if x > 0x7F80_0000 {
+      return sign | 0x7E00 | UInt16(truncatingIfNeeded: (x & 0x007F_FFFF) >> 13)
+    }
+    return sign | 0x7C00
+  }
+  if x < 0x3880_0000 {  // below the smallest normal f16 (2^-14): denormal or zero
+    // Adding 0.5 rounds the value onto the denormal grid with the FPU's own RNE.
+    let f = Float(bitPattern: x) + Float(bitPattern: 0x3F00_0000)
+    return sign | UInt16(truncatingIfNeeded: f.bitPattern &- 0x3F00_0000)
+  }
+  let odd = (x >> 13) & 1
+  x = x &+ 0xC800_0FFF &+ odd  // rebias the exponent (−112 << 23) and round
+  return sign | UInt16(truncatingIfNeeded: x >> 13)
 }
 
 /// Rounds `x` to the nearest value representable in `dtype` and returns it as f32.

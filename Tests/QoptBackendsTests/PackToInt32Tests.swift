@@ -80,3 +80,20 @@ private func pack(_ codes: [Int8], bits: Int) -> [UInt32] {
   // [word, group]: rows 0…7 of group 0 are codes −4…3, stored +8 → nibbles 4…11.
   #expect(w == [0xBA98_7654, 0, 0xBA98_7654, 0])
 }
+
+/// The 4-bit fast path (eight codes a word, rows that are a multiple of 8) gives the words the
+/// generic bit loop defines: every such row length up to 200, several rows, any code
+/// (out-of-range bytes keep their low nibble), checked by the independent unpacker.
+@Test func int4FastPathMatchesTheDefinition() {
+  var seed: UInt64 = 3
+  for cols in stride(from: 8, through: 200, by: 8) {
+    let rows = 3
+    let codes = (0..<(rows * cols)).map { _ -> Int8 in
+      seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return Int8(truncatingIfNeeded: seed >> 56)
+    }
+    let t = PackToInt32.packRows(TensorData(int8: codes, shape: [rows, cols]), bits: 4)
+    let back = t.withUnsafeBytes { PackToInt32.unpackRows($0, rows: rows, columns: cols, bits: 4) }
+    #expect(back == codes.map { Int8(($0 & 0xF) ^ 8) - 8 }, "\(cols) columns")
+  }
+}

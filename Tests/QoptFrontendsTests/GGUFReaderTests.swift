@@ -139,6 +139,42 @@ private func expectGGUFError(_ bytes: [UInt8], offset: Int? = nil, _ needle: Str
     #expect(y[0] == -1.9998779296875)
   }
 
+  /// The AVX2 decoders give the scalar definition's bits (`d·q`, `d·q + m`, multiply then add,
+  /// `m = −8·d` for Q4_0) on random blocks: every f16 scale pattern, the nibble order of
+  /// gguf.md §6 (low nibbles are elements 0–15, high nibbles 16–31).
+  @Test func vectorDecodersMatchTheScalarDefinition() {
+    var rng = SplitMix64(seed: 5)
+    var mismatches = 0
+    for (type, blockBytes) in [(GGMLType.q4_0, 18), (.q4_1, 20), (.q8_0, 34)] {
+      let blocks = 1_000
+      let bytes = (0..<(blockBytes * blocks)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+      let y = decode(type, bytes, blocks * 32)
+      for b in 0..<blocks {
+        let p = b * blockBytes
+        let half = { (o: Int) in f16ToFloat(UInt16(bytes[p + o]) | UInt16(bytes[p + o + 1]) << 8) }
+        let d = half(0)
+        for j in 0..<32 {
+          let expected: Float
+          switch type {
+          case .q8_0:
+            expected = d * Float(Int8(bitPattern: bytes[p + 2 + j]))
+          case .q4_0:
+            let q = j < 16 ? bytes[p + 2 + j] & 0xF : bytes[p + 2 + j - 16] >> 4
+            expected = d * Float(q) + -8 * d
+          default:
+            let q = j < 16 ? bytes[p + 4 + j] & 0xF : bytes[p + 4 + j - 16] >> 4
+            expected = d * Float(q) + half(2)
+          }
+          let got = y[b * 32 + j]
+          if got.bitPattern != expected.bitPattern && !(got.isNaN && expected.isNaN) {
+            mismatches += 1
+          }
+        }
+      }
+    }
+    #expect(mismatches == 0)
+  }
+
   @Test func q4_K() {
     var block = hex("003c0038010203c4000102c3455667ff")
     for c in 0..<4 {

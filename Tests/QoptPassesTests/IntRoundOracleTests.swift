@@ -1,4 +1,6 @@
 import CQoptCodecs
+import QoptIR
+import QoptPasses
 import QoptTestSupport
 import Testing
 
@@ -70,4 +72,50 @@ private func adversarialGroup(_ r: inout SplitMix64, scale s: Float, count: Int)
   #expect(q[0] == Int8(bitPattern: 200))
   qopt_int_round_clamp_before([.nan], 1, 1, 0, -8, 7, 0, &q, 1)  // NaN takes the lower bound
   #expect(q[0] == -8)
+}
+
+/// One C call a row (`qopt_int_rtn_sym_row`, rtn's default rule) gives the codes and scales that
+/// `IntQuantizer.quantizeGroup` gives group by group — every scale dtype and bit width, rows
+/// whose last group is shorter, the adversarial values above — and `quantize` (which uses it)
+/// agrees with both.
+@Test func rtnSymRowMatchesGroupByGroup() {
+  var r = SplitMix64(seed: 9)
+  var mismatches = 0
+  for trial in 0..<1_200 {
+    let bits = 2 + trial % 7
+    let st: DType = [.f32, .f16, .bf16][trial % 3]
+    let group = [32, 64, 128, 17][(trial / 3) % 4]
+    let cols = group * (1 + Int(r.next() % 4)) + (trial % 5 == 0 ? 7 : 0)
+    let e = Int(r.next() % 30) - 20
+    var s = (r.unit() + 0.01) * Float(sign: .plus, exponent: e, significand: 1)
+    if trial % 97 == 0 { s = [Float.leastNonzeroMagnitude, 1e-38, 0.1, 3][Int(r.next() % 4)] }
+    let w = adversarialGroup(&r, scale: s, count: cols)
+    let quantizer = IntQuantizer(
+      scheme: IntScheme(bits: bits, symmetric: true, granularity: .group(group), scaleType: st),
+      rule: .fullRange)
+    let groups = (cols + group - 1) / group
+    var refCodes = [Int8](repeating: 0, count: cols)
+    var refScales = [Float](repeating: 0, count: groups)
+    w.withUnsafeBufferPointer { wb in
+      refCodes.withUnsafeMutableBufferPointer { qb in
+        for g in 0..<groups {
+          let lo = g * group, hi = min(cols, lo + group)
+          let slice = UnsafeBufferPointer(rebasing: wb[lo..<hi])
+          let out = UnsafeMutableBufferPointer(rebasing: qb[lo..<hi])
+          refScales[g] = quantizer.quantizeGroup(slice, into: out).0
+        }
+      }
+    }
+    var codes = [Int8](repeating: 0, count: cols)
+    var scales = [Float](repeating: 0, count: groups)
+    let thresh: Float = st == .f32 ? 1e-8 : roundFloat(1e-5, to: st)
+    qopt_int_rtn_sym_row(
+      w, cols, group, Int32(bits), st == .f16 ? 1 : st == .bf16 ? 2 : 0, thresh, &codes, &scales, 0)
+    if codes != refCodes || scales.map(\.bitPattern) != refScales.map(\.bitPattern) {
+      mismatches += 1
+    }
+    let whole = w.withUnsafeBufferPointer { quantizer.quantize($0, rows: 1, cols: cols) }
+    if whole.codes.int8s() != refCodes { mismatches += 1 }
+  }
+  #expect(mismatches == 0)
 }

@@ -31,6 +31,12 @@ void qopt_int_range(const float *w, size_t n, float *lo, float *hi, int portable
 void qopt_int_round_clamp_before(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable);
 /// q[i] = low byte of clamp(round_half_even(w[i] / s) + plus, lo, hi) — auto-round's order.
 void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable);
+/// One row of `cols` weights in groups of `group` (the last may be shorter), quantized as
+/// IntQuantizer's symmetric full-range rule does group by group (auto-round's
+/// quant_tensor_rtn_sym): codes into `q`, each group's scale — rounded to the scale dtype
+/// (`scale_type` 0: f32, 1: f16, 2: bf16), held at ±`thresh` — into `scales`. One call a row
+/// instead of three a group from Swift.
+void qopt_int_rtn_sym_row(const float *w, size_t cols, size_t group, int bits, int scale_type, float thresh, int8_t *q, float *scales, int portable);
 
 /// llama.cpp's ggml codecs (kquants.c, ggml-quants.c ported verbatim), bit-identical with
 /// `ggml_quantize_chunk` and ggml's `to_float`. Type ids are ggml's (`enum ggml_type`).

@@ -240,7 +240,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     }
     return SafetensorsEntry(name: name, dtype: dtype, shape: t.shape) {
       defer { t.releasePages() }
-      return TensorData(floats: t.floats(), shape: t.shape, as: dtype)
+      return t.converted(to: dtype, threads: PackToInt32.packThreads)
     }
   }
 

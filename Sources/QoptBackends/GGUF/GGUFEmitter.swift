@@ -368,43 +368,46 @@ public struct GGUFEmitter: WeightEmitter {
     let workers = max(1, min(threads, rows / 64))
     let failure = Mutex<(any Error)?>(nil)
     DispatchQueue.concurrentPerform(iterations: workers) { w in
-      var buf = [Float](repeating: 0, count: cols * block)
-      var chunk = [UInt8](repeating: 0, count: min(chunkRows, rows) * rowBytes)
-      buf.withUnsafeMutableBufferPointer { b in
-        chunk.withUnsafeMutableBytes { c in
-          var r = rows * w / workers
-          let end = rows * (w + 1) / workers
-          while r < end {
-            let n = min(chunkRows, end - r)
-            var k = 0
-            while k < n {
-              let m = min(block, n - k)
-              let source = rowOrder.map { $0[r + k]..<($0[r + k] + 1) } ?? (r + k)..<(r + k + m)
-              let values = row(source, b.baseAddress!)  // safe: cols > 0
-              for j in 0..<m {
-                let out = c.baseAddress! + (k + j) * rowBytes  // safe: non-empty
-                if let importance {
-                  importance.withUnsafeBufferPointer {
-                    BlockQuantizers.encode(
-                      values + j * cols, count: cols, as: type, into: out,
-                      importance: $0.baseAddress)
-                  }
-                } else {
-                  BlockQuantizers.encode(values + j * cols, count: cols, as: type, into: out)
-                }
+      // Uninitialized: rows are decoded into `b` and encoded into `c` before either is read
+      // (zero-filling them cost a memset of the whole output, tensor by tensor).
+      let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: cols * block)
+      let c = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: min(chunkRows, rows) * rowBytes, alignment: 64)
+      defer {
+        b.deallocate()
+        c.deallocate()
+      }
+      var r = rows * w / workers
+      let end = rows * (w + 1) / workers
+      while r < end {
+        let n = min(chunkRows, end - r)
+        var k = 0
+        while k < n {
+          let m = min(block, n - k)
+          let source = rowOrder.map { $0[r + k]..<($0[r + k] + 1) } ?? (r + k)..<(r + k + m)
+          let values = row(source, b.baseAddress!)  // safe: cols > 0
+          for j in 0..<m {
+            let out = c.baseAddress! + (k + j) * rowBytes  // safe: non-empty
+            if let importance {
+              importance.withUnsafeBufferPointer {
+                BlockQuantizers.encode(
+                  values + j * cols, count: cols, as: type, into: out,
+                  importance: $0.baseAddress)
               }
-              k += m
+            } else {
+              BlockQuantizers.encode(values + j * cols, count: cols, as: type, into: out)
             }
-            do {
-              try sink(r * rowBytes, UnsafeRawBufferPointer(rebasing: c[0..<(n * rowBytes)]))
-            } catch {
-              failure.withLock { if $0 == nil { $0 = error } }
-              return
-            }
-            if failure.withLock({ $0 != nil }) { return }
-            r += n
           }
+          k += m
         }
+        do {
+          try sink(r * rowBytes, UnsafeRawBufferPointer(rebasing: c[0..<(n * rowBytes)]))
+        } catch {
+          failure.withLock { if $0 == nil { $0 = error } }
+          return
+        }
+        if failure.withLock({ $0 != nil }) { return }
+        r += n
       }
     }
     if let e = failure.withLock({ $0 }) { throw e }

@@ -211,23 +211,23 @@ public enum GGUFMixes {
         self = .output
       } else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
         self = .tokenEmbedding
-      } else if name.contains("attn_qkv.weight") {
+      } else if name.includes("attn_qkv.weight") {
         self = .attentionQKV
-      } else if name.contains("attn_kv_b.weight") {
+      } else if name.includes("attn_kv_b.weight") {
         self = .attentionKVB
-      } else if name.contains("attn_v.weight") {
+      } else if name.includes("attn_v.weight") {
         self = .attentionV
-      } else if name.contains("attn_k.weight") {
+      } else if name.includes("attn_k.weight") {
         self = .attentionK
-      } else if name.contains("attn_q.weight") {
+      } else if name.includes("attn_q.weight") {
         self = .attentionQ
-      } else if name.contains("attn_output.weight") {
+      } else if name.includes("attn_output.weight") {
         self = .attentionOutput
-      } else if name.contains("ffn_up") {
+      } else if name.includes("ffn_up") {
         self = .ffnUp
-      } else if name.contains("ffn_gate") {
+      } else if name.includes("ffn_gate") {
         self = .ffnGate
-      } else if name.contains("ffn_down") {
+      } else if name.includes("ffn_down") {
         self = .ffnDown
       } else {
         self = .other
@@ -257,7 +257,7 @@ public enum GGUFMixes {
       "attn_rel_b.weight", ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos",
       ".patch_embd", ".patch_merger", "a.rvq.codebook", "mm.a.code_embd",
     ]
-    return !kept.contains { name.contains($0) }
+    return !kept.contains { name.includes($0) }
   }
 
   /// `tensor_type_fallback`: a type whose block does not divide the row length becomes the
@@ -407,6 +407,29 @@ public enum GGUFMixes {
         ffnUpIndex += 1
       }
       return type
+    }
+  }
+}
+
+extension String {
+  /// Whether `part` occurs in the string, compared byte by byte (ggml tensor names are ASCII).
+  /// The standard library's generic `contains(_:)` builds a search table per call, and
+  /// Foundation's goes through CFString: over a model's few hundred names and ~40 patterns each,
+  /// either cost tens of milliseconds of a GGUF emit.
+  fileprivate func includes(_ part: String) -> Bool {
+    var (haystack, needle) = (self, part)
+    return haystack.withUTF8 { h in
+      needle.withUTF8 { n in
+        guard n.count <= h.count else { return false }
+        var i = 0
+        while i + n.count <= h.count {
+          var k = 0
+          while k < n.count && h[i + k] == n[k] { k += 1 }
+          if k == n.count { return true }
+          i += 1
+        }
+        return false
+      }
     }
   }
 }

@@ -1,4 +1,10 @@
-import Foundation
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
 
 /// Llama 3 rope scaling as llama.cpp stores it: a `rope_freqs.weight` tensor of one divisor per
 /// rotated pair, which llama.cpp applies to the base frequencies `θ^(-2i/d)`. Computed as

@@ -51,28 +51,8 @@ public enum BlockQuantizers {
     p.storeBytes(of: halfBits(v).littleEndian, as: UInt16.self)
   }
 
-  /// f32 → f16 bits, round to nearest even, overflow to infinity, NaN made quiet with its top
-  /// payload bits (as the F16C instruction does). Integer-only, so it stays fast on
-  /// x86-64 builds without F16C, where `Float16(x)` is a library call.
-  @inline(__always) public static func halfBits(_ v: Float) -> UInt16 {
-    var x = v.bitPattern
-    let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
-    x &= 0x7FFF_FFFF
-    if x >= 0x4780_0000 {  // ≥ 65536, inf or NaN
-      if x > 0x7F80_0000 {
-        return sign | 0x7E00 | UInt16(truncatingIfNeeded: (x & 0x007F_FFFF) >> 13)
-      }
-      return sign | 0x7C00
-    }
-    if x < 0x3880_0000 {  // below the smallest normal f16 (2^-14): denormal or zero
-      // Adding 0.5 rounds the value onto the denormal grid with the FPU's own RNE.
-      let f = Float(bitPattern: x) + Float(bitPattern: 0x3F00_0000)
-      return sign | UInt16(truncatingIfNeeded: f.bitPattern &- 0x3F00_0000)
-    }
-    let odd = (x >> 13) & 1
-    x = x &+ 0xC800_0FFF &+ odd  // rebias the exponent (−112 << 23) and round
-    return sign | UInt16(truncatingIfNeeded: x >> 13)
-  }
+  /// f32 → f16 bits, round to nearest even (`floatToF16`, integer-only).
+  @inline(__always) public static func halfBits(_ v: Float) -> UInt16 { floatToF16(v) }
 
   // MARK: - Decoders (what `gguf.quants.dequantize` computes)
 

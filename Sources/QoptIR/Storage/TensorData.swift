@@ -52,9 +52,14 @@ public struct TensorData: @unchecked Sendable {
   public init(floats values: [Float], shape: [Int], as dtype: DType) {
     switch dtype {
     case .f16, .bf16:
-      var bits = [UInt16](repeating: 0, count: values.count)
-      for i in values.indices { bits[i] = dtype == .f16 ? floatToF16(values[i]) : floatToBF16(values[i]) }
-      self.init(dtype: dtype, shape: shape, bytes: bits.withUnsafeBytes { Array($0) })
+      precondition(values.count == shape.reduce(1, *), "tensor element count")
+      // Rounded straight into the tensor's own buffer: no intermediate arrays to fault in.
+      self = values.withUnsafeBufferPointer { v in
+        TensorData.build(dtype: dtype, shape: shape) { out in
+          guard let src = v.baseAddress, let dst = out.baseAddress else { return }
+          storeRounded(src, count: v.count, as: dtype, into: dst)
+        }
+      }
     default:
       precondition(dtype == .f32, "float conversion to \(dtype)")
       self.init(floats: values, shape: shape)
@@ -86,16 +91,17 @@ public struct TensorData: @unchecked Sendable {
   /// keeping a decoded copy: a runtime reading an 8B model's weights block by block would
   /// otherwise hold each block twice, and every block it has read.
   public func floats() -> [Float] {
-    var out = [Float](repeating: 0, count: count)
-    out.withUnsafeMutableBufferPointer { dst in
+    let n = count
+    // Uninitialized: every element is written below (zero-filling first doubled the cost).
+    return [Float](unsafeUninitializedCapacity: n) { dst, initialized in
+      initialized = n
       if let cols = shape.last, cols > 0, let base = dst.baseAddress,
-        decodeRows(0..<(count / cols), into: base)
+        decodeRows(0..<(n / cols), into: base)
       {
         return
       }
       readFloats(into: dst)
     }
-    return out
   }
 
   /// Converts every element to f32 into `dst` (which holds `count` floats).

@@ -68,6 +68,12 @@ public struct IntQuantizer: Sendable {
       nonisolated(unsafe) let zPtr = zeros.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
       let workers = max(1, min(threads, rows))
       let q = self
+      // The symmetric full-range rule (rtn's default) goes a row per C call: calling C three
+      // times a group from Swift cost as much as the rounding itself.
+      let rowRule = rule == .fullRange && scheme.symmetric
+      let scaleCode: Int32 = scheme.scaleType == .f16 ? 1 : scheme.scaleType == .bf16 ? 2 : 0
+      let thresh = IntQuantizer.scaleThreshold(scheme.scaleType)
+      let bits = Int32(scheme.bits)
       DispatchQueue.concurrentPerform(iterations: workers) { t in
         let lo = rows * t / workers
         let hi = rows * (t + 1) / workers
@@ -82,6 +88,12 @@ public struct IntQuantizer: Sendable {
             base = row(block, scratch)
           }
           let w = base + (r - block.lowerBound) * cols
+          if rowRule {
+            qopt_int_rtn_sym_row(
+              w, cols, groupSize, bits, scaleCode, thresh, codesPtr + r * cols,
+              sPtr + r * groupsPerRow, 0)
+            continue
+          }
           for g in 0..<groupsPerRow {
             let start = g * groupSize
             let end = min(cols, start + groupSize)
