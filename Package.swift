@@ -48,7 +48,8 @@ let package = Package(
 
     // Passes
     .target(
-      name: "QoptPasses", dependencies: ["QoptIR", "QoptRuntime", "QoptFormats", "CQoptCodecs"]),
+      name: "QoptPasses",
+      dependencies: ["QoptIR", "QoptRuntime", "QoptFormats", "CQoptCodecs", "CQoptKernels"]),
 
     // Plugins
     .target(name: "CQoptPlugin"),

@@ -8,6 +8,8 @@
  *
  * exp: Cephes expf range reduction and polynomial, as FastMath.exp in Swift (≈ 2 ulp). */
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,6 +53,32 @@ void qopt_silu_backward(const float *x, const float *dy, float *dx, long n);
 
 /* Atomically returns *counter and adds 1 (work sharing between threads). */
 long qopt_fetch_increment(long *counter);
+
+/* finetune's integer-quantized linears (quant_train.c), rows r0 ..< r1 of a cols-wide weight
+ * whose group g of row r, column c is r * gpr + c / group (gpr 0: one scale for the tensor,
+ * then rows must cover the whole tensor in one call). zero NULL: symmetric. Each group's
+ * reduction adds in column order without fused multiply-add (bit-identical for any split). */
+
+/* out[i] = s_g (codes[i] - z_g). */
+void qopt_qdq_codes(const int8_t *codes, const float *scale, const float *zero, long r0, long r1,
+                    long cols, long group, long gpr, float *out);
+
+/* Straight-through quantize-dequantize of float weights w: x = round-half-even(w/s + z),
+ * q = clamp(x, qmin, qmax), codes[i] = q, inside[i] = (x == q), out[i] = s (q - z). */
+void qopt_qdq_ste(const float *w, const float *scale, const float *zero, float qmin, float qmax,
+                  long r0, long r1, long cols, long group, long gpr, int8_t *codes,
+                  uint8_t *inside, float *out);
+
+/* Adds the gradients from dw = dL/dw-hat: where w is non-NULL and inside[i], gw[i] += dw and
+ * gscale += dw (q - z - w/s); otherwise gscale += dw (q - z) and gzero -= dw s. */
+void qopt_qdq_grad(const int8_t *codes, const float *scale, const float *zero, const float *w,
+                   const uint8_t *inside, const float *dw, long r0, long r1, long cols, long group,
+                   long gpr, float *gscale, float *gzero, float *gw);
+
+/* One bias-corrected Adam step over n parameters: m = b1 m + (1 - b1) g,
+ * v = b2 v + (1 - b2) g g, p -= lr (m / c1) / (sqrt(v / c2) + eps). */
+void qopt_adam(float *p, const float *g, float *m, float *v, long n, float lr, float b1, float b2,
+               float eps, float c1, float c2);
 
 /* llama.cpp's CPU arithmetic (ggml_forward.c), bit for bit, for calibrate<numerics=llama.cpp>. */
 

@@ -79,6 +79,7 @@ final class FinetuneRun {
     let calib = try context.analysis(CalibrationAnalysis.self)
     let model = try WholeModel(
       module: module, trainWeights: options.params == .scalesAndWeights)
+    model.threads = context.threads
     let linears = model.allLinears
     guard !linears.isEmpty else {
       throw context.error(

@@ -1,3 +1,5 @@
+import CQoptKernels
+import Dispatch
 import QoptIR
 
 #if canImport(Glibc)
@@ -38,7 +40,7 @@ package final class TrainableQuantLinear {
   /// Adam's first and second moments, laid out as the parameters (scale, zero, weights).
   var moments: [[Float]]
   /// With trained weights: whether each code of the last `qdq` was inside the clamp range.
-  private var inside: [Bool]
+  private var inside: [UInt8]
 
   /// From a quantized weight as `rtn` (or `autoround`) left it; with `trainWeights` the float
   /// weights start from the ones it was quantized from when at hand, else from its dequantized
@@ -71,7 +73,7 @@ package final class TrainableQuantLinear {
     gradScale = [Float](repeating: 0, count: scale.count)
     gradZero = [Float](repeating: 0, count: zero.count)
     moments = []
-    inside = trainWeights ? [Bool](repeating: true, count: rows * cols) : []
+    inside = trainWeights ? [UInt8](repeating: 1, count: rows * cols) : []
     moments = parameterCounts.flatMap { n in
       [[Float](repeating: 0, count: n), [Float](repeating: 0, count: n)]
     }
@@ -86,51 +88,94 @@ package final class TrainableQuantLinear {
   private var qmin: Float { Float(scheme.qmin) }
   private var qmax: Float { Float(scheme.qmax) }
 
-  /// Writes `ŵ` (`rows · cols` floats) into `out`.
-  package func qdq(into out: UnsafeMutablePointer<Float>) {
-    let hasZero = !zero.isEmpty
-    for r in 0..<rows {
-      for c in 0..<cols {
-        let g = group(r, c), i = r * cols + c
-        let s = scale[g], z: Float = hasZero ? zero[g] : 0
-        if let w = weights {
-          let x = (w[i] / s + z).rounded(.toNearestOrEven)
-          let q = min(max(x, qmin), qmax)
-          inside[i] = x == q
-          codes[i] = Int8(q)
-          out[i] = s * (q - z)
-        } else {
-          out[i] = s * (Float(codes[i]) - z)
+  /// Runs `body(r0, r1)` over the rows split into contiguous ranges, one per thread (a single
+  /// range when one scale covers the tensor, whose reduction is one chain). Each group lies in
+  /// one row, so the result does not depend on `threads`.
+  private func forRows(threads: Int, _ body: @Sendable (Int, Int) -> Void) {
+    let workers = perTensor ? 1 : max(1, min(threads, rows))
+    guard workers > 1 else { return body(0, rows) }
+    let rows = rows
+    DispatchQueue.concurrentPerform(iterations: workers) { t in
+      body(rows * t / workers, rows * (t + 1) / workers)
+    }
+  }
+
+  /// The C kernels' group layout: (group size, groups per row, 0 per tensor).
+  private var layout: (Int, Int) { (groupSize, perTensor ? 0 : groupsPerRow) }
+
+  /// Writes `ŵ` (`rows · cols` floats) into `out`, on `threads` threads.
+  package func qdq(into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
+    let (group, gpr) = layout
+    let cols = cols, qmin = qmin, qmax = qmax, hasZero = !zero.isEmpty
+    nonisolated(unsafe) let o = out
+    scale.withUnsafeBufferPointer { sb in
+      zero.withUnsafeBufferPointer { zb in
+        codes.withUnsafeMutableBufferPointer { cb in
+          nonisolated(unsafe) let s = sb.baseAddress!  // safe: one scale at least
+          nonisolated(unsafe) let z = hasZero ? zb.baseAddress : nil
+          nonisolated(unsafe) let c = cb.baseAddress!  // safe: rows · cols > 0
+          guard let weights else {
+            forRows(threads: threads) { r0, r1 in
+              qopt_qdq_codes(c, s, z, r0, r1, cols, group, gpr, o)
+            }
+            return
+          }
+          weights.withUnsafeBufferPointer { wb in
+            inside.withUnsafeMutableBufferPointer { ib in
+              nonisolated(unsafe) let w = wb.baseAddress!  // safe: as the codes
+              nonisolated(unsafe) let m = ib.baseAddress!  // safe: allocated with the weights
+              forRows(threads: threads) { r0, r1 in
+                qopt_qdq_ste(w, s, z, qmin, qmax, r0, r1, cols, group, gpr, c, m, o)
+              }
+            }
+          }
         }
       }
     }
   }
 
   /// Adds the gradients of the parameters from `dw = ∂L/∂ŵ`, using the codes of the last
-  /// `qdq`.
-  package func backward(dw: UnsafePointer<Float>) {
-    let hasZero = !zero.isEmpty
-    for r in 0..<rows {
-      for c in 0..<cols {
-        let g = group(r, c), i = r * cols + c
-        let s = scale[g], z: Float = hasZero ? zero[g] : 0
-        let q = Float(codes[i]), d = dw[i]
-        if let w = weights, inside[i] {
-          gradWeights![i] += d  // safe: allocated with `weights`
-          gradScale[g] += d * (q - z - w[i] / s)
-        } else {
-          gradScale[g] += d * (q - z)
-          if hasZero { gradZero[g] -= d * s }
+  /// `qdq`, on `threads` threads.
+  package func backward(dw: UnsafePointer<Float>, threads: Int = 1) {
+    let (group, gpr) = layout
+    let cols = cols, hasZero = !zero.isEmpty
+    nonisolated(unsafe) let d = dw
+    var gw = gradWeights ?? []
+    gradWeights = nil  // unique reference while updated in place
+    defer { if weights != nil { gradWeights = gw } }
+    scale.withUnsafeBufferPointer { sb in
+      zero.withUnsafeBufferPointer { zb in
+        codes.withUnsafeBufferPointer { cb in
+          (weights ?? []).withUnsafeBufferPointer { wb in
+            inside.withUnsafeBufferPointer { ib in
+              gradScale.withUnsafeMutableBufferPointer { gsb in
+                gradZero.withUnsafeMutableBufferPointer { gzb in
+                  gw.withUnsafeMutableBufferPointer { gwb in
+                    nonisolated(unsafe) let s = sb.baseAddress!  // safe: one scale at least
+                    nonisolated(unsafe) let z = hasZero ? zb.baseAddress : nil
+                    nonisolated(unsafe) let c = cb.baseAddress!  // safe: rows · cols > 0
+                    nonisolated(unsafe) let w = wb.isEmpty ? nil : wb.baseAddress
+                    nonisolated(unsafe) let m = ib.isEmpty ? nil : ib.baseAddress
+                    nonisolated(unsafe) let gs = gsb.baseAddress!  // safe: as the scales
+                    nonisolated(unsafe) let gz = hasZero ? gzb.baseAddress : nil
+                    nonisolated(unsafe) let g = gwb.isEmpty ? nil : gwb.baseAddress
+                    forRows(threads: threads) { r0, r1 in
+                      qopt_qdq_grad(c, s, z, w, m, d, r0, r1, cols, group, gpr, gs, gz, g)
+                    }
+                  }
+                }
+              }
+            }
+          }
         }
       }
     }
   }
 
   package func clearGradients() {
-    for i in gradScale.indices { gradScale[i] = 0 }
-    for i in gradZero.indices { gradZero[i] = 0 }
-    // safe: checked
-    if gradWeights != nil { for i in gradWeights!.indices { gradWeights![i] = 0 } }
+    gradScale.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    gradZero.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    gradWeights?.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
   }
 
   /// One Adam step (β₁ 0.9, β₂ 0.999, ε 1e-8, bias-corrected, step `t` ≥ 1) with learning
@@ -139,13 +184,24 @@ package final class TrainableQuantLinear {
     let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
     let c1 = 1 - pow(b1, Float(t)), c2 = 1 - pow(b2, Float(t))
     func update(_ p: inout [Float], _ g: [Float], _ k: Int, _ rate: Float) {
-      for i in p.indices {
-        let m = b1 * moments[2 * k][i] + (1 - b1) * g[i]
-        let v = b2 * moments[2 * k + 1][i] + (1 - b2) * g[i] * g[i]
-        moments[2 * k][i] = m
-        moments[2 * k + 1][i] = v
-        p[i] -= rate * (m / c1) / ((v / c2).squareRoot() + eps)
+      guard !p.isEmpty else { return }
+      var m = moments[2 * k], v = moments[2 * k + 1]
+      moments[2 * k] = []  // unique references while updated in place
+      moments[2 * k + 1] = []
+      p.withUnsafeMutableBufferPointer { pb in
+        g.withUnsafeBufferPointer { gb in
+          m.withUnsafeMutableBufferPointer { mb in
+            v.withUnsafeMutableBufferPointer { vb in
+              // safe: all four hold p.count floats
+              qopt_adam(
+                pb.baseAddress!, gb.baseAddress!, mb.baseAddress!, vb.baseAddress!, pb.count,
+                rate, b1, b2, eps, c1, c2)
+            }
+          }
+        }
       }
+      moments[2 * k] = m
+      moments[2 * k + 1] = v
     }
     update(&scale, gradScale, 0, lr)
     update(&zero, gradZero, 1, lr)

@@ -24,6 +24,8 @@ package final class WholeModel {
   private var frozenQuantized: [(String, BlockExecutor)] = []
   package let hidden: Int
   package let vocab: Int
+  /// Threads for the per-weight loops of the trainable linears (the GEMMs use BLAS's).
+  package var threads = 1
 
   /// `selected`: whether a quantized integer linear weight trains (the others stay frozen).
   package init(
@@ -76,7 +78,8 @@ package final class WholeModel {
   /// Writes every trainable weight's `ŵ` into its block's executor.
   package func writeWeights() {
     for (exec, ls) in zip(blocks, linears) {
-      for l in ls { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded it
+      // safe: the executor loaded it
+      for l in ls { l.qdq(into: exec.weightPointer(l.name)!, threads: threads) }
     }
   }
 
@@ -161,7 +164,8 @@ package final class WholeModel {
         exec.forward($0.baseAddress!, samples: samples, tokens: tokens)  // safe: n > 0
       }
       let grads = dh.withUnsafeBufferPointer { exec.backward($0.baseAddress!) }  // safe: as above
-      for l in linears[b] { l.backward(dw: grads[l.name]!) }  // safe: every trainable gets one
+      // safe: every trainable gets one
+      for l in linears[b] { l.backward(dw: grads[l.name]!, threads: threads) }
       // safe: asked for
       if b > 0 { dh = Array(UnsafeBufferPointer(start: exec.inputGradient!, count: n)) }
       exec.releaseActivations()
