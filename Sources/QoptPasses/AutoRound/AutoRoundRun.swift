@@ -152,7 +152,9 @@ package final class AutoRoundRun {
     for bi in start..<min(total, selection.upperBound + 1) {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
-      let exec = try BlockExecutor(function: f, module: module)
+      // The tuned weights are streamed (decoded per use, never held in f32 by the executor).
+      let exec = try BlockExecutor(
+        function: f, module: module, streaming: Set(f.linearWeights(in: paramByName).map(\.0)))
       // 1. Reference output of the float block on float inputs (also the next float input),
       //    with float activations, as auto-round computes it.
       let y = newStore()
@@ -192,7 +194,11 @@ package final class AutoRoundRun {
       for (l, (name, param)) in zip(linears, targets) {
         let q = l.finalize()
         apply(name, param, q)
-        if let p = exec.weightPointer(name) { l.qdq(into: p) }
+        if let p = exec.weightPointer(name) {
+          l.qdq(into: p)
+        } else {
+          exec.stream(name) { l.qdq(into: $0) }
+        }
       }
       exec.trainable = []
       // 4. Propagate: quantized outputs become the next block's tuning inputs.
@@ -246,9 +252,12 @@ package final class AutoRoundRun {
         "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)",
         at: param.location)
     }
+    // A bf16/f16 checkpoint's weights are read from its mapping a row at a time (exact).
+    let rows =
+      WeightRows(decoding: t)
+      ?? WeightRows(floats: t.floats(), rows: t.shape[0], cols: t.shape[1])
     return SignRoundLinear(
-      name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1],
-      scheme: weightOptions(name).scheme(columns: t.shape[1]))
+      name: name, rows: rows, scheme: weightOptions(name).scheme(columns: t.shape[1]))
   }
 
   /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
