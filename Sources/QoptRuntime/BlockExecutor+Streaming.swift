@@ -51,8 +51,8 @@ extension BlockExecutor {
         let cols = max(t.shape.last ?? 1, 1)
         if !t.decodeRows(0..<(t.count / cols), into: p) {
           t.readFloats(into: UnsafeMutableBufferPointer(start: p, count: t.count))
-          t.releasePages()  // a decoded copy or mapped pages: read again on the next use
         }
+        t.releasePages()  // mapped pages or a decoded copy: read again on the next use
       }
     case .quantized(let q):
       return { p in

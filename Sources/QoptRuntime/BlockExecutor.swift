@@ -212,7 +212,9 @@ package final class BlockExecutor {
         }
         let floats: [Float]
         switch entry {
-        case .dense(let t): floats = t.floats()
+        case .dense(let t):
+          floats = t.floats()
+          t.releasePages()  // the checkpoint's pages (or a decoded copy): the f32 copy is ours
         case .quantized(let q):
           switch q.scheme {
           case .int, .ggml: break

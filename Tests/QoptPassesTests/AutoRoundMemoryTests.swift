@@ -230,3 +230,23 @@ func tuneMatchesPlainLoop(_ pipeline: String, _ nvfp4: Bool) throws {
     #expect(qa.zeroPoint?.bytes == qb.zeroPoint?.bytes)
   }
 }
+
+/// The checkpoint's model fingerprint of a bf16 weight converted on use is that of the same
+/// values held as f32, and computing it leaves the weight undecoded (not 4 bytes a weight).
+@Test func modelFingerprintDecodesBF16ByChunks() throws {
+  var rng = SplitMix64(seed: 2)
+  let name = "model.layers.0.mlp.down_proj.weight"
+  let a = ExampleModel.make(), b = ExampleModel.make()
+  let shape = try #require(a.weights.dense(name)).shape
+  let raw = (0..<shape.reduce(1, *)).map { _ in
+    UInt16(Float(rng.normal() * 0.05).bitPattern >> 16)
+  }
+  let bf16 = TensorData(dtype: .bf16, shape: shape, bytes: raw.withUnsafeBytes { Array($0) })
+  a.weights.set(name, .dense(TensorData(floats: bf16.floats(), shape: shape)))
+  let deferred = TensorData(f32Decoding: bf16)
+  b.weights.set(name, .dense(deferred))
+  let opts = try options("autoround<iters=1>")
+  let fa = AutoRoundRun(module: a, options: opts).modelFingerprint()
+  #expect(AutoRoundRun(module: b, options: opts).modelFingerprint() == fa)
+  #expect(deferred.isDeferred)
+}
