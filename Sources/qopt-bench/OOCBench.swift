@@ -76,7 +76,7 @@ public func runOOCBench() {
   let work = dir + "/merged.qopt-work"
   let plan = [
     "plan", model, "-passes=rtn<bits=4;group-size=128>", "-emit=compressed-tensors", "-o",
-    dir + "/merged", "-tasks=\(min(2, layers))", "-quiet",
+    dir + "/merged", "-tasks=\(min(2, layers))",
   ]
   var prepared = emitBenchRun(qopt, plan).status == 0
   for k in 0..<min(2, layers) where prepared {
