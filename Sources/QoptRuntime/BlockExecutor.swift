@@ -14,8 +14,11 @@ import QoptIR
 ///
 /// The executor owns an f32 copy of every weight the block reads; a caller replaces the
 /// weights being tuned through `weightPointer(_:)` (fake-quantized values) before each pass.
-/// Memory: the block's weights once, plus one buffer per SSA value (and one gradient buffer
-/// per value on the backward path) of `B·T × width` floats, reused across calls.
+/// Linear weights named in `streaming` (or handed to `stream(_:fill:)`) are not held: each is
+/// written into one shared scratch buffer when a linear reads it (`BlockExecutor+Streaming`).
+/// Memory: the block's held weights once, one scratch of the largest streamed weight, plus
+/// one buffer per SSA value (and one gradient buffer per value on the backward path) of
+/// `B·T × width` floats, reused across calls.
 package final class BlockExecutor {
   enum Step {
     case param(slot: Int, name: String)
@@ -65,10 +68,17 @@ package final class BlockExecutor {
   private var inputSlot = 0
   private var outputSlot = 0
   /// Columns of each slot (weights: element count; activations: width).
-  private var width: [Int] = []
+  var width: [Int] = []
   private var shapes: [Int: [Int]] = [:]
-  private var weights: [Int: FloatStorage] = [:]
-  private var weightSlotByName: [String: Int] = [:]
+  var weights: [Int: FloatStorage] = [:]
+  var weightSlotByName: [String: Int] = [:]
+  /// The weights not held (`BlockExecutor+Streaming`): each slot's filler, and the scratch
+  /// buffer the linear reading it gets them in.
+  var streamed: [Int: (UnsafeMutablePointer<Float>) -> Void] = [:]
+  var weightScratch: FloatStorage?
+  /// Receives each streamed trainable weight's gradient as soon as the backward computes it
+  /// (see `weightGradientSink`).
+  package var weightGradientSink: ((String, UnsafeMutablePointer<Float>) -> Void)?
   private var acts: [FloatStorage?] = []
   private var grads: [FloatStorage?] = []
   private var needsGrad: [Bool] = []
@@ -146,19 +156,25 @@ package final class BlockExecutor {
   /// Compiles `function` and loads (dequantizing as needed) the weights it reads from `module`.
   /// Ops are decoded by `ExecutableOp`, as the interpreter decodes them; errors are
   /// `RuntimeError`s located at the op, which the pass that asked names (`PassManager`).
-  package convenience init(function: Function, module: Module) throws(RuntimeError) {
+  /// Weights named in `streaming` are not copied: a linear reading one gets it decoded from
+  /// the module into the shared scratch each time (`stream(_:fill:)` replaces the source).
+  package convenience init(
+    function: Function, module: Module, streaming: Set<String> = []
+  ) throws(RuntimeError) {
     guard function.arguments.count == 1 else {
       throw RuntimeError("@\(function.name) must take one activation argument")
     }
     try self.init(
-      input: function.arguments[0], body: function.body, module: module, of: function)
+      input: function.arguments[0], body: function.body, module: module, of: function,
+      streaming: streaming)
   }
 
   /// Compiles `body`, a straight-line run of ops whose only activation input is `input`
   /// (`finetune` runs `@main`'s ops after the last block call, the final norm and the head,
   /// this way); `body` ends in a `return` or its last op's result is the output.
   package init(
-    input: Value, body: [Op], module: Module, of compiled: Function? = nil
+    input: Value, body: [Op], module: Module, of compiled: Function? = nil,
+    streaming: Set<String> = []
   ) throws(RuntimeError) {
     self.function = compiled
     let function = (arguments: [input], body: body)
@@ -186,9 +202,19 @@ package final class BlockExecutor {
           throw RuntimeError("weight \(Printer.symbol(name)) is not in the weight store", at: op)
         }
         let s = slot(r)
+        shapes[s] = entry.shape
+        weightSlotByName[name] = s
+        steps.append(.param(slot: s, name: name))
+        if streaming.contains(name), case .dense = entry {
+          width[s] = entry.shape.reduce(1, *)
+          streamed[s] = Self.decoder(entry)
+          continue
+        }
         let floats: [Float]
         switch entry {
-        case .dense(let t): floats = t.floats()
+        case .dense(let t):
+          floats = t.floats()
+          t.releasePages()  // the checkpoint's pages (or a decoded copy): the f32 copy is ours
         case .quantized(let q):
           switch q.scheme {
           case .int, .ggml: break
@@ -198,10 +224,7 @@ package final class BlockExecutor {
           floats = q.dequantized()
         }
         weights[s] = FloatStorage(floats)
-        shapes[s] = entry.shape
         width[s] = floats.count
-        weightSlotByName[name] = s
-        steps.append(.param(slot: s, name: name))
       case .rmsNorm(let eps, let offset):
         let x = try use(op, 0), w = try use(op, 1)
         guard width[w] > 0, width[x] % width[w] == 0 else {
@@ -305,6 +328,13 @@ package final class BlockExecutor {
     if !sawReturn, let r = body.last?.result, let s = slotOf[ObjectIdentifier(r)] {
       outputSlot = s
     }
+    // A weight that is not one linear's alone is held after all (`readOnlyByLinears`).
+    for (s, fill) in streamed where !readOnlyByLinears(s) {
+      let held = FloatStorage(count: width[s])
+      fill(held.pointer)
+      weights[s] = held
+      streamed[s] = nil
+    }
     acts = [FloatStorage?](repeating: nil, count: slotCount)
     slotRows = [Int](repeating: 0, count: slotCount)
     grads = acts
@@ -340,7 +370,7 @@ package final class BlockExecutor {
         depends[o] = depends[a] || depends[b]
       }
     }
-    for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil }
+    for s in 0..<slotCount { needsGrad[s] = depends[s] && weights[s] == nil && streamed[s] == nil }
   }
 
   /// Width of the block's input and output rows.
@@ -368,6 +398,30 @@ package final class BlockExecutor {
   /// The f32 buffer of weight `name` (to overwrite with fake-quantized values).
   package func weightPointer(_ name: String) -> UnsafeMutablePointer<Float>? {
     weightSlotByName[name].flatMap { weights[$0]?.pointer }
+  }
+
+  /// Whether weight slot `s` is the weight operand of exactly one linear and nothing else
+  /// reads it, so a gradient handed over at that linear is the whole gradient.
+  func readOnlyByLinears(_ s: Int) -> Bool {
+    var linears = 0
+    for step in steps {
+      switch step {
+      case .param: continue
+      case .linear(_, let x, let w, let b):
+        if w == s { linears += 1 }
+        if x == s || b == s { return false }
+      case .rmsNorm(_, let x, let w, _, _): if x == s || w == s { return false }
+      case .rope(_, let x, _, _), .silu(_, let x), .geluTanh(_, let x), .scale(_, let x, _),
+        .slice(_, let x, _), .moeRoute(_, let x, _, _):
+        if x == s { return false }
+      case .attention(_, let q, let k, let v, _, _, _, _):
+        if q == s || k == s || v == s { return false }
+      case .moeDispatch(_, let x, let r, _): if x == s || r == s { return false }
+      case .moeCombine(_, let r, let ys): if r == s || ys.contains(s) { return false }
+      case .mul(_, let a, let b), .add(_, let a, let b): if a == s || b == s { return false }
+      }
+    }
+    return linears == 1
   }
 
   package func weightShape(_ name: String) -> [Int]? {
@@ -487,9 +541,10 @@ package final class BlockExecutor {
         Kernels.fakeQuantize(buffer.pointer, rows: rx, columns: width[x], q)
       }
       guard rx > 0 else { return }
+      let wp = linearWeight(w)
       if ggmlArithmetic, !quantizeInputs,
         Kernels.ggmlLinear(
-          act(x), rows: rx, inFeatures: width[x], weight: act(w), outFeatures: width[o],
+          act(x), rows: rx, inFeatures: width[x], weight: wp, outFeatures: width[o],
           into: act(o))
       {
         if let b {
@@ -499,7 +554,7 @@ package final class BlockExecutor {
         return
       }
       Kernels.linear(
-        linearInput(out: o, x: x), rows: rx, inFeatures: width[x], weight: act(w),
+        linearInput(out: o, x: x), rows: rx, inFeatures: width[x], weight: wp,
         outFeatures: width[o], bias: b.map { UnsafePointer(act($0)) }, into: act(o))
     case .rope(let o, let x, let table, let d):
       let wd = width[x]
@@ -662,16 +717,20 @@ package final class BlockExecutor {
       guard let go = grad(o) else { return }
       let rx = slotRows[x]
       if let dx = grad(x), rx > 0 {
+        let wp = linearWeight(w)
         timed("bwd linear dX") {
           Kernels.linearBackwardInput(
-            dy: go, rows: rx, outFeatures: width[o], weight: act(w), inFeatures: width[x], dx: dx)
+            dy: go, rows: rx, outFeatures: width[o], weight: wp, inFeatures: width[x], dx: dx)
         }
       }
       if let name = weightSlotByName.first(where: { $0.value == w })?.key, trainable.contains(name)
       {
         let n = width[o] * width[x]
-        let g = weightGrads[name] ?? FloatStorage(count: n)
-        weightGrads[name] = g
+        // A streamed weight's gradient goes to the sink in the scratch its values were in
+        // (the input gradient above was their last use).
+        let sink = streamed[w] != nil ? weightGradientSink : nil
+        let g = sink != nil ? scratchForStreamed(n) : weightGrads[name] ?? FloatStorage(count: n)
+        if sink == nil { weightGrads[name] = g }
         timed("bwd linear dW") {
           if rx == 0 {
             g.zero(n)  // an expert no token reached: no gradient
@@ -681,7 +740,11 @@ package final class BlockExecutor {
               inFeatures: width[x], dw: g.pointer)
           }
         }
-        out[name] = UnsafePointer(g.pointer)
+        if let sink {
+          timed("weight gradient sink") { sink(name, g.pointer) }
+        } else {
+          out[name] = UnsafePointer(g.pointer)
+        }
       }
     case .rope(let o, let x, let table, let d):
       guard let dx = grad(x), let go = grad(o) else { return }

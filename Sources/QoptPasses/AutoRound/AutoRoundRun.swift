@@ -168,7 +168,9 @@ package final class AutoRoundRun {
     for bi in from..<min(total, selection.upperBound + 1) {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
-      let exec = try BlockExecutor(function: f, module: module)
+      // The tuned weights are streamed (decoded per use, never held in f32 by the executor).
+      let exec = try BlockExecutor(
+        function: f, module: module, streaming: Set(f.linearWeights(in: paramByName).map(\.0)))
       // 1. Reference output of the float block on float inputs (also the next float input),
       //    with float activations, as auto-round computes it.
       let y = newStore()
@@ -208,7 +210,11 @@ package final class AutoRoundRun {
       for (l, (name, param)) in zip(linears, targets) {
         let q = l.finalize()
         apply(name, param, q)
-        if let p = exec.weightPointer(name) { l.qdq(into: p) }
+        if let p = exec.weightPointer(name) {
+          l.qdq(into: p)
+        } else {
+          exec.stream(name) { l.qdq(into: $0) }
+        }
       }
       exec.trainable = []
       // 4. Propagate: quantized outputs become the next block's tuning inputs.
@@ -262,9 +268,12 @@ package final class AutoRoundRun {
         "weight \(Printer.symbol(name)) is not a dense 2-D float weight (already quantized?)",
         at: param.location)
     }
+    // A bf16/f16 checkpoint's weights are read from its mapping a row at a time (exact).
+    let rows =
+      WeightRows(decoding: t)
+      ?? WeightRows(floats: t.floats(), rows: t.shape[0], cols: t.shape[1])
     return SignRoundLinear(
-      name: name, weights: t.floats(), rows: t.shape[0], cols: t.shape[1],
-      scheme: weightOptions(name).scheme(columns: t.shape[1]))
+      name: name, rows: rows, scheme: weightOptions(name).scheme(columns: t.shape[1]))
   }
 
   /// The tunable state of each target of block `f`. NVFP4 global scales are fixed here, before
@@ -398,24 +407,51 @@ package final class AutoRoundRun {
       }.joined(separator: ",")
   }
 
+  /// Mixes `t`'s bytes into a hash as 8-byte words, then the bytes left over. A tensor decoded
+  /// on use (a bf16 checkpoint's f32) is decoded a chunk of rows at a time, never kept whole:
+  /// the same words as hashing its full f32 bytes, without holding the model in f32 (32 GB for
+  /// an 8B); a mapped one has its pages dropped after.
+  private func hashBytes(of t: TensorData, _ mix: (UInt64) -> Void) {
+    func mixWords(_ raw: UnsafeRawBufferPointer) {
+      let words = raw.count / 8
+      for i in stride(from: 0, to: words, by: 1) {
+        mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
+      }
+      for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
+    }
+    let cols = t.shape.last ?? 0
+    guard t.decodesRows, cols > 0, t.count % cols == 0 else {
+      t.withUnsafeBytes(mixWords)
+      if t.isMemoryMapped { t.releasePages() }
+      return
+    }
+    // An even number of floats per chunk (but the last), so chunks split no 8-byte word.
+    var chunk = max(1, (1 << 20) / cols)
+    if cols % 2 == 1 && chunk % 2 == 1 { chunk += 1 }
+    var buffer = [Float](repeating: 0, count: chunk * cols)
+    let rows = t.count / cols
+    for r in stride(from: 0, to: rows, by: chunk) {
+      let n = min(chunk, rows - r)
+      buffer.withUnsafeMutableBufferPointer { b in
+        // safe: chunk · cols floats, n ≤ chunk
+        let p = b.baseAddress!
+        _ = t.decodeRows(r..<(r + n), into: p)
+        mixWords(UnsafeRawBufferPointer(start: p, count: n * cols * 4))
+      }
+    }
+    t.releasePages()
+  }
+
   /// A hash of the module's weights (names, shapes, bytes) and its linears' input quantization,
   /// to refuse resuming a checkpoint made from another model.
-  func modelFingerprint() -> String {
+  package func modelFingerprint() -> String {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     func mix(_ x: UInt64) { h = (h ^ x) &* 0x0000_0100_0000_01b3 }
     for name in module.weights.names {
       for b in name.utf8 { mix(UInt64(b)) }
       guard let e = module.weights[name] else { continue }
       for d in e.shape { mix(UInt64(d)) }
-      if case .dense(let t) = e {
-        t.withUnsafeBytes { raw in
-          let words = raw.count / 8
-          for i in stride(from: 0, to: words, by: 1) {
-            mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
-          }
-          for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
-        }
-      }
+      if case .dense(let t) = e { hashBytes(of: t, mix) }
     }
     // The linears' input quantization (as `quantize-activations` left it) changes the result too.
     for f in module.functions {

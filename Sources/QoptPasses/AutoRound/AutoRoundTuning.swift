@@ -16,6 +16,14 @@ package struct BlockReport {
 extension AutoRoundRun {
   /// The SignSGD loop of autoround.md §5 for one block: inputs `x`, targets `y` (same sample
   /// count), each mini-batch read from them.
+  ///
+  /// Memory (why it is laid out so): the executor holds none of the tuned weights — each is
+  /// streamed (`BlockExecutor.stream`), its fake-quantized values written into the executor's
+  /// scratch when a linear reads it, and its gradient taken and stepped on at once
+  /// (`weightGradientSink`), in place in that scratch. Per weight that leaves the linear's
+  /// source and V. The best iteration's parameters are copied only when they are neither the
+  /// initial ones (iteration 0) nor the last iteration's (whose step is never used): the
+  /// results are those of the plain loop, bit for bit.
   package func tune(
     _ exec: BlockExecutor, _ linears: [any TunableLinear], x: ActivationStore, y: ActivationStore,
     block: Int
@@ -30,18 +38,53 @@ extension AutoRoundRun {
     var xb = [Float](repeating: 0, count: batch * per)
     var yb = xb
     var dy = xb
-    var gv = linears.map { [Float](repeating: 0, count: $0.rows * $0.cols) }
     var ga = linears.map { [Float](repeating: 0, count: $0.rows * $0.groupsPerRow) }
     var gb = ga
     var best = Double.infinity, first = 0.0, bestIter = 0
-    var snapshot = linears.map(\.parameters)
+    // The starting parameters until an iteration's loss is known (a NaN loss keeps them).
+    var snapshot = BestParameters.saved(linears.map(\.parameters))
+    // The step of this iteration, applied to a linear as soon as its gradient is made.
+    var factor: Float = 1
+    func step(_ k: Int, _ l: any TunableLinear, _ dw: UnsafeMutablePointer<Float>) {
+      ga[k].withUnsafeMutableBufferPointer { a in
+        gb[k].withUnsafeMutableBufferPointer { b in
+          // safe: one per group
+          l.backward(dw: dw, dv: dw, dAlpha: a.baseAddress!, dBeta: b.baseAddress!)
+          l.step(
+            dv: dw, dAlpha: a.baseAddress!, dBeta: b.baseAddress!, lr: lr * factor,
+            minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)
+        }
+      }
+    }
+    // Streamed where the executor can (a weight one linear reads), held and filled before each
+    // forward otherwise.
+    var index: [String: Int] = [:]
+    var held: [Int] = []
+    // A caller that handed over held weights gets them back held, with the kept parameters.
+    let wasHeld = linears.map(\.name).filter { !exec.isStreamed($0) }
+    defer { for name in wasHeld { exec.hold(name) } }
+    for (k, l) in linears.enumerated() {
+      if exec.stream(l.name, fill: { l.qdq(into: $0) }) {
+        index[l.name] = k
+      } else {
+        held.append(k)
+      }
+    }
+    exec.weightGradientSink = { name, dw in
+      guard let k = index[name] else { return }
+      step(k, linears[k], dw)
+    }
+    defer { exec.weightGradientSink = nil }
     for it in 0..<iters {
       BLAS.adapt()  // the free cores, re-measured between iterations
       let idx = sampler.next()
-      try xb.withUnsafeMutableBufferPointer { try x.read(idx, into: $0.baseAddress!) }  // safe: non-empty
-      try yb.withUnsafeMutableBufferPointer { try y.read(idx, into: $0.baseAddress!) }  // safe: non-empty
+      // safe: non-empty
+      try xb.withUnsafeMutableBufferPointer { try x.read(idx, into: $0.baseAddress!) }
+      // safe: non-empty
+      try yb.withUnsafeMutableBufferPointer { try y.read(idx, into: $0.baseAddress!) }
       exec.timed("quantize-dequantize weights") {
-        for l in linears { l.qdq(into: exec.weightPointer(l.name)!) }  // safe: the executor loaded every block weight
+        // safe: the executor holds every weight it does not stream
+        for k in held { linears[k].qdq(into: exec.weightPointer(linears[k].name)!) }
       }
       let out = xb.withUnsafeBufferPointer {
         exec.forward($0.baseAddress!, samples: batch, tokens: t)
@@ -64,39 +107,51 @@ extension AutoRoundRun {
         }
       }
       if it == 0 { first = loss }
+      let last = it == iters - 1
       if loss < best {
         best = loss
         bestIter = it
-        snapshot = linears.map(\.parameters)
+        if options.useBest {
+          snapshot =
+            last
+            ? .current
+            : linears.allSatisfy({ $0.hasInitialParameters })
+              ? .initial : .saved(linears.map(\.parameters))
+        }
       }
       onIteration?(it + 1, loss)
+      // The last step only matters when the last parameters are kept.
+      if last && options.useBest { break }
+      factor = 1 - Float(it) / Float(iters)
       let grads = dy.withUnsafeBufferPointer { exec.backward($0.baseAddress!) }  // safe: non-empty
-      let factor = 1 - Float(it) / Float(iters)
       exec.timed("SignSGD gradients + step") {
-        for (k, l) in linears.enumerated() {
-          gv[k].withUnsafeMutableBufferPointer { v in
-            ga[k].withUnsafeMutableBufferPointer { a in
-              gb[k].withUnsafeMutableBufferPointer { b in
-                l.backward(
-                  dw: grads[l.name]!, dv: v.baseAddress!, dAlpha: a.baseAddress!,
-                  dBeta: b.baseAddress!)  // safe: trainable weights all get gradients
-                l.step(
-                  dv: v.baseAddress!, dAlpha: a.baseAddress!, dBeta: b.baseAddress!,
-                  lr: lr * factor, minmaxLR: minmaxLR * factor, tuneMinmax: options.minmaxTuning)  // safe: as above
-              }
-            }
-          }
+        for k in held {
+          let l = linears[k]
+          // safe: trainable weights all get gradients; the executor's own buffer, overwritten by the next backward
+          step(k, l, UnsafeMutablePointer(mutating: grads[l.name]!))
         }
       }
     }
     if options.useBest {
-      for (l, s) in zip(linears, snapshot) { l.parameters = s }
+      switch snapshot {
+      case .initial: for l in linears { l.resetParameters() }
+      case .current: break
+      case .saved(let s): for (l, p) in zip(linears, s) { l.parameters = p }
+      }
     } else {
       bestIter = iters - 1
     }
     return BlockReport(
       index: block, firstLoss: first, bestLoss: best, bestIteration: bestIter, seconds: 0)
   }
+}
+
+/// Where the best iteration's parameters are: the initial ones (restored by
+/// `resetParameters`), the current ones (the last iteration's, never stepped from), or a copy.
+private enum BestParameters {
+  case initial
+  case current
+  case saved([(v: [Float], alpha: [Float], beta: [Float])])
 }
 
 /// auto-round's `IndexSampler`: a shuffled permutation of the sample indices consumed in order,

@@ -98,9 +98,10 @@ package final class SignRoundNVFP4: TunableLinear {
         let u = w[i] / step + v[i]
         let inside: Float = (u >= -6 && u <= 6) ? 1 : 0
         let q = Self.fp4(min(max(u, -6), 6))
-        dv[i] = dw[i] * step * inside
+        let g = dw[i]  // read before `dv[i]` is written: `dv` may be `dw` itself
+        dv[i] = g * step * inside
         // out = q(w/step + V) · step: ∂out/∂step = q − inside · w / step.
-        dstep += dw[i] * (q - inside * w[i] / step)
+        dstep += g * (q - inside * w[i] / step)
       }
       // step = s/gs, s passes straight through e4m3 inside the clamp, pre = gs · (amax · α / 6):
       // ∂step/∂α = amax / 6.

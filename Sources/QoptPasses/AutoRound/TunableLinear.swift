@@ -13,13 +13,39 @@ package protocol TunableLinear: AnyObject {
   var groupsPerRow: Int { get }
   /// Writes `w_qdq` (`rows · cols` floats) into `out`.
   func qdq(into out: UnsafeMutablePointer<Float>)
-  /// Gradients of V, α, β from `dw = ∂L/∂w_qdq`, using the state of the last `qdq`.
-  func backward(dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>)
+  /// Gradients of V, α, β from `dw = ∂L/∂w_qdq`, using the state of the last `qdq`. `dv` may
+  /// be `dw` itself (the tuning loop takes the gradient in place).
+  func backward(
+    dw: UnsafePointer<Float>, dv: UnsafeMutablePointer<Float>, dAlpha: UnsafeMutablePointer<Float>,
+    dBeta: UnsafeMutablePointer<Float>)
   /// One SignSGD step: `p ← p − lr · sign(g)`.
-  func step(dv: UnsafePointer<Float>, dAlpha: UnsafePointer<Float>, dBeta: UnsafePointer<Float>, lr: Float, minmaxLR: Float, tuneMinmax: Bool)
+  func step(
+    dv: UnsafePointer<Float>, dAlpha: UnsafePointer<Float>, dBeta: UnsafePointer<Float>, lr: Float,
+    minmaxLR: Float, tuneMinmax: Bool)
   /// The codes and scales of the current parameters, as `rtn` stores the scheme.
   func finalize() -> QuantizedTensor
   var parameters: (v: [Float], alpha: [Float], beta: [Float]) { get set }
+}
+
+extension TunableLinear {
+  /// Whether the parameters are the initial ones bit for bit (V = 0, α = β = 1): a best
+  /// iteration there is restored by `resetParameters()`, without a saved copy.
+  var hasInitialParameters: Bool {
+    let p = parameters
+    let one = Float(1).bitPattern
+    return p.v.allSatisfy { $0.bitPattern == 0 } && p.alpha.allSatisfy { $0.bitPattern == one }
+      && p.beta.allSatisfy { $0.bitPattern == one }
+  }
+
+  /// Puts the initial parameters back (V = 0, α = β = 1) in place, allocating nothing.
+  func resetParameters() {
+    var p = parameters
+    parameters = ([], [], [])  // the arrays are then unique and filled in place
+    p.v.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    p.alpha.withUnsafeMutableBufferPointer { $0.update(repeating: 1) }
+    p.beta.withUnsafeMutableBufferPointer { $0.update(repeating: 1) }
+    parameters = p
+  }
 }
 
 extension SignRoundLinear: TunableLinear {}
