@@ -165,7 +165,9 @@ package final class AutoRoundRun {
     {
       (xFp, from) = (stored.inputs, stored.block)
     }
-    for bi in from..<min(total, selection.upperBound + 1) {
+    // The ETA counts the blocks this run tunes: through the selection's last one, not the model's.
+    let last = min(total - 1, selection.upperBound)
+    for bi in from..<(last + 1) {
       let t0 = monotonicSeconds()
       let f = model.blocks[bi]
       // The tuned weights are streamed (decoded per use, never held in f32 by the executor).
@@ -202,7 +204,7 @@ package final class AutoRoundRun {
         let perBlock =
           finished > 0
           ? spent / Double(finished) : blockPhase.elapsed / Double(max(it, 1)) * Double(iters)
-        let left = perBlock * Double(total - bi) - blockPhase.elapsed
+        let left = perBlock * Double(last + 1 - bi) - blockPhase.elapsed
         blockPhase.step(it, "loss \(lossText(loss))", eta: max(0, left))
       }
       var report = try tune(exec, linears, x: xTune, y: y, block: bi)
@@ -229,7 +231,7 @@ package final class AutoRoundRun {
       report.seconds = monotonicSeconds() - t0
       reports.append(report)
       let done = bi - from + 1
-      let eta = (monotonicSeconds() - runStart) / Double(done) * Double(total - bi - 1)
+      let eta = (monotonicSeconds() - runStart) / Double(done) * Double(last - bi)
       progress(
         "autoround: block \(bi + 1)/\(total)  loss \(lossText(report.firstLoss)) -> best \(lossText(report.bestLoss)) (iter \(report.bestIteration))  "
           + "\(String(format1: report.seconds)) s  ETA \(String(format1: eta)) s")
