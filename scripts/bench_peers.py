@@ -182,6 +182,10 @@ if "gguf" in rows:
     q, l, qc, lc = [], [], [], []
     a, b = os.path.join(work, "q.gguf"), os.path.join(work, "l.gguf")
     for _ in range(max(args.runs, 5)):
+        # Each tool writes a new file, as the compressed-tensors row does: over an existing one,
+        # ext4 forces the new file's blocks to be allocated and written back at the rename
+        # (qopt) or the close after truncating (llama-quantize), 0.1 s here for either tool.
+        rm(a); rm(b)
         w, c, _ = run([qopt, model, "-emit=gguf:q4_0", "-threads", T, "-o", a])
         q.append(w); qc.append(c)
         w, c, _ = run([quantize, f32_gguf, b, "Q4_0", T])

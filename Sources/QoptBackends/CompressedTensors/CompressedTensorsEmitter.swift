@@ -238,10 +238,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     if let source = t.conversionSource, source.dtype == dtype {
       return SafetensorsEntry(name: name, data: source)
     }
-    return SafetensorsEntry(name: name, dtype: dtype, shape: t.shape) {
-      defer { t.releasePages() }
-      return t.converted(to: dtype, threads: PackToInt32.packThreads)
-    }
+    return StreamedEntries.converted(name, t, to: dtype)
   }
 
   /// Checks an FP8 weight against `float-quantized`: E4M3 codes, f32 scales per tensor, row
@@ -382,16 +379,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
   package static func nvfp4Entries(for q: QuantizedTensor, name: String) -> [SafetensorsEntry] {
     let (rows, cols) = (q.shape[0], q.shape[1])
     return [
-      SafetensorsEntry(name: name + "_packed", dtype: .u8, shape: [rows, cols / 2]) {
-        defer { q.codes.releasePages() }
-        return q.codes.withUnsafeBytes { src in
-          TensorData.build(dtype: .u8, shape: [rows, cols / 2]) { dst in
-            for k in 0..<(rows * cols / 2) {
-              dst[k] = (src[2 * k] & 0xF) | ((src[2 * k + 1] & 0xF) << 4)
-            }
-          }
-        }
-      },
+      StreamedEntries.packedNibbles(name + "_packed", codes: q.codes),
       SafetensorsEntry(name: name + "_scale", dtype: .f8e4m3, shape: [rows, cols / 16]) {
         q.scale.reshaped([rows, cols / 16])
       },
@@ -411,13 +399,7 @@ public struct CompressedTensorsEmitter: WeightEmitter {
     let (rows, cols) = (q.shape[0], q.shape[1])
     let groups = s.granularity.groupsPerRow(columns: cols)
     var out = [
-      SafetensorsEntry(
-        name: base + "_packed", dtype: .i32,
-        shape: [rows, PackToInt32.wordsPerRow(columns: cols, bits: s.bits)]
-      ) {
-        defer { q.codes.releasePages() }
-        return PackToInt32.packRows(q.codes, bits: s.bits)
-      },
+      StreamedEntries.packedInt32(base + "_packed", codes: q.codes, bits: s.bits),
       SafetensorsEntry(name: base + "_scale", dtype: q.scale.dtype, shape: [rows, groups]) {
         q.scale.reshaped([rows, groups])
       },

@@ -117,12 +117,51 @@ public struct SafetensorsEntry {
   public var dtype: DType
   public var shape: [Int]
   public var produce: () throws -> TensorData
+  /// When set, the writer calls this instead of `produce`: it hands the tensor's bytes to the
+  /// sink a chunk at a time (the chunk's offset within the tensor, its bytes), from any number
+  /// of threads, every byte exactly once. Why: a tensor packed or converted as it is written
+  /// (int4 codes into words, f32 into bf16) then needs only each thread's chunk buffer, not a
+  /// whole new tensor — whose fresh pages cost more page faults than the packing itself.
+  public var stream: (@Sendable (_ sink: Sink) throws -> Void)?
+
+  /// Takes `bytes` for the tensor's byte range starting at `offset`; safe from several threads.
+  public typealias Sink = @Sendable (_ offset: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void
 
   public init(name: String, dtype: DType, shape: [Int], produce: @escaping () throws -> TensorData) {
     self.name = name
     self.dtype = dtype
     self.shape = shape
     self.produce = produce
+    self.stream = nil
+  }
+
+  /// An entry whose bytes `stream` hands to the writer chunk by chunk (see `stream`); `produce`
+  /// collects them into one tensor for readers that want it whole.
+  public init(
+    name: String, dtype: DType, shape: [Int],
+    stream: @escaping @Sendable (_ sink: Sink) throws -> Void
+  ) {
+    let n = shape.reduce(1, *) * dtype.byteSize
+    self.init(name: name, dtype: dtype, shape: shape) {
+      let collected = Mutex<(any Error)?>(nil)
+      let t = TensorData.build(dtype: dtype, shape: shape) { out in
+        nonisolated(unsafe) let o = out
+        do {
+          try stream { at, bytes in
+            guard at >= 0, bytes.count <= n - at else {
+              throw StorageError(file: "", offset: at, message: "streamed bytes outside the tensor")
+            }
+            // safe: bytes in range, so n > 0 and the buffer has a base address.
+            if let src = bytes.baseAddress {
+              (o.baseAddress! + at).copyMemory(from: src, byteCount: bytes.count)
+            }
+          }
+        } catch { collected.withLock { $0 = error } }
+      }
+      if let e = collected.withLock({ $0 }) { throw e }
+      return t
+    }
+    self.stream = stream
   }
 
   public init(name: String, data: TensorData) {
@@ -189,7 +228,9 @@ public enum SafetensorsWriter {
     defer { for p in pending { p.wait() } }
     func refill() {
       while next < ordered.count && (pending.isEmpty || inFlight + ordered[next].byteCount <= aheadBytes) {
-        pending.append(ProducedTensor.start(ordered[next]))
+        // A streamed entry is made as it is written, on the writer's turn.
+        let e = ordered[next]
+        pending.append(e.stream == nil ? ProducedTensor.start(e) : ProducedTensor.streamed)
         inFlight += ordered[next].byteCount
         next += 1
       }
@@ -199,6 +240,12 @@ public enum SafetensorsWriter {
       let current = pending.removeFirst()
       current.wait()
       inFlight -= e.byteCount
+      if let stream = e.stream {
+        try writeStreamed(e, stream, at: position, into: out)
+        position += e.byteCount
+        Progress.shared.advance(bytes: e.byteCount)
+        continue
+      }
       let t = try current.result.get()
       guard t.dtype == e.dtype, t.shape.reduce(1, *) == e.shape.reduce(1, *) else {
         throw StorageError(file: out.path, offset: nil, message: "tensor '\(e.name)' produced \(t.dtype) \(t.shape), declared \(e.dtype) \(e.shape)")
@@ -268,10 +315,46 @@ public enum SafetensorsWriter {
     if let e = failure.withLock({ $0 }) { throw e }
   }
 
+  /// Writes a streamed entry's chunks at their places after `base`, checking that they stay
+  /// inside the tensor and fill it exactly.
+  static func writeStreamed(
+    _ e: SafetensorsEntry, _ stream: @Sendable (SafetensorsEntry.Sink) throws -> Void, at base: Int,
+    into out: AtomicFileWriter
+  ) throws {
+    let total = e.byteCount
+    let written = Atomic<Int>(0)
+    nonisolated(unsafe) let file = out
+    let path = out.path, name = e.name
+    try stream { at, bytes in
+      guard at >= 0, bytes.count <= total - at else {
+        throw StorageError(
+          file: path, offset: base + at,
+          message:
+            "tensor '\(name)': bytes [\(at), \(at + bytes.count)) written outside its \(total)")
+      }
+      guard bytes.count > 0 else { return }
+      try file.write(bytes, at: base + at)
+      written.add(bytes.count, ordering: .relaxed)
+    }
+    guard written.load(ordering: .relaxed) == total else {
+      let got = written.load(ordering: .relaxed)
+      throw StorageError(
+        file: path, offset: base,
+        message: "tensor '\(name)': \(got) bytes streamed, declared \(total)")
+    }
+  }
+
   /// One entry's `produce()` running on a global queue; `wait()` before reading `result`.
   final class ProducedTensor: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var waited = false
+
+    /// The placeholder of a streamed entry: nothing runs ahead, nothing to wait for.
+    static var streamed: ProducedTensor {
+      let p = ProducedTensor()
+      p.waited = true
+      return p
+    }
     var result: Result<TensorData, any Error> = .failure(StorageError(file: "", offset: nil, message: "not produced"))
 
     static func start(_ e: SafetensorsEntry) -> ProducedTensor {
