@@ -103,8 +103,8 @@ package struct GPTQHessianPartial {
     let all = f.all
     guard let nl = all.prefix(1 << 16).firstIndex(of: 0x0A),
       let j = try? JSON.parse(UnsafeRawBufferPointer(rebasing: all[..<nl])),
-      j["qopt_gptq_hessian"]?.intValue == 1, let n = j["columns"]?.intValue, n > 0,
-      let rows = j["rows"]?.intValue, let wbits = j["weight"]?.intValue,
+      j["qopt_gptq_hessian"]?.intValue == 1, let n = j["columns"]?.intValue, n > 0, n <= 1 << 20,
+      let rows = j["rows"]?.intValue, rows >= 0, let wbits = j["weight"]?.intValue,
       let sbits = j["sink_weight"]?.intValue
     else { throw StorageError(file: p, offset: 0, message: "not a gptq Hessian partial") }
     let found = Key(
