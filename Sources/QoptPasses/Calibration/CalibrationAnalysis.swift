@@ -62,13 +62,18 @@ public final class CalibrationData: @unchecked Sendable {
   package let shards: CalibrationShards
   package let shard: Int
   package let partials: String
+  /// Whether `awq` or `smoothquant` folded scales computed from these statistics into the
+  /// weights (in a data shard's run, from that shard's statistics alone).
+  package let foldedScales: Bool
 
   init(
     windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore,
     linearStats: [String: ChannelStats],
     linearInputs: [String: ActivationStore] = [:], fingerprint: String,
-    shards: CalibrationShards? = nil, shard: Int = -1, partials: String = ""
+    shards: CalibrationShards? = nil, shard: Int = -1, partials: String = "",
+    foldedScales: Bool = false
   ) {
+    self.foldedScales = foldedScales
     self.shards = shards ?? CalibrationShards(count: 1, windows: windows.count)
     self.shard = shard
     self.partials = partials
@@ -120,6 +125,7 @@ extension CalibrationData {
     return CalibrationData(
       windows: windows, seqlen: seqlen, blockInputs: blockInputs, linearStats: stats,
       linearInputs: linearInputs,
-      fingerprint: fingerprint, shards: shards, shard: shard, partials: partials)
+      fingerprint: fingerprint, shards: shards, shard: shard, partials: partials,
+      foldedScales: true)
   }
 }

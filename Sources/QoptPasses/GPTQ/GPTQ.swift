@@ -50,7 +50,8 @@ let gptqDetails = """
   the upper triangle as raw little-endian f32) and rounds nothing; under `partials=DIR` alone
   it reads the N partials (refusing a missing one, or one made for other data, shards, block,
   `sink-weight` or `batch-size`), adds them and solves without forwarding. One process over N
-  shards gives the same bits. Refused with data shards: no `float-inputs`, `true-sequential`.
+  shards gives the same bits. Refused with data shards: no `float-inputs`, `true-sequential`;
+  in a shard's run, after `awq` or `smoothquant` (scales from that shard's statistics alone).
 
   Needs `calibrate` earlier in the pipeline. Prints one line per block (the summed GPTQ loss
   `Σ e²/2`, seconds, ETA). Memory: one block's weights and Hessians, two sets of the cached

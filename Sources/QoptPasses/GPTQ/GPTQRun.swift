@@ -75,7 +75,15 @@ final class GPTQRun {
         )
       }
     }
-    if calib.shard >= 0 { return try writeShard(model, paramByName, calib) }
+    if calib.shard >= 0 {
+      // Scales folded from shard K's statistics alone are not the merge run's.
+      guard !calib.foldedScales else {
+        throw context.error(
+          "a data shard's run (calibrate<…;shard=\(calib.shard)>) cannot follow awq or smoothquant: they folded scales from shard \(calib.shard)'s statistics alone (run them after the merge, or without data shards)"
+        )
+      }
+      return try writeShard(model, paramByName, calib)
+    }
     let merging = !calib.partials.isEmpty
     // One process over N > 1 shards: no forward batch crosses a shard's end.
     let shards = calib.shards
