@@ -88,6 +88,12 @@ struct PlanOptions: ParsableArguments {
       )
     }
     if rules.isEmpty { reasons.append("no pass: each unit copies its blocks") }
+    let shards = CalibrationShards.phase(of: pipeline)
+    if let shards {
+      reasons.append(
+        "calibrate<data-shards=\(shards.count);partials=\(shards.partials)>: a data-shards phase (\(shards.count) tasks) first writes each shard's partial statistics, and gptq<float-inputs>'s Hessian sums, to \(shards.partials); the later phases read them"
+      )
+    }
 
     let threads = threadsOption ?? defaultThreads()
     ThreadsOption.apply(threadsOption)
@@ -121,7 +127,7 @@ struct PlanOptions: ParsableArguments {
       emitArguments: emitArguments(), command: singleRunArguments(commandWord, extra),
       threads: threads, threadsFixed: threadsOption != nil, blockCount: blocks,
       units: units, cacheBlocks: cacheBlocks, reasons: reasons,
-      modelIdentity: try ModelIdentity.of(path: input))
+      modelIdentity: try ModelIdentity.of(path: input), dataShards: shards?.count ?? 0)
     try p.write(work: work)
     return (p, work)
   }
@@ -185,6 +191,10 @@ extension WorkPlan {
       s += "  unit \(k): blocks \(r.lowerBound)..\(r.upperBound)\n"
     }
     for r in reasons { s += "why: \(r)\n" }
+    if dataShards > 1 {
+      s +=
+        "first: qopt shard \(work) K for K in 0..\(dataShards - 1) (the data-shards phase, \(dataShards) tasks, any order, in parallel)\n"
+    }
     if !cacheBlocks.isEmpty {
       s +=
         "phases: cache (1 task: qopt cache \(work), stores the float inputs of blocks \(cacheBlocks.map(String.init).joined(separator: ", ")) in \(WorkPlan.cacheFolder(work))), units (\(units.count) tasks), merge\n"

@@ -42,21 +42,26 @@ struct SlurmCommand: ParsableCommand {
     print(p.summary(work: work), terminator: "")
     let jobs = SlurmJobs(
       qopt: absolutePath(PluginHeaders.currentExecutable()), work: work, units: p.units.count,
-      cache: !p.cacheBlocks.isEmpty, extra: sbatchArgs)
+      cache: !p.cacheBlocks.isEmpty, dataShards: p.dataShards, extra: sbatchArgs)
     if !isDirectory(jobs.folder) && mkdir(jobs.folder, 0o755) != 0 {
       throw WorkError("\(jobs.folder): cannot create it (errno \(errno))")
     }
+    var shardsJob: String?
+    if jobs.dataShards > 1 {
+      try write(jobs.shardsText, to: jobs.shardsScript)
+      shardsJob = try submit(sbatch, jobs.shardsScript)
+    }
     var cacheJob: String?
     if jobs.cache {
-      try write(jobs.cacheText, to: jobs.cacheScript)
+      try write(jobs.cacheText(after: shardsJob), to: jobs.cacheScript)
       cacheJob = try submit(sbatch, jobs.cacheScript)
     }
-    try write(jobs.unitsText(after: cacheJob), to: jobs.unitsScript)
+    try write(jobs.unitsText(after: cacheJob ?? shardsJob), to: jobs.unitsScript)
     let unitsJob = try submit(sbatch, jobs.unitsScript)
     try write(jobs.mergeText(after: unitsJob), to: jobs.mergeScript)
     let mergeJob = try submit(sbatch, jobs.mergeScript)
     print(
-      "slurm: \(cacheJob.map { "cache job \($0), " } ?? "")units job \(unitsJob) (array 0-\(p.units.count - 1)), merge job \(mergeJob); scripts and logs in \(jobs.folder)"
+      "slurm: \(shardsJob.map { "data-shards job \($0) (array 0-\(jobs.dataShards - 1)), " } ?? "")\(cacheJob.map { "cache job \($0), " } ?? "")units job \(unitsJob) (array 0-\(p.units.count - 1)), merge job \(mergeJob); scripts and logs in \(jobs.folder)"
     )
     // A -wait may last hours: what was submitted shows at once, also through a pipe.
     fflush(nil)

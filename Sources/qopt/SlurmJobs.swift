@@ -11,25 +11,41 @@ struct SlurmJobs {
   var units: Int
   /// Whether the plan has a cache phase.
   var cache: Bool
+  /// The tasks of the plan's data-shards phase (0: none).
+  var dataShards = 0
   /// Extra `#SBATCH` arguments (`-sbatch-arg`), in order.
   var extra: [String]
 
   var folder: String { work + "/slurm" }
+  var shardsScript: String { folder + "/shards.sbatch" }
   var cacheScript: String { folder + "/cache.sbatch" }
   var unitsScript: String { folder + "/units.sbatch" }
   var mergeScript: String { folder + "/merge.sbatch" }
 
-  /// The cache phase: one task; files already stored for the plan are skipped when rerun.
-  var cacheText: String {
+  /// The data-shards phase: a job array, task k writes data shard k's partials.
+  var shardsText: String {
     script(
-      name: "qopt-cache", file: "cache", log: "cache.log", options: [],
+      name: "qopt-shards", file: "shards", log: "shard-%a.log",
+      options: ["--array=0-\(dataShards - 1)"],
+      command: "\(quoted(qopt)) shard \(quoted(work)) \"$SLURM_ARRAY_TASK_ID\" -quiet")
+  }
+
+  /// The cache phase: one task; files already stored for the plan are skipped when rerun.
+  /// With a data-shards phase, it starts once every task of job array `shardsJob` succeeded.
+  func cacheText(after shardsJob: String?) -> String {
+    script(
+      name: "qopt-cache", file: "cache", log: "cache.log", options: dependency(shardsJob),
       command: "\(quoted(qopt)) cache \(quoted(work)) -quiet")
+  }
+
+  private func dependency(_ job: String?) -> [String] {
+    job.map { ["--dependency=afterok:\($0)", "--kill-on-invalid-dep=yes"] } ?? []
   }
 
   /// The job array: task k is unit k; a finished unit is skipped when the task is rerun. With
   /// a cache phase, it starts once cache job `cacheJob` succeeded.
   func unitsText(after cacheJob: String?) -> String {
-    let after = cacheJob.map { ["--dependency=afterok:\($0)", "--kill-on-invalid-dep=yes"] } ?? []
+    let after = dependency(cacheJob)
     return script(
       name: "qopt-units", file: "units", log: "unit-%a.log",
       options: ["--array=0-\(units - 1)"] + after,

@@ -9,6 +9,7 @@ enum QoptSubcommands {
     GenerateCommand.self,
     ImatrixCommand.self,
     PlanCommand.self,
+    ShardCommand.self,
     CacheCommand.self,
     UnitCommand.self,
     MergeCommand.self,

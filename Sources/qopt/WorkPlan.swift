@@ -37,6 +37,9 @@ struct WorkPlan: Equatable {
   var reasons: [String]
   /// Names, sizes and modification times of the input's files (`ModelIdentity`).
   var modelIdentity: String
+  /// The data-shards phase (`qopt shard WORK K`): the N of the pipeline's
+  /// `calibrate<data-shards=N;partials=DIR>`, 0 when the plan has none.
+  var dataShards = 0
 
   static let fileName = "plan.json"
 
@@ -113,6 +116,7 @@ struct WorkPlan: Equatable {
       ("cache_blocks", .array(cacheBlocks.map { .int($0) })),
       ("reasons", .array(reasons.map { .string($0) })),
       ("model_identity", .string(modelIdentity)),
+      ("data_shards", .int(dataShards)),
       ("qopt_version", .string(QoptVersion.current)),
     ])
   }
@@ -156,7 +160,7 @@ struct WorkPlan: Equatable {
       units: ranges,
       cacheBlocks: (j["cache_blocks"]?.arrayValue ?? []).compactMap(\.intValue),
       reasons: try strings("reasons"),
-      modelIdentity: try string("model_identity"))
+      modelIdentity: try string("model_identity"), dataShards: j["data_shards"]?.intValue ?? 0)
   }
 
   /// Writes `WORK/plan.json` atomically.

@@ -204,7 +204,7 @@ let calibratePass = Pass(
     CalibrationAnalysis.self,
     CalibrationData(
       windows: windows, seqlen: seqlen, blockInputs: store, linearStats: stats, linearInputs: kept,
-      fingerprint: fingerprint))
+      fingerprint: fingerprint, shards: shards, shard: options.shard, partials: options.partials))
   context.remark(
     "\(windows.count) windows of \(seqlen) tokens from \(source)\(store.spilled > 0 ? ", \(store.spilled) spilled to a temporary file" : "")"
   )
@@ -279,7 +279,7 @@ struct CalibrateOptions: PassOptions {
       in: 1...1_000_000),
     .int(
       "shard", \.shard,
-      "-1: every shard; K: forward only shard K's windows and write its partial statistics under partials",
+      "-1: every shard; K: forward only shard K's windows and write its partial statistics under partials (and gptq<float-inputs>'s Hessian sums)",
       in: -1...999_999),
     .string(
       "partials", \.partials,

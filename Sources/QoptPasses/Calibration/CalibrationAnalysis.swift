@@ -56,12 +56,27 @@ public final class CalibrationData: @unchecked Sendable {
   public let linearInputs: [String: ActivationStore]
   /// `data hash/samples/seqlen/seed`, also stored as module attributes.
   public let fingerprint: String
+  /// `calibrate`'s data shards (`data-shards`), the one this run computes (`shard`, -1: all)
+  /// and the directory of their partials (`partials`, "" for none): `gptq<float-inputs>` sums
+  /// its Hessians over the same shards (`GPTQHessianPartial`).
+  package let shards: CalibrationShards
+  package let shard: Int
+  package let partials: String
+  /// Whether `awq` or `smoothquant` folded scales computed from these statistics into the
+  /// weights (in a data shard's run, from that shard's statistics alone).
+  package let foldedScales: Bool
 
   init(
     windows: [[Int32]], seqlen: Int, blockInputs: ActivationStore,
     linearStats: [String: ChannelStats],
-    linearInputs: [String: ActivationStore] = [:], fingerprint: String
+    linearInputs: [String: ActivationStore] = [:], fingerprint: String,
+    shards: CalibrationShards? = nil, shard: Int = -1, partials: String = "",
+    foldedScales: Bool = false
   ) {
+    self.foldedScales = foldedScales
+    self.shards = shards ?? CalibrationShards(count: 1, windows: windows.count)
+    self.shard = shard
+    self.partials = partials
     self.windows = windows
     self.seqlen = seqlen
     self.blockInputs = blockInputs
@@ -110,6 +125,7 @@ extension CalibrationData {
     return CalibrationData(
       windows: windows, seqlen: seqlen, blockInputs: blockInputs, linearStats: stats,
       linearInputs: linearInputs,
-      fingerprint: fingerprint)
+      fingerprint: fingerprint, shards: shards, shard: shard, partials: partials,
+      foldedScales: true)
   }
 }

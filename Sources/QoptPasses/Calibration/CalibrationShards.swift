@@ -224,3 +224,31 @@ extension ActivationStore {
     return s
   }
 }
+
+extension CalibrationShards {
+  /// A plan's data-shards phase: N and the partials directory of the pipeline's
+  /// `calibrate<data-shards=N;partials=DIR>` (N > 1, without `shard`); nil when it has none.
+  package static func phase(of pipeline: [PassInvocation]) -> (count: Int, partials: String)? {
+    for inv in pipeline {
+      if let o = inv.options as? CalibrateOptions, o.dataShards > 1, !o.partials.isEmpty,
+        o.shard < 0
+      {
+        return (o.dataShards, o.partials)
+      }
+    }
+    return nil
+  }
+
+  /// Data shard `k`'s run of `pipeline` (`qopt shard WORK K`): `calibrate` with `shard=k`, and
+  /// the passes up to the last one that forwards calibration data (calibrate, gptq, autoround),
+  /// which write the shard's partials; the passes after it are left out.
+  package static func shardRun(_ k: Int, of pipeline: [PassInvocation]) -> [PassInvocation] {
+    let forwards: [UnitRule] = [.calibration, .blockwise]
+    let last = pipeline.lastIndex { forwards.contains(UnitRule.of($0)) } ?? -1
+    return pipeline.prefix(last + 1).map { inv in
+      guard var o = inv.options as? CalibrateOptions else { return inv }
+      o.shard = k
+      return PassInvocation(pass: inv.pass, options: o, column: inv.column)
+    }
+  }
+}

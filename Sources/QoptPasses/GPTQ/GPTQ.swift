@@ -42,6 +42,17 @@ let gptqDetails = """
   4. the rounded weights replace the float ones in the block, and its outputs on the same
      inputs become the next block's inputs.
 
+  With `float-inputs` every block's H is a sum over calibration windows, so `calibrate`'s
+  data shards split it too (`calibrate<data-shards=N>`; docs/scale-out.md): H's sums are
+  accumulated per shard (no forward batch crossing a shard's end) and added in shard order.
+  Under `calibrate<…;shard=K;partials=DIR>` gptq forwards shard K's windows only, writes each
+  selected input's sums to `DIR/gptq-shard-K-of-N/<input>.hessian` (a JSON header line, then
+  the upper triangle as raw little-endian f32) and rounds nothing; under `partials=DIR` alone
+  it reads the N partials (refusing a missing one, or one made for other data, shards, block,
+  `sink-weight` or `batch-size`), adds them and solves without forwarding. One process over N
+  shards gives the same bits. Refused with data shards: no `float-inputs`, `true-sequential`;
+  in a shard's run, after `awq` or `smoothquant` (scales from that shard's statistics alone).
+
   Needs `calibrate` earlier in the pipeline. Prints one line per block (the summed GPTQ loss
   `Σ e²/2`, seconds, ETA). Memory: one block's weights and Hessians, two sets of the cached
   block inputs within `calibrate`'s `memory-budget` (the rest spills to a temporary file).

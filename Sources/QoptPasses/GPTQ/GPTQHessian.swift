@@ -51,6 +51,46 @@ package struct GPTQHessian {
     weight += Double(count) + Double(sinks.count / n) * Double(sinkWeight - 1)
   }
 
+  /// Adds `o`, the sums of the windows right after these (the next data shard,
+  /// `GPTQHessianPartial`): the upper triangles element by element in f32, the token weights
+  /// in f64. Adding the shards in order is the definition of the sharded sum, so one process
+  /// and merged partials give the same bits.
+  package mutating func add(_ o: GPTQHessian) {
+    precondition(o.columns == columns, "adding Hessians of different widths")
+    for i in sum.indices { sum[i] += o.sum[i] }
+    rows += o.rows
+    weight += o.weight
+  }
+
+  /// Rows added, and their summed weights (`Σ c_t`).
+  package var counts: (rows: Int, weight: Double) { (rows, weight) }
+
+  /// The unscaled upper triangle `Σ c_t·x_t x_tᵀ`, row by row (`columns·(columns+1)/2` floats).
+  package var upperTriangle: [Float] {
+    var out: [Float] = []
+    out.reserveCapacity(columns * (columns + 1) / 2)
+    for i in 0..<columns { out.append(contentsOf: sum[(i * columns + i)..<((i + 1) * columns)]) }
+    return out
+  }
+
+  /// Sums read back from `upperTriangle` and `counts` (a saved data shard's).
+  package init(
+    columns: Int, tokensPerWindow: Int, sinkWeight: Double, upperTriangle u: [Float], rows: Int,
+    weight: Double
+  ) {
+    self.init(columns: columns, tokensPerWindow: tokensPerWindow, sinkWeight: sinkWeight)
+    precondition(u.count == columns * (columns + 1) / 2, "a packed upper triangle")
+    var k = 0
+    for i in 0..<columns {
+      for j in i..<columns {
+        sum[i * columns + j] = u[k]
+        k += 1
+      }
+    }
+    self.rows = rows
+    self.weight = weight
+  }
+
   /// The full symmetric `columns × columns` matrix, row-major.
   package func matrix() -> [Float] {
     var h = sum

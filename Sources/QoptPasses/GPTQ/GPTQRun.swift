@@ -61,6 +61,33 @@ final class GPTQRun {
           }))
     }
     let calib = try context.analysis(CalibrationAnalysis.self)
+    // `calibrate`'s data shards: the Hessians are summed per shard and added in shard order
+    // (`GPTQHessianPartial`); a shard's run writes its sums, a run with partials reads them.
+    if calib.shards.count > 1 || !calib.partials.isEmpty {
+      guard options.floatInputs else {
+        throw context.error(
+          "calibrate's data-shards=\(calib.shards.count)\(calib.partials.isEmpty ? "" : " and partials") need gptq<float-inputs>: without it a block's Hessian comes from the rounded blocks before it, which no data shard has"
+        )
+      }
+      guard !options.trueSequential else {
+        throw context.error(
+          "calibrate's data shards cannot split gptq<true-sequential>: a stage's Hessian comes from the inputs the rounded earlier stages of its block produce"
+        )
+      }
+    }
+    if calib.shard >= 0 {
+      // Scales folded from shard K's statistics alone are not the merge run's.
+      guard !calib.foldedScales else {
+        throw context.error(
+          "a data shard's run (calibrate<…;shard=\(calib.shard)>) cannot follow awq or smoothquant: they folded scales from shard \(calib.shard)'s statistics alone (run them after the merge, or without data shards)"
+        )
+      }
+      return try writeShard(model, paramByName, calib)
+    }
+    let merging = !calib.partials.isEmpty
+    // One process over N > 1 shards: no forward batch crosses a shard's end.
+    let shards = calib.shards
+    let ends = shards.count > 1 ? (0..<shards.count).map { shards.range($0).upperBound } : []
     var x = calib.blockInputs
     // A plan's cache phase: store the float inputs of the units' first blocks; solve nothing.
     if let cache = context.blockInputCache, !cache.blocksToWrite.isEmpty {
@@ -74,7 +101,7 @@ final class GPTQRun {
     }
     // A unit of a plan reads block A's float inputs from the cache phase when they are there.
     var from = 0
-    if options.floatInputs,
+    if options.floatInputs, !merging,
       let stored = try context.blockInputCache?.readFirst(
         like: x, batch: options.batchSize, data: calib.fingerprint, budget: calib.memoryBudget,
         context: context)
@@ -93,25 +120,32 @@ final class GPTQRun {
       let t0 = monotonicSeconds()
       let exec = try BlockExecutor(function: f, module: module)
       if bi < selection.lowerBound {
-        x = try propagate(exec, x, calib.memoryBudget, bi, phase)
+        if !merging { x = try propagate(exec, x, calib.memoryBudget, bi, phase, ends) }
         continue
       }
       phase.step(bi, "Hessians")
       let targets = f.linearWeights(in: paramByName)
       var loss = 0.0
       // float-inputs: the next block's inputs are this float block's outputs on float inputs.
+      // With partials the Hessians are read, not forwarded for: no block inputs are needed.
       let next =
-        options.floatInputs && bi + 1 < total
-        ? try propagate(exec, x, calib.memoryBudget, bi, phase) : nil
+        options.floatInputs && bi + 1 < total && !merging
+        ? try propagate(exec, x, calib.memoryBudget, bi, phase, ends) : nil
       let stages = options.trueSequential ? GPTQStages.split(targets, in: f) : [targets]
       for (si, stage) in stages.enumerated() {
         if stages.count > 1 { phase.step(bi, "stage \(si + 1)/\(stages.count)") }
         // Later stages see the inputs the already-rounded linears of this block produce.
-        let (hessians, owner) = try collectHessians(exec, f, stage.map(\.0), x: x)
+        let (sums, owner) =
+          merging
+          ? try readHessians(f, stage.map(\.0), block: bi, calib)
+          : try collectHessians(exec, f, stage.map(\.0), x: x, ends: ends)
+        let hessians = sums.mapValues { $0.matrix() }
         loss += try solve(stage, hessians, owner, exec, f, paramByName, &fallbacks, &idle)
       }
       // Otherwise the quantized block's outputs on its (quantized) inputs feed the next block.
-      if bi + 1 < total { x = try next ?? propagate(exec, x, calib.memoryBudget, bi, phase) }
+      if bi + 1 < total && !merging {
+        x = try next ?? propagate(exec, x, calib.memoryBudget, bi, phase, ends)
+      }
       let seconds = monotonicSeconds() - t0
       let eta = (monotonicSeconds() - runStart) / Double(bi + 1) * Double(total - bi - 1)
       progress(
@@ -133,11 +167,11 @@ final class GPTQRun {
   /// The outputs of the block in `exec` (as it now is) on `x`.
   private func propagate(
     _ exec: BlockExecutor, _ x: ActivationStore, _ budget: MemoryBudget, _ bi: Int,
-    _ phase: Progress.Phase
+    _ phase: Progress.Phase, _ ends: [Int] = []
   ) throws -> ActivationStore {
     phase.step(bi, "propagating")
     let next = ActivationStore(tokens: x.tokens, width: x.width, budget: budget)
-    try exec.forward(all: x, batch: options.batchSize, into: next)
+    try exec.forward(all: x, batch: options.batchSize, into: next, ends: ends)
     return next
   }
 
@@ -178,9 +212,33 @@ final class GPTQRun {
 
   /// `GPTQHessian` for every input a selected linear of `f` reads (one per input value: q, k,
   /// v share one), from the block run on `x`; `owner` maps each weight to its input's key.
-  private func collectHessians(
-    _ exec: BlockExecutor, _ f: Function, _ names: [String], x: ActivationStore
-  ) throws -> (hessians: [String: [Float]], owner: [String: String]) {
+  /// With shard `ends`, each shard's sums are accumulated apart (no batch crossing an end) and
+  /// added in shard order; an input a shard never reached (a MoE expert) adds nothing.
+  func collectHessians(
+    _ exec: BlockExecutor, _ f: Function, _ names: [String], x: ActivationStore, ends: [Int]
+  ) throws -> (hessians: [String: GPTQHessian], owner: [String: String]) {
+    let owner = inputOwners(f, names)
+    var parts = [[String: GPTQHessian]](repeating: [:], count: max(ends.count, 1))
+    var part = 0
+    let (tokens, sinkWeight) = (x.tokens, options.sinkWeight)
+    exec.linearInputHook = { name, p, rows, cols in
+      guard owner[name] == name, rows > 0 else { return }
+      var h =
+        parts[part][name]
+        ?? GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
+      h.add(p, count: rows)
+      parts[part][name] = h
+    }
+    defer { exec.linearInputHook = nil }
+    try exec.forward(
+      all: x, batch: options.batchSize, into: nil, ends: ends,
+      willRun: { r in part = ends.firstIndex { $0 > r.lowerBound } ?? 0 })
+    return (GPTQHessianPartial.add(parts), owner)
+  }
+
+  /// Maps each of `names` to the key of the input it reads: the first of `names` (in `f`'s
+  /// order) reading the same value.
+  func inputOwners(_ f: Function, _ names: [String]) -> [String: String] {
     var owner: [String: String] = [:]
     var byInput: [ObjectIdentifier: String] = [:]
     for op in f.body where op.kind == .linear {
@@ -191,18 +249,7 @@ final class GPTQRun {
       owner[n] = byInput[id] ?? n
       byInput[id] = owner[n]
     }
-    var sums: [String: GPTQHessian] = [:]
-    let (tokens, sinkWeight) = (x.tokens, options.sinkWeight)
-    exec.linearInputHook = { name, p, rows, cols in
-      guard owner[name] == name, rows > 0 else { return }
-      var h =
-        sums[name] ?? GPTQHessian(columns: cols, tokensPerWindow: tokens, sinkWeight: sinkWeight)
-      h.add(p, count: rows)
-      sums[name] = h
-    }
-    defer { exec.linearInputHook = nil }
-    try exec.forward(all: x, batch: options.batchSize, into: nil)
-    return (sums.mapValues { $0.matrix() }, owner)
+    return owner
   }
 
   /// The grid a weight is rounded onto: the scheme `rtn` would use for it.
