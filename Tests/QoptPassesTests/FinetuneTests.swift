@@ -10,7 +10,7 @@ import Testing
 #endif
 
 // `finetune` as a pass: determinism, checkpoints and resume, refusal of foreign checkpoints,
-// and that training lowers the loss it reports.
+// that training lowers the loss it reports, and that the best validation step is the result.
 
 private func run(
   _ pipeline: String, onSaved: @escaping @Sendable (BlockCheckpointProgress) -> Void = { _ in }
@@ -32,19 +32,40 @@ private func quantizedBytes(_ m: Module) -> [String: [UInt8]] {
   return out
 }
 
-private let prefix = "rtn<bits=3;group-size=16>,calibrate<samples=4;seqlen=16>,"
+private let prefix = "rtn<bits=3;group-size=16>,calibrate<samples=6;seqlen=16>,"
 
-/// Interrupted after the step-4 checkpoint (its files copied away as a kill would leave them)
-/// and resumed by the same command ends bit-identical to an uninterrupted run; checkpointing
-/// itself changes nothing; the same options twice give the same bytes.
+/// Whether two modules hold the same quantized bytes (a Bool, so that a failed expectation
+/// does not print the bytes).
+private func same(_ a: Module, _ b: Module) -> Bool { quantizedBytes(a) == quantizedBytes(b) }
+
+/// `key=` of a checkpoint's state.txt, and its `val STEP LOSS` lines.
+private func checkpointState(_ dir: String) throws -> (fields: [String: String], vals: [Int]) {
+  let text = String(decoding: try readFile(dir + "/state.txt"), as: UTF8.self)
+  var fields: [String: String] = [:]
+  var vals: [Int] = []
+  for line in text.split(separator: "\n") {
+    if line.hasPrefix("val ") {
+      vals.append(Int(line.split(separator: " ")[1])!)  // safe: written by save
+    } else if let eq = line.firstIndex(of: "=") {
+      fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+    }
+  }
+  return (fields, vals)
+}
+
+/// Interrupted after the step-4 checkpoint (its files copied away as a kill would leave them,
+/// with the best validation step, 4, in them) and resumed by the same command ends
+/// bit-identical to an uninterrupted run, which returns step 4; checkpointing itself changes
+/// nothing; the same options twice give the same bytes.
 @Test func finetuneResumeIsBitIdentical() throws {
   try TestTemporary.withDirectory("finetune-resume") { dir in
-    let opts = "steps=6;batch-size=2;lr=0.001;params=scales+weights;weight-lr=0.001"
+    let opts =
+      "steps=6;batch-size=2;lr=0.001;params=scales+weights;weight-lr=0.001;loss=ce;val-windows=2;eval-every=2"
     let plain = try run(prefix + "finetune<\(opts);checkpoint-every=0>")
     let again = try run(prefix + "finetune<\(opts);checkpoint-every=0>")
-    #expect(quantizedBytes(plain) == quantizedBytes(again))
+    #expect(same(plain, again))
     let rtn = try run("rtn<bits=3;group-size=16>")
-    #expect(quantizedBytes(plain) != quantizedBytes(rtn))
+    #expect(!same(plain, rtn))
 
     let (a, b) = (dir + "/a", dir + "/b")
     let checkpointed = try run(
@@ -59,13 +80,17 @@ private let prefix = "rtn<bits=3;group-size=16>,calibrate<samples=4;seqlen=16>,"
           try! w.commit()
         }
       })
-    #expect(quantizedBytes(plain) == quantizedBytes(checkpointed))
+    #expect(same(plain, checkpointed))
     let first = Mutex<Int?>(nil)
     let resumed = try run(
       prefix + "finetune<\(opts);checkpoint-every=2;checkpoint-dir=\(b)>",
       onSaved: { p in first.withLock { if $0 == nil { $0 = p.done } } })
     #expect(first.withLock { $0 } == 4)
-    #expect(quantizedBytes(plain) == quantizedBytes(resumed))
+    #expect(same(plain, resumed))
+    let saved = try checkpointState(a)
+    // The best step, 4, was saved with the step-4 checkpoint: the resumed run returned it.
+    #expect(saved.vals == [0, 2, 4, 6])
+    #expect(saved.fields["best-step"] == "4", "\(saved)")
 
     // Another option is refused with what changed.
     #expect {
@@ -97,4 +122,58 @@ private let prefix = "rtn<bits=3;group-size=16>,calibrate<samples=4;seqlen=16>,"
     for l in model.allLinears { l.adam(t: step, lr: 1e-3, weightLR: 0) }
   }
   #expect(losses.last! < 0.9 * losses.first!, "\(losses)")
+}
+
+/// A learning rate so large that every step's validation loss is worse than the input model's:
+/// the result is the input model, byte for byte (both `params` modes); without validation the
+/// same run returns its last step, which differs.
+@Test func finetuneKeepsTheInputModelWhenValidationRises() throws {
+  let rtn = try run("rtn<bits=3;group-size=16>")
+  for params in ["scales", "scales+weights"] {
+    let opts = "steps=4;batch-size=2;lr=1;weight-lr=1;params=\(params);eval-every=1;val-windows=2"
+    let kept = try run(prefix + "finetune<\(opts);checkpoint-every=0>")
+    #expect(same(kept, rtn), "\(params)")
+    let last = try run(prefix + "finetune<\(opts);val-windows=0;checkpoint-every=0>")
+    #expect(!same(last, rtn), "\(params)")
+  }
+}
+
+/// With a constant learning rate the first K steps do not depend on `steps`: a run keeps its
+/// best validation step K (read from its checkpoint), which is neither the input nor its last
+/// step, and ends with the same bytes as a run of K steps.
+@Test func finetuneKeepsTheBestValidationStep() throws {
+  try TestTemporary.withDirectory("finetune-best") { dir in
+    let opts = "batch-size=1;loss=ce;lr=0.01;schedule=constant;eval-every=1;val-windows=2"
+    let long = try run(prefix + "finetune<steps=12;\(opts);checkpoint-dir=\(dir)>")
+    let state = try checkpointState(dir)
+    let k = try #require(state.fields["best-step"].flatMap(Int.init))
+    #expect(state.vals == Array(0...12))
+    #expect(k > 0 && k < 12, "best step \(k)")
+    let short = try run(prefix + "finetune<steps=\(k);\(opts);checkpoint-every=0>")
+    #expect(same(long, short))
+    let rtn = try run("rtn<bits=3;group-size=16>")
+    #expect(!same(long, rtn))
+  }
+}
+
+/// The record keeps the strictly lowest loss (ties and NaN keep the earlier step) and the
+/// parameters as they were at that step; step 0 keeps none (the input model).
+@Test func finetuneBestRecordsTheLowestStep() throws {
+  let m = try run("rtn<bits=3;group-size=16>")
+  let model = try WholeModel(module: m, trainWeights: false)
+  let ls = Array(model.allLinears.prefix(2))
+  var best = FinetuneBest()
+  var kept: [Bool] = []
+  kept.append(best.record(step: 0, loss: 3, linears: ls))
+  #expect(best.parameters == nil)
+  ls[0].scale[0] = 7
+  kept.append(best.record(step: 1, loss: 2, linears: ls))
+  ls[0].scale[0] = 8
+  kept.append(best.record(step: 2, loss: 2, linears: ls))
+  kept.append(best.record(step: 3, loss: .nan, linears: ls))
+  kept.append(best.record(step: 4, loss: 2.5, linears: ls))
+  #expect(kept == [true, true, false, false, false])
+  #expect(best.step == 1 && best.loss == 2)
+  #expect(best.parameters?[0][0][0] == 7)
+  #expect(best.history.map(\.step) == [0, 1, 2, 3, 4])
 }

@@ -42,15 +42,23 @@ let finetuneDetails = """
   warmed up linearly over `warmup` steps, then decayed by `schedule` to 0 at the last step.
   Deterministic for given options and `-threads`.
 
-  Checkpoints every `checkpoint-every` steps (the parameters and Adam moments) as `autoround`
-  does: in `checkpoint-dir`, else `OUT.qopt-resume/finetune` beside `-o OUT` (removed once the
-  output is written); the same command resumes from it and ends bit-identical to an
-  uninterrupted run; one made with another model, other calibration data, other options or
-  another `-threads` is refused with the reason. Prints each step's loss, learning rate and
-  ETA to stderr.
+  Validation: the last `val-windows` calibration windows (default 4) do not train; their loss
+  (the same `loss`, on the first `seqlen` tokens) is measured on the input model before the
+  first step, every `eval-every` steps and after the last, with the scales and zero points
+  rounded as they would be stored. The parameters of the step with the lowest validation
+  loss are the result, so `finetune` never returns a model worse on it than the one it was
+  given: when no step beats the input model, its weights are left as they came, byte for
+  byte. `val-windows=0` trains on every window and returns the last step.
+
+  Checkpoints every `checkpoint-every` steps (the parameters, Adam moments and best step) as
+  `autoround` does: in `checkpoint-dir`, else `OUT.qopt-resume/finetune` beside `-o OUT`
+  (removed once the output is written); the same command resumes from it and ends
+  bit-identical to an uninterrupted run; one made with another model, other calibration data, other options or
+  another `-threads` is refused with the reason. Prints each step's loss (and validation
+  loss), learning rate and ETA to stderr.
   Memory: the model's weights once in f32, `blocks + 1` block inputs and the logits with their
   gradient for one batch, one block's activations; with `params=scales+weights` 13 bytes per
-  trained weight more.
+  trained weight more, and 4 more for the best step's weights.
   """
 
 /// One run of `finetune` over a module.
@@ -94,7 +102,15 @@ final class FinetuneRun {
     let x = calib.blockInputs
     let n = x.samples
     let h = model.hidden
-    let batch = min(options.batchSize, n)
+    // The last `v` windows validate; training draws from the others.
+    let v = options.valWindows
+    guard v < n else {
+      throw context.error(
+        "val-windows=\(v) leaves no training window of calibrate's \(n); calibrate more samples or lower val-windows (0: no validation)"
+      )
+    }
+    let nTrain = n - v
+    let batch = min(options.batchSize, nTrain)
     let windows = calib.windows
 
     /// Windows `idx`, their first `t` rows, into `out`.
@@ -141,14 +157,68 @@ final class FinetuneRun {
           ? "remove the directory or use another checkpoint-dir"
           : "add -fresh to discard it and start over (or remove the directory)")
     }
-    var sampler = IndexSampler(count: n, batch: batch, seed: UInt64(options.seed))
+    var sampler = IndexSampler(count: nTrain, batch: batch, seed: UInt64(options.seed))
     var losses: [Double] = []
+    var best = FinetuneBest()
     var start = 0
     if let checkpoint, let resumed = try checkpoint.resume(into: linears) {
       start = resumed.step
       losses = resumed.losses
+      best = resumed.best
       for _ in 0..<start { _ = sampler.next() }
       progress("finetune: resuming at step \(start)/\(options.steps) from \(checkpoint.directory)")
+    }
+
+    /// The loss (`options.loss`) of the validation windows under the weights the executors
+    /// hold, forward only, `batch` windows at a time.
+    var scratch = [Float]()
+    func validationLoss() throws -> Double {
+      var xb = [Float](repeating: 0, count: batch * t * h)
+      if scratch.isEmpty { scratch = [Float](repeating: 0, count: t * model.vocab) }
+      var total = 0.0
+      var s = nTrain
+      while s < n {
+        let idx = Array(s..<min(s + batch, n))
+        try read(idx, into: &xb)
+        // safe: non-empty
+        let z = xb.withUnsafeBufferPointer {
+          model.logits($0.baseAddress!, samples: idx.count, tokens: t)
+        }
+        let vocab = model.vocab
+        scratch.withUnsafeMutableBufferPointer { dz in
+          for (k, i) in idx.enumerated() {
+            let zk = z + k * t * vocab
+            switch options.loss {
+            case .kd:
+              total += FinetuneLoss.kd(
+                logits: zk, rows: t, vocab: vocab, teacher: teacher, firstPosition: i * t,
+                dz: dz.baseAddress!)  // safe: t · vocab floats
+            case .ce:
+              total += FinetuneLoss.ce(
+                logits: zk, samples: 1, tokens: t, vocab: vocab,
+                targets: [Array(windows[i].prefix(t))], dz: dz.baseAddress!)  // safe: as above
+            }
+          }
+        }
+        s += idx.count
+      }
+      model.tail.releaseActivations()
+      return total / Double(v)
+    }
+    /// Validates the weights as they would be stored after `step` steps (0: the input model)
+    /// and keeps the parameters when they are the best so far.
+    func validate(step: Int) throws -> String {
+      if step == 0 { model.writeInputWeights() } else { model.writeStoredWeights() }
+      let loss = try validationLoss()
+      let kept = best.record(step: step, loss: loss, linears: linears)
+      return "val \(lossText(loss))\(kept ? " (best)" : "")"
+    }
+    if v > 0 && start == 0 {
+      let t0 = monotonicSeconds()
+      let text = try validate(step: 0)
+      progress(
+        "finetune: validation on \(v) held-out windows of \(t) tokens, \(nTrain) windows train; step 0 (input model): \(text) (\(String(format1: monotonicSeconds() - t0)) s)"
+      )
     }
     func kept(_ done: Int) {
       guard let directory else { return }
@@ -196,29 +266,46 @@ final class FinetuneRun {
       }
       losses.append(loss)
       let done = step + 1
+      let evaluates =
+        v > 0
+        && (done == options.steps || (options.evalEvery > 0 && done % options.evalEvery == 0))
+      var val = ""
+      if evaluates { val = "  " + (try validate(step: done)) }
       let elapsed = monotonicSeconds() - runStart
       let eta = elapsed / Double(done - start) * Double(options.steps - done)
       phase.step(done, "loss \(lossText(loss))", eta: eta)
       progress(
-        "finetune: step \(done)/\(options.steps)  loss \(lossText(loss))  lr \(lossText(options.lr * factor))  \(String(format1: elapsed)) s  ETA \(String(format1: eta)) s"
+        "finetune: step \(done)/\(options.steps)  loss \(lossText(loss))\(val)  lr \(lossText(options.lr * factor))  \(String(format1: elapsed)) s  ETA \(String(format1: eta)) s"
       )
       if let checkpoint, options.checkpointEvery > 0,
         done % options.checkpointEvery == 0 || done == options.steps
       {
-        try checkpoint.save(step: done, linears: linears, losses: losses)
+        try checkpoint.save(step: done, linears: linears, losses: losses, best: best)
         kept(done)
       }
     }
 
-    for l in linears {
-      var q = l.freeze()
-      q.source = module.weights.quantized(l.name)?.source
-      context.setWeight(l.name, .quantized(q))
+    // With validation the best step's parameters are the result; step 0 leaves the weights
+    // as they came.
+    if v > 0, let kept = best.parameters {
+      for (l, p) in zip(linears, kept) { l.parameters = p }
+    }
+    if v == 0 || best.step > 0 {
+      for l in linears {
+        var q = l.freeze()
+        q.source = module.weights.quantized(l.name)?.source
+        context.setWeight(l.name, .quantized(q))
+      }
     }
     if let first = losses.first, let last = losses.last {
       let tail = losses.suffix(10)
       progress(
         "finetune: \(options.steps) steps, loss \(lossText(first)) -> \(lossText(last)) (mean of the last \(tail.count): \(lossText(tail.reduce(0, +) / Double(tail.count))))"
+      )
+    }
+    if v > 0, let first = best.history.first, let last = best.history.last {
+      progress(
+        "finetune: validation loss \(lossText(first.loss)) at step \(first.step) -> \(lossText(last.loss)) at step \(last.step); kept step \(best.step)\(best.step == 0 ? " (the input model, unchanged)" : "") with \(lossText(best.loss))"
       )
     }
   }

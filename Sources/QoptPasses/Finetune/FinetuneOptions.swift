@@ -33,6 +33,8 @@ package struct FinetuneOptions: PassOptions {
   package var schedule = LRSchedule.cosine
   package var warmup = 0
   package var topK = 64
+  package var valWindows = 4
+  package var evalEvery = 10
   package var checkpointEvery = 25
   package var checkpointDir = ""
 
@@ -60,6 +62,14 @@ package struct FinetuneOptions: PassOptions {
     .int("warmup", \.warmup, "steps of linear warmup from 0", in: 0...1_000_000),
     .int("top-k", \.topK, "teacher tokens kept per position for loss=kd", in: 1...1_000_000),
     .int(
+      "val-windows", \.valWindows,
+      "calibration windows held out of training (the last ones) to validate on; the parameters of the best validation step, the input model's included, are the result (0: no validation, the last step's)",
+      in: 0...65536),
+    .int(
+      "eval-every", \.evalEvery,
+      "steps between validations (0: only before the first step and after the last)",
+      in: 0...1_000_000),
+    .int(
       "checkpoint-every", \.checkpointEvery,
       "steps between checkpoints (0: none); see checkpoint-dir", in: 0...1_000_000),
     .string(
@@ -82,9 +92,11 @@ package struct FinetuneOptions: PassOptions {
   }
 
   /// Every option that changes the result, and the thread count, for checkpoint fingerprints
-  /// (`steps` and `checkpoint-every` included: the schedule depends on the steps).
+  /// (`steps` included: the schedule depends on it; `val-windows` and `eval-every` decide the
+  /// training windows and which steps can be kept).
   func fingerprint(threads: Int) -> String {
     "threads=\(threads);steps=\(steps);lr=\(lr);weight-lr=\(weightLR);batch-size=\(batchSize);seqlen=\(seqlen);"
-      + "params=\(params.rawValue);loss=\(loss.rawValue);seed=\(seed);schedule=\(schedule.rawValue);warmup=\(warmup);top-k=\(topK)"
+      + "params=\(params.rawValue);loss=\(loss.rawValue);seed=\(seed);schedule=\(schedule.rawValue);warmup=\(warmup);top-k=\(topK);"
+      + "val-windows=\(valWindows);eval-every=\(evalEvery)"
   }
 }

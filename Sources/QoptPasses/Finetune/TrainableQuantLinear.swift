@@ -212,14 +212,43 @@ package final class TrainableQuantLinear {
     }
   }
 
+  /// The scales and zero points as `freeze` stores them: scales rounded to the scheme's scale
+  /// dtype, zero points to integers in the int8 range.
+  private var storedScaleAndZero: ([Float], [Float]) {
+    let shape = perTensor ? [1] : [rows, groupsPerRow]
+    let s = TensorData(floats: scale, shape: shape, as: scheme.scaleType).floats()
+    return (s, zero.map { min(max($0.rounded(.toNearestOrEven), -128), 127) })
+  }
+
+  /// Writes the `ŵ` that `freeze` would store (the scales and zero points rounded as stored;
+  /// with trained weights the codes re-rounded with them) into `out`: what validation measures.
+  /// Leaves the parameters as they are; the codes and clamp mask of trained weights are those
+  /// of the rounded values until the next `qdq`.
+  package func qdqStored(into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
+    let (trainedScale, trainedZero) = (scale, zero)
+    (scale, zero) = storedScaleAndZero
+    qdq(into: out, threads: threads)
+    (scale, zero) = (trainedScale, trainedZero)
+  }
+
+  /// The trained parameters (scales, zero points, weights; no Adam moments): what `finetune`
+  /// keeps of its best validation step.
+  package var parameters: [[Float]] {
+    get { [scale, zero, weights ?? []] }
+    set {
+      scale = newValue[0]
+      zero = newValue[1]
+      if weights != nil { weights = newValue[2] }
+    }
+  }
+
   /// The codes, scales and zero points to store: scales rounded to the scheme's scale dtype,
   /// zero points to integers, and (with trained weights) the codes re-rounded from the trained
   /// weights with those stored values, so the frozen weight is exactly what the IR holds.
   package func freeze() -> QuantizedTensor {
     let shape = perTensor ? [1] : [rows, groupsPerRow]
     let st = TensorData(floats: scale, shape: shape, as: scheme.scaleType)
-    let s = st.floats()
-    let z = zero.map { min(max($0.rounded(.toNearestOrEven), -128), 127) }
+    let (s, z) = storedScaleAndZero
     var out = codes
     if let w = weights {
       for r in 0..<rows {

@@ -83,6 +83,29 @@ package final class WholeModel {
     }
   }
 
+  /// Writes every trainable weight as `freeze` would store it (`qdqStored`): the model that
+  /// validation measures and `finetune` would return.
+  package func writeStoredWeights() {
+    for (exec, ls) in zip(blocks, linears) {
+      // safe: the executor loaded it
+      for l in ls { l.qdqStored(into: exec.weightPointer(l.name)!, threads: threads) }
+    }
+  }
+
+  /// Writes every trainable weight as the module holds it (dequantized): the input model,
+  /// before any step.
+  package func writeInputWeights() {
+    for (exec, ls) in zip(blocks, linears) {
+      for l in ls {
+        guard let q = module.weights.quantized(l.name), let p = exec.weightPointer(l.name) else {
+          continue
+        }
+        // safe: non-empty weights
+        q.dequantized().withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
+      }
+    }
+  }
+
   /// Switches every quantized weight the model reads to the float weights it was quantized
   /// from (`true`: the teacher of `loss=kd`) or back to its quantized values. Throws, naming
   /// the weight, when a quantized weight's float values are not at hand.
