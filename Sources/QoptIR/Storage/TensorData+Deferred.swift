@@ -56,6 +56,20 @@ extension TensorData {
     self.init(dtype: .f32, shape: shape, storage: .deferred(DeferredBytes(byteCount: n, fill: fill, rows: rows)), byteCount: n)
   }
 
+  /// A tensor of `dtype` whose bytes `fill` writes on first use and which `releasePages()`
+  /// forgets again: the unpacked codes of a packed checkpoint weight, say, made one tensor at a
+  /// time by the writer that reads them instead of all at import (7 GB of i8 codes for an 8B
+  /// model).
+  public init(
+    deferred dtype: DType, shape: [Int],
+    fill: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void
+  ) {
+    let n = shape.reduce(1, *) * dtype.byteSize
+    self.init(
+      dtype: dtype, shape: shape,
+      storage: .deferred(DeferredBytes(byteCount: n, fill: fill, rows: nil)), byteCount: n)
+  }
+
   /// The f32 values of an f16 or bf16 tensor, converted on first use (or row by row by a
   /// streaming reader) instead of up front.
   ///
