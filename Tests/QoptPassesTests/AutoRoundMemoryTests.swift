@@ -124,24 +124,29 @@ private struct Sampler {
 }
 
 /// `tune` — streamed weights, gradients stepped on as they are made, no copy of the initial or
-/// last parameters, no last step — gives the codes, scales and report of the plain SignSGD loop
-/// (every weight held, all gradients first, a copy of every new best, every step taken), bit
-/// for bit.
+/// last parameters, no last step, a best iteration kept as codes — gives the codes, scales,
+/// dequantized weights and report of the plain SignSGD loop (every weight held, all gradients
+/// first, a copy of V at every new best, every step taken), bit for bit. `middle`: the best
+/// iteration is neither the first nor the last, so the result is the kept codes put back.
 @Test(arguments: [
-  ("autoround<iters=1;lr=0.25;group-size=32;batch-size=2>", false),
-  ("autoround<iters=2;lr=0.25;group-size=32;batch-size=2>", false),
-  ("autoround<iters=6;lr=0.125;group-size=32;batch-size=2;no-sym;bits=3>", false),
-  ("autoround<iters=4;lr=0.25;group-size=32;batch-size=2;no-use-best>", false),
-  ("autoround<iters=5;lr=0.25;batch-size=2;scheme=nvfp4>", true),
+  ("autoround<iters=1;lr=0.25;group-size=32;batch-size=2>", false, false),
+  ("autoround<iters=2;lr=0.25;group-size=32;batch-size=2>", false, false),
+  ("autoround<iters=6;lr=0.125;group-size=32;batch-size=2;no-sym;bits=3>", false, false),
+  ("autoround<iters=4;lr=0.25;group-size=32;batch-size=2;no-use-best>", false, false),
+  ("autoround<iters=5;lr=0.25;batch-size=2;scheme=nvfp4>", true, true),
+  ("autoround<iters=6;lr=2;group-size=32;batch-size=2>", false, true),
+  ("autoround<iters=6;lr=4;group-size=32;batch-size=2;no-sym>", false, true),
+  ("autoround<iters=6;lr=2;group-size=32;batch-size=2;bits=8>", false, true),
 ])
-func tuneMatchesPlainLoop(_ pipeline: String, _ nvfp4: Bool) throws {
+func tuneMatchesPlainLoop(_ pipeline: String, _ nvfp4: Bool, _ middle: Bool) throws {
   let m = ExampleModel.make()
   let opts = try options(pipeline)
   let f = try #require(m.function(named: "block.0"))
   let names = linearNames(f)
   // safe: in every case
   let iters = Int(pipeline.split(separator: "iters=")[1].prefix { $0.isNumber })!
-  let lr: Float = pipeline.contains("lr=0.125") ? 0.125 : 0.25
+  // safe: in every case
+  let lr = Float(pipeline.split(separator: "lr=")[1].prefix { $0.isNumber || $0 == "." })!
   let useBest = !pipeline.contains("no-use-best")
   func makeLinears() throws -> [any TunableLinear] {
     try names.map { name in
@@ -223,11 +228,102 @@ func tuneMatchesPlainLoop(_ pipeline: String, _ nvfp4: Bool) throws {
   #expect(report.firstLoss.bitPattern == first.bitPattern)
   #expect(report.bestLoss.bitPattern == best.bitPattern)
   #expect(report.bestIteration == bestIter)
+  if middle { #expect(bestIter > 0 && bestIter < iters - 1, "\(pipeline): best \(bestIter)") }
   for (a, b) in zip(mine, plain) {
     let (qa, qb) = (a.finalize(), b.finalize())
     #expect(qa.codes.bytes == qb.codes.bytes, "\(pipeline) \(a.name) codes")
     #expect(qa.scale.bytes == qb.scale.bytes, "\(pipeline) \(a.name) scales")
     #expect(qa.zeroPoint?.bytes == qb.zeroPoint?.bytes)
+    // The quantized forward after tuning (the next block's inputs) reads the same weights.
+    var wa = [Float](repeating: 0, count: a.rows * a.cols)
+    var wb = [Float](repeating: 1, count: a.rows * a.cols)
+    wa.withUnsafeMutableBufferPointer { a.qdq(into: $0.baseAddress!) }  // safe: non-empty
+    wb.withUnsafeMutableBufferPointer { b.qdq(into: $0.baseAddress!) }  // safe: non-empty
+    #expect(wa.map(\.bitPattern) == wb.map(\.bitPattern), "\(pipeline) \(a.name) qdq")
+  }
+}
+
+/// `saveBest` keeps codes, not V (half a byte a weight at ≤ 4 bits with an even row, a byte
+/// otherwise, plus α and β), and `restoreBest` after further steps gives the codes, scales and
+/// `qdq` values of the saved parameters bit for bit, as restoring a copy of V would.
+@Test(arguments: [
+  (4, false, 64, "int4 asym"), (3, true, 64, "int3 sym"), (8, true, 64, "int8 sym"),
+  (4, true, 45, "int4 sym, odd row"), (4, true, 64, "nvfp4"),
+])
+func saveBestKeepsCodes(_ bits: Int, _ sym: Bool, _ cols: Int, _ label: String) throws {
+  var rng = SplitMix64(seed: 21)
+  let rows = 5
+  let w = (0..<(rows * cols)).map { _ in Float(rng.normal() * 0.05) }
+  let gran: Granularity = cols % 16 == 0 ? .group(16) : .channel
+  func make() -> any TunableLinear {
+    if label == "nvfp4" {
+      return SignRoundNVFP4(
+        name: "w", weights: w, rows: rows, cols: cols,
+        globalScale: SignRoundNVFP4.globalScale(of: w))
+    }
+    return SignRoundLinear(
+      name: "w", weights: w, rows: rows, cols: cols,
+      scheme: IntScheme(bits: bits, symmetric: sym, granularity: gran, scaleType: .f16))
+  }
+  let (kept, copied) = (make(), make())
+  var out = [Float](repeating: 0, count: rows * cols)
+  func steps(_ ls: [any TunableLinear], _ n: Int, seed: UInt64) {
+    var g = SplitMix64(seed: seed)
+    for _ in 0..<n {
+      let dw = (0..<(rows * cols)).map { _ in Float(g.normal()) }
+      for l in ls {
+        out.withUnsafeMutableBufferPointer { l.qdq(into: $0.baseAddress!) }  // safe: non-empty
+        var dv = [Float](repeating: 0, count: rows * cols)
+        var da = [Float](repeating: 0, count: rows * l.groupsPerRow)
+        var db = da
+        l.backward(dw: dw, dv: &dv, dAlpha: &da, dBeta: &db)
+        l.step(dv: dv, dAlpha: da, dBeta: db, lr: 0.3, minmaxLR: 0.05, tuneMinmax: true)
+      }
+    }
+  }
+  steps([kept, copied], 3, seed: 4)
+  for l in [kept, copied] {
+    out.withUnsafeMutableBufferPointer { l.qdq(into: $0.baseAddress!) }  // safe: non-empty
+  }
+  #expect(kept.bestBytes == 0)
+  kept.saveBest()
+  let groups = rows * kept.groupsPerRow
+  let codeBytes = bits <= 4 && cols % 2 == 0 ? (rows * cols + 1) / 2 : rows * cols
+  #expect(kept.bestBytes == codeBytes + 8 * groups, "\(label)")
+  #expect(kept.bestBytes < 4 * rows * cols / 2, "\(label): less than half of V")
+  steps([kept, copied], 2, seed: 9)
+  kept.saveBest()  // a later best overwrites the kept codes
+  let copy2 = copied.parameters
+  #expect(kept.bestBytes == codeBytes + 8 * groups)
+  steps([kept, copied], 2, seed: 11)
+  kept.restoreBest()
+  copied.parameters = copy2
+  #expect(kept.parameters.v.isEmpty && kept.bestBytes == 0, "\(label): V released")
+  let (qa, qb) = (kept.finalize(), copied.finalize())
+  #expect(qa.codes.bytes == qb.codes.bytes, "\(label) codes")
+  #expect(qa.scale.bytes == qb.scale.bytes, "\(label) scales")
+  #expect(qa.zeroPoint?.bytes == qb.zeroPoint?.bytes, "\(label) zero points")
+  var wa = [Float](repeating: 0, count: rows * cols)
+  var wb = [Float](repeating: 1, count: rows * cols)
+  wa.withUnsafeMutableBufferPointer { kept.qdq(into: $0.baseAddress!) }  // safe: non-empty
+  wb.withUnsafeMutableBufferPointer { copied.qdq(into: $0.baseAddress!) }  // safe: non-empty
+  #expect(wa.map(\.bitPattern) == wb.map(\.bitPattern), "\(label) qdq")
+}
+
+/// Packed codes read back as stored: nibbles sign-extended, bytes whole, odd counts.
+@Test func packedCodesRoundTrip() {
+  for (nibbles, count) in [(true, 9), (true, 10), (false, 7)] {
+    var p = PackedCodes(count: count, nibbles: nibbles)
+    let codes: [Int8] = (0..<count).map {
+      nibbles ? Int8($0 % 16) - 8 : Int8(truncatingIfNeeded: $0 * 37 - 128)
+    }
+    // safe: non-empty
+    codes.withUnsafeBufferPointer { p.store($0.baseAddress!, count: count, at: 0) }
+    var back = [Int8](repeating: 0, count: count)
+    // safe: non-empty
+    back.withUnsafeMutableBufferPointer { p.load(into: $0.baseAddress!, count: count, at: 0) }
+    #expect(back == codes)
+    #expect(p.byteCount == (nibbles ? (count + 1) / 2 : count))
   }
 }
 

@@ -244,13 +244,15 @@ public enum CompressedTensorsReader {
     guard let gs = byName[base + "_global_scale"]?.0, gs.dtype == .f32, gs.count == 1 else {
       throw fail("'\(base)_global_scale' must be F32 [1]")
     }
-    let codes = packed.withUnsafeBytes { src in
-      TensorData.build(dtype: .i8, shape: [rows, cols]) { dst in
+    // Unpacked when a reader first needs them (one tensor at a time), not at import.
+    let codes = TensorData(deferred: .i8, shape: [rows, cols]) { dst in
+      packed.withUnsafeBytes { src in
         for k in 0..<(rows * cols / 2) {
           dst[2 * k] = src[k] & 0xF
           dst[2 * k + 1] = src[k] >> 4
         }
       }
+      packed.releasePages()
     }
     return QuantizedTensor(scheme: .nvfp4(group: 16), codes: codes, scale: scale, globalScale: gs.reshaped([1]))
   }
@@ -293,7 +295,16 @@ public enum CompressedTensorsReader {
     let gran: Granularity = a?.granularity ?? (groups == 1 ? .channel : .group((cols + groups - 1) / groups))
     guard gran.groupsPerRow(columns: cols) == groups else { throw fail("\(groups) scale groups do not match the config's scheme") }
     let scheme = IntScheme(bits: bits, symmetric: zp == nil, granularity: gran, scaleType: scale.dtype)
-    let codes = packed.withUnsafeBytes { PackToInt32.unpackRows($0, rows: rows, columns: cols, bits: bits) }
+    // Unpacked when a reader first needs them (one tensor at a time, `releasePages()` drops
+    // them again), not at import: an 8B model's codes are 7 GB as i8.
+    let codes = TensorData(deferred: .i8, shape: [rows, cols]) { dst in
+      packed.withUnsafeBytes { src in
+        // safe: rows · cols bytes
+        let out = dst.bindMemory(to: Int8.self).baseAddress!
+        PackToInt32.unpackRows(src, rows: rows, columns: cols, bits: bits, into: out)
+      }
+      packed.releasePages()
+    }
     var zeroPoint: TensorData?
     if let zp {
       guard zp.dtype == .i32, zp.shape == [PackToInt32.wordsPerRow(columns: rows, bits: bits), groups] else {
@@ -310,7 +321,7 @@ public enum CompressedTensorsReader {
       for r in 0..<rows { for g in 0..<groups { z[r * groups + g] = zt[g * rows + r] } }
       zeroPoint = TensorData(int8: z, shape: [rows, groups])
     }
-    return QuantizedTensor(scheme: .int(scheme), codes: TensorData(int8: codes, shape: [rows, cols]), scale: scale, zeroPoint: zeroPoint)
+    return QuantizedTensor(scheme: .int(scheme), codes: codes, scale: scale, zeroPoint: zeroPoint)
   }
 }
 

@@ -84,10 +84,24 @@ package enum PackToInt32 {
 
   /// Inverse of `packRows`: `[rows, columns]` signed codes from packed words.
   package static func unpackRows(_ words: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int) -> [Int8] {
+    [Int8](unsafeUninitializedCapacity: rows * columns) { out, n in
+      // An empty tensor writes nothing.
+      if let p = out.baseAddress {
+        unpackRows(words, rows: rows, columns: columns, bits: bits, into: p)
+      }
+      n = rows * columns
+    }
+  }
+
+  /// `unpackRows` into `out` (`rows · columns` codes).
+  package static func unpackRows(
+    _ words: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int,
+    into out: UnsafeMutablePointer<Int8>
+  ) {
     let wpr = wordsPerRow(columns: columns, bits: bits)
+    precondition(words.count >= 4 * rows * wpr, "packed words cover the rows")
     let offset = 1 << (bits - 1)
     let mask = UInt64((1 << bits) - 1)
-    var out = [Int8](repeating: 0, count: rows * columns)
     for r in 0..<rows {
       for c in 0..<columns {
         let bit = c * bits
@@ -99,6 +113,6 @@ package enum PackToInt32 {
         out[r * columns + c] = Int8(Int(v & mask) - offset)
       }
     }
-    return out
   }
+
 }

@@ -128,11 +128,16 @@ public enum GGUFImporter {
         }
       }
     }
+    // The pages the row decoder paged in, dropped when a reader releases the tensor (rtn and
+    // the backends decode its rows, then release it).
+    let releaseInput: @Sendable () -> Void = {
+      releasePages(file.bytes(offset: start, count: info.byteCount))
+    }
     return TensorData(deferredF32: t.shape, fill: { raw in
       let src = file.bytes(offset: start, count: info.byteCount)
       decode(info, src, unpermuteHeads: heads, headDim: d, into: raw.bindMemory(to: Float.self))
       releasePages(src)
-    }, rows: rowDecoder)
+    }, rows: rowDecoder, releaseInput: releaseInput)
   }
 
   /// A Q8_0 / Q4_0 matrix as IR codes and scales: `d·q` is int8 symmetric and `d·(n − 8)` is

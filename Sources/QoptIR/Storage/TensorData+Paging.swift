@@ -21,6 +21,7 @@ extension TensorData {
     if case .deferred(let d) = storage {
       d.release()
       d.source?.releasePages()
+      d.releaseInput?()
       return
     }
     releasePages(0..<byteCount)

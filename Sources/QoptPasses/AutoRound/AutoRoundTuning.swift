@@ -21,9 +21,10 @@ extension AutoRoundRun {
   /// streamed (`BlockExecutor.stream`), its fake-quantized values written into the executor's
   /// scratch when a linear reads it, and its gradient taken and stepped on at once
   /// (`weightGradientSink`), in place in that scratch. Per weight that leaves the linear's
-  /// source and V. The best iteration's parameters are copied only when they are neither the
-  /// initial ones (iteration 0) nor the last iteration's (whose step is never used): the
-  /// results are those of the plain loop, bit for bit.
+  /// source and V. The best iteration is kept only when it is neither the initial parameters
+  /// (iteration 0) nor the last iteration's (whose step is never used), and then as its codes
+  /// (`saveBest`: half a byte a weight at ≤ 4 bits instead of V's four): the results are those
+  /// of the plain loop, bit for bit.
   package func tune(
     _ exec: BlockExecutor, _ linears: [any TunableLinear], x: ActivationStore, y: ActivationStore,
     block: Int
@@ -42,7 +43,11 @@ extension AutoRoundRun {
     var gb = ga
     var best = Double.infinity, first = 0.0, bestIter = 0
     // The starting parameters until an iteration's loss is known (a NaN loss keeps them).
-    var snapshot = BestParameters.saved(linears.map(\.parameters))
+    var snapshot = BestParameters.initial
+    if !linears.allSatisfy({ $0.hasInitialParameters }) {
+      for l in linears { l.saveBest() }
+      snapshot = .saved
+    }
     // The step of this iteration, applied to a linear as soon as its gradient is made.
     var factor: Float = 1
     func step(_ k: Int, _ l: any TunableLinear, _ dw: UnsafeMutablePointer<Float>) {
@@ -112,11 +117,14 @@ extension AutoRoundRun {
         best = loss
         bestIter = it
         if options.useBest {
-          snapshot =
-            last
-            ? .current
-            : linears.allSatisfy({ $0.hasInitialParameters })
-              ? .initial : .saved(linears.map(\.parameters))
+          if last {
+            snapshot = .current
+          } else if linears.allSatisfy({ $0.hasInitialParameters }) {
+            snapshot = .initial
+          } else {
+            for l in linears { l.saveBest() }
+            snapshot = .saved
+          }
         }
       }
       onIteration?(it + 1, loss)
@@ -136,7 +144,7 @@ extension AutoRoundRun {
       switch snapshot {
       case .initial: for l in linears { l.resetParameters() }
       case .current: break
-      case .saved(let s): for (l, p) in zip(linears, s) { l.parameters = p }
+      case .saved: for l in linears { l.restoreBest() }
       }
     } else {
       bestIter = iters - 1
@@ -147,11 +155,12 @@ extension AutoRoundRun {
 }
 
 /// Where the best iteration's parameters are: the initial ones (restored by
-/// `resetParameters`), the current ones (the last iteration's, never stepped from), or a copy.
+/// `resetParameters`), the current ones (the last iteration's, never stepped from), or kept by
+/// each linear's `saveBest`.
 private enum BestParameters {
   case initial
   case current
-  case saved([(v: [Float], alpha: [Float], beta: [Float])])
+  case saved
 }
 
 /// auto-round's `IndexSampler`: a shuffled permutation of the sample indices consumed in order,

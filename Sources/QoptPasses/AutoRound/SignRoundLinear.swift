@@ -21,6 +21,10 @@ package final class SignRoundLinear {
   private var scale: [Float], zero: [Float]
   /// Whether the last scale hit the `q_scale_thresh` clamp (no gradient through it).
   private var clamped: [Bool]
+  /// The best iteration's codes, α and β (`saveBest`), and the codes in use once it is put
+  /// back (`restoreBest`): then `qdq` and `finalize` read them instead of rounding with V.
+  private var best: (codes: PackedCodes, alpha: [Float], beta: [Float])?
+  private var frozen: PackedCodes?
 
   package convenience init(
     name: String, weights: [Float], rows: Int, cols: Int, scheme: IntScheme
@@ -80,6 +84,10 @@ package final class SignRoundLinear {
   /// to [0, 1] in place first (auto-round clamps before every use).
   package func qdq(into out: UnsafeMutablePointer<Float>) {
     updateScales()
+    if let frozen {
+      dequantize(frozen, into: out)
+      return
+    }
     let magic: Float = 12_582_912
     let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
     for r in 0..<rows {
@@ -214,27 +222,17 @@ package final class SignRoundLinear {
   /// asym codes and zero points shifted by −2^(b−1).
   package func finalize() -> QuantizedTensor {
     updateScales()
-    let half = Float(1 << (scheme.bits - 1))
     var codes = [Int8](repeating: 0, count: rows * cols)
-    let magic: Float = 12_582_912
-    for r in 0..<rows {
-      w.withRow(r) { wr in
-        for g in 0..<groupsPerRow {
-          let gi = r * groupsPerRow + g
-          let s = scale[gi], zp = zero[gi]
-          let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
-          for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) {
-            let i = r * cols + c
-            var x = wr[c] / s + v[i]
-            x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
-            var q = (x + magic) - magic + zp
-            q = q < lo ? lo : (q > hi ? hi : q)
-            codes[i] = Int8(truncatingIfNeeded: Int32(scheme.symmetric ? q : q - half))
-          }
-        }
+    codes.withUnsafeMutableBufferPointer { c in
+      // safe: rows · cols codes
+      if let frozen {
+        frozen.load(into: c.baseAddress!, count: rows * cols, at: 0)
+      } else {
+        for r in 0..<rows { rowCodes(r, into: c.baseAddress! + r * cols) }
+        w.releasePages()
       }
     }
-    w.releasePages()
+    let half = Float(1 << (scheme.bits - 1))
     let shape = [rows, groupsPerRow]
     let zeros: TensorData? =
       scheme.symmetric
@@ -242,6 +240,45 @@ package final class SignRoundLinear {
     return QuantizedTensor(
       scheme: .int(scheme), codes: TensorData(int8: codes, shape: [rows, cols]),
       scale: TensorData(floats: scale, shape: shape, as: scheme.scaleType), zeroPoint: zeros)
+  }
+
+  /// Row `r`'s codes from V and the scales of the last `updateScales`, as `finalize` stores
+  /// them, into `out` (`cols` codes): the rounding of `qdq`, operation for operation.
+  private func rowCodes(_ r: Int, into out: UnsafeMutablePointer<Int8>) {
+    let half = Float(1 << (scheme.bits - 1))
+    let magic: Float = 12_582_912
+    let (lo, hi): (Float, Float) = scheme.symmetric ? (-maxqSym, maxqSym - 1) : (0, maxqAsym)
+    w.withRow(r) { wr in
+      for g in 0..<groupsPerRow {
+        let gi = r * groupsPerRow + g
+        let s = scale[gi], zp = zero[gi]
+        for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) {
+          var x = wr[c] / s + v[r * cols + c]
+          x = x < -4_194_304 ? -4_194_304 : (x > 4_194_304 ? 4_194_304 : x)
+          var q = (x + magic) - magic + zp
+          q = q < lo ? lo : (q > hi ? hi : q)
+          out[c] = Int8(truncatingIfNeeded: Int32(scheme.symmetric ? q : q - half))
+        }
+      }
+    }
+  }
+
+  /// `w_qdq = s · (q − zp)` from stored codes (`q` is the code, plus 2^(b−1) when asymmetric):
+  /// the values `qdq` computed from V when the codes were taken, bit for bit.
+  private func dequantize(_ codes: PackedCodes, into out: UnsafeMutablePointer<Float>) {
+    let half: Float = scheme.symmetric ? 0 : Float(1 << (scheme.bits - 1))
+    let row = UnsafeMutablePointer<Int8>.allocate(capacity: max(cols, 1))
+    defer { row.deallocate() }
+    for r in 0..<rows {
+      codes.load(into: row, count: cols, at: r * cols)
+      for g in 0..<groupsPerRow {
+        let gi = r * groupsPerRow + g
+        let s = scale[gi], zp = zero[gi]
+        for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) {
+          out[r * cols + c] = s * ((Float(row[c]) + half) - zp)
+        }
+      }
+    }
   }
 
   /// One SignSGD step: `p ← p − lr · sign(g)` (sign(0) = 0).
@@ -259,11 +296,41 @@ package final class SignRoundLinear {
     }
   }
 
-  /// The tunable parameters, for best-iteration snapshots and checkpoints.
+  /// The tunable parameters (setting them drops stored best codes).
   package var parameters: (v: [Float], alpha: [Float], beta: [Float]) {
     get { (v, alpha, beta) }
-    set { (v, alpha, beta) = newValue }
+    set {
+      (v, alpha, beta) = newValue
+      frozen = nil
+    }
   }
+
+  package func saveBest() {
+    precondition(frozen == nil, "a restored best is final")
+    updateScales()  // the scales of the last qdq: α and β have not moved since
+    // Rewritten in place: `best` is cleared first, so `b` holds the only reference.
+    let nibbles = scheme.bits <= 4 && cols % 2 == 0
+    var b = best ?? (PackedCodes(count: rows * cols, nibbles: nibbles), [], [])
+    best = nil
+    let row = UnsafeMutablePointer<Int8>.allocate(capacity: max(cols, 1))
+    defer { row.deallocate() }
+    for r in 0..<rows {
+      rowCodes(r, into: row)
+      b.codes.store(row, count: cols, at: r * cols)
+    }
+    w.releasePages()
+    b.alpha = alpha
+    b.beta = beta
+    best = b
+  }
+
+  package func restoreBest() {
+    guard let b = best else { preconditionFailure("restoreBest without saveBest") }
+    (alpha, beta, frozen, best) = (b.alpha, b.beta, b.codes, nil)
+    v = []
+  }
+
+  package var bestBytes: Int { (best?.codes.byteCount ?? 0) + 8 * (best?.alpha.count ?? 0) }
 }
 
 @inline(__always)

@@ -28,6 +28,10 @@ package final class SignRoundNVFP4: TunableLinear {
   /// Per group state of the last `qdq`: the e4m3 scale byte, the step `s_g / gs`, and whether
   /// the scale depends on α (inside the ±448 clamp and not a zero replaced by 0.125).
   private var scaleByte: [UInt8], steps: [Float], tunableScale: [Bool]
+  /// The best iteration's codes, α and β (`saveBest`), and the codes in use once it is put
+  /// back (`restoreBest`): then `qdq` and `finalize` read them instead of rounding with V.
+  private var best: (codes: PackedCodes, alpha: [Float], beta: [Float])?
+  private var frozen: PackedCodes?
 
   /// `cols` must be a multiple of 16 (checked by the pass).
   package init(name: String, weights: [Float], rows: Int, cols: Int, globalScale: Float) {
@@ -69,6 +73,29 @@ package final class SignRoundNVFP4: TunableLinear {
   }
 
   package func qdq(into out: UnsafeMutablePointer<Float>) {
+    updateSteps()
+    let c = UnsafeMutablePointer<Int8>.allocate(capacity: Self.group)
+    defer { c.deallocate() }
+    for gi in alpha.indices {
+      let step = steps[gi]
+      let base = gi * Self.group
+      if let frozen {
+        // fp4(x) · step with fp4(x) = E2M1 value of the stored code.
+        frozen.load(into: c, count: Self.group, at: base)
+        for k in 0..<Self.group {
+          out[base + k] = e2m1ToFloat(UInt8(bitPattern: c[k]) & 0xF) * step
+        }
+        continue
+      }
+      for i in base..<(base + Self.group) {
+        out[i] = Self.fp4(Self.scaled(w[i], step, v[i])) * step
+      }
+    }
+  }
+
+  /// Clamps α/β to [0, 1] and sets every group's scale byte, step and whether the scale is
+  /// tunable (the part of `qdq` that `finalize` and `saveBest` need).
+  private func updateSteps() {
     let gs = globalScale
     for gi in alpha.indices {
       alpha[gi] = min(max(alpha[gi], 0), 1)
@@ -79,11 +106,16 @@ package final class SignRoundNVFP4: TunableLinear {
       if zero { sb = 0x20 }  // an exact zero scale becomes 0.125, as rtn stores it
       scaleByte[gi] = sb
       tunableScale[gi] = !zero && pre >= -448 && pre <= 448
-      let step = e4m3ToFloat(sb) / gs
-      steps[gi] = step
-      let base = gi * Self.group
-      for i in base..<(base + Self.group) {
-        out[i] = Self.fp4(Self.scaled(w[i], step, v[i])) * step
+      steps[gi] = e4m3ToFloat(sb) / gs
+    }
+  }
+
+  /// The E2M1 codes of the current V and steps, into `out` (`rows · cols`).
+  private func codes(into out: UnsafeMutablePointer<Int8>) {
+    for gi in alpha.indices {
+      let step = steps[gi]
+      for i in (gi * Self.group)..<((gi + 1) * Self.group) {
+        out[i] = Int8(bitPattern: floatToE2M1(Self.scaled(w[i], step, v[i])))
       }
     }
   }
@@ -120,14 +152,15 @@ package final class SignRoundNVFP4: TunableLinear {
   /// E2M1 codes, E4M3 group scales and the global scale, laid out as `rtn<scheme=nvfp4>`
   /// stores them (the codes of the `qdq` forward, so they dequantize to exactly its values).
   package func finalize() -> QuantizedTensor {
-    var scratch = [Float](repeating: 0, count: rows * cols)
-    scratch.withUnsafeMutableBufferPointer { qdq(into: $0.baseAddress!) }  // safe: weights are non-empty
+    updateSteps()
     var codes = [Int8](repeating: 0, count: rows * cols)
-    for gi in alpha.indices {
-      let step = steps[gi]
-      let base = gi * Self.group
-      for i in base..<(base + Self.group) {
-        codes[i] = Int8(bitPattern: floatToE2M1(Self.scaled(w[i], step, v[i])))
+    codes.withUnsafeMutableBufferPointer { c in
+      // safe: weights are non-empty
+      if let frozen {
+        frozen.load(into: c.baseAddress!, count: rows * cols, at: 0)
+        for i in c.indices { c[i] = Int8(bitPattern: UInt8(bitPattern: c[i]) & 0xF) }
+      } else {
+        self.codes(into: c.baseAddress!)
       }
     }
     return QuantizedTensor(
@@ -136,8 +169,43 @@ package final class SignRoundNVFP4: TunableLinear {
       globalScale: TensorData(floats: [globalScale], shape: [1]))
   }
 
+  /// The tunable parameters (setting them drops stored best codes).
   package var parameters: (v: [Float], alpha: [Float], beta: [Float]) {
     get { (v, alpha, beta) }
-    set { (v, alpha, beta) = newValue }
+    set {
+      (v, alpha, beta) = newValue
+      frozen = nil
+    }
   }
+
+  package func saveBest() {
+    precondition(frozen == nil, "a restored best is final")
+    updateSteps()  // the steps of the last qdq: α has not moved since
+    // Rewritten in place: `best` is cleared first, so `b` holds the only reference.
+    var b = best ?? (PackedCodes(count: rows * cols, nibbles: true), [], [])
+    best = nil
+    var row = [Int8](repeating: 0, count: cols)
+    row.withUnsafeMutableBufferPointer { rp in
+      for r in 0..<rows {
+        for gi in (r * groupsPerRow)..<((r + 1) * groupsPerRow) {
+          let step = steps[gi]
+          for i in (gi * Self.group)..<((gi + 1) * Self.group) {
+            rp[i - r * cols] = Int8(bitPattern: floatToE2M1(Self.scaled(w[i], step, v[i])))
+          }
+        }
+        b.codes.store(rp.baseAddress!, count: cols, at: r * cols)  // safe: cols ≥ 16
+      }
+    }
+    b.alpha = alpha
+    b.beta = beta
+    best = b
+  }
+
+  package func restoreBest() {
+    guard let b = best else { preconditionFailure("restoreBest without saveBest") }
+    (alpha, beta, frozen, best) = (b.alpha, b.beta, b.codes, nil)
+    v = []
+  }
+
+  package var bestBytes: Int { (best?.codes.byteCount ?? 0) + 8 * (best?.alpha.count ?? 0) }
 }

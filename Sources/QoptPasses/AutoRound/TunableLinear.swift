@@ -25,6 +25,16 @@ package protocol TunableLinear: AnyObject {
   /// The codes and scales of the current parameters, as `rtn` stores the scheme.
   func finalize() -> QuantizedTensor
   var parameters: (v: [Float], alpha: [Float], beta: [Float]) { get set }
+  /// Keeps the current parameters as the best iteration's, compactly: their codes (packed,
+  /// `PackedCodes`) and α, β, not V — all that `finalize` and `qdq` need. Called between a
+  /// forward and its backward (the scales are those of the last `qdq`); a later call
+  /// overwrites the kept codes in place.
+  func saveBest()
+  /// Puts the kept best back: α and β, and its codes, which `qdq` and `finalize` then read
+  /// (bit for bit what they computed from V). V is released: the linear is tuned no further.
+  func restoreBest()
+  /// The bytes `saveBest` holds (0 when nothing is kept).
+  var bestBytes: Int { get }
 }
 
 extension TunableLinear {
