@@ -27,7 +27,7 @@ let package = Package(
     .target(name: "QoptSupport"),
 
     // IR
-    .target(name: "QoptIR", dependencies: ["QoptSupport", "CQoptCodecs"]),
+    .target(name: "QoptIR", dependencies: ["QoptSupport", "CQoptCodecs", "CQoptSystem"]),
 
     // Formats: one home per file format (GGUF, compressed-tensors, tokenizer.json), read and
     // written here; frontends lower them into IR, backends raise IR into them.
@@ -75,6 +75,8 @@ let package = Package(
     // I/O
     // GGUF block encoders with AVX2 bodies chosen at run time (Swift builds for baseline x86-64).
     .target(name: "CQoptCodecs"),
+    // Linux calls Swift's Glibc module leaves out (fallocate).
+    .target(name: "CQoptSystem"),
     .target(name: "QoptBackends", dependencies: ["QoptIR", "QoptFormats", "CQoptCodecs"]),
 
     // CLI

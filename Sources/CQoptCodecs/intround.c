@@ -133,11 +133,11 @@ QOPT_AVX2_FMA static void round_before_avx2(const float *w, size_t n, float s, f
   round_before_portable(w + i, n - i, s, plus, lo, hi, q + i);
 }
 
-QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
-  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_after_portable(w, n, s, plus, lo, hi, q); return; }
+/* The body of round_after_avx2 with y = 1/s given (the caller checked `moderate`). */
+QOPT_AVX2_FMA static inline void round_after_avx2_y(const float *w, size_t n, float s, float y, float plus, float lo, float hi, int8_t *q) {
   __m256 sv = _mm256_set1_ps(s), pv = _mm256_set1_ps(plus), lv = _mm256_set1_ps(lo), hv = _mm256_set1_ps(hi);
   __m256 big = _mm256_set1_ps(4194304.0f), nbig = _mm256_set1_ps(-4194304.0f);
-  __m256 yv = _mm256_set1_ps(1.0f / s);
+  __m256 yv = _mm256_set1_ps(y);
   int uns = lo >= 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -150,6 +150,11 @@ QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, fl
     store_codes(_mm256_cvttps_epi32(r), uns, q + i);
   }
   round_after_portable(w + i, n - i, s, plus, lo, hi, q + i);
+}
+
+QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
+  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_after_portable(w, n, s, plus, lo, hi, q); return; }
+  round_after_avx2_y(w, n, s, 1.0f / s, plus, lo, hi, q);
 }
 
 static int use_avx2(void) {
@@ -199,9 +204,150 @@ static inline float round_scale(float x, int scale_type) {
   return f;
 }
 
+#if defined(__x86_64__)
+/* Eight full groups of a row at once (`group` a multiple of 8): their ranges, then the scale
+   arithmetic for all eight in one set of vector operations (a division a group was most of the
+   time at group 64), then the rounding. Each vector operation is the scalar one of the loop
+   below in the same operand order (compare-and-select, IEEE division, the same bf16 rounding in
+   integers), so the scales and codes are its bits; f16 scales take the scalar rounding lane by
+   lane. */
+QOPT_AVX2_FMA static inline __m256 hmin8(__m256 a[8]) {
+  /* Lane k of the result: the minimum of a[k]'s lanes. No lane holds a NaN or −0 (range_avx2's
+     accumulators start at +0 and min_ps keeps the accumulator on NaN or equal zeros), so any
+     order gives the same value. */
+  __m256 t0 = _mm256_min_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
+  __m256 t1 = _mm256_min_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
+  __m256 t2 = _mm256_min_ps(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
+  __m256 t3 = _mm256_min_ps(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
+  /* t0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial minima (two per group per 128-bit half) */
+  __m256 u0 = _mm256_min_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE));
+  __m256 u1 = _mm256_min_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xEE));
+  /* u0 = [a0 a1 a2 a3 | a0 a1 a2 a3], u1 likewise for a4..a7: fold the 128-bit halves */
+  __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+  return _mm256_min_ps(lo, hi);
+}
+
+QOPT_AVX2_FMA static inline __m256 hmax8(__m256 a[8]) {
+  __m256 t0 = _mm256_max_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
+  __m256 t1 = _mm256_max_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
+  __m256 t2 = _mm256_max_ps(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
+  __m256 t3 = _mm256_max_ps(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
+  __m256 u0 = _mm256_max_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE));
+  __m256 u1 = _mm256_max_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xEE));
+  __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+  return _mm256_max_ps(lo, hi);
+}
+
+/* round_after_avx2_y with no zero point and codes within int8 (n a multiple of 8), in fewer
+   operations that give the same codes: with `plus` = 0 the first clamp (to ±2^22, for the
+   portable body's magic-number rounding) changes nothing that the clamp to [lo, hi] ⊂ [−128, 127]
+   does not (rounding is monotonic and lo, hi are integers; a NaN quotient takes lo either way,
+   as max_ps returns its second operand), and clamping before the round-to-nearest-even
+   conversion equals rounding before the clamp for the same reasons. 32 codes are packed and
+   stored at once. */
+QOPT_AVX2_FMA static inline __m256i codes8(const float *w, __m256 sv, __m256 yv, __m256 lv, __m256 hv) {
+  __m256 x = quotient(_mm256_loadu_ps(w), sv, yv);
+  x = _mm256_max_ps(x, lv);
+  x = _mm256_min_ps(x, hv);
+  return _mm256_cvtps_epi32(x);
+}
+
+QOPT_AVX2_FMA static inline void round_sym_avx2(const float *w, size_t n, float s, float y, float lo, float hi, int8_t *q) {
+  __m256 sv = _mm256_set1_ps(s), yv = _mm256_set1_ps(y), lv = _mm256_set1_ps(lo), hv = _mm256_set1_ps(hi);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i a = codes8(w + i, sv, yv, lv, hv), b = codes8(w + i + 8, sv, yv, lv, hv);
+    __m256i c = codes8(w + i + 16, sv, yv, lv, hv), d = codes8(w + i + 24, sv, yv, lv, hv);
+    /* packs keep each 128-bit half apart: dwords come out a0-3 b0-3 c0-3 d0-3 | a4-7 ... */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, order));
+  }
+  for (; i < n; i += 8) store_codes(codes8(w + i, sv, yv, lv, hv), 0, q + i);
+}
+
+/* `c ? a : b` lane by lane. */
+QOPT_AVX2_FMA static inline __m256 sel8(__m256 c, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, c); }
+
+/* round_scale(x, 2) on 8 lanes: bf16 round to nearest even in integers, NaN quieted. */
+QOPT_AVX2_FMA static inline __m256 round_bf16(__m256 x) {
+  __m256i b = _mm256_castps_si256(x);
+  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), odd), 16);
+  __m256i nanv = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
+  __m256 isnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  __m256i h = _mm256_castps_si256(sel8(isnan, _mm256_castsi256_ps(nanv), _mm256_castsi256_ps(r)));
+  h = _mm256_and_si256(h, _mm256_set1_epi32(0xFFFF));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+
+QOPT_AVX2_FMA static void rtn_sym_groups8_avx2(const float *w, size_t group, size_t count, int bits, int scale_type, float thresh, int8_t *q, float *scales) {
+  const float maxq = (float)(1 << (bits - 1));
+  __m256 lanes_lo[8], lanes_hi[8];
+  for (size_t k = 0; k < 8; k++) {
+    __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+    if (k < count) {
+      const float *g = w + k * group;
+      for (size_t i = 0; i < group; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        l = _mm256_min_ps(v, l);
+        h = _mm256_max_ps(v, h);
+      }
+    }
+    lanes_lo[k] = l;
+    lanes_hi[k] = h;
+  }
+  const __m256 signbit = _mm256_set1_ps(-0.0f);
+  __m256 lo = hmin8(lanes_lo), hi = hmax8(lanes_hi);
+  __m256 wmin_abs = _mm256_xor_ps(lo, signbit), nhi = _mm256_xor_ps(hi, signbit);
+  __m256 maxv = sel8(_mm256_cmp_ps(hi, wmin_abs, _CMP_LT_OQ), wmin_abs, nhi);
+  __m256 s = _mm256_div_ps(maxv, _mm256_set1_ps(maxq));
+  if (scale_type == 2) {
+    s = round_bf16(s);
+  } else if (scale_type == 1) {
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    for (int k = 0; k < 8; k++) t[k] = round_scale(t[k], 1);
+    s = _mm256_loadu_ps(t);
+  }
+  __m256 tv = _mm256_set1_ps(thresh), ntv = _mm256_set1_ps(-thresh);
+  __m256 neg = sel8(_mm256_cmp_ps(ntv, s, _CMP_LT_OQ), ntv, s);  /* -thresh < s ? -thresh : s */
+  __m256 pos = sel8(_mm256_cmp_ps(tv, s, _CMP_GE_OQ), tv, s);   /* thresh >= s ? thresh : s */
+  s = sel8(_mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_LT_OQ), neg, pos);
+  __m256 wmax = sel8(_mm256_cmp_ps(hi, wmin_abs, _CMP_GE_OQ), hi, wmin_abs);  /* hi >= -lo ? hi : -lo */
+  /* `moderate(s, wmax)` and 1/s, as round_after_avx2 computes them a group at a time. */
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 a = _mm256_andnot_ps(signbit, s);
+  __m256 ok = _mm256_and_ps(
+    _mm256_and_ps(_mm256_cmp_ps(a, _mm256_set1_ps(0x1p-60f), _CMP_GE_OQ), _mm256_cmp_ps(a, _mm256_set1_ps(0x1p60f), _CMP_LE_OQ)),
+    _mm256_cmp_ps(_mm256_mul_ps(wmax, _mm256_div_ps(one, a)), _mm256_set1_ps(0x1p100f), _CMP_LE_OQ));
+  __m256 y = _mm256_div_ps(one, s);
+  float sv[8], yv[8];
+  _mm256_storeu_ps(sv, s);
+  _mm256_storeu_ps(yv, y);
+  int okmask = _mm256_movemask_ps(ok);
+  for (size_t k = 0; k < count; k++) {
+    if (okmask >> k & 1) round_sym_avx2(w + k * group, group, sv[k], yv[k], -maxq, maxq - 1, q + k * group);
+    else round_after_portable(w + k * group, group, sv[k], 0, -maxq, maxq - 1, q + k * group);
+    scales[k] = sv[k];
+  }
+}
+#endif
+
 void qopt_int_rtn_sym_row(const float *w, size_t cols, size_t group, int bits, int scale_type, float thresh, int8_t *q, float *scales, int portable) {
   const float maxq = (float)(1 << (bits - 1));
-  for (size_t start = 0, g = 0; start < cols; start += group, g++) {
+  size_t first = 0;
+#if defined(__x86_64__)
+  if (!portable && use_avx2() && group % 8 == 0 && group > 0 && bits <= 8) {
+    size_t full = cols / group;
+    for (size_t g = 0; g < full; g += 8) {
+      size_t count = full - g < 8 ? full - g : 8;
+      rtn_sym_groups8_avx2(w + g * group, group, count, bits, scale_type, thresh, q + g * group, scales + g);
+    }
+    first = full * group;
+  }
+#endif
+  for (size_t start = first, g = first / (group ? group : 1); start < cols; start += group, g++) {
     size_t n = cols - start < group ? cols - start : group;
     float lo, hi;
     qopt_int_range(w + start, n, &lo, &hi, portable);

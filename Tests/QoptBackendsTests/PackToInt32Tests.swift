@@ -1,7 +1,9 @@
+import CQoptCodecs
 import QoptBackends
 import QoptFormats
 import QoptIR
 import QoptPasses
+import QoptTestSupport
 import Testing
 
 /// Vectors of reference/compressed-tensors.md §7–§8 (computed with compressed-tensors 0.19.0).
@@ -95,5 +97,30 @@ private func pack(_ codes: [Int8], bits: Int) -> [UInt32] {
     let t = PackToInt32.packRows(TensorData(int8: codes, shape: [rows, cols]), bits: 4)
     let back = t.withUnsafeBytes { PackToInt32.unpackRows($0, rows: rows, columns: cols, bits: 4) }
     #expect(back == codes.map { Int8(($0 & 0xF) ^ 8) - 8 }, "\(cols) columns")
+  }
+}
+
+/// The int4 packing body (AVX2 where the CPU has it) gives the portable body's bytes and the
+/// bit stream's definition — code c of a row at bits 4c of the little-endian words, stored
+/// +8 — for every int8 value (only the low nibble counts) and for lengths that leave the vector
+/// body a tail.
+@Test func int4PackBodiesMatchTheBitStream() {
+  var r = SplitMix64(seed: 11)
+  for n in stride(from: 2, through: 400, by: 2) {
+    let codes = (0..<n).map { _ in Int8(truncatingIfNeeded: r.next()) }
+    var fast = [UInt8](repeating: 0, count: n / 2), slow = [UInt8](repeating: 0xFF, count: n / 2)
+    qopt_pack_int4(codes, n, &fast, 0)
+    qopt_pack_int4(codes, n, &slow, 1)
+    var defined = [UInt8](repeating: 0, count: n / 2)
+    for (c, v) in codes.enumerated() {
+      defined[c / 2] |= UInt8((Int(v) + 8) & 0xF) << (4 * (c % 2))
+    }
+    #expect(fast == defined)
+    #expect(slow == defined)
+    if n % 8 == 0 {
+      // A whole row through packRows: the same bytes as its int32 words.
+      let words = PackToInt32.packRows(TensorData(int8: codes, shape: [1, n]), bits: 4)
+      #expect(words.withUnsafeBytes { Array($0) } == defined)
+    }
   }
 }

@@ -85,7 +85,9 @@ private func adversarialGroup(_ r: inout SplitMix64, scale s: Float, count: Int)
     let bits = 2 + trial % 7
     let st: DType = [.f32, .f16, .bf16][trial % 3]
     let group = [32, 64, 128, 17][(trial / 3) % 4]
-    let cols = group * (1 + Int(r.next() % 4)) + (trial % 5 == 0 ? 7 : 0)
+    // Up to 20 groups a row: the AVX2 row body takes 8 full groups at a time, then a partial
+    // batch, then the short last group.
+    let cols = group * (1 + Int(r.next() % 20)) + (trial % 5 == 0 ? 7 : 0)
     let e = Int(r.next() % 30) - 20
     var s = (r.unit() + 0.01) * Float(sign: .plus, exponent: e, significand: 1)
     if trial % 97 == 0 { s = [Float.leastNonzeroMagnitude, 1e-38, 0.1, 3][Int(r.next() % 4)] }

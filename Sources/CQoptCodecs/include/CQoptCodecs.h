@@ -38,6 +38,15 @@ void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, f
 /// instead of three a group from Swift.
 void qopt_int_rtn_sym_row(const float *w, size_t cols, size_t group, int bits, int scale_type, float thresh, int8_t *q, float *scales, int portable);
 
+/// f32 → bf16 bits (little-endian host order), round to nearest even, NaN quieted: QoptIR's
+/// `floatToBF16` for `n` elements. `portable` nonzero forces the portable body.
+void qopt_f32_to_bf16(const float *x, size_t n, uint16_t *out, int portable);
+
+/// compressed-tensors' int4 packing: `n` (even) signed 4-bit codes, each plus 8, two to a byte,
+/// the even-indexed one in the low nibble — eight to a little-endian int32 word, as
+/// `pack_to_int32` lays them out. `portable` nonzero forces the portable body.
+void qopt_pack_int4(const int8_t *codes, size_t n, uint8_t *out, int portable);
+
 /// llama.cpp's ggml codecs (kquants.c, ggml-quants.c ported verbatim), bit-identical with
 /// `ggml_quantize_chunk` and ggml's `to_float`. Type ids are ggml's (`enum ggml_type`).
 enum {

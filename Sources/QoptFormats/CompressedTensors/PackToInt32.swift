@@ -1,3 +1,4 @@
+import CQoptCodecs
 import Dispatch
 import QoptIR
 
@@ -17,21 +18,18 @@ package enum PackToInt32 {
     let offset = 1 << (bits - 1)
     let mask = UInt64((1 << bits) - 1)
     let src = codes.bindMemory(to: Int8.self)
+    if bits == 4 && columns % 8 == 0, let base = codes.baseAddress {
+      // Rows of whole words are one bit stream: pack them in one call.
+      qopt_pack_int4(
+        base.assumingMemoryBound(to: Int8.self), rows * columns,
+        UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt8.self), 0)
+      #if _endian(big)
+        for w in 0..<(rows * wpr) { out[w] = UInt32(littleEndian: out[w]) }
+      #endif
+      return
+    }
     for r in 0..<rows {
       let row = out + r * wpr
-      if bits == 4 && columns % 8 == 0, let base = codes.baseAddress {
-        // Fast path: 8 codes per word. Eight codes are read as one u64; each byte's low nibble
-        // plus 8 cannot carry into the next byte, and three shift-or-mask steps gather them.
-        for w in 0..<wpr {
-          var x = base.loadUnaligned(fromByteOffset: r * columns + w * 8, as: UInt64.self).littleEndian
-          x = ((x & 0x0F0F_0F0F_0F0F_0F0F) &+ 0x0808_0808_0808_0808) & 0x0F0F_0F0F_0F0F_0F0F
-          x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF
-          x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF
-          x = (x | (x >> 16)) & 0xFFFF_FFFF
-          row[w] = UInt32(truncatingIfNeeded: x)
-        }
-        continue
-      }
       for w in 0..<wpr { row[w] = 0 }
       for c in 0..<columns {
         let u = UInt64(Int(src[r * columns + c]) + offset) & mask

@@ -213,7 +213,9 @@ public enum SafetensorsWriter {
   /// Streams `entries` into an open writer, producing each tensor only when it is written.
   public static func write(_ entries: [SafetensorsEntry], metadata: [(String, String)] = [], into out: AtomicFileWriter) throws {
     let (header, ordered) = layout(entries, metadata: metadata)
-    Progress.shared.expect(bytes: ordered.reduce(0) { $0 + $1.byteCount })
+    let dataBytes = ordered.reduce(0) { $0 + $1.byteCount }
+    Progress.shared.expect(bytes: dataBytes)
+    out.reserve(out.bytesWritten + 8 + header.count + dataBytes)
     var n = UInt64(header.count).littleEndian
     try withUnsafeBytes(of: &n) { b throws(StorageError) in try out.write(b) }
     try out.write(header)

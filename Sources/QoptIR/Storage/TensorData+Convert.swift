@@ -1,3 +1,4 @@
+import CQoptCodecs
 import Dispatch
 
 /// Writes `count` floats from `src` to `dst` as `dtype` (f32, f16 or bf16; little-endian),
@@ -11,7 +12,11 @@ public func storeRounded(
     for i in 0..<count { o[i] = floatToF16(src[i]).littleEndian }
   case .bf16:
     let o = dst.bindMemory(to: UInt16.self, capacity: count)
-    for i in 0..<count { o[i] = floatToBF16(src[i]).littleEndian }
+    #if _endian(little)
+      qopt_f32_to_bf16(src, count, o, 0)  // floatToBF16 element for element, 8 lanes at a time
+    #else
+      for i in 0..<count { o[i] = floatToBF16(src[i]).littleEndian }
+    #endif
   default:
     precondition(dtype == .f32, "float conversion to \(dtype)")
     dst.copyMemory(from: src, byteCount: count * 4)

@@ -59,7 +59,7 @@ public struct IntQuantizer: Sendable {
     let groupsPerRow = scheme.granularity.groupsPerRow(columns: cols)
     precondition(scheme.granularity != .tensor, "per-tensor quantization needs the whole tensor")
     let groupSize = groupsPerRow == 1 ? cols : { if case .group(let n) = scheme.granularity { return n } else { return cols } }()
-    let codesData = TensorData.build(dtype: .i8, shape: [rows, cols]) { _ in }
+    let codesData = TensorData.buildInParallel(dtype: .i8, shape: [rows, cols])
     var scales = [Float](repeating: 0, count: rows * groupsPerRow)
     var zeros = [Int8](repeating: 0, count: rows * groupsPerRow)
     codesData.withUnsafeBytes { raw in
@@ -77,6 +77,7 @@ public struct IntQuantizer: Sendable {
       DispatchQueue.concurrentPerform(iterations: workers) { t in
         let lo = rows * t / workers
         let hi = rows * (t + 1) / workers
+        codesData.populateForWriting((lo * cols)..<(hi * cols))
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(cols, 1) * IntQuantizer.rowBlock)
         defer { scratch.deallocate() }
         var block = lo..<lo

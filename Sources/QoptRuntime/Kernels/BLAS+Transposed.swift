@@ -10,6 +10,7 @@ extension BLAS {
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     guard m > 0, n > 0 else { return }
+    prepare()
     cblas_sgemm(
       CblasRowMajor, CblasTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k),
       alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
@@ -26,6 +27,7 @@ extension BLAS {
     c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     guard n > 0, k > 0 else { return }
+    prepare()
     cblas_ssyrk(
       CblasRowMajor, CblasUpper, CblasTrans, blasint(n), blasint(k), alpha, a, blasint(lda), beta,
       c, blasint(ldc))

@@ -1,4 +1,5 @@
 import COpenBLAS
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -6,12 +7,51 @@ import COpenBLAS
 
 /// The only place qopt calls OpenBLAS.
 public enum BLAS {
+  /// The count qopt asked for (0: none yet) and whether OpenBLAS has been told it.
+  private struct Count {
+    var wanted = 0
+    var told = false
+  }
+  private static let count = Mutex(Count())
+  /// Set once the first product has told OpenBLAS the count: from then on `setThreads` goes
+  /// straight through (the hot path reads only this flag).
+  private static let started = Atomic<Bool>(false)
+
   /// Sets the OpenBLAS thread count explicitly (never left to the environment's default).
+  ///
+  /// Before the first product the count is only recorded: telling OpenBLAS starts its worker
+  /// threads (`openblas_set_num_threads` restarts the pool that `stopIdleThreads` stopped), and
+  /// an idle worker spins on `sched_yield` for about 0.1 s. A command that never multiplies a
+  /// matrix (an import, rtn and emit) would lose a core to that spin for most of its run.
   public static func setThreads(_ n: Int) {
-    openblas_set_num_threads(Int32(max(1, n)))
+    let n = max(1, n)
+    count.withLock { c in
+      c.wanted = n
+      if c.told { openblas_set_num_threads(Int32(n)) }
+    }
   }
 
-  public static var threads: Int { Int(openblas_get_num_threads()) }
+  public static var threads: Int {
+    let wanted = count.withLock { $0.wanted }
+    return wanted > 0 ? wanted : Int(openblas_get_num_threads())
+  }
+
+  /// Tells OpenBLAS the recorded count before its first product; every OpenBLAS call goes
+  /// through here first.
+  @inline(__always)
+  static func prepare() {
+    if !started.load(ordering: .acquiring) { startSlow() }
+  }
+
+  private static func startSlow() {
+    count.withLock { c in
+      if !c.told {
+        if c.wanted > 0 { openblas_set_num_threads(Int32(c.wanted)) }
+        c.told = true
+      }
+    }
+    started.store(true, ordering: .releasing)
+  }
 
   /// Stops OpenBLAS's worker threads until the next threaded call starts them again.
   ///
@@ -35,6 +75,7 @@ public enum BLAS {
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     guard m > 0, n > 0 else { return }
+    prepare()
     cblas_sgemm(
       CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
       alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))

@@ -12,6 +12,7 @@ public enum LAPACK {
   public static func inverseCholeskyUpper(_ h: [Double], n: Int) -> [Double]? {
     precondition(h.count == n * n, "square matrix")
     guard n > 0 else { return [] }
+    BLAS.prepare()
     // Column-major view of a symmetric matrix is the same matrix: factor its lower triangle.
     var a = h
     var dim = blasint(n), lda = blasint(n), info: blasint = 0

@@ -1,0 +1,50 @@
+// compressed-tensors' int4 `pack_to_int32` inner loop: eight signed codes to a word, code j of a
+// word (offset by +8) in bits 4j..4j+3 — the same as two codes to a byte, little end first.
+// The AVX2 body gives the portable body's bytes (the tests compare both).
+
+#include "CQoptCodecs.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static void pack_int4_portable(const int8_t *codes, size_t n, uint8_t *out) {
+  for (size_t k = 0; k < n / 2; k++) {
+    uint8_t a = (uint8_t)((codes[2 * k] + 8) & 0xF), b = (uint8_t)((codes[2 * k + 1] + 8) & 0xF);
+    out[k] = (uint8_t)(a | (b << 4));
+  }
+}
+
+#if defined(__x86_64__)
+/* 64 codes a step: (c + 8) & 0xF in bytes (the low nibble plus 8 cannot carry out of it), then
+   each byte pair as lo + 16·hi (maddubs: unsigned codes × signed 1, 16; at most 255), then the
+   16-bit sums narrowed to bytes (packus keeps 128-bit halves apart: the permute restores order). */
+__attribute__((target("avx2"))) static void pack_int4_avx2(const int8_t *codes, size_t n, uint8_t *out) {
+  const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8), weights = _mm256_set1_epi16(0x1001);
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)(codes + i));
+    __m256i b = _mm256_loadu_si256((const __m256i *)(codes + i + 32));
+    a = _mm256_and_si256(_mm256_add_epi8(_mm256_and_si256(a, low), eight), low);
+    b = _mm256_and_si256(_mm256_add_epi8(_mm256_and_si256(b, low), eight), low);
+    __m256i p = _mm256_packus_epi16(_mm256_maddubs_epi16(a, weights), _mm256_maddubs_epi16(b, weights));
+    _mm256_storeu_si256((__m256i *)(out + i / 2), _mm256_permute4x64_epi64(p, 0xD8));
+  }
+  pack_int4_portable(codes + i, n - i, out + i / 2);
+}
+
+static int have_avx2(void) {
+  static int cached = -1;
+  if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
+  return cached;
+}
+#endif
+
+void qopt_pack_int4(const int8_t *codes, size_t n, uint8_t *out, int portable) {
+#if defined(__x86_64__)
+  if (!portable && have_avx2()) { pack_int4_avx2(codes, n, out); return; }
+#endif
+  pack_int4_portable(codes, n, out);
+}
