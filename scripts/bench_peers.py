@@ -44,8 +44,15 @@ env = dict(os.environ, OMP_NUM_THREADS=T, LD_LIBRARY_PATH=args.llama_bin, TOKENI
            HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
-def run(cmd, **kw):
-    """Runs cmd; returns (wall s, CPU s of the child, its stdout). Fails loudly."""
+def run(cmd, settle=False, **kw):
+    """Runs cmd; returns (wall s, CPU s of the child, its stdout). Fails loudly.
+
+    settle: first write back every file still dirty in the page cache (`sync`), so that a
+    short run is not timed while the kernel writes out the previous tool's output (100+ MB for
+    the emit rows: their runs took 10-30 % longer right after the other tool's run). Neither
+    tool's own write-back is timed, as before."""
+    if settle:
+        os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
@@ -186,9 +193,9 @@ if "gguf" in rows:
         # ext4 forces the new file's blocks to be allocated and written back at the rename
         # (qopt) or the close after truncating (llama-quantize), 0.1 s here for either tool.
         rm(a); rm(b)
-        w, c, _ = run([qopt, model, "-emit=gguf:q4_0", "-threads", T, "-o", a])
+        w, c, _ = run([qopt, model, "-emit=gguf:q4_0", "-threads", T, "-o", a], settle=True)
         q.append(w); qc.append(c)
-        w, c, _ = run([quantize, f32_gguf, b, "Q4_0", T])
+        w, c, _ = run([quantize, f32_gguf, b, "Q4_0", T], settle=True)
         l.append(w); lc.append(c)
     same = os.path.getsize(a) == os.path.getsize(b)
     rm(a); rm(b)
@@ -221,9 +228,9 @@ if "ct" in rows:
     for _ in range(args.runs):
         rm(a); rm(b)
         w, _, _ = run([qopt, model, "-passes=rtn<bits=4;group-size=64>", "-threads", T, "-emit=compressed-tensors",
-                        "-dense-dtype=bf16", "-o", a])
+                        "-dense-dtype=bf16", "-o", a], settle=True)
         q.append(w)
-        w, _, _ = run([py, "-c", lc_script])
+        w, _, _ = run([py, "-c", lc_script], settle=True)
         l.append(w)
     size = lambda d: sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".safetensors"))
     sizes = f"weights {size(a) / 2**20:.1f} / {size(b) / 2**20:.1f} MiB"
