@@ -35,12 +35,44 @@ __attribute__((target("avx2"))) static void pack_int4_avx2(const int8_t *codes, 
   pack_int4_portable(codes + i, n - i, out + i / 2);
 }
 
+/* The inverse: byte k → codes 2k (low nibble) and 2k + 1 (high), each minus 8. 32 codes a
+   step: the nibbles split, offset, and interleaved back into code order. */
+__attribute__((target("avx2"))) static void unpack_int4_avx2(const uint8_t *packed, size_t n, int8_t *codes) {
+  const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m128i b = _mm_loadu_si128((const __m128i *)(packed + i / 2));
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(b, low), eight);
+    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low), eight);
+    _mm_storeu_si128((__m128i *)(codes + i), _mm_unpacklo_epi8(lo, hi));
+    _mm_storeu_si128((__m128i *)(codes + i + 16), _mm_unpackhi_epi8(lo, hi));
+  }
+  for (; i + 1 < n; i += 2) {
+    codes[i] = (int8_t)((packed[i / 2] & 0xF) - 8);
+    codes[i + 1] = (int8_t)((packed[i / 2] >> 4) - 8);
+  }
+}
+
 static int have_avx2(void) {
   static int cached = -1;
   if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
   return cached;
 }
 #endif
+
+static void unpack_int4_portable(const uint8_t *packed, size_t n, int8_t *codes) {
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    codes[i] = (int8_t)((packed[i / 2] & 0xF) - 8);
+    codes[i + 1] = (int8_t)((packed[i / 2] >> 4) - 8);
+  }
+}
+
+void qopt_unpack_int4(const uint8_t *packed, size_t n, int8_t *codes, int portable) {
+#if defined(__x86_64__)
+  if (!portable && have_avx2()) { unpack_int4_avx2(packed, n, codes); return; }
+#endif
+  unpack_int4_portable(packed, n, codes);
+}
 
 void qopt_pack_int4(const int8_t *codes, size_t n, uint8_t *out, int portable) {
 #if defined(__x86_64__)

@@ -57,6 +57,19 @@ package enum StreamedEntries {
   {
     let (rows, cols) = (codes.shape[0], codes.shape[1])
     let wpr = PackToInt32.wordsPerRow(columns: cols, bits: bits)
+    if bits == 4, cols % 8 == 0, let nibbles = codes.int4Nibbles {
+      // Codes held two to a byte are these words already (little-endian): written as they are.
+      return SafetensorsEntry(name: name, dtype: .i32, shape: [rows, wpr]) { sink in
+        try nibbles.withUnsafeBytes { src in
+          var at = 0
+          while at < src.count {
+            let n = min(chunkBytes, src.count - at)
+            try sink(at, UnsafeRawBufferPointer(rebasing: src[at..<(at + n)]))
+            at += n
+          }
+        }
+      }
+    }
     return SafetensorsEntry(name: name, dtype: .i32, shape: [rows, wpr]) { sink in
       defer { codes.releasePages() }
       try codes.withUnsafeBytes { src in

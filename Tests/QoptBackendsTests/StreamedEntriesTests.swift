@@ -1,3 +1,4 @@
+import CQoptCodecs
 import QoptBackends
 import QoptFormats
 import QoptIR
@@ -72,4 +73,43 @@ private func collect(_ e: SafetensorsEntry) throws -> [UInt8] {
     expected[k] = lo | (hi << 4)
   }
   #expect(try collect(StreamedEntries.packedNibbles("w", codes: t)) == expected)
+}
+
+/// 4-bit codes `rtn` holds two to a byte (`TensorData(int4Nibbles:)`) are written as they are:
+/// the same words as packing their i8 codes, which read back unchanged (also after
+/// `releasePages()` drops the unpacked copy); rows of a width that leaves a short last word
+/// take the packing path.
+@Test func nibbleCodesStreamAsTheirPackedWords() throws {
+  for (rows, cols) in [(300, 576), (7, 24), (5, 12)] {
+    var g = SplitMix64(seed: UInt64(rows + cols))
+    let codes = (0..<(rows * cols)).map { _ in Int8(Int(g.next() % 16) - 8) }
+    var packed = [UInt8](repeating: 0, count: rows * cols / 2)
+    qopt_pack_int4(codes, codes.count, &packed, 0)
+    let nibbles = TensorData(dtype: .u8, shape: [rows, cols / 2], bytes: packed)
+    let held = TensorData(int4Nibbles: nibbles, shape: [rows, cols])
+    #expect(held.int4Nibbles != nil)
+    #expect(held.dtype == .i8 && held.shape == [rows, cols])
+    let expected = PackToInt32.packRows(TensorData(int8: codes, shape: [rows, cols]), bits: 4)
+    let streamed = try collect(StreamedEntries.packedInt32("w", codes: held, bits: 4))
+    #expect(streamed == expected.withUnsafeBytes { Array($0) })
+    #expect(held.int8s() == codes)
+    held.releasePages()
+    #expect(held.int8s() == codes)
+  }
+}
+
+/// The unpacking body (AVX2 where the CPU has it) and the portable one invert the packing for
+/// every code in [−8, 7] and every even length.
+@Test func int4UnpackInvertsPack() {
+  var g = SplitMix64(seed: 3)
+  for n in stride(from: 2, through: 200, by: 2) {
+    let codes = (0..<n).map { _ in Int8(Int(g.next() % 16) - 8) }
+    var packed = [UInt8](repeating: 0, count: n / 2)
+    qopt_pack_int4(codes, n, &packed, 1)
+    var fast = [Int8](repeating: 0, count: n), slow = [Int8](repeating: 1, count: n)
+    qopt_unpack_int4(packed, n, &fast, 0)
+    qopt_unpack_int4(packed, n, &slow, 1)
+    #expect(fast == codes)
+    #expect(slow == codes)
+  }
 }

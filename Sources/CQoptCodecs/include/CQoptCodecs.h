@@ -46,6 +46,8 @@ void qopt_f32_to_bf16(const float *x, size_t n, uint16_t *out, int portable);
 /// the even-indexed one in the low nibble — eight to a little-endian int32 word, as
 /// `pack_to_int32` lays them out. `portable` nonzero forces the portable body.
 void qopt_pack_int4(const int8_t *codes, size_t n, uint8_t *out, int portable);
+/// Its inverse for codes in [−8, 7]: `n` (even) codes from n / 2 bytes, each nibble minus 8.
+void qopt_unpack_int4(const uint8_t *packed, size_t n, int8_t *codes, int portable);
 
 /// llama.cpp's ggml codecs (kquants.c, ggml-quants.c ported verbatim), bit-identical with
 /// `ggml_quantize_chunk` and ggml's `to_float`. Type ids are ggml's (`enum ggml_type`).

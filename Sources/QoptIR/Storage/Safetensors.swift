@@ -298,6 +298,10 @@ public enum SafetensorsWriter {
       let chunk = 4 << 20
       let chunks = (total + chunk - 1) / chunk
       let workers = min(writeThreads, chunks)
+      // Bytes made on first use for this write (4-bit codes held as nibbles, say) are dropped
+      // again once written, so saving a module does not hold both forms of every tensor.
+      let madeForThisWrite = t.isDeferred
+      defer { if madeForThisWrite { t.releasePages() } }
       t.withUnsafeBytes { raw in
         nonisolated(unsafe) let src = raw
         DispatchQueue.concurrentPerform(iterations: workers) { w in

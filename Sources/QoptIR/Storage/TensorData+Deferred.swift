@@ -1,3 +1,4 @@
+import CQoptCodecs
 import Synchronization
 
 /// f32 bytes made on first use by a decoder — a GGUF block-quantized tensor, say — and kept
@@ -20,18 +21,21 @@ final class DeferredBytes: @unchecked Sendable {
   /// Drops whatever the decoder reads from (a mapped file's pages, say), when that is not a
   /// `source` tensor: called by `releasePages()`.
   let releaseInput: (@Sendable () -> Void)?
+  /// The nibbles i8 codes are unpacked from (`TensorData(int4Nibbles:shape:)`), if any.
+  let nibbles: TensorData?
   private let cache = Mutex<OwnedBytes?>(nil)
 
   init(
     byteCount: Int, fill: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void,
     rows: (@Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void)?, source: TensorData? = nil,
-    releaseInput: (@Sendable () -> Void)? = nil
+    releaseInput: (@Sendable () -> Void)? = nil, nibbles: TensorData? = nil
   ) {
     self.byteCount = byteCount
     self.fill = fill
     self.rows = rows
     self.source = source
     self.releaseInput = releaseInput
+    self.nibbles = nibbles
   }
 
   /// The decoded bytes, decoding them now if nothing holds them.
@@ -113,6 +117,40 @@ extension TensorData {
               }
             }
           }, source: source)), byteCount: n)
+  }
+
+  /// i8 codes in [−8, 7] held two to a byte and unpacked on first use (and again after
+  /// `releasePages()`): `packed` is u8 `[rows, columns / 2]`, code 2k of a row in the low nibble
+  /// of byte k, each stored plus 8 — byte for byte compressed-tensors' int4 words when a row's
+  /// codes fill whole words.
+  ///
+  /// Why: `rtn` to 4 bits wrote every weight's codes a byte each (106 MB for the shared 135M
+  /// model), pages the kernel maps and zeroes, the emitter reads once to pack into the same
+  /// nibbles, and the kernel frees at exit — a fifth of the W4A16 command's CPU. Held as
+  /// nibbles, the compressed-tensors writer streams them as they are (`int4Nibbles`), and any
+  /// other reader gets the i8 codes it always got.
+  public init(int4Nibbles packed: TensorData, shape: [Int]) {
+    precondition(packed.dtype == .u8 && shape.count == 2 && shape[1] % 2 == 0, "int4 nibbles")
+    precondition(packed.shape == [shape[0], shape[1] / 2], "int4 nibbles shape")
+    let n = shape[0] * shape[1]
+    self.init(
+      dtype: .i8, shape: shape,
+      storage: .deferred(
+        DeferredBytes(
+          byteCount: n,
+          fill: { raw in
+            packed.withUnsafeBytes { src in
+              guard let s = src.baseAddress, let d = raw.baseAddress else { return }
+              let (from, to) = (s.assumingMemoryBound(to: UInt8.self), d.assumingMemoryBound(to: Int8.self))
+              qopt_unpack_int4(from, n, to, 0)
+            }
+          }, rows: nil, nibbles: packed)), byteCount: n)
+  }
+
+  /// The nibbles of i8 codes made by `init(int4Nibbles:shape:)`, if these are such codes.
+  public var int4Nibbles: TensorData? {
+    if case .deferred(let d) = storage { return d.nibbles }
+    return nil
   }
 
   /// The f16/bf16 tensor this f32 one is converted from on use (`init(f32Decoding:)`), if any.

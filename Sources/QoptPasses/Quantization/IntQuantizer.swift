@@ -59,7 +59,14 @@ public struct IntQuantizer: Sendable {
     let groupsPerRow = scheme.granularity.groupsPerRow(columns: cols)
     precondition(scheme.granularity != .tensor, "per-tensor quantization needs the whole tensor")
     let groupSize = groupsPerRow == 1 ? cols : { if case .group(let n) = scheme.granularity { return n } else { return cols } }()
-    let codesData = TensorData.buildInParallel(dtype: .i8, shape: [rows, cols])
+    // The symmetric full-range rule (rtn's default) goes a row per C call: calling C three
+    // times a group from Swift cost as much as the rounding itself. Its 4-bit codes are held
+    // two to a byte (`TensorData(int4Nibbles:shape:)`): half the memory, and compressed-tensors'
+    // packed words as they are.
+    let rowRule = rule == .fullRange && scheme.symmetric
+    let nibbles = rowRule && scheme.bits == 4 && cols % 2 == 0
+    let rowBytes = nibbles ? cols / 2 : cols
+    let codesData = TensorData.buildInParallel(dtype: nibbles ? .u8 : .i8, shape: [rows, rowBytes])
     var scales = [Float](repeating: 0, count: rows * groupsPerRow)
     var zeros = [Int8](repeating: 0, count: rows * groupsPerRow)
     codesData.withUnsafeBytes { raw in
@@ -68,18 +75,19 @@ public struct IntQuantizer: Sendable {
       nonisolated(unsafe) let zPtr = zeros.withUnsafeMutableBufferPointer { $0.baseAddress! }  // safe: non-empty
       let workers = max(1, min(threads, rows))
       let q = self
-      // The symmetric full-range rule (rtn's default) goes a row per C call: calling C three
-      // times a group from Swift cost as much as the rounding itself.
-      let rowRule = rule == .fullRange && scheme.symmetric
       let scaleCode: Int32 = scheme.scaleType == .f16 ? 1 : scheme.scaleType == .bf16 ? 2 : 0
       let thresh = IntQuantizer.scaleThreshold(scheme.scaleType)
       let bits = Int32(scheme.bits)
       DispatchQueue.concurrentPerform(iterations: workers) { t in
         let lo = rows * t / workers
         let hi = rows * (t + 1) / workers
-        codesData.populateForWriting((lo * cols)..<(hi * cols))
+        codesData.populateForWriting((lo * rowBytes)..<(hi * rowBytes))
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(cols, 1) * IntQuantizer.rowBlock)
-        defer { scratch.deallocate() }
+        let rowCodes = UnsafeMutablePointer<Int8>.allocate(capacity: nibbles ? cols : 1)
+        defer {
+          scratch.deallocate()
+          rowCodes.deallocate()
+        }
         var block = lo..<lo
         var base = UnsafePointer(scratch)
         for r in lo..<hi {
@@ -89,6 +97,13 @@ public struct IntQuantizer: Sendable {
             base = row(block, scratch)
           }
           let w = base + (r - block.lowerBound) * cols
+          if nibbles {
+            qopt_int_rtn_sym_row(
+              w, cols, groupSize, bits, scaleCode, thresh, rowCodes, sPtr + r * groupsPerRow, 0)
+            let out = UnsafeMutableRawPointer(codesPtr + r * rowBytes)
+            qopt_pack_int4(rowCodes, cols, out.assumingMemoryBound(to: UInt8.self), 0)
+            continue
+          }
           if rowRule {
             qopt_int_rtn_sym_row(
               w, cols, groupSize, bits, scaleCode, thresh, codesPtr + r * cols,
@@ -107,7 +122,8 @@ public struct IntQuantizer: Sendable {
         }
       }
     }
-    return pack(codesData: codesData, scales: scales, zeros: zeros, scaleShape: [rows, groupsPerRow])
+    let codes = nibbles ? TensorData(int4Nibbles: codesData, shape: [rows, cols]) : codesData
+    return pack(codesData: codes, scales: scales, zeros: zeros, scaleShape: [rows, groupsPerRow])
   }
 
   private func pack(codes: [Int8], shape: [Int], scales: [Float], zeros: [Int8], scaleShape: [Int]) -> QuantizedTensor {
