@@ -71,12 +71,6 @@ extension Kernels {
     if parallel {
       let saved = BLAS.threads
       BLAS.setThreads(1)
-      // OpenBLAS's worker, left spinning on sched_yield by the projections just before, would
-      // take a core from these workers for most of the attention (the eval's 8×512 windows:
-      // 0.93–1.02 s of attention with it spinning, 0.71–0.76 s stopped). It is started again by
-      // the next threaded product. Only when this thread drives OpenBLAS's threads (saved > 1):
-      // callers that run sequences side by side, one BLAS thread each, have no worker to stop.
-      if saved > 1 { BLAS.stopIdleThreads() }
       // Each worker takes the next task from a shared counter, larger blocks first (they see
       // the most keys), and reuses its own score tile, which stays in its core's L2.
       let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)

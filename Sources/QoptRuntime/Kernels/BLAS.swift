@@ -60,6 +60,11 @@ public enum BLAS {
   /// from a command that never multiplies a matrix (an import and emit: ~20 % of its CPU).
   /// The symbol is OpenBLAS's own (its fork handler uses it; not in cblas.h), looked up at run
   /// time so a BLAS built without a thread server still links and simply skips this.
+  ///
+  /// Only where no other thread can be inside an OpenBLAS call: OpenBLAS's shutdown joins its
+  /// workers and races a product that another thread is starting (stopping the worker before
+  /// each attention of the eval, with tests running products side by side, left the shutdown
+  /// waiting forever on a worker that had gone to sleep).
   public static func stopIdleThreads() {
     typealias Shutdown = @convention(c) () -> Int32
     guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }  // RTLD_DEFAULT
