@@ -3,6 +3,7 @@
 // tests compare both with the Swift definition on ties, NaNs and infinities).
 
 #include "CQoptCodecs.h"
+#include "halffloat.h"
 
 #include <string.h>
 
@@ -10,28 +11,11 @@
 #include <immintrin.h>
 #endif
 
-static inline uint16_t bf16_bits(float x) {
-  uint32_t b;
-  memcpy(&b, &x, 4);
-  if (x != x) return (uint16_t)((b >> 16) | 0x40);
-  return (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-}
-
 static void to_bf16_portable(const float *x, size_t n, uint16_t *out) {
   for (size_t i = 0; i < n; i++) out[i] = bf16_bits(x[i]);
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2"))) static inline __m256i bf16_lanes(__m256 x) {
-  __m256i b = _mm256_castps_si256(x);
-  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), odd), 16);
-  __m256i q = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
-  __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-  /* Both candidates are below 2^16, so the 32 → 16 bit narrowing (packus) is exact. */
-  return _mm256_blendv_epi8(r, _mm256_and_si256(q, _mm256_set1_epi32(0xFFFF)), nan);
-}
-
 __attribute__((target("avx2"))) static void to_bf16_avx2(const float *x, size_t n, uint16_t *out) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {

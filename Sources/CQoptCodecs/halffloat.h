@@ -1,6 +1,6 @@
-// f32 ⇄ f16 conversions shared by the codecs (private to CQoptCodecs). Integer-only and exact,
-// so they give the same bits with or without F16C, and the same as QoptIR's `floatToF16` /
-// `f16ToFloat`.
+// f32 ⇄ f16 and f32 → bf16 conversions shared by the codecs (private to CQoptCodecs).
+// Integer-only and exact, so they give the same bits with or without F16C, and the same as
+// QoptIR's `floatToF16` / `f16ToFloat` / `floatToBF16`.
 #ifndef CQOPT_HALFFLOAT_H
 #define CQOPT_HALFFLOAT_H
 
@@ -44,5 +44,28 @@ static inline float f16_to_float(uint16_t h) {
   memcpy(&r, &bits, 4);
   return r;
 }
+
+/// f32 → bf16 bits, round to nearest even, NaN quieted with its top payload bits (QoptIR's
+/// `floatToBF16`).
+static inline uint16_t bf16_bits(float x) {
+  uint32_t b;
+  memcpy(&b, &x, 4);
+  if (x != x) return (uint16_t)((b >> 16) | 0x40);
+  return (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/// `bf16_bits` on 8 lanes, each result in the low 16 bits of its 32-bit lane: the same integer
+/// steps (no finite input carries past 2^32), NaN lanes replaced after.
+__attribute__((target("avx2"))) static inline __m256i bf16_lanes(__m256 x) {
+  __m256i b = _mm256_castps_si256(x);
+  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), odd), 16);
+  __m256i q = _mm256_and_si256(_mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40)), _mm256_set1_epi32(0xFFFF));
+  __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  return _mm256_blendv_epi8(r, q, nan);
+}
+#endif
 
 #endif

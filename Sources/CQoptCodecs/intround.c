@@ -133,11 +133,11 @@ QOPT_AVX2_FMA static void round_before_avx2(const float *w, size_t n, float s, f
   round_before_portable(w + i, n - i, s, plus, lo, hi, q + i);
 }
 
-/* The body of round_after_avx2 with y = 1/s given (the caller checked `moderate`). */
-QOPT_AVX2_FMA static inline void round_after_avx2_y(const float *w, size_t n, float s, float y, float plus, float lo, float hi, int8_t *q) {
+QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
+  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_after_portable(w, n, s, plus, lo, hi, q); return; }
   __m256 sv = _mm256_set1_ps(s), pv = _mm256_set1_ps(plus), lv = _mm256_set1_ps(lo), hv = _mm256_set1_ps(hi);
   __m256 big = _mm256_set1_ps(4194304.0f), nbig = _mm256_set1_ps(-4194304.0f);
-  __m256 yv = _mm256_set1_ps(y);
+  __m256 yv = _mm256_set1_ps(1.0f / s);
   int uns = lo >= 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -150,11 +150,6 @@ QOPT_AVX2_FMA static inline void round_after_avx2_y(const float *w, size_t n, fl
     store_codes(_mm256_cvttps_epi32(r), uns, q + i);
   }
   round_after_portable(w + i, n - i, s, plus, lo, hi, q + i);
-}
-
-QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, float plus, float lo, float hi, float amax, int8_t *q) {
-  if (!moderate(s, amax) || lo < -32768 || hi > 32767) { round_after_portable(w, n, s, plus, lo, hi, q); return; }
-  round_after_avx2_y(w, n, s, 1.0f / s, plus, lo, hi, q);
 }
 
 static int use_avx2(void) {
@@ -195,10 +190,7 @@ void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, f
 static inline float round_scale(float x, int scale_type) {
   if (scale_type == 1) return f16_to_float(half_bits(x));
   if (scale_type != 2) return x;
-  uint32_t b;
-  memcpy(&b, &x, 4);
-  uint16_t h = x != x ? (uint16_t)((b >> 16) | 0x40) : (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-  uint32_t r = (uint32_t)h << 16;
+  uint32_t r = (uint32_t)bf16_bits(x) << 16;
   float f;
   memcpy(&f, &r, 4);
   return f;
@@ -211,34 +203,26 @@ static inline float round_scale(float x, int scale_type) {
    below in the same operand order (compare-and-select, IEEE division, the same bf16 rounding in
    integers), so the scales and codes are its bits; f16 scales take the scalar rounding lane by
    lane. */
-QOPT_AVX2_FMA static inline __m256 hmin8(__m256 a[8]) {
-  /* Lane k of the result: the minimum of a[k]'s lanes. No lane holds a NaN or −0 (range_avx2's
-     accumulators start at +0 and min_ps keeps the accumulator on NaN or equal zeros), so any
-     order gives the same value. */
-  __m256 t0 = _mm256_min_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
-  __m256 t1 = _mm256_min_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
-  __m256 t2 = _mm256_min_ps(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
-  __m256 t3 = _mm256_min_ps(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
-  /* t0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial minima (two per group per 128-bit half) */
-  __m256 u0 = _mm256_min_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE));
-  __m256 u1 = _mm256_min_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xEE));
+/* max_ps or min_ps, chosen by a constant after inlining. */
+QOPT_AVX2_FMA static inline __m256 pick(__m256 x, __m256 y, int max) { return max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y); }
+
+/* Lane k of the result: the minimum (or maximum) of a[k]'s lanes. No lane holds a NaN or −0
+   (range_avx2's accumulators start at +0 and min_ps/max_ps keep the accumulator on NaN or equal
+   zeros), so any order gives the same value. */
+QOPT_AVX2_FMA static inline __m256 hreduce8(__m256 a[8], int max) {
+  __m256 t0 = pick(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]), max);
+  __m256 t1 = pick(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]), max);
+  __m256 t2 = pick(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]), max);
+  __m256 t3 = pick(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]), max);
+  /* t0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial results (two per group per 128-bit half) */
+  __m256 u0 = pick(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE), max);
+  __m256 u1 = pick(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xEE), max);
   /* u0 = [a0 a1 a2 a3 | a0 a1 a2 a3], u1 likewise for a4..a7: fold the 128-bit halves */
   __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
-  return _mm256_min_ps(lo, hi);
+  return pick(lo, hi, max);
 }
 
-QOPT_AVX2_FMA static inline __m256 hmax8(__m256 a[8]) {
-  __m256 t0 = _mm256_max_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
-  __m256 t1 = _mm256_max_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
-  __m256 t2 = _mm256_max_ps(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
-  __m256 t3 = _mm256_max_ps(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
-  __m256 u0 = _mm256_max_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE));
-  __m256 u1 = _mm256_max_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xEE));
-  __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
-  return _mm256_max_ps(lo, hi);
-}
-
-/* round_after_avx2_y with no zero point and codes within int8 (n a multiple of 8), in fewer
+/* round_after_avx2 with y = 1/s given, no zero point and codes within int8 (n a multiple of 8), in fewer
    operations that give the same codes: with `plus` = 0 the first clamp (to ±2^22, for the
    portable body's magic-number rounding) changes nothing that the clamp to [lo, hi] ⊂ [−128, 127]
    does not (rounding is monotonic and lo, hi are integers; a NaN quotient takes lo either way,
@@ -269,17 +253,8 @@ QOPT_AVX2_FMA static inline void round_sym_avx2(const float *w, size_t n, float 
 /* `c ? a : b` lane by lane. */
 QOPT_AVX2_FMA static inline __m256 sel8(__m256 c, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, c); }
 
-/* round_scale(x, 2) on 8 lanes: bf16 round to nearest even in integers, NaN quieted. */
-QOPT_AVX2_FMA static inline __m256 round_bf16(__m256 x) {
-  __m256i b = _mm256_castps_si256(x);
-  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), odd), 16);
-  __m256i nanv = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
-  __m256 isnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  __m256i h = _mm256_castps_si256(sel8(isnan, _mm256_castsi256_ps(nanv), _mm256_castsi256_ps(r)));
-  h = _mm256_and_si256(h, _mm256_set1_epi32(0xFFFF));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-}
+/* round_scale(x, 2) on 8 lanes. */
+QOPT_AVX2_FMA static inline __m256 round_bf16(__m256 x) { return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_lanes(x), 16)); }
 
 QOPT_AVX2_FMA static void rtn_sym_groups8_avx2(const float *w, size_t group, size_t count, int bits, int scale_type, float thresh, int8_t *q, float *scales) {
   const float maxq = (float)(1 << (bits - 1));
@@ -298,7 +273,7 @@ QOPT_AVX2_FMA static void rtn_sym_groups8_avx2(const float *w, size_t group, siz
     lanes_hi[k] = h;
   }
   const __m256 signbit = _mm256_set1_ps(-0.0f);
-  __m256 lo = hmin8(lanes_lo), hi = hmax8(lanes_hi);
+  __m256 lo = hreduce8(lanes_lo, 0), hi = hreduce8(lanes_hi, 1);
   __m256 wmin_abs = _mm256_xor_ps(lo, signbit), nhi = _mm256_xor_ps(hi, signbit);
   __m256 maxv = sel8(_mm256_cmp_ps(hi, wmin_abs, _CMP_LT_OQ), wmin_abs, nhi);
   __m256 s = _mm256_div_ps(maxv, _mm256_set1_ps(maxq));

@@ -17,6 +17,13 @@ static void pack_int4_portable(const int8_t *codes, size_t n, uint8_t *out) {
   }
 }
 
+static void unpack_int4_portable(const uint8_t *packed, size_t n, int8_t *codes) {
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    codes[i] = (int8_t)((packed[i / 2] & 0xF) - 8);
+    codes[i + 1] = (int8_t)((packed[i / 2] >> 4) - 8);
+  }
+}
+
 #if defined(__x86_64__)
 /* 64 codes a step: (c + 8) & 0xF in bytes (the low nibble plus 8 cannot carry out of it), then
    each byte pair as lo + 16·hi (maddubs: unsigned codes × signed 1, 16; at most 255), then the
@@ -47,10 +54,7 @@ __attribute__((target("avx2"))) static void unpack_int4_avx2(const uint8_t *pack
     _mm_storeu_si128((__m128i *)(codes + i), _mm_unpacklo_epi8(lo, hi));
     _mm_storeu_si128((__m128i *)(codes + i + 16), _mm_unpackhi_epi8(lo, hi));
   }
-  for (; i + 1 < n; i += 2) {
-    codes[i] = (int8_t)((packed[i / 2] & 0xF) - 8);
-    codes[i + 1] = (int8_t)((packed[i / 2] >> 4) - 8);
-  }
+  unpack_int4_portable(packed + i / 2, n - i, codes + i);
 }
 
 static int have_avx2(void) {
@@ -59,13 +63,6 @@ static int have_avx2(void) {
   return cached;
 }
 #endif
-
-static void unpack_int4_portable(const uint8_t *packed, size_t n, int8_t *codes) {
-  for (size_t i = 0; i + 1 < n; i += 2) {
-    codes[i] = (int8_t)((packed[i / 2] & 0xF) - 8);
-    codes[i + 1] = (int8_t)((packed[i / 2] >> 4) - 8);
-  }
-}
 
 void qopt_unpack_int4(const uint8_t *packed, size_t n, int8_t *codes, int portable) {
 #if defined(__x86_64__)
