@@ -39,7 +39,7 @@ struct Qopt: ParsableCommand {
 @main
 enum Main {
   static func main() {
-    BLAS.stopIdleThreads()  // started again by the first threaded matrix product
+    BLAS.startQuietly()  // workers started again by the first threaded product, sleeping when idle
     let args = CommandLine.arguments.dropFirst()
     switch CommandLineConventions.early(Array(args), stdinIsTerminal: isatty(0) != 0) {
     case .version:

@@ -71,6 +71,35 @@ public enum BLAS {
     _ = unsafeBitCast(sym, to: Shutdown.self)()
   }
 
+  /// Called once at the start of a process, before any other thread exists: stops OpenBLAS's
+  /// workers (see `stopIdleThreads`) and makes the workers it starts later sleep as soon as a
+  /// product is done instead of spinning.
+  ///
+  /// Why: an idle OpenBLAS worker spins on `sched_yield` for 2²⁸ TSC ticks (about 0.1 s) after
+  /// each product before it sleeps. Between two products qopt runs its own parallel work on the
+  /// same cores (attention, SwiGLU, norms), and the spinning worker takes a core from it: with
+  /// the spin, the eval's attention took 0.89–1.19 s of an 8-window eval, without it 0.64–0.69 s
+  /// (`qopt-bench eval`, docs/performance.md). Waking a sleeping worker costs a futex wake per
+  /// threaded product, a few microseconds against products of a millisecond or more.
+  /// Stopping the worker around each attention instead would race products other threads start
+  /// (see `stopIdleThreads`); the timeout is OpenBLAS's own setting and needs no gate.
+  ///
+  /// OpenBLAS reads its settings from the environment when it loads, and the timeout again when
+  /// it starts its workers: this sets `OPENBLAS_THREAD_TIMEOUT` (the minimum, 2⁴ ticks) unless
+  /// the user set it, has OpenBLAS read the environment again (`openblas_read_env`, looked up
+  /// at run time like the shutdown), and restores the environment. A user's own setting wins.
+  public static func startQuietly() {
+    stopIdleThreads()
+    let name = "OPENBLAS_THREAD_TIMEOUT"
+    guard getenv(name) == nil else { return }
+    typealias ReadEnv = @convention(c) () -> Void
+    let rtldDefault = UnsafeMutableRawPointer(bitPattern: 0)
+    guard let sym = dlsym(rtldDefault, "openblas_read_env") else { return }
+    setenv(name, "4", 1)
+    unsafeBitCast(sym, to: ReadEnv.self)()
+    unsetenv(name)
+  }
+
   /// Row-major `C[M, N] = alpha · op(A) · op(B) + beta · C` with leading dimensions given
   /// explicitly, so strided head views need no copies. `transB` reads B as `[N, K]`.
   @inline(__always)

@@ -107,8 +107,5 @@ extension BLAS {
     }
     guard let change else { return }
     setThreads(change.new)
-    // Idle workers spin on sched_yield for a while before they sleep: on a busy machine that
-    // spin is taken from the process that made the cores busy and from this one.
-    if change.new == 1 { stopIdleThreads() }
   }
 }
