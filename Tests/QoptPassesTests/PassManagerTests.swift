@@ -88,8 +88,18 @@ enum CountingAnalysis: Analysis {
   let q = try #require(m.weights.quantized("model.layers.1.mlp.down_proj.weight"))
   #expect(q.scale.shape == [64, 4])
   #expect(m.weights.dense("model.embed_tokens.weight") != nil)
-  // Threads do not change the result.
-  let m1 = ExampleModel.make()
-  try PassManager(threads: 1) { _ in }.run(PipelineParser.parse("rtn<bits=4;group-size=32>", registry: .builtin()), on: m1)
-  #expect(m1.weights.quantized("model.layers.1.mlp.down_proj.weight")!.codes.isIdentical(to: q.codes))
+  // Threads do not change the result: with more than one, whole weights go to the workers
+  // (RTNJob), and every weight's codes and scales are the ones one thread makes.
+  let quantizedNames = m.weights.names.filter { m.weights.quantized($0) != nil }
+  #expect(quantizedNames.count == 14)
+  for threads in [1, 3] {
+    let other = ExampleModel.make()
+    try PassManager(threads: threads) { _ in }.run(
+      PipelineParser.parse("rtn<bits=4;group-size=32>", registry: .builtin()), on: other)
+    for name in quantizedNames {
+      let a = try #require(m.weights.quantized(name)), b = try #require(other.weights.quantized(name))
+      #expect(b.codes.isIdentical(to: a.codes), "\(name), \(threads) threads")
+      #expect(b.scale.isIdentical(to: a.scale), "\(name), \(threads) threads")
+    }
+  }
 }
