@@ -30,9 +30,21 @@ let roundToNearestPass = Pass(
   defer {
     if !autoChosen.isEmpty { context.remark(GroupSizeChoice.summary(autoChosen)) }
   }
-  // Plain integer weights are quantized together once every weight is planned (below).
+  // Plain integer weights are quantized a batch at a time, whole weights per worker (RTNJob).
   var batch: [RTNJob] = []
   var batchResults: [Value] = []
+  /// Quantizes the waiting weights and stores them. Run whenever the batch holds
+  /// `RTNJob.batchValues`: what a store with a spill budget takes to disk stays bounded.
+  func flush() {
+    for ((job, result), q) in zip(zip(batch, batchResults), RTNJob.run(batch, threads: context.threads)) {
+      var q = q
+      q.source = job.weight  // kept for finetune's float teacher and starting weights (never saved)
+      context.setWeight(job.name, .quantized(q))
+      context.retype(result, to: result.type.with(element: .quantized(.int(job.scheme))))
+    }
+    batch.removeAll()
+    batchResults.removeAll()
+  }
   for (param, name) in selected {
     // An `assign-schemes` choice replaces the pass's own scheme for this weight.
     guard let options = try options.assigned(to: param, name: name) else { continue }
@@ -99,18 +111,14 @@ let roundToNearestPass = Pass(
     } else {
       batch.append(RTNJob(name: name, scheme: s, quantizer: quantizer, weight: weight))
       batchResults.append(result)
+      if batch.reduce(0, { $0 + $1.weight.count }) >= RTNJob.batchValues { flush() }
       continue
     }
     q.source = weight  // kept for finetune's float teacher and starting weights (never saved)
     context.setWeight(name, .quantized(q))
     context.retype(result, to: result.type.with(element: .quantized(.int(s))))
   }
-  for ((job, result), q) in zip(zip(batch, batchResults), RTNJob.run(batch, threads: context.threads)) {
-    var q = q
-    q.source = job.weight  // kept for finetune's float teacher and starting weights (never saved)
-    context.setWeight(job.name, .quantized(q))
-    context.retype(result, to: result.type.with(element: .quantized(.int(job.scheme))))
-  }
+  flush()
 }
 
 /// One plain integer weight of an `rtn` run, planned and waiting to be quantized.
@@ -120,8 +128,13 @@ let roundToNearestPass = Pass(
 /// splitting each one's rows across the threads put a join after every weight — `rtn` over the
 /// shared model ran at 1.5× on two threads. Each worker now takes whole weights, the next one
 /// from a shared counter; a weight's codes do not depend on which thread rounds it (rows are
-/// independent), so the result is the same bytes.
+/// independent), so the result is the same bytes. Weights wait in batches of about
+/// `batchValues` values, then are stored in their order.
 struct RTNJob: Sendable {
+  /// Weight values quantized between two stores: about one large weight of an 8B model, so the
+  /// codes held before the store (and its spill, out of core) takes them stay that size.
+  static let batchValues = 1 << 25
+
   let name: String
   let scheme: IntScheme
   let quantizer: IntQuantizer
