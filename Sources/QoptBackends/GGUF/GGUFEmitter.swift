@@ -59,7 +59,7 @@ public struct GGUFEmitter: WeightEmitter {
       )
     }
     let entries = tensors.map { t in
-      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { whole in
+      GGUFTensorEntry(name: t.gguf, shape: t.shape, type: t.type) { threads, whole in
         // A stacked tensor's experts go one after another.
         var at = 0
         for (part, importance) in [(t.entry, t.importance)] + t.rest {
@@ -74,7 +74,7 @@ public struct GGUFEmitter: WeightEmitter {
       }
     }
     try GGUFFileWriter.write(
-      metadata: metadata.values, raw: metadata.raw, tensors: entries, to: output)
+      metadata: metadata.values, raw: metadata.raw, tensors: entries, threads: threads, to: output)
   }
 
   /// Encodes one stored tensor (or one expert of a stacked tensor) as `t.type` into `sink`.
