@@ -126,41 +126,58 @@ let roundToNearestPass = Pass(
 /// Why weights go together: a model has hundreds of weights, most of them small (a 135M
 /// model's k/v projections are 110 k values, a tenth of a millisecond of rounding), and
 /// splitting each one's rows across the threads put a join after every weight — `rtn` over the
-/// shared model ran at 1.5× on two threads. Each worker now takes whole weights, the next one
-/// from a shared counter; a weight's codes do not depend on which thread rounds it (rows are
-/// independent), so the result is the same bytes. Weights wait in batches of about
-/// `batchValues` values, then are stored in their order.
-struct RTNJob: Sendable {
+/// shared model ran at 1.5× on two threads. Each worker now takes whole weights under
+/// `wholeWeightValues`, the next one from a shared counter (larger ones still split their
+/// rows); a weight's codes do not depend on which thread rounds it (rows are independent), so
+/// the result is the same bytes. Weights wait in batches of about `batchValues` values, then
+/// are stored in their order.
+package struct RTNJob: Sendable {
   /// Weight values quantized between two stores: about one large weight of an 8B model, so the
   /// codes held before the store (and its spill, out of core) takes them stay that size.
   static let batchValues = 1 << 25
 
-  let name: String
+  package let name: String
   let scheme: IntScheme
   let quantizer: IntQuantizer
   let weight: TensorData
 
+  package init(name: String, scheme: IntScheme, quantizer: IntQuantizer, weight: TensorData) {
+    self.name = name
+    self.scheme = scheme
+    self.quantizer = quantizer
+    self.weight = weight
+  }
+
+  /// Weights of at least this many values are rounded one at a time with every thread (one of
+  /// them alone would leave the other threads idle); smaller ones go to the threads whole.
+  package static let wholeWeightValues = 1 << 22
+
   /// The quantized tensors of `jobs`, in order, made on up to `threads` workers.
-  static func run(_ jobs: [RTNJob], threads: Int) -> [QuantizedTensor] {
-    let workers = max(1, min(threads, jobs.count))
-    guard workers > 1 else { return jobs.map { $0.quantize(threads: threads) } }
-    let next = Atomic<Int>(0)
+  package static func run(_ jobs: [RTNJob], threads: Int) -> [QuantizedTensor] {
+    let small = jobs.indices.filter { threads > 1 && jobs[$0].weight.count < wholeWeightValues }
     let done = Mutex<[Int: QuantizedTensor]>([:])
-    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+    let smallSet = Set(small)
+    for i in jobs.indices where !smallSet.contains(i) {
+      let q = jobs[i].quantize(threads: threads)
+      jobs[i].weight.releasePages()
+      done.withLock { $0[i] = q }
+    }
+    let next = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, small.count))) { _ in
       while true {
-        let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard i < jobs.count else { return }
-        let q = jobs[i].quantize(threads: 1)
+        let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard k < small.count else { return }
+        let q = jobs[small[k]].quantize(threads: 1)
         // As `setWeight` would right after it: the source's decoded or mapped pages go now,
         // not when the last weight is done.
-        jobs[i].weight.releasePages()
-        done.withLock { $0[i] = q }
+        jobs[small[k]].weight.releasePages()
+        done.withLock { $0[small[k]] = q }
       }
     }
     return done.withLock { d in jobs.indices.map { d[$0]! } }  // safe: every index was filled
   }
 
-  func quantize(threads: Int) -> QuantizedTensor {
+  package func quantize(threads: Int) -> QuantizedTensor {
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     if weight.decodesRows, scheme.granularity != .tensor {
       // Decoded on first use (a GGUF import): quantize row by row from the source blocks.
