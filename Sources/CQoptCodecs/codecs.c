@@ -4,6 +4,7 @@
 #pragma clang fp contract(off)
 
 #include "CQoptCodecs.h"
+#include "cpu.h"
 #include "halffloat.h"
 
 #include <math.h>
@@ -280,19 +281,11 @@ AVX2 static void q4_1_avx2(const float *x, uint8_t *out) {
   for (int k = 0; k < 4; k++) n[k] = nibbles8(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], mv), idv), h));
   store16(_mm256_or_si256(n[0], _mm256_slli_epi32(n[2], 4)), _mm256_or_si256(n[1], _mm256_slli_epi32(n[3], 4)), out + 4, 0);
 }
-
-static int has_avx2(void) {
-  static int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-  return cached;
-}
-#else
-static int has_avx2(void) { return 0; }
 #endif
 
 void qopt_encode_q8_0(const float *x, size_t nblocks, uint8_t *out) {
 #if defined(__x86_64__)
-  if (has_avx2()) {
+  if (codecs_have_avx2()) {
     size_t b = 0;
     for (; b + 8 <= nblocks; b += 8) q8_0_avx2_x8(x + 32 * b, out + 34 * b);
     for (; b < nblocks; b++) q8_0_avx2(x + 32 * b, out + 34 * b);
@@ -304,7 +297,7 @@ void qopt_encode_q8_0(const float *x, size_t nblocks, uint8_t *out) {
 
 void qopt_encode_q4_0(const float *x, size_t nblocks, uint8_t *out) {
 #if defined(__x86_64__)
-  if (has_avx2()) {
+  if (codecs_have_avx2()) {
     size_t b = 0;
     for (; b + 8 <= nblocks; b += 8) q4_0_avx2_x8(x + 32 * b, out + 18 * b);
     for (; b < nblocks; b++) q4_0_avx2(x + 32 * b, out + 18 * b);
@@ -316,7 +309,7 @@ void qopt_encode_q4_0(const float *x, size_t nblocks, uint8_t *out) {
 
 void qopt_encode_q4_1(const float *x, size_t nblocks, uint8_t *out) {
 #if defined(__x86_64__)
-  if (has_avx2()) {
+  if (codecs_have_avx2()) {
     for (size_t b = 0; b < nblocks; b++) q4_1_avx2(x + 32 * b, out + 20 * b);
     return;
   }
@@ -370,7 +363,7 @@ AVX2 static void decode_q4_avx2(const uint8_t *src, size_t nblocks, float *y, in
 
 void qopt_decode_q8_0(const uint8_t *src, size_t nblocks, float *y) {
 #if defined(__x86_64__)
-  if (has_avx2()) {
+  if (codecs_have_avx2()) {
     decode_q8_0_avx2(src, nblocks, y);
     return;
   }
@@ -383,7 +376,7 @@ void qopt_decode_q8_0(const uint8_t *src, size_t nblocks, float *y) {
 
 void qopt_decode_q4(const uint8_t *src, size_t nblocks, float *y, int has_min) {
 #if defined(__x86_64__)
-  if (has_avx2()) {
+  if (codecs_have_avx2()) {
     decode_q4_avx2(src, nblocks, y, has_min);
     return;
   }

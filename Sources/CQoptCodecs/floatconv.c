@@ -3,6 +3,7 @@
 // tests compare both with the Swift definition on ties, NaNs and infinities).
 
 #include "CQoptCodecs.h"
+#include "cpu.h"
 #include "halffloat.h"
 
 #include <string.h>
@@ -26,17 +27,11 @@ __attribute__((target("avx2"))) static void to_bf16_avx2(const float *x, size_t 
   }
   to_bf16_portable(x + i, n - i, out + i);
 }
-
-static int have_avx2(void) {
-  static int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-  return cached;
-}
 #endif
 
 void qopt_f32_to_bf16(const float *x, size_t n, uint16_t *out, int portable) {
 #if defined(__x86_64__)
-  if (!portable && have_avx2()) { to_bf16_avx2(x, n, out); return; }
+  if (!portable && codecs_have_avx2()) { to_bf16_avx2(x, n, out); return; }
 #endif
   to_bf16_portable(x, n, out);
 }

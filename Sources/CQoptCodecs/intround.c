@@ -6,6 +6,7 @@
 #pragma clang fp contract(off)
 
 #include "CQoptCodecs.h"
+#include "cpu.h"
 #include "halffloat.h"
 
 #include <string.h>
@@ -151,35 +152,27 @@ QOPT_AVX2_FMA static void round_after_avx2(const float *w, size_t n, float s, fl
   }
   round_after_portable(w + i, n - i, s, plus, lo, hi, q + i);
 }
-
-static int use_avx2(void) {
-  static int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-  return cached;
-}
-#else
-static int use_avx2(void) { return 0; }
 #endif
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
 void qopt_int_range(const float *w, size_t n, float *lo, float *hi, int portable) {
 #if defined(__x86_64__)
-  if (!portable && use_avx2()) { range_avx2(w, n, lo, hi); return; }
+  if (!portable && codecs_have_avx2_fma()) { range_avx2(w, n, lo, hi); return; }
 #endif
   range_portable(w, n, lo, hi);
 }
 
 void qopt_int_round_clamp_before(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable) {
 #if defined(__x86_64__)
-  if (!portable && use_avx2()) { round_before_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
+  if (!portable && codecs_have_avx2_fma()) { round_before_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
 #endif
   round_before_portable(w, n, s, plus, lo, hi, q);
 }
 
 void qopt_int_round_clamp_after(const float *w, size_t n, float s, float plus, float lo, float hi, float wmax, int8_t *q, int portable) {
 #if defined(__x86_64__)
-  if (!portable && use_avx2()) { round_after_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
+  if (!portable && codecs_have_avx2_fma()) { round_after_avx2(w, n, s, plus, lo, hi, wmax, q); return; }
 #endif
   round_after_portable(w, n, s, plus, lo, hi, q);
 }
@@ -313,7 +306,7 @@ void qopt_int_rtn_sym_row(const float *w, size_t cols, size_t group, int bits, i
   const float maxq = (float)(1 << (bits - 1));
   size_t first = 0;
 #if defined(__x86_64__)
-  if (!portable && use_avx2() && group % 8 == 0 && group > 0 && bits <= 8) {
+  if (!portable && codecs_have_avx2_fma() && group % 8 == 0 && group > 0 && bits <= 8) {
     size_t full = cols / group;
     for (size_t g = 0; g < full; g += 8) {
       size_t count = full - g < 8 ? full - g : 8;

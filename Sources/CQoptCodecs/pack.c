@@ -3,6 +3,7 @@
 // The AVX2 body gives the portable body's bytes (the tests compare both).
 
 #include "CQoptCodecs.h"
+#include "cpu.h"
 
 #include <string.h>
 
@@ -56,24 +57,18 @@ __attribute__((target("avx2"))) static void unpack_int4_avx2(const uint8_t *pack
   }
   unpack_int4_portable(packed + i / 2, n - i, codes + i);
 }
-
-static int have_avx2(void) {
-  static int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-  return cached;
-}
 #endif
 
 void qopt_unpack_int4(const uint8_t *packed, size_t n, int8_t *codes, int portable) {
 #if defined(__x86_64__)
-  if (!portable && have_avx2()) { unpack_int4_avx2(packed, n, codes); return; }
+  if (!portable && codecs_have_avx2()) { unpack_int4_avx2(packed, n, codes); return; }
 #endif
   unpack_int4_portable(packed, n, codes);
 }
 
 void qopt_pack_int4(const int8_t *codes, size_t n, uint8_t *out, int portable) {
 #if defined(__x86_64__)
-  if (!portable && have_avx2()) { pack_int4_avx2(codes, n, out); return; }
+  if (!portable && codecs_have_avx2()) { pack_int4_avx2(codes, n, out); return; }
 #endif
   pack_int4_portable(codes, n, out);
 }
