@@ -1,6 +1,6 @@
-import Dispatch
 import QoptFormats
 import QoptIR
+import QoptSupport
 import Synchronization
 
 /// One tensor of a GGUF file to be written: its name, row-major shape (written reversed, in
@@ -46,12 +46,8 @@ package enum GGUFFileWriter {
   static let alignment = 32
 
   /// Tensors of at least this many elements are streamed one at a time with every thread;
-  /// smaller ones go to the threads whole, one tensor per thread at a time.
-  ///
-  /// Why: a model has hundreds of small tensors (a 135M model's k/v projections take a tenth of
-  /// a millisecond to encode), and splitting each one's rows across the threads put a join of
-  /// the threads after every tensor. Where a tensor's bytes come from does not depend on the
-  /// thread that encodes them, so the file is the same.
+  /// smaller ones go to the threads whole (`ItemThreads`). Where a tensor's bytes come from does
+  /// not depend on the thread that encodes them, so the file is the same.
   static let wholeTensorElements = 1 << 22
 
   package static func write(
@@ -112,24 +108,10 @@ package enum GGUFFileWriter {
       }
       Progress.shared.advance(bytes: count)
     }
-    let small = tensors.indices.filter {
-      threads > 1 && tensors[$0].shape.reduce(1, *) < wholeTensorElements
-    }
-    let smallSet = Set(small)
-    for i in tensors.indices where !smallSet.contains(i) { try streamOne(i, threads: threads) }
-    if !small.isEmpty {
-      let next = Atomic<Int>(0)
-      let failure = Mutex<(any Error)?>(nil)
-      nonisolated(unsafe) let one = streamOne
-      DispatchQueue.concurrentPerform(iterations: min(threads, small.count)) { _ in
-        while failure.withLock({ $0 == nil }) {
-          let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-          guard k < small.count else { return }
-          do { try one(small[k], 1) } catch { failure.withLock { if $0 == nil { $0 = error } } }
-        }
-      }
-      if let e = failure.withLock({ $0 }) { throw e }
-    }
+    try ItemThreads.run(
+      count: tensors.count, threads: threads,
+      isLarge: { tensors[$0].shape.reduce(1, *) >= wholeTensorElements }
+    ) { i, t in try streamOne(i, threads: t) }
     try out.setLength(base)  // the last tensor's padding
     try out.commit()
   }

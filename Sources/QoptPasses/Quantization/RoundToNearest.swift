@@ -1,5 +1,5 @@
-import Dispatch
 import QoptIR
+import QoptSupport
 import Synchronization
 
 /// `rtn`: round-to-nearest integer weight quantization, one scale per group of weights.
@@ -123,14 +123,11 @@ let roundToNearestPass = Pass(
 
 /// One plain integer weight of an `rtn` run, planned and waiting to be quantized.
 ///
-/// Why weights go together: a model has hundreds of weights, most of them small (a 135M
-/// model's k/v projections are 110 k values, a tenth of a millisecond of rounding), and
-/// splitting each one's rows across the threads put a join after every weight — `rtn` over the
-/// shared model ran at 1.5× on two threads. Each worker now takes whole weights under
-/// `wholeWeightValues`, the next one from a shared counter (larger ones still split their
-/// rows); a weight's codes do not depend on which thread rounds it (rows are independent), so
-/// the result is the same bytes. Weights wait in batches of about `batchValues` values, then
-/// are stored in their order.
+/// Weights are rounded a batch at a time by `ItemThreads`: small ones whole per thread, large
+/// ones split across the threads (before, every weight's rows were split, and `rtn` over the
+/// shared model ran at 1.5× on two threads, most of the rest joins). A weight's codes do not
+/// depend on which thread rounds it (rows are independent), so the result is the same bytes.
+/// Weights wait in batches of about `batchValues` values, then are stored in their order.
 package struct RTNJob: Sendable {
   /// Weight values quantized between two stores: about one large weight of an 8B model, so the
   /// codes held before the store (and its spill, out of core) takes them stay that size.
@@ -148,31 +145,21 @@ package struct RTNJob: Sendable {
     self.weight = weight
   }
 
-  /// Weights of at least this many values are rounded one at a time with every thread (one of
-  /// them alone would leave the other threads idle); smaller ones go to the threads whole.
+  /// Weights of at least this many values are rounded one at a time with every thread;
+  /// smaller ones go to the threads whole.
   package static let wholeWeightValues = 1 << 22
 
-  /// The quantized tensors of `jobs`, in order, made on up to `threads` workers.
+  /// The quantized tensors of `jobs`, in order, made on up to `threads` threads.
   package static func run(_ jobs: [RTNJob], threads: Int) -> [QuantizedTensor] {
-    let small = jobs.indices.filter { threads > 1 && jobs[$0].weight.count < wholeWeightValues }
     let done = Mutex<[Int: QuantizedTensor]>([:])
-    let smallSet = Set(small)
-    for i in jobs.indices where !smallSet.contains(i) {
-      let q = jobs[i].quantize(threads: threads)
+    ItemThreads.run(
+      count: jobs.count, threads: threads, isLarge: { jobs[$0].weight.count >= wholeWeightValues }
+    ) { i, t in
+      let q = jobs[i].quantize(threads: t)
+      // As `setWeight` would right after it: the source's decoded or mapped pages go now, not
+      // when the batch is done.
       jobs[i].weight.releasePages()
       done.withLock { $0[i] = q }
-    }
-    let next = Atomic<Int>(0)
-    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, small.count))) { _ in
-      while true {
-        let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard k < small.count else { return }
-        let q = jobs[small[k]].quantize(threads: 1)
-        // As `setWeight` would right after it: the source's decoded or mapped pages go now,
-        // not when the last weight is done.
-        jobs[small[k]].weight.releasePages()
-        done.withLock { $0[small[k]] = q }
-      }
     }
     return done.withLock { d in jobs.indices.map { d[$0]! } }  // safe: every index was filled
   }
